@@ -1,0 +1,35 @@
+# Quick start:  make train  (set up, train CartPole-v1 REINFORCE on 16 seeds)
+#               make test   (set up, run the test suite)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN ?= runs/cartpole-reinforce
+
+.PHONY: train test lint format bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/jaxpg train --env CartPole-v1 --algo reinforce --seeds 16 --out $(RUN)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check jaxpg tests benchmarks
+	$(BIN)/ruff check jaxpg tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format jaxpg tests benchmarks
+	$(BIN)/ruff check --fix jaxpg tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,59 @@
+"""jaxpg: policy-gradient reinforcement learning as pure JAX functions."""
+
+from jaxpg import presets
+from jaxpg.advantages import (
+    compute_advantages,
+    group_normalised,
+    leave_one_out,
+    mean_baseline,
+    no_baseline,
+    standardise,
+)
+from jaxpg.algorithms import Algorithm, TrainState
+from jaxpg.config import Config, Hyperparams
+from jaxpg.distributions import Categorical, DiagGaussian
+from jaxpg.losses import (
+    entropy_loss,
+    kl_estimate,
+    policy_gradient_loss,
+    ppo_clip_loss,
+    value_loss,
+)
+from jaxpg.returns import discounted_returns, generalized_advantage_estimation
+from jaxpg.train import (
+    TrainOutput,
+    evaluate,
+    make_algorithm,
+    make_train,
+    train_seeds,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Algorithm",
+    "Categorical",
+    "Config",
+    "DiagGaussian",
+    "Hyperparams",
+    "TrainOutput",
+    "TrainState",
+    "compute_advantages",
+    "discounted_returns",
+    "entropy_loss",
+    "evaluate",
+    "generalized_advantage_estimation",
+    "group_normalised",
+    "kl_estimate",
+    "leave_one_out",
+    "make_algorithm",
+    "make_train",
+    "mean_baseline",
+    "no_baseline",
+    "policy_gradient_loss",
+    "ppo_clip_loss",
+    "presets",
+    "standardise",
+    "train_seeds",
+    "value_loss",
+]

@@ -1,0 +1,170 @@
+r"""What every algorithm shares: the train state, the optimizer step, packing.
+
+An algorithm is a pair of pure functions, as in optax:
+``state = algo.init(key)`` and ``state, metrics = algo.update(state)``. A
+research stack can drive ``update`` itself, vmap it, or scan it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxpg.batching import any_across
+from jaxpg.config import Config, Hyperparams
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training; a pytree (vmap it over seeds).
+
+    Attributes:
+      params: ``{"policy": ..., ["critic": ...]}``.
+      opt_state: optax state of :func:`make_optimizer`'s transformation.
+      env_state: ``[B]`` env states (plus jaxpg's time-limit counter if any).
+      obs: ``[B, *O]`` current observations.
+      key: PRNG key, split once per update.
+      hparams: sweepable scalars (see :class:`jaxpg.config.Hyperparams`).
+      update_idx: ``[]`` int32, updates done.
+      env_steps: ``[]`` int32, real transitions that fed the gradient so far.
+    """
+
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: Array
+    key: Array
+    hparams: Hyperparams
+    update_idx: Array
+    env_steps: Array
+
+
+class Algorithm(NamedTuple):
+    """``init(key, hparams=None) -> TrainState``; ``update(state) -> (state,
+    metrics)`` with scalar metrics."""
+
+    init: Callable[..., TrainState]
+    update: Callable[[TrainState], tuple[TrainState, dict[str, Array]]]
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    """Adam's moment scaling, after global-norm clipping when configured.
+
+    The learning rate is applied in :func:`apply_gradients` from the traced
+    ``hparams.lr``, so it can be vmapped over.
+    """
+    parts = []
+    if cfg.max_grad_norm is not None:
+        parts.append(optax.clip_by_global_norm(cfg.max_grad_norm))
+    parts.append(optax.scale_by_adam(eps=1e-5))
+    return optax.chain(*parts)
+
+
+def apply_gradients(
+    tx: optax.GradientTransformation,
+    params: Any,
+    opt_state: Any,
+    grads: Any,
+    lr: Array,
+    skip: Array | bool = False,
+) -> tuple[Any, Any, dict[str, Array]]:
+    """One descent step that refuses non-finite gradients.
+
+    A diverging run (NaN or inf in the gradient) keeps its previous parameters
+    and optimizer state and reports ``nonfinite = 1``; under ``vmap`` the other
+    seeds are unaffected either way. ``skip`` (a traced bool) also keeps them,
+    for an update that collected no data.
+
+    Returns ``(params, opt_state, {"grad_norm", "nonfinite"})``.
+    """
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(grad_norm)
+    take = finite & ~jnp.asarray(skip)
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    new_params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+    keep = lambda new, old: jax.tree.map(  # noqa: E731
+        lambda a, b: jnp.where(take, a, b), new, old
+    )
+    metrics = {"grad_norm": grad_norm, "nonfinite": (~finite).astype(jnp.float32)}
+    return keep(new_params, params), keep(new_opt_state, opt_state), metrics
+
+
+def pack_rows(mask: Array, chunk: int, **arrays: Array) -> tuple[dict, Array]:
+    """Move the valid rows of ``[L, B, ...]`` arrays to the front of ``[R, ...]``.
+
+    ``R = L * B`` rounded up to a multiple of ``chunk``; the order of valid rows
+    is kept. Returns ``(packed, count)`` with ``count`` the number of valid rows.
+    """
+    flat_mask = mask.reshape(-1)
+    size = flat_mask.shape[0]
+    rows = -(-size // chunk) * chunk
+    valid = flat_mask > 0
+    dest = jnp.where(valid, jnp.cumsum(valid) - 1, rows)
+    packed = {}
+    for name, x in arrays.items():
+        flat = x.reshape((size, *x.shape[2:]))
+        out = jnp.zeros((rows, *x.shape[2:]), x.dtype)
+        packed[name] = out.at[dest].set(flat, mode="drop")
+    return packed, jnp.sum(valid).astype(jnp.int32)
+
+
+def chunked_grad(
+    loss_fn: Callable[[Any, dict, Array], tuple[Array, dict[str, Array]]],
+    params: Any,
+    packed: dict,
+    count: Array,
+    chunk: int,
+) -> tuple[Any, dict[str, Array]]:
+    r"""Sum of ``grad(loss_fn)`` over the chunks that hold valid rows.
+
+    ``loss_fn(params, rows, row_mask)`` must be a *sum* over rows (a loss that
+    is linear in its rows), so the chunks add up to the loss of the whole
+    batch; only ``ceil(count / chunk)`` chunks are computed (a
+    ``lax.while_loop``), so padding costs no forward or backward pass.
+
+    Returns ``(grads, aux)`` with ``aux`` the summed auxiliary outputs.
+    """
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+    num_chunks = (count + chunk - 1) // chunk
+    zero_aux = jax.tree.map(
+        jnp.zeros_like,
+        jax.eval_shape(
+            lambda: loss_fn(params, _slice(packed, 0, chunk), jnp.ones((chunk,)))[1]
+        ),
+    )
+
+    def body(carry):
+        i, grads, aux = carry
+        rows = _slice(packed, i * chunk, chunk)
+        row_mask = ((i * chunk + jnp.arange(chunk)) < count).astype(jnp.float32)
+        g, a = grad_fn(params, rows, row_mask)
+        return (
+            i + 1,
+            jax.tree.map(jnp.add, grads, g),
+            jax.tree.map(jnp.add, aux, a),
+        )
+
+    init = (jnp.int32(0), jax.tree.map(jnp.zeros_like, params), zero_aux)
+    _, grads, aux = jax.lax.while_loop(
+        lambda c: any_across(c[0] < num_chunks), body, init
+    )
+    return grads, aux
+
+
+def _slice(packed: dict, start: Array | int, size: int) -> dict:
+    return {
+        k: jax.lax.dynamic_slice_in_dim(v, start, size, axis=0)
+        for k, v in packed.items()
+    }
+
+
+def nan_if_empty(total: Array, count: Array) -> Array:
+    """``total / count``, NaN when ``count == 0``."""
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)

@@ -1,0 +1,200 @@
+r"""Configuration: a frozen, validated dataclass plus the traced hyperparameters.
+
+What changes shapes or control flow (env, algorithm, sizes, network) is static
+and lives in :class:`Config`. What a user may sweep (learning rate, ``γ``,
+coefficients, clip ``ε``, GAE ``λ``) is also collected in :class:`Hyperparams`,
+a pytree of scalars carried in the train state, so ``jax.vmap`` can batch runs
+over settings inside one compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxpg.advantages import BASELINES
+from jaxpg.envs import known_envs
+from jaxpg.networks import ACTIVATIONS
+
+ALGOS = ("reinforce", "a2c", "ppo")
+CUSTOM_ENV = "custom"
+
+
+class Hyperparams(NamedTuple):
+    """Sweepable scalars (float32 arrays; a leading axis batches settings)."""
+
+    lr: jax.Array
+    gamma: jax.Array
+    ent_coef: jax.Array
+    vf_coef: jax.Array
+    gae_lambda: jax.Array
+    clip_eps: jax.Array
+
+
+def _fail(field: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"Config.{field}={value!r} is invalid: {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    r"""Everything that defines a training run.
+
+    Attributes:
+      env: a gymnax environment name, or ``"custom"`` when the environment is
+        passed to :func:`jaxpg.make_train` as ``env=``.
+      algo: ``"reinforce"``, ``"a2c"`` or ``"ppo"``.
+      baseline: REINFORCE's baseline, one of ``none, mean, standardise, loo,
+        group, value`` (see :mod:`jaxpg.advantages`); ignored by a2c/ppo, which
+        always use a learned critic with GAE.
+      num_envs: ``B``, parallel environments per seed.
+      total_steps: env-step budget per seed. The run makes
+        ``total_steps // (num_envs * rollout_steps)`` updates.
+      rollout_steps: a2c/ppo: the window length ``T`` of each update.
+        reinforce: episodes that *start* within the first ``rollout_steps``
+        steps of an update are run to their end (complete episodes only).
+      gamma: discount ``γ ∈ [0, 1]``.
+      lr: Adam learning rate ``> 0``.
+      hidden: widths of the MLP torso (policy and critic).
+      activation: one of ``tanh, relu, gelu, silu``.
+      ent_coef: entropy bonus coefficient ``≥ 0``.
+      vf_coef: value-loss coefficient ``≥ 0`` (critic algorithms).
+      gae_lambda: GAE ``λ ∈ [0, 1]`` (a2c, ppo).
+      clip_eps: PPO ratio clip ``ε > 0``.
+      num_epochs: PPO epochs over each rollout.
+      num_minibatches: PPO minibatches per epoch; must divide
+        ``num_envs * rollout_steps``.
+      clip_value: PPO value clipping with ``clip_eps``.
+      max_grad_norm: clip gradients by global norm; ``None`` disables.
+      max_episode_steps: a time limit jaxpg enforces (truncation); required when
+        the env has no ``max_steps_in_episode`` of its own.
+      init_log_std: initial ``log σ`` of the Gaussian head (continuous actions).
+    """
+
+    env: str = "CartPole-v1"
+    algo: str = "reinforce"
+    baseline: str = "standardise"
+    num_envs: int = 16
+    total_steps: int = 200_000
+    rollout_steps: int = 32
+    gamma: float = 0.99
+    lr: float = 3e-3
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    clip_value: bool = False
+    max_grad_norm: float | None = None
+    max_episode_steps: int | None = None
+    init_log_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.env, str) or (
+            self.env != CUSTOM_ENV and self.env not in known_envs()
+        ):
+            _fail(
+                "env",
+                self.env,
+                f"allowed: {', '.join(known_envs())}, or '{CUSTOM_ENV}' with "
+                "make_train(cfg, env=...)",
+            )
+        if self.algo not in ALGOS:
+            _fail("algo", self.algo, f"allowed: {', '.join(ALGOS)}")
+        baselines = (*BASELINES, "value")
+        if self.baseline not in baselines:
+            _fail("baseline", self.baseline, f"allowed: {', '.join(baselines)}")
+        if self.activation not in ACTIVATIONS:
+            _fail("activation", self.activation, f"allowed: {', '.join(ACTIVATIONS)}")
+        for name in ("num_envs", "total_steps", "rollout_steps", "num_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                _fail(name, value, "must be a positive integer")
+        if (
+            isinstance(self.num_minibatches, bool)
+            or not isinstance(self.num_minibatches, int)
+            or self.num_minibatches <= 0
+        ):
+            _fail("num_minibatches", self.num_minibatches, "must be a positive integer")
+        if self.algo == "ppo" and (self.num_envs * self.rollout_steps) % (
+            self.num_minibatches
+        ):
+            _fail(
+                "num_minibatches",
+                self.num_minibatches,
+                f"must divide num_envs * rollout_steps = "
+                f"{self.num_envs * self.rollout_steps}",
+            )
+        if self.total_steps < self.num_envs * self.rollout_steps:
+            _fail(
+                "total_steps",
+                self.total_steps,
+                f"must be at least num_envs * rollout_steps = "
+                f"{self.num_envs * self.rollout_steps} (one update)",
+            )
+        _check_range("gamma", self.gamma, 0.0, 1.0)
+        _check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        _check_positive("lr", self.lr)
+        _check_positive("clip_eps", self.clip_eps)
+        for name in ("ent_coef", "vf_coef"):
+            value = getattr(self, name)
+            if not _is_real(value) or not value >= 0:
+                _fail(name, value, "must be a finite number >= 0")
+        if self.max_grad_norm is not None:
+            _check_positive("max_grad_norm", self.max_grad_norm)
+        if self.max_episode_steps is not None and (
+            not isinstance(self.max_episode_steps, int) or self.max_episode_steps <= 0
+        ):
+            _fail("max_episode_steps", self.max_episode_steps, "positive int or None")
+        hidden = self.hidden
+        if not isinstance(hidden, tuple) or not all(
+            isinstance(h, int) and h > 0 for h in hidden
+        ):
+            _fail("hidden", hidden, "must be a tuple of positive ints, e.g. (64, 64)")
+        if not _is_real(self.init_log_std):
+            _fail("init_log_std", self.init_log_std, "must be a finite number")
+
+    @property
+    def num_updates(self) -> int:
+        """Updates per run: ``total_steps // (num_envs * rollout_steps)``."""
+        return self.total_steps // (self.num_envs * self.rollout_steps)
+
+    def hyperparams(self) -> Hyperparams:
+        """The sweepable scalars of this config as float32 arrays."""
+        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        return Hyperparams(
+            lr=f(self.lr),
+            gamma=f(self.gamma),
+            ent_coef=f(self.ent_coef),
+            vf_coef=f(self.vf_coef),
+            gae_lambda=f(self.gae_lambda),
+            clip_eps=f(self.clip_eps),
+        )
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _is_real(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and value == value
+        and abs(value) != float("inf")
+    )
+
+
+def _check_range(name: str, value: Any, lo: float, hi: float) -> None:
+    if not _is_real(value) or not lo <= value <= hi:
+        _fail(name, value, f"must be a number in [{lo}, {hi}]")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if not _is_real(value) or not value > 0:
+        _fail(name, value, "must be a finite number > 0")

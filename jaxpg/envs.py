@@ -1,0 +1,93 @@
+r"""Environments: build gymnax environments by name and read their spaces.
+
+Any object with the gymnax ≥ 1.0 ``Environment`` API works: ``reset(key,
+params) -> (obs, state)`` and ``step(key, state, action, params) -> (obs, state,
+reward, terminated, truncated, info)`` with automatic reset and
+``info["final_observation"]`` holding the observation before the reset.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import gymnax
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments import spaces
+
+
+class EnvSpec(NamedTuple):
+    """Static facts about an environment that shape the networks and buffers.
+
+    Attributes:
+      obs_shape: observation shape ``O`` (flattened by the policy).
+      discrete: True for a ``Discrete`` action space.
+      num_actions: ``A`` for discrete spaces; the action dimension ``D`` otherwise.
+      action_low: ``[D]`` lower bounds (continuous only, else ``None``).
+      action_high: ``[D]`` upper bounds (continuous only, else ``None``).
+      max_episode_steps: the time limit, or ``None`` when the env has none.
+    """
+
+    obs_shape: tuple[int, ...]
+    discrete: bool
+    num_actions: int
+    action_low: np.ndarray | None
+    action_high: np.ndarray | None
+    max_episode_steps: int | None
+
+
+def known_envs() -> tuple[str, ...]:
+    """Names accepted by ``Config(env=...)``: gymnax's registry."""
+    return tuple(gymnax.registered_envs)
+
+
+def make_env(name: str) -> tuple[Any, Any]:
+    """``(env, env_params)`` for a gymnax environment name.
+
+    Raises:
+      ValueError: ``name`` is not registered; the message lists the known names.
+    """
+    if name not in gymnax.registered_envs:
+        raise ValueError(
+            f"env={name!r} is not a known gymnax environment; known: "
+            f"{', '.join(known_envs())} (or pass env=<gymnax Environment>)"
+        )
+    return gymnax.make(name)
+
+
+def env_spec(env: Any, env_params: Any) -> EnvSpec:
+    """Read the observation/action spaces and the time limit of ``env``.
+
+    Raises:
+      TypeError: the action space is neither ``Discrete`` nor ``Box``.
+    """
+    obs_space = env.observation_space(env_params)
+    obs_shape = tuple(int(d) for d in obs_space.shape)
+    act_space = env.action_space(env_params)
+    max_steps = getattr(env_params, "max_steps_in_episode", None)
+    max_steps = None if max_steps is None else int(max_steps)
+    if isinstance(act_space, spaces.Discrete) or hasattr(act_space, "n"):
+        return EnvSpec(obs_shape, True, int(act_space.n), None, None, max_steps)
+    if isinstance(act_space, spaces.Box) or hasattr(act_space, "low"):
+        shape = tuple(act_space.shape) or (1,)
+        dim = int(math.prod(shape))
+        low = np.broadcast_to(np.asarray(act_space.low, np.float32), shape).ravel()
+        high = np.broadcast_to(np.asarray(act_space.high, np.float32), shape).ravel()
+        return EnvSpec(obs_shape, False, dim, low, high, max_steps)
+    raise TypeError(
+        f"action space {act_space!r} is not supported: jaxpg handles Discrete "
+        "and Box spaces"
+    )
+
+
+def to_env_action(spec: EnvSpec, action: jnp.ndarray, env: Any, params: Any):
+    """Map a policy sample to what ``env.step`` takes: clip to the bounds and
+    restore the Box's shape (a scalar Box gets a scalar). Discrete passes."""
+    if spec.discrete:
+        return action
+    low = jnp.broadcast_to(jnp.asarray(spec.action_low), action.shape)
+    high = jnp.broadcast_to(jnp.asarray(spec.action_high), action.shape)
+    clipped = jnp.clip(action, low, high)
+    shape = tuple(env.action_space(params).shape)
+    return clipped.reshape(clipped.shape[:-1] + shape)

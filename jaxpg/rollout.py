@@ -1,0 +1,303 @@
+r"""Rollouts: vmapped environments stepped inside ``lax`` loops.
+
+Two schemes, both on-policy and both with gradients stopped (the loss recomputes
+log-probabilities from stored observations and actions):
+
+* :func:`collect_episodes` (REINFORCE). An update starts every env at an episode
+  boundary. An episode is *included* iff it starts before step
+  ``start_budget``; included episodes run to their end, other envs freeze. The
+  loop stops as soon as every included episode is done (``lax.while_loop``),
+  so no compute is spent on a fixed 500-step horizon when episodes last 20
+  steps, and every return is an exact Monte-Carlo return of a complete episode.
+  The inclusion rule looks only at the past, so included episodes are ordinary
+  samples of the current policy: with ``K`` included episodes per env,
+  ``E[Σ_k g(τ_k)] = E[K] ∇J`` (Wald's identity). Envs end each update at an
+  episode boundary, so the next update starts cleanly.
+* :func:`collect_window` (A2C, PPO). Fixed windows of ``T`` steps that stream
+  across updates (envs are not reset between updates); the window's end is a
+  cut, bootstrapped by the critic.
+
+Step ``t`` stores ``(s_t, a_t, r_t)`` and the flags of ``s_{t+1}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxpg.batching import any_across
+from jaxpg.envs import EnvSpec, to_env_action
+
+Array = jax.Array
+
+
+class EnvStepper(NamedTuple):
+    """Batched env functions closed over ``env``/``env_params``/time limit.
+
+    ``reset(key) -> (obs [B, *O], state)``;
+    ``step(key, state, action [B, ...]) -> (obs, state, reward [B], terminated [B],
+    truncated [B], final_obs [B, *O])``.
+    """
+
+    num_envs: int
+    reset: Callable[[Array], tuple[Array, Any]]
+    step: Callable[[Array, Any, Array], tuple[Array, Any, Array, Array, Array, Array]]
+
+
+class _LimitState(NamedTuple):
+    env_state: Any
+    elapsed: Array  # [B] int32, steps in the current episode
+
+
+def make_stepper(
+    env: Any,
+    env_params: Any,
+    spec: EnvSpec,
+    num_envs: int,
+    time_limit: int | None = None,
+) -> EnvStepper:
+    """Vectorise ``env`` over ``num_envs`` copies.
+
+    With ``time_limit`` jaxpg enforces its own truncation (and reset) after that
+    many steps; otherwise the env's own limit applies.
+    """
+
+    def reset_one(key):
+        return env.reset(key, env_params)
+
+    def step_one(key, state, action):
+        obs, state, reward, term, trunc, info = env.step(
+            key, state, to_env_action(spec, action, env, env_params), env_params
+        )
+        final_obs = (
+            info.get("final_observation", obs) if isinstance(info, dict) else obs
+        )
+        return (
+            obs,
+            state,
+            jnp.asarray(reward, jnp.float32),
+            jnp.asarray(term, jnp.bool_),
+            jnp.asarray(trunc, jnp.bool_),
+            final_obs,
+        )
+
+    v_reset = jax.vmap(reset_one)
+    v_step = jax.vmap(step_one)
+
+    def reset(key):
+        return v_reset(jax.random.split(key, num_envs))
+
+    def step(key, state, action):
+        return v_step(jax.random.split(key, num_envs), state, action)
+
+    if time_limit is None:
+        return EnvStepper(num_envs, reset, step)
+
+    def reset_limited(key):
+        obs, state = reset(key)
+        return obs, _LimitState(state, jnp.zeros((num_envs,), jnp.int32))
+
+    def step_limited(key, state, action):
+        key_step, key_reset = jax.random.split(key)
+        obs, env_state, reward, term, trunc, final_obs = step(
+            key_step, state.env_state, action
+        )
+        elapsed = jnp.where(term | trunc, 0, state.elapsed + 1)
+        cut = elapsed >= time_limit
+        trunc = trunc | cut
+        reset_obs, reset_state = v_reset(jax.random.split(key_reset, num_envs))
+        obs = _select(cut, reset_obs, obs)
+        env_state = _select(cut, reset_state, env_state)
+        elapsed = jnp.where(cut, 0, elapsed)
+        return obs, _LimitState(env_state, elapsed), reward, term, trunc, final_obs
+
+    return EnvStepper(num_envs, reset_limited, step_limited)
+
+
+def _select(pred: Array, on_true: Any, on_false: Any) -> Any:
+    """Per-env ``where`` over pytrees; ``pred`` is ``[B]``."""
+
+    def sel(a, b):
+        p = pred.reshape(pred.shape + (1,) * (a.ndim - 1))
+        return jnp.where(p, a, b)
+
+    return jax.tree.map(sel, on_true, on_false)
+
+
+class EpisodeBatch(NamedTuple):
+    """Complete episodes in a ``[L, B]`` buffer (``L`` = buffer length).
+
+    Attributes:
+      obs: ``[L, B, *O]`` observations ``s_t``.
+      actions: ``[L, B]`` int or ``[L, B, D]`` float (unclipped samples).
+      rewards: ``[L, B]`` float, 0 on padding.
+      dones: ``[L, B]`` float, 1 where ``s_{t+1}`` ends the episode (or padding).
+      mask: ``[L, B]`` float, 1 for steps of included episodes.
+      episode_start: ``[L, B]`` float, 1 at the first step of an included episode.
+      num_steps: ``[]`` int32, loop iterations run (a bound on valid ``t``).
+      episode_return_sum: ``[]`` float, undiscounted returns of included episodes.
+      episode_length_sum: ``[]`` float, their lengths.
+      num_episodes: ``[]`` float, how many.
+    """
+
+    obs: Array
+    actions: Array
+    rewards: Array
+    dones: Array
+    mask: Array
+    episode_start: Array
+    num_steps: Array
+    episode_return_sum: Array
+    episode_length_sum: Array
+    num_episodes: Array
+
+
+def action_template(spec: EnvSpec) -> tuple[tuple[int, ...], Any]:
+    """Per-env action shape and dtype."""
+    if spec.discrete:
+        return (), jnp.int32
+    return (spec.num_actions,), jnp.float32
+
+
+def collect_episodes(
+    key: Array,
+    stepper: EnvStepper,
+    policy_apply: Callable,
+    params: Any,
+    spec: EnvSpec,
+    env_state: Any,
+    obs: Array,
+    start_budget: int | Array,
+    buffer_len: int,
+) -> tuple[EpisodeBatch, Any, Array, Array]:
+    """Run included episodes to completion (see the module docstring).
+
+    Args:
+      key: PRNG key.
+      stepper: batched env of ``B`` copies, each at an episode boundary.
+      policy_apply: ``(params, obs [B, *O]) -> Distribution``.
+      params: policy parameters (not differentiated here).
+      spec: the env's :class:`EnvSpec`.
+      env_state, obs: ``[B]`` env states and ``[B, *O]`` observations.
+      start_budget: episodes starting at ``t < start_budget`` are included
+        (may be traced; 0 collects nothing).
+      buffer_len: ``L >= start_budget - 1 + longest episode``.
+
+    Returns:
+      ``(batch, env_state, obs, key)`` with envs again at episode boundaries.
+    """
+    num_envs = stepper.num_envs
+    act_shape, act_dtype = action_template(spec)
+    zeros = lambda shape, dtype=jnp.float32: jnp.zeros(  # noqa: E731
+        (buffer_len, num_envs, *shape), dtype
+    )
+    buffers = {
+        "obs": zeros(obs.shape[1:], obs.dtype),
+        "actions": zeros(act_shape, act_dtype),
+        "rewards": zeros(()),
+        "dones": jnp.ones((buffer_len, num_envs), jnp.float32),
+        "mask": zeros(()),
+        "episode_start": zeros(()),
+    }
+    f32 = jnp.float32
+    init = (
+        jnp.int32(0),
+        key,
+        env_state,
+        obs,
+        jnp.zeros((num_envs,), jnp.bool_),  # active: inside an included episode
+        jnp.zeros((num_envs,), f32),  # running undiscounted return
+        jnp.zeros((num_envs,), f32),  # running length
+        buffers,
+        jnp.zeros((3,), f32),  # return sum, length sum, episodes
+    )
+
+    def cond(carry):
+        t, active = carry[0], carry[4]
+        return (t < buffer_len) & any_across((t < start_budget) | jnp.any(active))
+
+    def body(carry):
+        t, key, state, obs, active, ep_ret, ep_len, buf, stats = carry
+        key, key_act, key_env = jax.random.split(key, 3)
+        starting = (~active) & (t < start_budget)
+        active = active | starting
+        action = policy_apply(params, obs).sample(key_act)
+        next_obs, next_state, reward, term, trunc, _ = stepper.step(
+            key_env, state, action
+        )
+        done = term | trunc
+        m = active.astype(f32)
+        buf = {
+            "obs": buf["obs"].at[t].set(obs),
+            "actions": buf["actions"].at[t].set(action),
+            "rewards": buf["rewards"].at[t].set(reward * m),
+            "dones": buf["dones"].at[t].set(jnp.where(active, done, True).astype(f32)),
+            "mask": buf["mask"].at[t].set(m),
+            "episode_start": buf["episode_start"].at[t].set(starting.astype(f32)),
+        }
+        ep_ret = ep_ret + reward * m
+        ep_len = ep_len + m
+        finished = (active & done).astype(f32)
+        stats = stats + jnp.stack(
+            [
+                jnp.sum(ep_ret * finished),
+                jnp.sum(ep_len * finished),
+                jnp.sum(finished),
+            ]
+        )
+        ep_ret = ep_ret * (1.0 - finished)
+        ep_len = ep_len * (1.0 - finished)
+        # Frozen envs keep their state: they stay at an episode boundary.
+        state = _select(active, next_state, state)
+        obs = jnp.where(_expand(active, next_obs), next_obs, obs)
+        active = active & ~done
+        return t + 1, key, state, obs, active, ep_ret, ep_len, buf, stats
+
+    t, key, state, obs, _, _, _, buf, stats = jax.lax.while_loop(cond, body, init)
+    batch = EpisodeBatch(
+        num_steps=t,
+        episode_return_sum=stats[0],
+        episode_length_sum=stats[1],
+        num_episodes=stats[2],
+        **buf,
+    )
+    return batch, state, obs, key
+
+
+def _expand(pred: Array, like: Array) -> Array:
+    return pred.reshape(pred.shape + (1,) * (like.ndim - pred.ndim))
+
+
+def evaluate_episodes(
+    key: Array,
+    stepper: EnvStepper,
+    policy_apply: Callable,
+    params: Any,
+    horizon: int,
+    deterministic: bool = False,
+) -> Array:
+    """Undiscounted return of the first episode of each of ``B`` envs.
+
+    Runs ``horizon`` steps (the time limit); steps after an env's first episode
+    ends are ignored. Returns ``[B]`` float32.
+    """
+    key_reset, key = jax.random.split(key)
+    obs, state = stepper.reset(key_reset)
+    num_envs = stepper.num_envs
+
+    def body(carry, key_t):
+        obs, state, alive, total = carry
+        key_act, key_env = jax.random.split(key_t)
+        dist = policy_apply(params, obs)
+        action = dist.mode() if deterministic else dist.sample(key_act)
+        obs, state, reward, term, trunc, _ = stepper.step(key_env, state, action)
+        total = total + reward * alive
+        alive = alive * (1.0 - (term | trunc).astype(jnp.float32))
+        return (obs, state, alive, total), None
+
+    init = (obs, state, jnp.ones((num_envs,)), jnp.zeros((num_envs,)))
+    (_, _, _, total), _ = jax.lax.scan(body, init, jax.random.split(key, horizon))
+    return total
