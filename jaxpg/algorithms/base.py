@@ -47,11 +47,19 @@ class TrainState:
 
 
 class Algorithm(NamedTuple):
-    """``init(key, hparams=None) -> TrainState``; ``update(state) -> (state,
-    metrics)`` with scalar metrics."""
+    """A pair of pure functions, plus the gradient estimator they use.
+
+    Attributes:
+      init: ``init(key, hparams=None) -> TrainState``.
+      update: ``update(state) -> (state, metrics)`` with scalar metrics.
+      estimate: ``estimate(state) -> (grads, metrics, state)``: collect data and
+        return the gradient of the loss (what ``update`` descends) without
+        applying it; the returned state has advanced its env and key only.
+    """
 
     init: Callable[..., TrainState]
     update: Callable[[TrainState], tuple[TrainState, dict[str, Array]]]
+    estimate: Callable[[TrainState], tuple[Any, dict[str, Array], TrainState]]
 
 
 def make_optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -77,18 +85,20 @@ def apply_gradients(
 ) -> tuple[Any, Any, dict[str, Array]]:
     """One descent step that refuses non-finite gradients.
 
-    A diverging run (NaN or inf in the gradient) keeps its previous parameters
+    A diverging run (NaN or inf in the gradient or the new parameters) keeps its previous parameters
     and optimizer state and reports ``nonfinite = 1``; under ``vmap`` the other
     seeds are unaffected either way. ``skip`` (a traced bool) also keeps them,
     for an update that collected no data.
 
     Returns ``(params, opt_state, {"grad_norm", "nonfinite"})``.
     """
-    grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(grad_norm)
-    take = finite & ~jnp.asarray(skip)
+    grad_norm = optax.tree.norm(grads)
     updates, new_opt_state = tx.update(grads, opt_state, params)
     new_params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+    # Both checks: a finite gradient can still give non-finite parameters
+    # (an overflowing step, a NaN learning rate in a sweep).
+    finite = jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(new_params))
+    take = finite & ~jnp.asarray(skip)
     keep = lambda new, old: jax.tree.map(  # noqa: E731
         lambda a, b: jnp.where(take, a, b), new, old
     )

@@ -98,7 +98,7 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
         )
         return loss, {"pg_loss": pg, "entropy": entropy, "value_loss": value_loss}
 
-    def update(state: TrainState) -> tuple[TrainState, dict[str, Array]]:
+    def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:
         hp = state.hparams
         key, key_rollout = jax.random.split(state.key)
         # Once the step budget is spent, updates collect nothing and change
@@ -134,9 +134,6 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
             return chunk_loss(params, {**rows, "hparams": hp}, row_mask, num_valid)
 
         grads, aux = chunked_grad(loss_fn, state.params, packed, count, chunk)
-        params, opt_state, opt_metrics = apply_gradients(
-            tx, state.params, state.opt_state, grads, hp.lr, skip=count == 0
-        )
         env_steps = state.env_steps + count
         metrics = {
             "episode_return": nan_if_empty(
@@ -153,19 +150,28 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
             "pg_loss": aux["pg_loss"],
             "entropy": aux["entropy"] / num_valid,
             "mean_return": masked_mean(returns, mask),
-            **opt_metrics,
+            "collected": count.astype(jnp.float32),
         }
         if use_critic:
             metrics["value_loss"] = aux["value_loss"] / num_valid
         new_state = state.replace(
-            params=params,
-            opt_state=opt_state,
-            env_state=env_state,
-            obs=obs,
-            key=key,
-            update_idx=state.update_idx + 1,
-            env_steps=env_steps,
+            env_state=env_state, obs=obs, key=key, env_steps=env_steps
         )
-        return new_state, metrics
+        return grads, metrics, new_state
 
-    return Algorithm(init, update)
+    def update(state: TrainState) -> tuple[TrainState, dict[str, Array]]:
+        grads, metrics, state = estimate(state)
+        params, opt_state, opt_metrics = apply_gradients(
+            tx,
+            state.params,
+            state.opt_state,
+            grads,
+            state.hparams.lr,
+            skip=metrics.pop("collected") == 0,
+        )
+        state = state.replace(
+            params=params, opt_state=opt_state, update_idx=state.update_idx + 1
+        )
+        return state, {**metrics, **opt_metrics}
+
+    return Algorithm(init, update, estimate)
