@@ -46,7 +46,11 @@ GROUP_STD_EPS = 1e-6
 
 def _masked_mean_std(x: Array, mask: Array) -> tuple[Array, Array]:
     n = jnp.maximum(mask.sum(), 1.0)
-    mean = jnp.sum(x * mask) / n
+    # Shift by a valid entry: equal entries then give exactly their value as the
+    # mean and a std of exactly 0 (a float32 mean of equal values can be off by an
+    # ulp, and the std guards would divide that noise by eps into ±1).
+    shift = x.ravel()[jnp.argmax(mask.ravel() > 0)]
+    mean = shift + jnp.sum((x - shift) * mask) / n
     var = jnp.sum(jnp.square(x - mean) * mask) / n
     return mean, jnp.sqrt(var)
 

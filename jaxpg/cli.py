@@ -51,6 +51,13 @@ _OVERRIDES = {
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
 
+_DESCRIPTION = """\
+Train --seeds independent runs (seed i uses jax.random.key(i)) in one compiled
+program, evaluate each final policy on --eval-episodes fresh episodes, print a
+summary (per seed, then the IQM over seeds with a 95% bootstrap CI, env steps/s,
+compile and run time) and write metrics.json and learning_curve.png to --out.
+"""
+
 _EXAMPLES = """\
 examples:
   jaxpg train                                  # CartPole-v1 REINFORCE preset, 16 seeds
@@ -58,7 +65,7 @@ examples:
   jaxpg train --no-preset --baseline loo --lr 0.005 --hidden 32,32 --out runs/loo
 
 Options left out come from the preset of (--env, --algo) when one exists,
-otherwise from jaxpg.Config's defaults (shown below as 'Config: ...').
+otherwise from jaxpg.Config's defaults (both shown above).
 Presets: {presets}.
 """
 
@@ -70,6 +77,21 @@ def _hidden(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a comma-separated list of ints, e.g. 64,64"
         ) from None
+
+
+def _default_text(field: str) -> str:
+    """``(default: ...)`` for a Config field: the default env/algo preset's
+    value when it differs from Config's."""
+    base = _show(_DEFAULTS[field])
+    if ("CartPole-v1", "reinforce") in presets.names():
+        tuned = _show(getattr(presets.get("CartPole-v1", "reinforce"), field))
+        if tuned != base:
+            return f"(default: {tuned} in the CartPole-v1 preset, else {base})"
+    return f"(default: {base})"
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,17 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train seeds, evaluate them, write metrics.json and a learning curve",
-        description=(
-            "Train --seeds independent runs (seed i uses jax.random.key(i)) in "
-            "one compiled program, evaluate each final policy on "
-            "--eval-episodes fresh episodes, print a summary (IQM over seeds "
-            "with a 95% bootstrap CI) and write metrics.json and "
-            "learning_curve.png to --out."
-        ),
+        description=_DESCRIPTION,
         epilog=_EXAMPLES.format(presets=known or "none"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d = _DEFAULTS
+    d = _default_text
     train.add_argument(
         "--env",
         default="CartPole-v1",
@@ -109,50 +125,46 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--baseline",
         choices=(*BASELINES, "value"),
-        help=f"REINFORCE baseline; ignored by a2c/ppo (Config: {d['baseline']})",
+        help=f"REINFORCE baseline; ignored by a2c/ppo {d('baseline')}",
     )
     train.add_argument(
         "--seeds",
         type=int,
         default=16,
+        metavar="S",
         help="number of seeds, trained together (default: %(default)s)",
     )
     train.add_argument(
         "--steps",
         type=int,
         metavar="N",
-        help=f"env-step budget per seed, total_steps (Config: {d['total_steps']})",
+        help=f"env-step budget per seed, total_steps {d('total_steps')}",
     )
-    train.add_argument(
-        "--lr", type=float, help=f"Adam learning rate (Config: {d['lr']})"
-    )
+    train.add_argument("--lr", type=float, help=f"Adam learning rate {d('lr')}")
     train.add_argument(
         "--num-envs",
         type=int,
         metavar="B",
-        help=f"parallel environments per seed (Config: {d['num_envs']})",
+        help=f"parallel environments per seed {d('num_envs')}",
     )
     train.add_argument(
         "--rollout-steps",
         type=int,
         metavar="T",
         help="steps per update window; reinforce: episodes starting in the "
-        f"first T steps run to their end (Config: {d['rollout_steps']})",
+        f"first T steps run to their end {d('rollout_steps')}",
     )
-    train.add_argument(
-        "--gamma", type=float, help=f"discount in [0, 1] (Config: {d['gamma']})"
-    )
+    train.add_argument("--gamma", type=float, help=f"discount in [0, 1] {d('gamma')}")
     train.add_argument(
         "--ent-coef",
         type=float,
-        help=f"entropy bonus coefficient >= 0 (Config: {d['ent_coef']})",
+        help=f"entropy bonus coefficient >= 0 {d('ent_coef')}",
     )
     train.add_argument(
         "--hidden",
         type=_hidden,
         metavar="W,W",
-        help="MLP hidden widths, comma-separated (Config: "
-        f"{','.join(map(str, d['hidden']))})",
+        help=f"MLP hidden widths, comma-separated {d('hidden')}",
     )
     train.add_argument(
         "--eval-episodes",

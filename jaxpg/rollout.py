@@ -301,3 +301,82 @@ def evaluate_episodes(
     init = (obs, state, jnp.ones((num_envs,)), jnp.zeros((num_envs,)))
     (_, _, _, total), _ = jax.lax.scan(body, init, jax.random.split(key, horizon))
     return total
+
+
+class Window(NamedTuple):
+    r"""A fixed window of ``T`` steps from ``B`` streaming envs.
+
+    Attributes:
+      obs: ``[T, B, *O]`` observations ``s_t``.
+      actions: ``[T, B]`` int or ``[T, B, D]`` float (unclipped samples).
+      log_probs: ``[T, B]`` :math:`\log\pi_{old}(a_t|s_t)` at collection.
+      rewards: ``[T, B]`` float.
+      terminated: ``[T, B]`` float, ``s_{t+1}`` is terminal.
+      truncated: ``[T, B]`` float, the episode was cut after step ``t``.
+      final_obs: ``[T, B, *O]`` the real ``s_{t+1}`` (before any reset).
+      episode_return_sum, num_episodes, episode_length_sum: ``[]`` float, over
+        the episodes that ended inside the window.
+    """
+
+    obs: Array
+    actions: Array
+    log_probs: Array
+    rewards: Array
+    terminated: Array
+    truncated: Array
+    final_obs: Array
+    episode_return_sum: Array
+    num_episodes: Array
+    episode_length_sum: Array
+
+
+def collect_window(
+    key: Array,
+    stepper: EnvStepper,
+    policy_apply: Callable,
+    params: Any,
+    env_state: Any,
+    obs: Array,
+    episode: Array,
+    length: int,
+) -> tuple[Window, Any, Array, Array]:
+    """Step ``B`` envs for ``length`` steps (a ``lax.scan``), streaming.
+
+    Args:
+      episode: ``[2, B]`` running return and length of the current episodes.
+
+    Returns:
+      ``(window, env_state, obs, episode)`` to carry into the next update.
+    """
+
+    def body(carry, key_t):
+        state, obs, episode = carry
+        key_act, key_env = jax.random.split(key_t)
+        dist = policy_apply(params, obs)
+        action = dist.sample(key_act)
+        log_prob = dist.log_prob(action)
+        next_obs, state, reward, term, trunc, final_obs = stepper.step(
+            key_env, state, action
+        )
+        done = (term | trunc).astype(jnp.float32)
+        ret, lng = episode[0] + reward, episode[1] + 1.0
+        ended = jnp.stack([jnp.sum(ret * done), jnp.sum(done), jnp.sum(lng * done)])
+        episode = jnp.stack([ret * (1.0 - done), lng * (1.0 - done)])
+        out = (
+            obs,
+            action,
+            log_prob,
+            reward,
+            term.astype(jnp.float32),
+            trunc.astype(jnp.float32),
+            final_obs,
+            ended,
+        )
+        return (state, next_obs, episode), out
+
+    keys = jax.random.split(key, length)
+    (env_state, obs, episode), out = jax.lax.scan(body, (env_state, obs, episode), keys)
+    *arrays, ended = out
+    totals = ended.sum(0)
+    window = Window(*arrays, totals[0], totals[1], totals[2])
+    return window, env_state, obs, episode

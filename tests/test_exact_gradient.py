@@ -106,7 +106,7 @@ def _z_scores(samples, exact):
     return (mean - exact) / se
 
 
-@pytest.mark.parametrize("baseline", ["none", "loo"])
+@pytest.mark.parametrize("baseline", ["none", "loo", "value"])
 def test_unbiased_baselines_match_exact_gradient(mdp, baseline):
     """E[ĝ] = ∇J within 4 standard errors on every coordinate."""
     samples, exact = _estimates(mdp, baseline)

@@ -34,6 +34,8 @@ class TrainState:
       hparams: sweepable scalars (see :class:`jaxpg.config.Hyperparams`).
       update_idx: ``[]`` int32, updates done.
       env_steps: ``[]`` int32, real transitions that fed the gradient so far.
+      episode: ``[2, B]`` float32, the running return and length of each env's
+        current episode (windowed rollouts carry episodes across updates).
     """
 
     params: Any
@@ -44,6 +46,7 @@ class TrainState:
     hparams: Hyperparams
     update_idx: Array
     env_steps: Array
+    episode: Array
 
 
 class Algorithm(NamedTuple):

@@ -79,6 +79,7 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
             hparams=hparams,
             update_idx=jnp.int32(0),
             env_steps=jnp.int32(0),
+            episode=jnp.zeros((2, cfg.num_envs), jnp.float32),
         )
 
     def chunk_loss(params: Any, rows: dict, row_mask: Array, num_valid: Array):
