@@ -1,0 +1,10 @@
+"""Suite-wide configuration: loaded by pytest before any test module.
+
+The whole suite runs with ``jax_numpy_rank_promotion="raise"``: an implicit
+broadcast between arrays of different ranks (``[T] + [T, B]``) is an error, not
+a silent bug (the practice of equinox's test suite).
+"""
+
+import jax
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
