@@ -64,7 +64,7 @@ class Critic(NamedTuple):
 
 def _flatten(obs: Array, obs_shape: tuple[int, ...]) -> Array:
     batch = obs.shape[: obs.ndim - len(obs_shape)]
-    return obs.reshape(batch + (math.prod(obs_shape),)).astype(jnp.float32)
+    return obs.reshape((*batch, math.prod(obs_shape))).astype(jnp.float32)
 
 
 def make_policy(

@@ -61,7 +61,8 @@ def _params(algo, key):
     state = algo.init(key)
     leaves, tree = jax.tree.flatten(state.params)
     keys = jax.random.split(jax.random.key(7), len(leaves))
-    leaves = [x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    pairs = zip(leaves, keys, strict=True)
+    leaves = [x + jax.random.normal(k, x.shape) for x, k in pairs]
     return state.replace(params=jax.tree.unflatten(tree, leaves))
 
 

@@ -88,8 +88,9 @@ def apply_gradients(
 ) -> tuple[Any, Any, dict[str, Array]]:
     """One descent step that refuses non-finite gradients.
 
-    A diverging run (NaN or inf in the gradient or the new parameters) keeps its previous parameters
-    and optimizer state and reports ``nonfinite = 1``; under ``vmap`` the other
+    A diverging run (NaN or inf in the gradient or the new parameters) keeps
+    its previous parameters and optimizer state and reports ``nonfinite = 1``;
+    under ``vmap`` the other
     seeds are unaffected either way. ``skip`` (a traced bool) also keeps them,
     for an update that collected no data.
 
