@@ -326,7 +326,7 @@ def _train(cfg: Config, source: str, args: argparse.Namespace) -> None:
         },
         "device": device,
     }
-    (out / "metrics.json").write_text(json.dumps(record, indent=1, allow_nan=False))
+    (out / "metrics.json").write_text(json.dumps(record, allow_nan=False))
     plot_learning_curve(
         result.metrics["env_steps"],
         result.metrics["episode_return"],
@@ -353,7 +353,7 @@ def _json_array(x: Any) -> Any:
 
 def _device() -> str:
     devices = jax.devices()
-    return f"{len(devices)} x {devices[0].device_kind} ({devices[0].platform})"
+    return f"{devices[0].platform}: {len(devices)} x {devices[0].device_kind}"
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ _PRESETS: dict[tuple[str, str], dict] = {
         baseline="standardise",
     ),
     ("Acrobot-v1", "reinforce"): dict(
-        num_envs=16,
+        # Early episodes last the full 500 steps: one episode per env per
+        # update keeps the number of updates up.
+        num_envs=8,
         total_steps=300_000,
-        rollout_steps=32,
+        rollout_steps=1,
         gamma=0.99,
         lr=1e-2,
         baseline="standardise",
