@@ -50,8 +50,14 @@ class Config:
         group, value`` (see :mod:`jaxpg.advantages`); ignored by a2c/ppo, which
         always use a learned critic with GAE.
       num_envs: ``B``, parallel environments per seed.
-      total_steps: env-step budget per seed. The run makes
-        ``total_steps // (num_envs * rollout_steps)`` updates.
+      total_steps: env-step budget per seed. a2c/ppo make exactly
+        ``num_updates = total_steps // (num_envs * rollout_steps)`` updates.
+        reinforce collects at least ``num_envs * rollout_steps`` steps per
+        update (more while episodes are long), so ``num_updates`` is an upper
+        bound: once ``total_steps`` real steps are collected the remaining
+        updates are empty (NaN ``episode_return``, flat ``env_steps``) and cost
+        next to nothing. The budget is then exceeded by at most the episodes
+        of the last update.
       rollout_steps: a2c/ppo: the window length ``T`` of each update.
         reinforce: episodes that *start* within the first ``rollout_steps``
         steps of an update are run to their end (complete episodes only).

@@ -103,7 +103,8 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
         hp = state.hparams
         key, key_rollout = jax.random.split(state.key)
         # Once the step budget is spent, updates collect nothing and change
-        # nothing (a static number of updates, an exact step budget).
+        # nothing: the number of updates is static, the budget a minimum (the
+        # last update finishes the episodes it started).
         in_budget = state.env_steps < cfg.total_steps
         batch, env_state, obs, _ = collect_episodes(
             key_rollout,
