@@ -1,5 +1,17 @@
 """jaxpg: policy-gradient reinforcement learning as pure JAX functions."""
 
+import os as _os
+
+# XLA's multi-threaded Eigen pool on CPU can wedge (every worker idle, the
+# caller blocked forever) on vmapped programs with while loops, jaxpg's
+# multi-seed training among them. Single-threaded Eigen avoids it at little
+# cost for these small matrices. Set before JAX starts its CPU backend; a user
+# who sets xla_cpu_multi_thread_eigen in XLA_FLAGS keeps their choice.
+if "xla_cpu_multi_thread_eigen" not in _os.environ.get("XLA_FLAGS", ""):
+    _os.environ["XLA_FLAGS"] = (
+        _os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    ).strip()
+
 from jaxpg import presets
 from jaxpg.advantages import (
     compute_advantages,

@@ -7,4 +7,6 @@ a silent bug (the practice of equinox's test suite).
 
 import jax
 
+import jaxpg  # noqa: F401  (sets XLA_FLAGS before the backend starts)
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
