@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -239,8 +240,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 2
+    _enable_compilation_cache()
     _train(cfg, source, args)
     return 0
+
+
+def _enable_compilation_cache() -> None:
+    """Keep compiled programs on disk (``$JAXPG_CACHE_DIR``, default
+    ``~/.cache/jaxpg/xla``; empty disables): a repeated command skips XLA's
+    compile. The first run of a configuration still compiles in full."""
+    path = os.environ.get("JAXPG_CACHE_DIR", str(Path.home() / ".cache/jaxpg/xla"))
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
 
 
 def _train(cfg: Config, source: str, args: argparse.Namespace) -> None:
@@ -251,8 +262,9 @@ def _train(cfg: Config, source: str, args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / f"{cfg.env}-{cfg.algo}"
     num_seeds = args.seeds
     print(f"jaxpg {jaxpg.__version__}  {cfg.env} / {cfg.algo}  ({source})")
+    bound = "up to " if cfg.algo == "reinforce" else ""
     print(
-        f"  {num_seeds} seeds x {cfg.total_steps:,} steps, {cfg.num_updates} "
+        f"  {num_seeds} seeds x {cfg.total_steps:,} steps, {bound}{cfg.num_updates} "
         f"updates of {cfg.num_envs} envs x {cfg.rollout_steps} steps; "
         f"lr={cfg.lr} gamma={cfg.gamma} baseline={cfg.baseline} "
         f"hidden={cfg.hidden}"

@@ -5,8 +5,12 @@ broadcast between arrays of different ranks (``[T] + [T, B]``) is an error, not
 a silent bug (the practice of equinox's test suite).
 """
 
+import os
+
 import jax
 
 import jaxpg  # noqa: F401  (sets XLA_FLAGS before the backend starts)
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# The CLI's on-disk compilation cache stays off in tests (no state between runs).
+os.environ["JAXPG_CACHE_DIR"] = ""
