@@ -32,7 +32,14 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 
 
 class MLP(nn.Module):
-    """Fully connected torso plus a linear head of ``out`` units."""
+    """Fully connected torso plus a linear head of ``out`` units.
+
+    Weights are drawn from scaled normals (variance ``gain² / fan_in``): gain
+    ``√2`` in the torso, ``head_scale`` in the head (0.01 makes the initial
+    policy near uniform). Orthogonal init would need a QR decomposition, a
+    LAPACK call that XLA's CPU runtime can deadlock on when it is vmapped over
+    many seeds; scaled normals need none and train the same here.
+    """
 
     hidden: Sequence[int]
     out: int
@@ -43,9 +50,12 @@ class MLP(nn.Module):
     def __call__(self, x: Array) -> Array:
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(2**0.5))(x))
-        init = nn.initializers.orthogonal(self.head_scale)
-        return nn.Dense(self.out, kernel_init=init)(x)
+            x = act(nn.Dense(width, kernel_init=_scaled_normal(2**0.5))(x))
+        return nn.Dense(self.out, kernel_init=_scaled_normal(self.head_scale))(x)
+
+
+def _scaled_normal(gain: float):
+    return nn.initializers.variance_scaling(gain**2, "fan_in", "normal")
 
 
 class Policy(NamedTuple):
