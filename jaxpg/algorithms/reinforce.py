@@ -153,6 +153,10 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
             "entropy": aux["entropy"] / num_valid,
             "mean_return": masked_mean(returns, mask),
             "collected": count.astype(jnp.float32),
+            # Fraction of the env slots stepped in this update that fed the
+            # gradient (the rest idled while the longest episode finished).
+            "utilisation": count
+            / jnp.maximum(batch.num_steps * cfg.num_envs, 1).astype(jnp.float32),
         }
         if use_critic:
             metrics["value_loss"] = aux["value_loss"] / num_valid

@@ -1,0 +1,446 @@
+"""Training throughput of jaxpg's REINFORCE against the rollout ceiling.
+
+What is measured, for each seed count ``S`` (``--seeds``), in one process:
+
+* **Training.** ``jax.jit(jax.vmap(jaxpg.make_train(cfg), axis_name=SEED_AXIS))``
+  applied to ``jaxpg.train.seed_keys(S)``, with ``cfg`` the ``CartPole-v1``
+  REINFORCE preset (``--steps`` overrides ``total_steps`` per seed,
+  ``--num-envs`` the envs per seed). The function is lowered and compiled
+  explicitly (``.lower(...).compile()``), and compile time is reported apart from
+  run time. Run time is the median of ``--repeats`` calls of the compiled
+  executable (after ``--warmup`` untimed calls), each ended by
+  ``block_until_ready``. Throughput counts only env steps that fed the gradient:
+  the sum over seeds of ``metrics["env_steps"][:, -1]``.
+* **Ceiling.** A jitted ``lax.scan`` of ``T`` steps of: the same policy's forward
+  pass (``jaxpg.networks.make_policy``) and action sampling, then one step of the
+  same vmapped env (``jaxpg.rollout.make_stepper``), and nothing else; the one-seed
+  scan is vmapped over the seeds with the same axis name, so it runs at the same
+  batch ``S x num_envs``. Parameters and env states are made outside the timed
+  call. ``T`` is calibrated so that a call takes about as long as a training
+  run. Throughput is ``S * num_envs * T`` over the median run time.
+* **Ratio** = training steps/s / ceiling steps/s, both taken in the same run.
+* With ``--torch-json`` pointing to an existing file written by
+  ``benchmarks/torch_reinforce.py`` (its ``steps_per_second``: the textbook
+  one-env PyTorch loop), the speed-up of jaxpg training over it.
+
+On a CPU with few cores, and with other processes running, absolute numbers
+move from run to run; the ratios from one run are what to compare. The script
+makes no CPU-only assumption: on a GPU it measures the default device.
+
+Usage::
+
+    python benchmarks/throughput.py --seeds 1,16,256 \\
+        --torch-json benchmarks/results/torch_reinforce.json
+
+Writes ``benchmarks/results/throughput_<platform>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jaxlib
+import numpy as np
+
+import jaxpg
+from jaxpg.batching import SEED_AXIS
+from jaxpg.config import Config
+from jaxpg.networks import make_policy
+from jaxpg.rollout import make_stepper
+from jaxpg.train import resolve_env, seed_keys
+
+Array = jax.Array
+
+ENV = "CartPole-v1"
+ALGO = "reinforce"
+RESULTS = Path(__file__).resolve().parent / "results"
+# Default total_steps per seed, by seed count: each training call a few seconds
+# on a 2-core CPU.
+DEFAULT_STEPS = {1: 100_000, 16: 50_000, 256: 5_000}
+CALIBRATION_LENGTH = 64
+MAX_REPEATS = 50
+
+
+def default_steps(num_seeds: int) -> int:
+    """Steps per seed when ``--steps`` is not given."""
+    for seeds in sorted(DEFAULT_STEPS):
+        if num_seeds <= seeds:
+            return DEFAULT_STEPS[seeds]
+    return DEFAULT_STEPS[max(DEFAULT_STEPS)]
+
+
+def time_calls(
+    fn: Callable[[], Any], repeats: int, warmup: int, min_total_s: float = 0.0
+) -> tuple[float, list[float]]:
+    """Median wall time of ``fn()`` (blocked until ready) and all timings.
+
+    Runs ``warmup`` untimed calls, then at least ``repeats`` timed ones, more
+    (up to ``MAX_REPEATS``) while their total is under ``min_total_s``.
+    """
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times: list[float] = []
+    while len(times) < repeats or (
+        sum(times) < min_total_s and len(times) < MAX_REPEATS
+    ):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def compile_timed(jitted: Any, *args: Any) -> tuple[Any, float, float]:
+    """``(executable, lower_s, compile_s)`` for ``jitted`` at ``args``."""
+    start = time.perf_counter()
+    lowered = jitted.lower(*args)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    return compiled, lowered_at - start, time.perf_counter() - lowered_at
+
+
+def measure_training(
+    cfg: Config, num_seeds: int, repeats: int, warmup: int, min_total_s: float
+) -> dict[str, Any]:
+    """Compile and time ``jit(vmap(make_train(cfg)))`` over ``num_seeds`` seeds.
+
+    The first call (its output gives the step count) is one of the ``warmup``
+    calls.
+    """
+    train = jax.jit(jax.vmap(jaxpg.make_train(cfg), axis_name=SEED_AXIS))
+    keys = seed_keys(num_seeds)
+    compiled, lower_s, compile_s = compile_timed(train, keys)
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(keys))
+    first_s = time.perf_counter() - start
+    run_s, times = time_calls(
+        lambda: compiled(keys), repeats, max(warmup - 1, 0), min_total_s
+    )
+    metrics = jax.tree.map(np.asarray, out.metrics)
+    env_steps = int(metrics["env_steps"][:, -1].astype(np.int64).sum())
+    lengths = metrics["episode_length"]
+    returns = metrics["episode_return"]
+    active = metrics["num_episodes"] > 0
+    last = returns[:, -1] if np.isfinite(returns[:, -1]).all() else None
+    return {
+        "lower_s": lower_s,
+        "compile_s": compile_s,
+        "first_run_s": first_s,
+        "run_s": run_s,
+        "run_times_s": times,
+        "env_steps": env_steps,
+        "steps_per_second": env_steps / run_s,
+        "num_updates": cfg.num_updates,
+        "updates_with_data_per_seed": float(active.sum(1).mean()),
+        "mean_episode_length": float(np.nanmean(lengths)),
+        "final_return_mean": None if last is None else float(last.mean()),
+    }
+
+
+def make_ceiling(
+    cfg: Config, length: int
+) -> tuple[Callable[[Array], Any], Callable[..., Any]]:
+    """``(init, run)``: one seed's inputs, and ``length`` bare rollout steps.
+
+    ``run(params, obs, env_state, key)`` scans policy forward + sample + vmapped
+    env step over ``cfg.num_envs`` envs and returns the final carry.
+    """
+    env, env_params, spec = resolve_env(cfg)
+    stepper = make_stepper(env, env_params, spec, cfg.num_envs, cfg.max_episode_steps)
+    policy = make_policy(spec, cfg.hidden, cfg.activation, cfg.init_log_std)
+
+    def init(key: Array) -> tuple[Any, Array, Any, Array]:
+        key, key_policy, key_env = jax.random.split(key, 3)
+        obs, env_state = stepper.reset(key_env)
+        return policy.init(key_policy), obs, env_state, key
+
+    def run(params: Any, obs: Array, env_state: Any, key: Array) -> Any:
+        def body(carry: Any, _: None) -> tuple[Any, None]:
+            key, obs, env_state = carry
+            key, key_act, key_env = jax.random.split(key, 3)
+            action = policy.apply(params, obs).sample(key_act)
+            obs, env_state, *_ = stepper.step(key_env, env_state, action)
+            return (key, obs, env_state), None
+
+        carry, _ = jax.lax.scan(body, (key, obs, env_state), None, length=length)
+        return carry
+
+    return init, run
+
+
+def measure_ceiling(
+    cfg: Config,
+    num_seeds: int,
+    target_s: float,
+    repeats: int,
+    warmup: int,
+    min_total_s: float,
+    max_length: int,
+) -> dict[str, Any]:
+    """Time the ceiling at ``S x num_envs``, with ``T`` sized to ``target_s``."""
+    init, _ = make_ceiling(cfg, 1)
+    inputs = jax.block_until_ready(jax.jit(jax.vmap(init))(seed_keys(num_seeds)))
+
+    def build(length: int) -> tuple[Any, float, float]:
+        _, run = make_ceiling(cfg, length)
+        jitted = jax.jit(jax.vmap(run, axis_name=SEED_AXIS))
+        return compile_timed(jitted, *inputs)
+
+    probe, _, _ = build(CALIBRATION_LENGTH)
+    probe_s, _ = time_calls(lambda: probe(*inputs), 3, 1)
+    per_step = probe_s / CALIBRATION_LENGTH
+    length = int(min(max(target_s / per_step, CALIBRATION_LENGTH), max_length))
+    compiled, lower_s, compile_s = build(length)
+    run_s, times = time_calls(lambda: compiled(*inputs), repeats, warmup, min_total_s)
+    env_steps = num_seeds * cfg.num_envs * length
+    return {
+        "length": length,
+        "lower_s": lower_s,
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "run_times_s": times,
+        "env_steps": env_steps,
+        "steps_per_second": env_steps / run_s,
+    }
+
+
+def cpu_model() -> str:
+    """The first ``model name`` of ``/proc/cpuinfo`` (or ``platform``'s guess)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Versions, device and host facts recorded with the results."""
+    device = jax.devices()[0]
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
+        "jaxpg_version": jaxpg.__version__,
+        "python_version": platform.python_version(),
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def read_torch(path: Path | None) -> dict[str, Any] | None:
+    """The PyTorch baseline's record, if the file exists."""
+    if path is None or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if "steps_per_second" not in record:
+        return None
+    return {
+        "path": str(path),
+        "steps_per_second": float(record["steps_per_second"]),
+        "cpu": record.get("cpu"),
+        "threads": record.get("threads"),
+        "torch_version": record.get("torch_version"),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """A markdown table of the rows, plus the setup it was measured on."""
+    env = result["environment"]
+    torch = result["torch"]
+    head = [
+        "seeds",
+        "envs",
+        "steps/seed",
+        "train steps/s",
+        "ceiling steps/s",
+        "ratio",
+        "train compile s",
+        "ceiling compile s",
+        "train run s",
+        "ceiling T",
+        "mean ep. len",
+    ]
+    if torch is not None:
+        head.append("x PyTorch")
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---:" for _ in head) + "|",
+    ]
+    for row in result["rows"]:
+        train, ceiling = row["training"], row["ceiling"]
+        cells = [
+            str(row["seeds"]),
+            str(row["num_envs"]),
+            f"{row['total_steps']:,}",
+            f"{train['steps_per_second']:,.0f}",
+            f"{ceiling['steps_per_second']:,.0f}",
+            f"{row['ratio']:.3f}",
+            f"{train['lower_s'] + train['compile_s']:.2f}",
+            f"{ceiling['lower_s'] + ceiling['compile_s']:.2f}",
+            f"{train['run_s']:.2f}",
+            str(ceiling["length"]),
+            f"{train['mean_episode_length']:.0f}",
+        ]
+        if torch is not None:
+            cells.append(f"{row['speedup_vs_torch']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        "",
+        f"{ENV}, {ALGO} preset; {env['platform']} ({env['device_kind']}), "
+        f"{env['cpu_model']}, {env['cpu_count']} cores; jax {env['jax_version']}; "
+        f"{env['date']}.",
+        f"Run times: median of >= {result['settings']['repeats']} calls "
+        f"(>= {result['settings']['min_time_s']} s in all); "
+        "compile = lower + compile. XLA_FLAGS: "
+        f"`{env['xla_flags'] or '(none)'}`.",
+        "Ratio = training / ceiling (same process, same batch seeds x envs).",
+    ]
+    if torch is not None:
+        notes.append(
+            f"PyTorch textbook loop: {torch['steps_per_second']:,.0f} steps/s "
+            f"({torch['path']})."
+        )
+    return "\n".join(lines + notes) + "\n"
+
+
+def parse_ints(text: str) -> list[int]:
+    """``"1,16,256"`` -> ``[1, 16, 256]``."""
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print the table, write JSON and markdown."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seeds", default="1,16,256", help="seed counts, e.g. 1,16")
+    parser.add_argument(
+        "--steps",
+        default=None,
+        help="total_steps per seed: one value, or one per seed count "
+        f"(default {DEFAULT_STEPS})",
+    )
+    parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        default=1.0,
+        help="repeat timed calls until they add up to this many seconds",
+    )
+    parser.add_argument(
+        "--max-ceiling-length",
+        type=int,
+        default=100_000,
+        help="upper bound on the ceiling's scan length T",
+    )
+    parser.add_argument(
+        "--torch-json",
+        type=Path,
+        default=RESULTS / "torch_reinforce.json",
+        help="PyTorch baseline record (ignored if missing)",
+    )
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    seeds = parse_ints(args.seeds)
+    if args.steps is None:
+        steps = [default_steps(s) for s in seeds]
+    else:
+        steps = parse_ints(args.steps)
+        steps = steps * len(seeds) if len(steps) == 1 else steps
+        if len(steps) != len(seeds):
+            parser.error("--steps needs one value or one per seed count")
+    torch = read_torch(args.torch_json)
+    base = jaxpg.presets.get(ENV, ALGO).replace(num_envs=args.num_envs)
+
+    rows = []
+    for num_seeds, total_steps in zip(seeds, steps, strict=True):
+        cfg = base.replace(total_steps=total_steps)
+        print(f"seeds={num_seeds} total_steps={total_steps} ...", flush=True)
+        training = measure_training(
+            cfg, num_seeds, args.repeats, args.warmup, args.min_time
+        )
+        ceiling = measure_ceiling(
+            cfg,
+            num_seeds,
+            training["run_s"],
+            args.repeats,
+            args.warmup,
+            args.min_time,
+            args.max_ceiling_length,
+        )
+        ratio = training["steps_per_second"] / ceiling["steps_per_second"]
+        row = {
+            "seeds": num_seeds,
+            "num_envs": cfg.num_envs,
+            "total_steps": total_steps,
+            "training": training,
+            "ceiling": ceiling,
+            "ratio": ratio,
+        }
+        if torch is not None:
+            row["speedup_vs_torch"] = (
+                training["steps_per_second"] / torch["steps_per_second"]
+            )
+        rows.append(row)
+        print(
+            f"  train {training['steps_per_second']:,.0f} steps/s "
+            f"(compile {training['lower_s'] + training['compile_s']:.2f}s, "
+            f"run {training['run_s']:.2f}s); ceiling "
+            f"{ceiling['steps_per_second']:,.0f} steps/s "
+            f"(T={ceiling['length']}); ratio {ratio:.3f}",
+            flush=True,
+        )
+
+    result = {
+        "benchmark": "throughput",
+        "env": ENV,
+        "algo": ALGO,
+        "config": {
+            k: v
+            for k, v in base.__dict__.items()
+            if isinstance(v, int | float | str | tuple | type(None))
+        },
+        "settings": {
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "min_time_s": args.min_time,
+        },
+        "environment": environment(),
+        "torch": torch,
+        "rows": rows,
+    }
+    table = markdown(result)
+    print()
+    print(table)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"throughput_{result['environment']['platform']}"
+    (args.out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out_dir / f"{name}.md").write_text(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()
