@@ -249,6 +249,15 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _relative(path: Path) -> str:
+    """``path`` relative to the repository when inside it (no machine paths in
+    the published results)."""
+    try:
+        return str(path.resolve().relative_to(RESULTS.resolve().parents[1]))
+    except ValueError:
+        return path.name
+
+
 def read_torch(path: Path | None) -> dict[str, Any] | None:
     """The PyTorch baseline's record, if the file exists."""
     if path is None or not path.is_file():
@@ -257,7 +266,7 @@ def read_torch(path: Path | None) -> dict[str, Any] | None:
     if "steps_per_second" not in record:
         return None
     return {
-        "path": str(path),
+        "path": _relative(path),
         "steps_per_second": float(record["steps_per_second"]),
         "cpu": record.get("cpu"),
         "threads": record.get("threads"),
