@@ -54,6 +54,9 @@ def test_output_shapes_and_step_counts(tiny_out):
     assert np.all(per_update[per_update > 0] >= TINY.num_envs * TINY.rollout_steps)
     lengths = np.asarray(m["episode_length"]) * np.asarray(m["num_episodes"])
     np.testing.assert_allclose(per_update, np.nan_to_num(lengths), rtol=1e-6)
+    # Utilisation: the collected steps over the env slots this seed stepped.
+    util = np.asarray(m["utilisation"])[per_update > 0]
+    assert np.all((util > 0) & (util <= 1))
 
 
 def test_train_seeds_matches_individual_runs(tiny_train):

@@ -29,6 +29,7 @@ from jaxpg.algorithms.base import (
     Algorithm,
     TrainState,
     apply_gradients,
+    make_init,
     make_optimizer,
     nan_if_empty,
 )
@@ -64,22 +65,7 @@ def make_actor_critic(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algori
     num_samples = cfg.num_envs * cfg.rollout_steps
     minibatch = num_samples // num_minibatches
 
-    def init(key: Array, hparams: Hyperparams | None = None) -> TrainState:
-        hparams = cfg.hyperparams() if hparams is None else hparams
-        key, key_policy, key_critic, key_env = jax.random.split(key, 4)
-        params = {"policy": policy.init(key_policy), "critic": critic.init(key_critic)}
-        obs, env_state = stepper.reset(key_env)
-        return TrainState(
-            params=params,
-            opt_state=tx.init(params),
-            env_state=env_state,
-            obs=obs,
-            key=key,
-            hparams=hparams,
-            update_idx=jnp.int32(0),
-            env_steps=jnp.int32(0),
-            episode=jnp.zeros((2, cfg.num_envs), jnp.float32),
-        )
+    init = make_init(cfg, policy, critic, tx, stepper)
 
     def loss_fn(params: Any, mb: Samples, hp: Hyperparams):
         dist = policy.apply(params["policy"], mb.obs)

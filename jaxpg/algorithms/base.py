@@ -65,6 +65,39 @@ class Algorithm(NamedTuple):
     estimate: Callable[[TrainState], tuple[Any, dict[str, Array], TrainState]]
 
 
+def make_init(
+    cfg: Config,
+    policy: Any,
+    critic: Any | None,
+    tx: optax.GradientTransformation,
+    stepper: Any,
+) -> Callable[..., TrainState]:
+    """``init(key, hparams=None) -> TrainState``: fresh networks (the critic
+    only when given), optimizer state and envs reset; the key is split into
+    named subkeys, each used once."""
+
+    def init(key: Array, hparams: Hyperparams | None = None) -> TrainState:
+        hparams = cfg.hyperparams() if hparams is None else hparams
+        key, key_policy, key_critic, key_env = jax.random.split(key, 4)
+        params = {"policy": policy.init(key_policy)}
+        if critic is not None:
+            params["critic"] = critic.init(key_critic)
+        obs, env_state = stepper.reset(key_env)
+        return TrainState(
+            params=params,
+            opt_state=tx.init(params),
+            env_state=env_state,
+            obs=obs,
+            key=key,
+            hparams=hparams,
+            update_idx=jnp.int32(0),
+            env_steps=jnp.int32(0),
+            episode=jnp.zeros((2, cfg.num_envs), jnp.float32),
+        )
+
+    return init
+
+
 def make_optimizer(cfg: Config) -> optax.GradientTransformation:
     """Adam's moment scaling, after global-norm clipping when configured.
 

@@ -33,11 +33,12 @@ from jaxpg.algorithms.base import (
     TrainState,
     apply_gradients,
     chunked_grad,
+    make_init,
     make_optimizer,
     nan_if_empty,
     pack_rows,
 )
-from jaxpg.config import Config, Hyperparams
+from jaxpg.config import Config
 from jaxpg.envs import EnvSpec
 from jaxpg.losses import masked_mean
 from jaxpg.networks import make_critic, make_policy
@@ -63,24 +64,7 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
     chunk = cfg.num_envs * cfg.rollout_steps
     pg_norm = float(cfg.num_envs * cfg.rollout_steps)
 
-    def init(key: Array, hparams: Hyperparams | None = None) -> TrainState:
-        hparams = cfg.hyperparams() if hparams is None else hparams
-        key, key_policy, key_critic, key_env = jax.random.split(key, 4)
-        params = {"policy": policy.init(key_policy)}
-        if use_critic:
-            params["critic"] = critic.init(key_critic)
-        obs, env_state = stepper.reset(key_env)
-        return TrainState(
-            params=params,
-            opt_state=tx.init(params),
-            env_state=env_state,
-            obs=obs,
-            key=key,
-            hparams=hparams,
-            update_idx=jnp.int32(0),
-            env_steps=jnp.int32(0),
-            episode=jnp.zeros((2, cfg.num_envs), jnp.float32),
-        )
+    init = make_init(cfg, policy, critic, tx, stepper)
 
     def chunk_loss(params: Any, rows: dict, row_mask: Array, num_valid: Array):
         dist = policy.apply(params["policy"], rows["obs"])
@@ -137,6 +121,10 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
 
         grads, aux = chunked_grad(loss_fn, state.params, packed, count, chunk)
         env_steps = state.env_steps + count
+        steps_with_data = jnp.any(mask > 0, axis=1)
+        own_steps = jnp.max(
+            jnp.where(steps_with_data, jnp.arange(1, mask.shape[0] + 1), 0)
+        ).astype(jnp.float32)
         metrics = {
             "episode_return": nan_if_empty(
                 batch.episode_return_sum, batch.num_episodes
@@ -155,8 +143,9 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
             "collected": count.astype(jnp.float32),
             # Fraction of the env slots stepped in this update that fed the
             # gradient (the rest idled while the longest episode finished).
-            "utilisation": count
-            / jnp.maximum(batch.num_steps * cfg.num_envs, 1).astype(jnp.float32),
+            # (This seed's own loop length: under a named vmap the loop runs
+            # until every seed is done, which must not change the metric.)
+            "utilisation": count / jnp.maximum(own_steps * cfg.num_envs, 1),
         }
         if use_critic:
             metrics["value_loss"] = aux["value_loss"] / num_valid
