@@ -7,10 +7,11 @@ What is measured, for each seed count ``S`` (``--seeds``), in one process:
   REINFORCE preset (``--steps`` overrides ``total_steps`` per seed,
   ``--num-envs`` the envs per seed). The function is lowered and compiled
   explicitly (``.lower(...).compile()``), and compile time is reported apart from
-  run time. Run time is the median of ``--repeats`` calls of the compiled
-  executable (after ``--warmup`` untimed calls), each ended by
-  ``block_until_ready``. Throughput counts only env steps that fed the gradient:
-  the sum over seeds of ``metrics["env_steps"][:, -1]``.
+  run time. Run time is the median of at least ``--repeats`` calls of the
+  compiled executable (after ``--warmup`` untimed calls, the first one
+  included), each ended by ``block_until_ready``. Throughput counts only env
+  steps that fed the gradient: the sum over seeds of
+  ``metrics["env_steps"][:, -1]``.
 * **Ceiling.** A jitted ``lax.scan`` of ``T`` steps of: the same policy's forward
   pass (``jaxpg.networks.make_policy``) and action sampling, then one step of the
   same vmapped env (``jaxpg.rollout.make_stepper``), and nothing else; the one-seed
@@ -18,14 +19,24 @@ What is measured, for each seed count ``S`` (``--seeds``), in one process:
   batch ``S x num_envs``. Parameters and env states are made outside the timed
   call. ``T`` is calibrated so that a call takes about as long as a training
   run. Throughput is ``S * num_envs * T`` over the median run time.
-* **Ratio** = training steps/s / ceiling steps/s, both taken in the same run.
+* **Ratio** = training steps/s / ceiling steps/s, both taken in the same run:
+  training and ceiling calls alternate, so both see the same background load;
+  the JSON also gives the median and range of the per-pair ratios.
+* **Rollout utilisation**, from the training metrics: the env steps that fed the
+  gradient over the env slots the episode loop stepped, per seed (a seed's
+  envs idle until its longest included episode ends) and for the whole batch
+  (under ``vmap`` the loop also runs until the slowest seed is done).
 * With ``--torch-json`` pointing to an existing file written by
   ``benchmarks/torch_reinforce.py`` (its ``steps_per_second``: the textbook
   one-env PyTorch loop), the speed-up of jaxpg training over it.
 
 On a CPU with few cores, and with other processes running, absolute numbers
-move from run to run; the ratios from one run are what to compare. The script
-makes no CPU-only assumption: on a GPU it measures the default device.
+move from run to run; the ratios from one run are what to compare. The
+training workload depends on how far the policy has learned (longer episodes,
+fewer idle env slots), so rows with different ``steps/seed`` are not
+comparable with each other; the mean episode length is reported with each row.
+The script makes no CPU-only assumption: on a GPU it measures the default
+device.
 
 Usage::
 
@@ -64,8 +75,8 @@ Array = jax.Array
 ENV = "CartPole-v1"
 ALGO = "reinforce"
 RESULTS = Path(__file__).resolve().parent / "results"
-# Default total_steps per seed, by seed count: each training call a few seconds
-# on a 2-core CPU.
+# Default total_steps per seed, by seed count: each training call takes a few
+# seconds on a 2-core CPU, the whole script about two minutes.
 DEFAULT_STEPS = {1: 100_000, 16: 50_000, 256: 5_000}
 CALIBRATION_LENGTH = 64
 MAX_REPEATS = 50
@@ -79,24 +90,31 @@ def default_steps(num_seeds: int) -> int:
     return DEFAULT_STEPS[max(DEFAULT_STEPS)]
 
 
-def time_calls(
-    fn: Callable[[], Any], repeats: int, warmup: int, min_total_s: float = 0.0
-) -> tuple[float, list[float]]:
-    """Median wall time of ``fn()`` (blocked until ready) and all timings.
+def time_interleaved(
+    calls: Sequence[Callable[[], Any]],
+    repeats: int,
+    warmup: int = 0,
+    min_total_s: float = 0.0,
+) -> list[list[float]]:
+    """Wall times of each ``call()`` (blocked until ready), taken in turns.
 
-    Runs ``warmup`` untimed calls, then at least ``repeats`` timed ones, more
-    (up to ``MAX_REPEATS``) while their total is under ``min_total_s``.
+    ``warmup`` untimed rounds, then rounds of one timed call each, at least
+    ``repeats`` of them and more (up to ``MAX_REPEATS``) until every call's
+    times add up to ``min_total_s``. Taking turns exposes every call to the
+    same background load, so ratios between them hold on a busy machine.
     """
     for _ in range(warmup):
-        jax.block_until_ready(fn())
-    times: list[float] = []
-    while len(times) < repeats or (
-        sum(times) < min_total_s and len(times) < MAX_REPEATS
+        for call in calls:
+            jax.block_until_ready(call())
+    times: list[list[float]] = [[] for _ in calls]
+    while len(times[0]) < repeats or (
+        min(sum(t) for t in times) < min_total_s and len(times[0]) < MAX_REPEATS
     ):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+        for call, record in zip(calls, times, strict=True):
+            start = time.perf_counter()
+            jax.block_until_ready(call())
+            record.append(time.perf_counter() - start)
+    return times
 
 
 def compile_timed(jitted: Any, *args: Any) -> tuple[Any, float, float]:
@@ -108,13 +126,37 @@ def compile_timed(jitted: Any, *args: Any) -> tuple[Any, float, float]:
     return compiled, lowered_at - start, time.perf_counter() - lowered_at
 
 
-def measure_training(
-    cfg: Config, num_seeds: int, repeats: int, warmup: int, min_total_s: float
-) -> dict[str, Any]:
-    """Compile and time ``jit(vmap(make_train(cfg)))`` over ``num_seeds`` seeds.
+def rollout_utilisation(
+    metrics: dict[str, np.ndarray], num_envs: int
+) -> tuple[float | None, float | None]:
+    """``(per seed, whole batch)`` fraction of stepped env slots that fed the
+    gradient, from the ``[S, U]`` metrics ``env_steps`` and ``utilisation``
+    (``None`` when the algorithm does not report ``utilisation``).
 
-    The first call (its output gives the step count) is one of the ``warmup``
-    calls.
+    A seed's loop length in an update is ``count / (utilisation * num_envs)``;
+    under ``vmap`` the loop runs for the longest of them, for every seed.
+    """
+    if "utilisation" not in metrics:
+        return None, None
+    count = np.diff(metrics["env_steps"], axis=1, prepend=0).astype(np.float64)
+    util = metrics["utilisation"].astype(np.float64)
+    used = (count > 0) & (util > 0)
+    own = np.where(used, count / np.where(used, util, 1.0) / num_envs, 0.0)
+    total = count[used].sum()
+    if total == 0:
+        return None, None
+    seed_slots = own.sum() * num_envs
+    batch_slots = own.max(axis=0).sum() * own.shape[0] * num_envs
+    return float(total / seed_slots), float(total / batch_slots)
+
+
+def prepare_training(
+    cfg: Config, num_seeds: int
+) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """Compile ``jit(vmap(make_train(cfg)))`` over ``num_seeds`` seeds, run it
+    once, and read what the run did from its metrics.
+
+    Returns ``(call, info)``: ``call()`` runs the compiled executable again.
     """
     train = jax.jit(jax.vmap(jaxpg.make_train(cfg), axis_name=SEED_AXIS))
     keys = seed_keys(num_seeds)
@@ -122,28 +164,26 @@ def measure_training(
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(keys))
     first_s = time.perf_counter() - start
-    run_s, times = time_calls(
-        lambda: compiled(keys), repeats, max(warmup - 1, 0), min_total_s
-    )
     metrics = jax.tree.map(np.asarray, out.metrics)
     env_steps = int(metrics["env_steps"][:, -1].astype(np.int64).sum())
-    lengths = metrics["episode_length"]
-    returns = metrics["episode_return"]
-    active = metrics["num_episodes"] > 0
-    last = returns[:, -1] if np.isfinite(returns[:, -1]).all() else None
-    return {
+    active = metrics["num_episodes"] > 0  # [S, U] updates that collected data
+    # Per seed, the mean return of the last update that collected data.
+    last = np.argmax(np.cumsum(active, axis=1), axis=1)
+    final = metrics["episode_return"][np.arange(num_seeds), last]
+    seed_util, batch_util = rollout_utilisation(metrics, cfg.num_envs)
+    info = {
         "lower_s": lower_s,
         "compile_s": compile_s,
         "first_run_s": first_s,
-        "run_s": run_s,
-        "run_times_s": times,
         "env_steps": env_steps,
-        "steps_per_second": env_steps / run_s,
         "num_updates": cfg.num_updates,
         "updates_with_data_per_seed": float(active.sum(1).mean()),
-        "mean_episode_length": float(np.nanmean(lengths)),
-        "final_return_mean": None if last is None else float(last.mean()),
+        "mean_episode_length": float(np.nanmean(metrics["episode_length"])),
+        "final_return_mean": float(np.nanmean(final)),
+        "rollout_utilisation_seed": seed_util,
+        "rollout_utilisation_batch": batch_util,
     }
+    return lambda: compiled(keys), info
 
 
 def make_ceiling(
@@ -177,16 +217,15 @@ def make_ceiling(
     return init, run
 
 
-def measure_ceiling(
-    cfg: Config,
-    num_seeds: int,
-    target_s: float,
-    repeats: int,
-    warmup: int,
-    min_total_s: float,
-    max_length: int,
-) -> dict[str, Any]:
-    """Time the ceiling at ``S x num_envs``, with ``T`` sized to ``target_s``."""
+def prepare_ceiling(
+    cfg: Config, num_seeds: int, target_s: float, max_length: int
+) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """Compile the ceiling at ``S x num_envs``, its ``T`` sized so that a call
+    takes about ``target_s`` (from a short probe scan).
+
+    Returns ``(call, info)``; parameters and env states are made here, outside
+    the timed call.
+    """
     init, _ = make_ceiling(cfg, 1)
     inputs = jax.block_until_ready(jax.jit(jax.vmap(init))(seed_keys(num_seeds)))
 
@@ -196,20 +235,57 @@ def measure_ceiling(
         return compile_timed(jitted, *inputs)
 
     probe, _, _ = build(CALIBRATION_LENGTH)
-    probe_s, _ = time_calls(lambda: probe(*inputs), 3, 1)
-    per_step = probe_s / CALIBRATION_LENGTH
+    (probe_times,) = time_interleaved([lambda: probe(*inputs)], 3, warmup=1)
+    per_step = statistics.median(probe_times) / CALIBRATION_LENGTH
     length = int(min(max(target_s / per_step, CALIBRATION_LENGTH), max_length))
     compiled, lower_s, compile_s = build(length)
-    run_s, times = time_calls(lambda: compiled(*inputs), repeats, warmup, min_total_s)
-    env_steps = num_seeds * cfg.num_envs * length
-    return {
+    info = {
         "length": length,
         "lower_s": lower_s,
         "compile_s": compile_s,
-        "run_s": run_s,
-        "run_times_s": times,
-        "env_steps": env_steps,
-        "steps_per_second": env_steps / run_s,
+        "env_steps": num_seeds * cfg.num_envs * length,
+    }
+    return lambda: compiled(*inputs), info
+
+
+def measure(
+    cfg: Config,
+    num_seeds: int,
+    repeats: int,
+    warmup: int,
+    min_total_s: float,
+    max_length: int,
+) -> dict[str, Any]:
+    """Training and ceiling at one seed count, timed in turns."""
+    train_call, training = prepare_training(cfg, num_seeds)
+    ceiling_call, ceiling = prepare_ceiling(
+        cfg, num_seeds, training["first_run_s"], max_length
+    )
+    # Warm-up: the training executable has run once already (its first call).
+    for _ in range(max(warmup - 1, 0)):
+        jax.block_until_ready(train_call())
+    for _ in range(warmup):
+        jax.block_until_ready(ceiling_call())
+    train_times, ceiling_times = time_interleaved(
+        [train_call, ceiling_call], repeats, min_total_s=min_total_s
+    )
+    for info, times in ((training, train_times), (ceiling, ceiling_times)):
+        info["run_s"] = statistics.median(times)
+        info["run_times_s"] = times
+        info["steps_per_second"] = info["env_steps"] / info["run_s"]
+    paired = [
+        (training["env_steps"] / t) / (ceiling["env_steps"] / c)
+        for t, c in zip(train_times, ceiling_times, strict=True)
+    ]
+    return {
+        "seeds": num_seeds,
+        "num_envs": cfg.num_envs,
+        "total_steps": cfg.total_steps,
+        "training": training,
+        "ceiling": ceiling,
+        "ratio": training["steps_per_second"] / ceiling["steps_per_second"],
+        "ratio_paired_median": statistics.median(paired),
+        "ratio_paired_min_max": [min(paired), max(paired)],
     }
 
 
@@ -274,6 +350,10 @@ def read_torch(path: Path | None) -> dict[str, Any] | None:
     }
 
 
+def _fraction(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """A markdown table of the rows, plus the setup it was measured on."""
     env = result["environment"]
@@ -285,11 +365,13 @@ def markdown(result: dict[str, Any]) -> str:
         "train steps/s",
         "ceiling steps/s",
         "ratio",
+        "pair range",
         "train compile s",
         "ceiling compile s",
         "train run s",
         "ceiling T",
         "mean ep. len",
+        "util. seed / batch",
     ]
     if torch is not None:
         head.append("x PyTorch")
@@ -306,25 +388,34 @@ def markdown(result: dict[str, Any]) -> str:
             f"{train['steps_per_second']:,.0f}",
             f"{ceiling['steps_per_second']:,.0f}",
             f"{row['ratio']:.3f}",
+            "{:.3f}-{:.3f}".format(*row["ratio_paired_min_max"]),
             f"{train['lower_s'] + train['compile_s']:.2f}",
             f"{ceiling['lower_s'] + ceiling['compile_s']:.2f}",
             f"{train['run_s']:.2f}",
             str(ceiling["length"]),
             f"{train['mean_episode_length']:.0f}",
+            f"{_fraction(train['rollout_utilisation_seed'])} / "
+            f"{_fraction(train['rollout_utilisation_batch'])}",
         ]
         if torch is not None:
             cells.append(f"{row['speedup_vs_torch']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
+    settings = result["settings"]
     notes = [
         "",
         f"{ENV}, {ALGO} preset; {env['platform']} ({env['device_kind']}), "
         f"{env['cpu_model']}, {env['cpu_count']} cores; jax {env['jax_version']}; "
         f"{env['date']}.",
-        f"Run times: median of >= {result['settings']['repeats']} calls "
-        f"(>= {result['settings']['min_time_s']} s in all); "
+        f"Run times: median of >= {settings['repeats']} calls "
+        f"(>= {settings['min_time_s']} s in all), training and ceiling in turns; "
         "compile = lower + compile. XLA_FLAGS: "
         f"`{env['xla_flags'] or '(none)'}`.",
-        "Ratio = training / ceiling (same process, same batch seeds x envs).",
+        "Ratio = training / ceiling (same process, same batch seeds x envs); "
+        "pair range: min-max of the ratio over consecutive pairs of calls.",
+        "Util. = env steps that fed the gradient / env slots the episode loop "
+        "stepped: per seed, and for the batch (the loop runs until every seed's "
+        "longest episode ends). Rows with different steps/seed sit at different "
+        "stages of learning (mean ep. len) and are not comparable.",
     ]
     if torch is not None:
         notes.append(
@@ -388,27 +479,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for num_seeds, total_steps in zip(seeds, steps, strict=True):
         cfg = base.replace(total_steps=total_steps)
         print(f"seeds={num_seeds} total_steps={total_steps} ...", flush=True)
-        training = measure_training(
-            cfg, num_seeds, args.repeats, args.warmup, args.min_time
-        )
-        ceiling = measure_ceiling(
+        row = measure(
             cfg,
             num_seeds,
-            training["run_s"],
             args.repeats,
             args.warmup,
             args.min_time,
             args.max_ceiling_length,
         )
-        ratio = training["steps_per_second"] / ceiling["steps_per_second"]
-        row = {
-            "seeds": num_seeds,
-            "num_envs": cfg.num_envs,
-            "total_steps": total_steps,
-            "training": training,
-            "ceiling": ceiling,
-            "ratio": ratio,
-        }
+        training, ceiling = row["training"], row["ceiling"]
         if torch is not None:
             row["speedup_vs_torch"] = (
                 training["steps_per_second"] / torch["steps_per_second"]
@@ -419,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"(compile {training['lower_s'] + training['compile_s']:.2f}s, "
             f"run {training['run_s']:.2f}s); ceiling "
             f"{ceiling['steps_per_second']:,.0f} steps/s "
-            f"(T={ceiling['length']}); ratio {ratio:.3f}",
+            f"(T={ceiling['length']}); ratio {row['ratio']:.3f}",
             flush=True,
         )
 
@@ -430,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "config": {
             k: v
             for k, v in base.__dict__.items()
-            if isinstance(v, int | float | str | tuple | type(None))
+            if k != "total_steps"  # per row
+            and isinstance(v, int | float | str | tuple | type(None))
         },
         "settings": {
             "repeats": args.repeats,
