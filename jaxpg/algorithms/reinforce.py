@@ -81,7 +81,8 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
         loss = (
             pg - hp.ent_coef * entropy / num_valid + hp.vf_coef * value_loss / num_valid
         )
-        return loss, {"pg_loss": pg, "entropy": entropy, "value_loss": value_loss}
+        aux = {"loss": loss, "pg_loss": pg, "entropy": entropy}
+        return loss, {**aux, "value_loss": value_loss}
 
     def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:
         hp = state.hparams
@@ -134,9 +135,7 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
             ),
             "num_episodes": batch.num_episodes,
             "env_steps": env_steps,
-            "loss": aux["pg_loss"]
-            - hp.ent_coef * aux["entropy"] / num_valid
-            + hp.vf_coef * aux["value_loss"] / num_valid,
+            "loss": aux["loss"],  # chunk losses are sums: they add up
             "pg_loss": aux["pg_loss"],
             "entropy": aux["entropy"] / num_valid,
             "mean_return": masked_mean(returns, mask),
