@@ -77,6 +77,9 @@ class Config:
       max_episode_steps: a time limit jaxpg enforces (truncation); required when
         the env has no ``max_steps_in_episode`` of its own.
       init_log_std: initial ``log σ`` of the Gaussian head (continuous actions).
+      policy_head_scale: init gain ``> 0`` of the policy's output layer; 0.01
+        starts near a uniform / zero-mean policy, about 1 from a random
+        state-dependent one.
     """
 
     env: str = "CartPole-v1"
@@ -99,6 +102,7 @@ class Config:
     max_grad_norm: float | None = None
     max_episode_steps: int | None = None
     init_log_std: float = 0.0
+    policy_head_scale: float = 0.01
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, str) or (
@@ -164,6 +168,7 @@ class Config:
             _fail("hidden", hidden, "must be a tuple of positive ints, e.g. (64, 64)")
         if not _is_real(self.init_log_std):
             _fail("init_log_std", self.init_log_std, "must be a finite number")
+        _check_positive("policy_head_scale", self.policy_head_scale)
 
     @property
     def num_updates(self) -> int:

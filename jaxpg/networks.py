@@ -82,9 +82,16 @@ def make_policy(
     hidden: Sequence[int] = (64, 64),
     activation: str = "tanh",
     init_log_std: float = 0.0,
+    head_scale: float = 0.01,
 ) -> Policy:
-    """A flax MLP policy with a head matched to the action space of ``spec``."""
-    net = MLP(tuple(hidden), spec.num_actions, activation)
+    """A flax MLP policy with a head matched to the action space of ``spec``.
+
+    ``head_scale`` is the init gain of the output layer: the default 0.01 starts
+    near the uniform policy (categorical) or near a zero mean (Gaussian);
+    about 1 starts from a random state-dependent policy, which explores
+    differently (e.g. it can pump energy into MountainCar).
+    """
+    net = MLP(tuple(hidden), spec.num_actions, activation, head_scale)
     dummy = jnp.zeros((1, math.prod(spec.obs_shape)), jnp.float32)
 
     if spec.discrete:

@@ -16,12 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpg.algorithms.base import Algorithm, TrainState
+from jaxpg.algorithms.base import Algorithm, TrainState, policy_for
 from jaxpg.algorithms.reinforce import make_reinforce
 from jaxpg.batching import SEED_AXIS
 from jaxpg.config import CUSTOM_ENV, Config, Hyperparams
 from jaxpg.envs import EnvSpec, env_spec, make_env
-from jaxpg.networks import make_policy
 from jaxpg.rollout import EnvStepper, evaluate_episodes, make_stepper
 
 Array = jax.Array
@@ -165,7 +164,7 @@ def evaluate(
         )
     env, env_params, spec = resolve_env(cfg, env, env_params)
     stepper = make_stepper_for(cfg, env, env_params, spec, num_episodes)
-    policy = make_policy(spec, cfg.hidden, cfg.activation, cfg.init_log_std)
+    policy = policy_for(cfg, spec)
     horizon = cfg.max_episode_steps or spec.max_episode_steps
     return evaluate_episodes(
         key, stepper, policy.apply, params, int(horizon), deterministic

@@ -122,6 +122,7 @@ def test_custom_env_name_without_env_is_an_error():
         ("activation", "sigmoidal", "tanh"),
         ("ent_coef", -0.1, "ent_coef"),
         ("max_grad_norm", 0.0, "max_grad_norm"),
+        ("policy_head_scale", 0.0, "> 0"),
     ],
 )
 def test_bad_config_raises_naming_field_value_and_allowed(field, value, fragment):
@@ -151,6 +152,24 @@ def test_presets_exist_and_unknown_preset_lists_known():
     jaxpg.presets.get("Acrobot-v1", "reinforce")
     with pytest.raises(ValueError, match="CartPole-v1"):
         jaxpg.presets.get("Pong-misc", "reinforce")
+
+
+def test_policy_head_scale_sets_the_spread_of_the_initial_policy():
+    """The output layer's init gain scales the initial logits linearly: the
+    default starts near uniform, a gain of 1 from a far-from-uniform policy."""
+    from jaxpg.algorithms.base import policy_for
+    from jaxpg.train import resolve_env
+
+    obs = jax.random.normal(jax.random.key(1), (256, 4))
+    spreads = {}
+    for scale in (0.01, 1.0):
+        cfg = jaxpg.Config(policy_head_scale=scale)
+        policy = policy_for(cfg, resolve_env(cfg)[2])
+        params = policy.init(jax.random.key(0))
+        spreads[scale] = float(jnp.std(policy.apply(params, obs).logits))
+    # Same key, so the head weights differ exactly by the factor 100.
+    np.testing.assert_allclose(spreads[1.0] / spreads[0.01], 100.0, rtol=1e-4)
+    assert spreads[0.01] < 0.05
 
 
 def test_diverging_run_does_not_take_the_others_down():

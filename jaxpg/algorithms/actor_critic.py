@@ -32,11 +32,12 @@ from jaxpg.algorithms.base import (
     make_init,
     make_optimizer,
     nan_if_empty,
+    policy_for,
 )
 from jaxpg.config import Config, Hyperparams
 from jaxpg.envs import EnvSpec
 from jaxpg.losses import policy_gradient_loss, ppo_clip_loss, value_loss
-from jaxpg.networks import make_critic, make_policy
+from jaxpg.networks import make_critic
 from jaxpg.returns import generalized_advantage_estimation
 from jaxpg.rollout import EnvStepper, collect_window
 
@@ -56,7 +57,7 @@ class Samples(NamedTuple):
 
 def make_actor_critic(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm:
     """A2C or PPO (``cfg.algo``) as an ``(init, update)`` pair for one seed."""
-    policy = make_policy(spec, cfg.hidden, cfg.activation, cfg.init_log_std)
+    policy = policy_for(cfg, spec)
     critic = make_critic(spec, cfg.hidden, cfg.activation)
     tx = make_optimizer(cfg)
     is_ppo = cfg.algo == "ppo"

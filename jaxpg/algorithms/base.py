@@ -17,6 +17,8 @@ import optax
 
 from jaxpg.batching import any_across
 from jaxpg.config import Config, Hyperparams
+from jaxpg.envs import EnvSpec
+from jaxpg.networks import Policy, make_policy
 
 Array = jax.Array
 
@@ -63,6 +65,13 @@ class Algorithm(NamedTuple):
     init: Callable[..., TrainState]
     update: Callable[[TrainState], tuple[TrainState, dict[str, Array]]]
     estimate: Callable[[TrainState], tuple[Any, dict[str, Array], TrainState]]
+
+
+def policy_for(cfg: Config, spec: EnvSpec) -> Policy:
+    """The policy network ``cfg`` describes, for the env described by ``spec``."""
+    return make_policy(
+        spec, cfg.hidden, cfg.activation, cfg.init_log_std, cfg.policy_head_scale
+    )
 
 
 def make_init(

@@ -37,11 +37,12 @@ from jaxpg.algorithms.base import (
     make_optimizer,
     nan_if_empty,
     pack_rows,
+    policy_for,
 )
 from jaxpg.config import Config
 from jaxpg.envs import EnvSpec
 from jaxpg.losses import masked_mean
-from jaxpg.networks import make_critic, make_policy
+from jaxpg.networks import make_critic
 from jaxpg.returns import discounted_returns_prefix
 from jaxpg.rollout import EnvStepper, collect_episodes
 
@@ -56,7 +57,7 @@ def buffer_length(cfg: Config, spec: EnvSpec) -> int:
 
 def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm:
     """REINFORCE as an ``(init, update)`` pair for one seed."""
-    policy = make_policy(spec, cfg.hidden, cfg.activation, cfg.init_log_std)
+    policy = policy_for(cfg, spec)
     use_critic = cfg.baseline == "value"
     critic = make_critic(spec, cfg.hidden, cfg.activation) if use_critic else None
     tx = make_optimizer(cfg)
