@@ -10,7 +10,8 @@ program per chunk and records:
   evaluated by its own ``eval_callback`` at the same env steps with the same
   number of episodes (also sampled actions), so both curves mean the same thing.
 * the **training curve** of jaxpg (``metrics["episode_return"]``: mean return
-  of the episodes that ended in each update) as well;
+  of the episodes that ended in each update) as well, stored as the means of at
+  most 200 contiguous blocks of updates per seed (the JSON stays small);
 * **final score**: the last evaluation, per seed; IQM over seeds with a 95%
   stratified bootstrap interval (:mod:`jaxpg.stats`, 2000 resamples);
 * **time to threshold** (CartPole 475, Acrobot -100, Pendulum -200,
@@ -44,6 +45,7 @@ band, one curve per algorithm).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -68,6 +70,7 @@ sys.path.insert(0, HERE)
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0")
 ALGOS = ("reinforce", "a2c", "ppo")
+TRAIN_CURVE_POINTS = 200  # per seed, in the JSON (block means of updates)
 THRESHOLDS = {
     "CartPole-v1": 475.0,
     "Acrobot-v1": -100.0,
@@ -191,10 +194,27 @@ def run_jaxpg(
             "env_steps": eval_steps.tolist(),
             "returns": eval_returns.tolist(),
         },
-        "curve_train": {
-            "env_steps": train_steps.tolist(),
-            "returns": np.where(np.isfinite(train_ret), train_ret, None).tolist(),
-        },
+        "curve_train": _block_means(train_steps, train_ret, TRAIN_CURVE_POINTS),
+    }
+
+
+def _block_means(
+    steps: np.ndarray, returns: np.ndarray, max_points: int
+) -> dict[str, list]:
+    """The per-update training curve ``[S, U]`` cut into at most ``max_points``
+    contiguous blocks of updates: env steps at each block's end, mean of the
+    block's finite returns (None when no episode ended in it), 2 decimals."""
+    edges = np.linspace(0, steps.shape[1], min(max_points, steps.shape[1]) + 1)
+    edges = np.unique(edges.astype(int))
+    ends = steps[:, edges[1:] - 1]
+    means = np.full(ends.shape, np.nan)
+    for j, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        block = returns[:, lo:hi]
+        seen = np.isfinite(block).any(axis=1)
+        means[seen, j] = np.nanmean(block[seen], axis=1)
+    return {
+        "env_steps": ends.tolist(),
+        "returns": np.where(np.isfinite(means), np.round(means, 2), None).tolist(),
     }
 
 

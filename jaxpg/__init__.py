@@ -12,7 +12,7 @@ if "xla_cpu_multi_thread_eigen" not in _os.environ.get("XLA_FLAGS", ""):
         _os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     ).strip()
 
-from jaxpg import presets
+from jaxpg import presets, stats
 from jaxpg.advantages import (
     compute_advantages,
     group_normalised,
@@ -66,6 +66,7 @@ __all__ = [
     "ppo_clip_loss",
     "presets",
     "standardise",
+    "stats",
     "train_seeds",
     "value_loss",
 ]
