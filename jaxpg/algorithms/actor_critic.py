@@ -34,6 +34,7 @@ from jaxpg.algorithms.base import (
     nan_if_empty,
     policy_for,
 )
+from jaxpg.batching import permutation
 from jaxpg.config import Config, Hyperparams
 from jaxpg.envs import EnvSpec
 from jaxpg.losses import policy_gradient_loss, ppo_clip_loss, value_loss
@@ -159,7 +160,7 @@ def make_actor_critic(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algori
             return (params, opt_state), {**aux, **opt}
 
         def epoch(carry, key):
-            perm = jax.random.permutation(key, num_samples)
+            perm = permutation(key, num_samples)
             batches = jax.tree.map(
                 lambda x: x[perm].reshape((num_minibatches, minibatch, *x.shape[1:])),
                 samples,
