@@ -80,6 +80,43 @@ def _hidden(text: str) -> tuple[int, ...]:
         ) from None
 
 
+_SETTABLE = tuple(
+    f.name for f in dataclasses.fields(Config) if f.name not in ("env", "algo")
+)
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """Parse ``--set FIELD=VALUE`` into ``(field, value)``, typed like the
+    field's default (``none`` for an optional field, ``true``/``false`` for a
+    flag, comma-separated ints for ``hidden``)."""
+    name, sep, raw = text.partition("=")
+    name, raw = name.strip(), raw.strip()
+    if not sep or name not in _SETTABLE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not FIELD=VALUE with FIELD one of {', '.join(_SETTABLE)}"
+        )
+    field = next(f for f in dataclasses.fields(Config) if f.name == name)
+    kind = str(field.type)
+    try:
+        if raw.lower() == "none" and "None" in kind:
+            return name, None
+        if kind == "bool":
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return name, raw.lower() in ("true", "1")
+        if kind.startswith("tuple"):
+            return name, _hidden(raw)
+        if kind.startswith("int"):
+            return name, int(raw)
+        if kind.startswith("float"):
+            return name, float(raw)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {raw!r} is not a valid {kind} for {name}"
+        ) from None
+    return name, raw
+
+
 def _default_text(field: str) -> str:
     """``(default: ...)`` for a Config field: the default env/algo preset's
     value when it differs from Config's."""
@@ -168,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"MLP hidden widths, comma-separated {d('hidden')}",
     )
     train.add_argument(
+        "--set",
+        dest="settings",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="set any Config field, e.g. --set policy_head_scale=1.0 "
+        "--set max_grad_norm=none (repeatable; applied after the options above)",
+    )
+    train.add_argument(
         "--eval-episodes",
         type=int,
         default=100,
@@ -208,6 +255,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, str]:
         for opt, field in _OVERRIDES.items()
         if getattr(args, opt) is not None
     }
+    overrides.update(dict(args.settings))
     has_preset = (args.env, args.algo) in presets.names()
     if args.preset and not has_preset:
         presets.get(args.env, args.algo)  # raises, listing the presets

@@ -165,3 +165,47 @@ def test_plot_learning_curve_writes_png_even_without_episodes(tmp_path):
     assert path.read_bytes().startswith(PNG_MAGIC)
     with pytest.raises(ValueError, match=r"\[S, U\]"):
         plot_learning_curve(np.zeros((2, 3)), np.zeros((3, 2)), path)
+
+
+def test_set_overrides_any_config_field_typed_like_it():
+    preset = presets.get("CartPole-v1", "reinforce")
+    cfg = _cfg(
+        "--set",
+        "policy_head_scale=1.0",
+        "--set",
+        "max_grad_norm=none",
+        "--set",
+        "hidden=32,32",
+        "--set",
+        "max_episode_steps=200",
+    )
+    assert cfg == preset.replace(
+        policy_head_scale=1.0,
+        max_grad_norm=None,
+        hidden=(32, 32),
+        max_episode_steps=200,
+    )
+    ppo = _cfg("--algo", "ppo", "--set", "clip_value=true", "--set", "lr=3e-4")
+    assert ppo == presets.get("CartPole-v1", "ppo").replace(clip_value=True, lr=3e-4)
+
+
+@pytest.mark.parametrize(
+    ("setting", "names"),
+    [
+        ("nosuchfield=1", "policy_head_scale"),  # lists the settable fields
+        ("num_envs=x", "num_envs"),
+        ("clip_value=maybe", "clip_value"),
+        ("algo=ppo", "FIELD=VALUE"),  # the algorithm is chosen by --algo
+    ],
+)
+def test_malformed_set_is_an_argparse_error(capsys, setting, names):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--set", setting])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--set" in err and names in err
+
+
+def test_set_value_rejected_by_config_exits_two(capsys):
+    assert main(["train", "--set", "policy_head_scale=-1"]) == 2
+    assert "policy_head_scale" in capsys.readouterr().err
