@@ -50,7 +50,8 @@ _OVERRIDES = {
     "hidden": "hidden",
 }
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_DEFAULTS = {name: f.default for name, f in _FIELDS.items()}
 
 _DESCRIPTION = """\
 Train --seeds independent runs (seed i uses jax.random.key(i)) in one compiled
@@ -80,9 +81,7 @@ def _hidden(text: str) -> tuple[int, ...]:
         ) from None
 
 
-_SETTABLE = tuple(
-    f.name for f in dataclasses.fields(Config) if f.name not in ("env", "algo")
-)
+_SETTABLE = tuple(name for name in _FIELDS if name not in ("env", "algo"))
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -95,8 +94,7 @@ def _setting(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not FIELD=VALUE with FIELD one of {', '.join(_SETTABLE)}"
         )
-    field = next(f for f in dataclasses.fields(Config) if f.name == name)
-    kind = str(field.type)
+    kind = str(_FIELDS[name].type)
     try:
         if raw.lower() == "none" and "None" in kind:
             return name, None
