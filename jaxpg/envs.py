@@ -9,12 +9,16 @@ reward, terminated, truncated, info)`` with automatic reset and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import gymnax
+import jax
 import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
+
+Array = jax.Array
 
 
 class EnvSpec(NamedTuple):
@@ -91,3 +95,96 @@ def to_env_action(spec: EnvSpec, action: jnp.ndarray, env: Any, params: Any):
     clipped = jnp.clip(action, low, high)
     shape = tuple(env.action_space(params).shape)
     return clipped.reshape(clipped.shape[:-1] + shape)
+
+
+class EnvStepper(NamedTuple):
+    """Batched env functions closed over ``env``/``env_params``/time limit.
+
+    ``reset(key) -> (obs [B, *O], state)``;
+    ``step(key, state, action [B, ...]) -> (obs, state, reward [B], terminated [B],
+    truncated [B], final_obs [B, *O])``.
+    """
+
+    num_envs: int
+    reset: Callable[[Array], tuple[Array, Any]]
+    step: Callable[[Array, Any, Array], tuple[Array, Any, Array, Array, Array, Array]]
+
+
+class _LimitState(NamedTuple):
+    env_state: Any
+    elapsed: Array  # [B] int32, steps in the current episode
+
+
+def make_stepper(
+    env: Any,
+    env_params: Any,
+    spec: EnvSpec,
+    num_envs: int,
+    time_limit: int | None = None,
+) -> EnvStepper:
+    """Vectorise ``env`` over ``num_envs`` copies.
+
+    With ``time_limit`` jaxpg enforces its own truncation (and reset) after that
+    many steps; otherwise the env's own limit applies.
+    """
+
+    def reset_one(key):
+        return env.reset(key, env_params)
+
+    def step_one(key, state, action):
+        obs, state, reward, term, trunc, info = env.step(
+            key, state, to_env_action(spec, action, env, env_params), env_params
+        )
+        final_obs = (
+            info.get("final_observation", obs) if isinstance(info, dict) else obs
+        )
+        return (
+            obs,
+            state,
+            jnp.asarray(reward, jnp.float32),
+            jnp.asarray(term, jnp.bool_),
+            jnp.asarray(trunc, jnp.bool_),
+            final_obs,
+        )
+
+    v_reset = jax.vmap(reset_one)
+    v_step = jax.vmap(step_one)
+
+    def reset(key):
+        return v_reset(jax.random.split(key, num_envs))
+
+    def step(key, state, action):
+        return v_step(jax.random.split(key, num_envs), state, action)
+
+    if time_limit is None:
+        return EnvStepper(num_envs, reset, step)
+
+    def reset_limited(key):
+        obs, state = reset(key)
+        return obs, _LimitState(state, jnp.zeros((num_envs,), jnp.int32))
+
+    def step_limited(key, state, action):
+        key_step, key_reset = jax.random.split(key)
+        obs, env_state, reward, term, trunc, final_obs = step(
+            key_step, state.env_state, action
+        )
+        elapsed = jnp.where(term | trunc, 0, state.elapsed + 1)
+        cut = elapsed >= time_limit
+        trunc = trunc | cut
+        reset_obs, reset_state = v_reset(jax.random.split(key_reset, num_envs))
+        obs = select_envs(cut, reset_obs, obs)
+        env_state = select_envs(cut, reset_state, env_state)
+        elapsed = jnp.where(cut, 0, elapsed)
+        return obs, _LimitState(env_state, elapsed), reward, term, trunc, final_obs
+
+    return EnvStepper(num_envs, reset_limited, step_limited)
+
+
+def select_envs(pred: Array, on_true: Any, on_false: Any) -> Any:
+    """Per-env ``where`` over pytrees; ``pred`` is ``[B]``."""
+
+    def sel(a, b):
+        p = pred.reshape(pred.shape + (1,) * (a.ndim - 1))
+        return jnp.where(p, a, b)
+
+    return jax.tree.map(sel, on_true, on_false)
