@@ -1,35 +1,98 @@
-r"""Loop conditions that stay cheap under ``vmap``.
+r"""Loops and shuffles that stay cheap under ``vmap``, on one device or many.
 
 A ``lax.while_loop`` whose predicate differs across a ``vmap``-ed batch is
-lowered with a ``select`` of the *whole carry* at every iteration; for a
-rollout that carries a ``[L, B, ...]`` buffer that is a copy of the buffer per
-step. jaxpg's drivers vmap over named axes (:data:`SEED_AXIS`,
-:data:`SWEEP_AXIS`); :func:`any_across` reduces a loop predicate over the
-named axes that are bound, so the predicate is the same for every member of
-the batch and the loop runs without the select (members that are done run
-masked iterations that change nothing). Under a user's unnamed ``vmap`` it is
-the identity: the result is the same, only slower.
+lowered by JAX with a ``select`` of the *whole carry* at every iteration; for
+a rollout that carries a ``[L, B, ...]`` buffer that is a copy of the buffer
+per step. :func:`while_loop` avoids it: under ``vmap`` (a user's plain
+``jax.vmap``, nested vmaps, ``vmap`` inside ``scan`` or ``shard_map``) its
+predicate is OR-ed over the members of the batch and the body runs for every
+member until all are done, with no select. The body must therefore be a
+*masked* iteration for a member whose own predicate is already false: it may
+advance counters and keys it does not return as results, but must leave the
+member's results unchanged. The OR runs over the members that one program
+holds, never across devices: sharded members (``shard_map`` over a mesh) each
+run their own loop, so there is no collective inside the loop.
+
+:data:`SEED_AXIS` and :data:`SWEEP_AXIS` name the vmap axes of jaxpg's drivers;
+nothing depends on them any more (kept for code that passes them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import jax
 import jax.numpy as jnp
+from jax import custom_batching
 
 SEED_AXIS = "jaxpg_seed"
 SWEEP_AXIS = "jaxpg_sweep"
-_AXES = (SEED_AXIS, SWEEP_AXIS)
+
+Carry = TypeVar("Carry")
 
 
-def any_across(pred: jax.Array) -> jax.Array:
-    """``pred`` OR-reduced over the bound jaxpg vmap axes (a scalar bool)."""
-    x = pred.astype(jnp.int32)
-    for axis in _AXES:
-        try:
-            x = jax.lax.pmax(x, axis)
-        except NameError:
-            continue
-    return x > 0
+def while_loop(
+    cond_fun: Callable[[Carry], jax.Array],
+    body_fun: Callable[[Carry], Carry],
+    init_val: Carry,
+) -> Carry:
+    """``lax.while_loop`` that ``vmap`` batches without a whole-carry select.
+
+    Unbatched, it *is* ``lax.while_loop``. Batched, it runs while any member's
+    ``cond_fun`` holds and applies ``body_fun`` to every member each iteration
+    (see the module docstring for what the body must then guarantee). Values
+    that ``cond_fun`` and ``body_fun`` close over may be batched too.
+
+    Not differentiable (like ``lax.while_loop`` in reverse mode).
+    """
+    cond_c, cond_consts = _close(cond_fun, init_val)
+    body_c, body_consts = _close(body_fun, init_val)
+    return _while(cond_c, body_c, init_val, cond_consts, body_consts)
+
+
+def _close(fun: Callable, example: Any) -> tuple[Callable, list]:
+    """``fun`` as ``fun_c(carry, consts)`` with every closed-over array —
+    tracers of an enclosing ``vmap`` included — moved into ``consts``."""
+    closed = jax.make_jaxpr(fun)(example)
+    out_tree = jax.tree.structure(jax.eval_shape(fun, example))
+    jaxpr = closed.jaxpr
+
+    def fun_c(carry: Any, consts: list) -> Any:
+        out = jax.core.eval_jaxpr(jaxpr, consts, *jax.tree.leaves(carry))
+        return jax.tree.unflatten(out_tree, out)
+
+    return fun_c, list(closed.consts)
+
+
+def _while(
+    cond_c: Callable, body_c: Callable, init: Any, cond_consts: list, body_consts
+) -> Any:
+    @custom_batching.custom_vmap
+    def loop(init, cond_consts, body_consts):
+        return jax.lax.while_loop(
+            lambda c: cond_c(c, cond_consts), lambda c: body_c(c, body_consts), init
+        )
+
+    @loop.def_vmap
+    def rule(axis_size, in_batched, init, cond_consts, body_consts):
+        init_b, cond_b, body_b = in_batched
+        init = jax.tree.map(
+            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)),
+            init,
+            init_b,
+        )
+        axes = lambda flags: [0 if f else None for f in flags]  # noqa: E731
+        v_cond = jax.vmap(cond_c, in_axes=(0, axes(cond_b)))
+        v_body = jax.vmap(body_c, in_axes=(0, axes(body_b)))
+        # Recursing through _while (not lax.while_loop) keeps an enclosing
+        # vmap on this same rule.
+        out = _while(
+            lambda c, k: jnp.any(v_cond(c, k)), v_body, init, cond_consts, body_consts
+        )
+        return out, jax.tree.map(lambda _: True, out)
+
+    return loop(init, cond_consts, body_consts)
 
 
 def permutation(key: jax.Array, n: int, rounds: int = 2) -> jax.Array:

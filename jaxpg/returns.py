@@ -19,7 +19,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxpg.batching import any_across
+from jaxpg.batching import while_loop
 
 Array = jax.Array
 
@@ -121,7 +121,7 @@ def discounted_returns_prefix(
     length = jnp.minimum(length, num)
 
     def cond(carry):
-        return any_across(carry[0] < length)
+        return carry[0] < length
 
     def body(carry):
         i, g_next, out = carry
@@ -132,5 +132,5 @@ def discounted_returns_prefix(
         return i + 1, g, out.at[t].set(jnp.where(inside, g, out[t]))
 
     init = (jnp.int32(0), jnp.zeros_like(rewards[0]), jnp.zeros_like(rewards))
-    _, _, out = jax.lax.while_loop(cond, body, init)
+    _, _, out = while_loop(cond, body, init)
     return out

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxpg.batching import any_across
+from jaxpg.batching import while_loop
 from jaxpg.envs import EnvSpec, EnvStepper, select_envs
 from jaxpg.envs import make_stepper as make_stepper  # re-exported
 
@@ -125,7 +125,7 @@ def collect_episodes(
 
     def cond(carry):
         t, active = carry[0], carry[4]
-        return (t < buffer_len) & any_across((t < start_budget) | jnp.any(active))
+        return (t < buffer_len) & ((t < start_budget) | jnp.any(active))
 
     def body(carry):
         t, key, state, obs, active, ep_ret, ep_len, buf, stats = carry
@@ -164,7 +164,7 @@ def collect_episodes(
         active = active & ~done
         return t + 1, key, state, obs, active, ep_ret, ep_len, buf, stats
 
-    t, key, state, obs, _, _, _, buf, stats = jax.lax.while_loop(cond, body, init)
+    t, key, state, obs, _, _, _, buf, stats = while_loop(cond, body, init)
     batch = EpisodeBatch(
         num_steps=t,
         episode_return_sum=stats[0],

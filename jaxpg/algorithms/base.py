@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxpg.batching import any_across
+from jaxpg.batching import while_loop
 from jaxpg.config import Config, Hyperparams
 from jaxpg.envs import EnvSpec
 from jaxpg.networks import Policy, make_policy
@@ -208,9 +208,7 @@ def chunked_grad(
         )
 
     init = (jnp.int32(0), jax.tree.map(jnp.zeros_like, params), zero_aux)
-    _, grads, aux = jax.lax.while_loop(
-        lambda c: any_across(c[0] < num_chunks), body, init
-    )
+    _, grads, aux = while_loop(lambda c: c[0] < num_chunks, body, init)
     return grads, aux
 
 
