@@ -1,0 +1,108 @@
+r"""Policy gradients for token policies: the LLM correspondence of REINFORCE.
+
+A small decoder-only transformer samples whole responses to prompts, a
+verifiable reward scores them, and ``-log pi(response | prompt) * advantage``
+is minimised, with group baselines (RLOO, GRPO, Dr. GRPO, REINFORCE++),
+PPO-style clipping and a KL penalty to a frozen SFT reference.
+
+Modules: :mod:`.model` (transformer, KV cache), :mod:`.sampling` (sampler,
+teacher-forced log-probs), :mod:`.tasks` (sort / add / proxy-reward tasks),
+:mod:`.estimators` (advantage, aggregation and KL kernels), :mod:`.sft` (warm
+start, versioned reference), :mod:`.rl` (update, train, seeds, hacking flag),
+:mod:`.cli` (``jaxpg lm``). Shapes: ``P`` prompts, ``G`` samples per prompt,
+``N = P G``, ``Lp`` prompt length, ``R`` response length, ``V`` vocabulary,
+``S`` seeds, ``U`` updates.
+"""
+
+from jaxpg.sequence.estimators import (
+    ADVANTAGES,
+    AGGREGATIONS,
+    KL_ESTIMATORS,
+    aggregate,
+    entropy,
+    exact_kl,
+    group_advantages,
+    kl_shaped_rewards,
+    kl_tokens,
+    surrogate_terms,
+)
+from jaxpg.sequence.model import KVCache, TransformerConfig, apply, init, init_cache
+from jaxpg.sequence.rl import (
+    KL_PLACEMENTS,
+    RL,
+    Batch,
+    RLConfig,
+    RLOutput,
+    RLState,
+    Rollout,
+    loss_fn,
+    make_batch,
+    make_rl,
+    make_rl_train,
+    reward_hacking_flag,
+    rollout,
+    score,
+    train_seeds,
+)
+from jaxpg.sequence.sampling import (
+    Samples,
+    response_logits,
+    sample,
+    sample_without_cache,
+    token_log_probs,
+)
+from jaxpg.sequence.sft import (
+    SFTOutput,
+    load_reference,
+    make_sft,
+    params_hash,
+    save_reference,
+)
+from jaxpg.sequence.tasks import TASKS, Task, make_task, with_reward
+
+__all__ = [
+    "ADVANTAGES",
+    "AGGREGATIONS",
+    "KL_ESTIMATORS",
+    "KL_PLACEMENTS",
+    "RL",
+    "TASKS",
+    "Batch",
+    "KVCache",
+    "RLConfig",
+    "RLOutput",
+    "RLState",
+    "Rollout",
+    "SFTOutput",
+    "Samples",
+    "Task",
+    "TransformerConfig",
+    "aggregate",
+    "apply",
+    "entropy",
+    "exact_kl",
+    "group_advantages",
+    "init",
+    "init_cache",
+    "kl_shaped_rewards",
+    "kl_tokens",
+    "load_reference",
+    "loss_fn",
+    "make_batch",
+    "make_rl",
+    "make_rl_train",
+    "make_sft",
+    "make_task",
+    "params_hash",
+    "response_logits",
+    "reward_hacking_flag",
+    "rollout",
+    "sample",
+    "sample_without_cache",
+    "save_reference",
+    "score",
+    "surrogate_terms",
+    "token_log_probs",
+    "train_seeds",
+    "with_reward",
+]

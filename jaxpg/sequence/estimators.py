@@ -1,0 +1,230 @@
+r"""Kernels for sequence-level policy gradients: group advantages, loss
+aggregations, per-token surrogate terms, KL to a reference.
+
+Pure array functions (no state, no randomness). Notation: ``P`` prompts,
+``G`` samples per prompt, ``N = P * G`` responses, ``R`` response length,
+:math:`r_{pg}` the (possibly KL-shaped) reward of sample ``g`` of prompt ``p``,
+:math:`m_{it}` the response mask, :math:`|y_i| = \sum_t m_{it}`.
+
+Group advantages (:func:`group_advantages`, one scalar per response, given to
+every token of it). "Unbiased" means :math:`E[\hat g] = \nabla_\theta J` with
+:math:`J = E_p E_{y\sim\pi}[r]`, the gradient estimated with the ``"sum"``
+aggregation (``"constant"`` with ``norm=1``); ``tests/test_sequence_exact.py``
+checks each claim against the exact gradient by enumeration.
+
+* ``reinforce``: :math:`A = r_{pg}`. Unbiased (Williams 1992).
+* ``reinforce_mean``: :math:`A = r_{pg} - \bar r`, the mean over all ``N``
+  (self included). The self term shrinks it: :math:`E[\hat g] = \frac{N-1}{N}
+  \nabla J` (unbiased up to that factor; other samples are independent).
+* ``rloo``: :math:`A = r_{pg} - \frac{1}{G-1}\sum_{g' \ne g} r_{pg'}`.
+  Unbiased (Kool et al. 2019; Ahmadian et al. 2024).
+* ``grpo``: :math:`A = (r_{pg} - \bar r_p) / (\sigma_p + \epsilon)`. Biased
+  (Shao et al. 2024, DeepSeekMath).
+* ``dr_grpo``: :math:`A = r_{pg} - \bar r_p`. Unbiased up to the factor
+  :math:`\frac{G-1}{G}` (Liu et al. 2025, "Understanding R1-Zero-Like Training").
+* ``reinforce_pp``: :math:`A = (r_{pg} - \bar r) / (\sigma + \epsilon)` over all
+  ``N``. Biased (Hu 2025, REINFORCE++).
+
+GRPO's std convention: :math:`\sigma_p` is the *sample* standard deviation of
+the group (Bessel's ``G - 1`` divisor, as ``torch.std`` in TRL's
+GRPOTrainer), :math:`\epsilon = 10^{-4}` added to it. A group whose rewards are
+all equal gets advantage exactly 0. ``reinforce_pp`` uses the population std
+(divisor ``N``) of the batch. ``dr_grpo`` equals ``(G - 1) / G`` times ``rloo``
+exactly, hence unbiased up to that constant. GRPO is biased twice: dividing by
+:math:`\sigma_p` reweights prompts by the inverse spread of their rewards, and
+:math:`\sigma_p` depends on the sample's own reward.
+
+Loss aggregation (:func:`aggregate`) of per-token terms :math:`x_{it}`:
+
+* ``seq_mean`` (GRPO): :math:`\frac1N\sum_i \frac{1}{|y_i|}\sum_t m_{it} x_{it}`.
+  Length-normalised: biased when the reward correlates with length (short
+  correct answers get larger per-token steps).
+* ``token_mean`` (DAPO, Yu et al. 2025):
+  :math:`\sum_{it} m_{it} x_{it} / \sum_{it} m_{it}`; the divisor is random,
+  so slightly biased; every token weighs the same.
+* ``constant`` (Dr. GRPO): :math:`\frac{1}{N\,C}\sum_{it} m_{it} x_{it}` with a
+  constant ``C`` (default ``R``): an unbiased estimate of :math:`\nabla J / C`.
+
+KL to the reference (per token, :math:`\log\rho_t = \log\pi_{ref} - \log\pi`,
+estimators from :func:`jaxpg.losses.kl_estimate`). What each placement's
+gradient follows, in expectation over on-policy samples (derived, then checked
+by enumeration in the tests):
+
+* in the reward: :math:`r \leftarrow r - \beta\sum_t m_t k_t` (stop-gradient),
+  then the score-function estimator. ``k1`` follows
+  :math:`-\beta\nabla\,\mathrm{KL}(\pi\|\pi_{ref})` of the whole sequence
+  (unbiased); ``k2`` and ``k3`` do not (their expectation has the right value
+  for ``k3`` but the score function misses their own dependence on
+  :math:`\theta`).
+* in the loss: :math:`+\beta\sum_t m_t k_t` differentiated through
+  :math:`\log\pi`. ``k1``: zero mean gradient (:math:`E[\nabla\log\pi] = 0`).
+  ``k2``: :math:`\beta\sum_t E_{y_{<t}}\nabla\mathrm{KL}(\pi\|\pi_{ref})(\cdot|y_{<t})`
+  with the prefix distribution held fixed (the per-token forward KL; it misses
+  the effect of a token on later tokens' KL). ``k3``: the same with the
+  *reverse* KL :math:`\mathrm{KL}(\pi_{ref}\|\pi)` per token.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from jaxpg.losses import kl_estimate, masked_mean
+
+Array = jax.Array
+
+ADVANTAGES = ("reinforce", "reinforce_mean", "rloo", "grpo", "dr_grpo", "reinforce_pp")
+AGGREGATIONS = ("seq_mean", "token_mean", "constant")
+KL_ESTIMATORS = ("k1", "k2", "k3")
+GRPO_STD_EPS = 1e-4
+
+
+def _shifted_mean(x: Array, axis) -> Array:
+    # Shift by the first entry: a group of equal rewards gets exactly their value
+    # as the mean, so its advantages are exactly 0 (no ulp noise / eps).
+    if axis is None:
+        first = x.ravel()[0]
+        return first + jnp.mean(x - first)
+    first = jax.lax.slice_in_dim(x, 0, 1, axis=axis)
+    return first + jnp.mean(x - first, axis=axis, keepdims=True)
+
+
+def group_advantages(rewards: Array, kind: str, eps: float = GRPO_STD_EPS) -> Array:
+    r"""One advantage per response from rewards grouped by prompt.
+
+    Args:
+      rewards: ``[P, G]`` float rewards (already KL-shaped if so placed).
+      kind: one of :data:`ADVANTAGES` (formulas in the module docstring).
+      eps: added to the standard deviation of ``grpo`` and ``reinforce_pp``.
+
+    Returns:
+      ``[P, G]`` advantages.
+
+    Raises:
+      ValueError: unknown ``kind``; ``rloo`` with ``G < 2``.
+    """
+    chex.assert_rank(rewards, 2)
+    g = rewards.shape[1]
+    if kind == "reinforce":
+        return rewards
+    if kind == "reinforce_mean":
+        return rewards - _shifted_mean(rewards, None)
+    if kind == "rloo":
+        if g < 2:
+            raise ValueError(f"advantage='rloo' needs group_size >= 2, got G={g}")
+        # r - mean of the others = G/(G-1) (r - group mean): equal rewards give 0.
+        return (rewards - _shifted_mean(rewards, 1)) * (g / (g - 1))
+    if kind == "dr_grpo":
+        return rewards - _shifted_mean(rewards, 1)
+    if kind == "grpo":
+        if g < 2:
+            raise ValueError(f"advantage='grpo' needs group_size >= 2, got G={g}")
+        centred = rewards - _shifted_mean(rewards, 1)
+        std = jnp.sqrt(jnp.sum(jnp.square(centred), axis=1, keepdims=True) / (g - 1))
+        return centred / (std + eps)
+    if kind == "reinforce_pp":
+        centred = rewards - _shifted_mean(rewards, None)
+        std = jnp.sqrt(jnp.mean(jnp.square(centred)))
+        return centred / (std + eps)
+    raise ValueError(f"advantage={kind!r} is not one of {ADVANTAGES}")
+
+
+def aggregate(terms: Array, mask: Array, kind: str, norm: float = 1.0) -> Array:
+    r"""Reduce per-token loss terms to a scalar (module docstring formulas).
+
+    Args:
+      terms: ``[N, R]`` per-token terms :math:`x_{it}`.
+      mask: ``[N, R]`` float response mask.
+      kind: one of :data:`AGGREGATIONS`.
+      norm: the constant ``C`` of ``constant``.
+    """
+    chex.assert_equal_shape([terms, mask])
+    chex.assert_rank(terms, 2)
+    if kind == "token_mean":
+        return masked_mean(terms, mask)
+    if kind == "seq_mean":
+        per_seq = jnp.sum(terms * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
+        return jnp.mean(per_seq)
+    if kind == "constant":
+        return jnp.sum(terms * mask) / (terms.shape[0] * norm)
+    raise ValueError(f"aggregation={kind!r} is not one of {AGGREGATIONS}")
+
+
+def surrogate_terms(
+    log_probs: Array,
+    behaviour_log_probs: Array,
+    advantages: Array,
+    clip_eps: Array | float | None = None,
+) -> tuple[Array, Array]:
+    r"""Per-token policy-gradient terms to minimise, and where they are clipped.
+
+    :math:`x_t = -\rho_t A` with :math:`\rho_t = \exp(\log\pi_\theta -
+    \mathrm{sg}(\log\mu))`; with ``clip_eps`` PPO's
+    :math:`x_t = -\min(\rho_t A, \mathrm{clip}(\rho_t, 1\pm\epsilon) A)`.
+    On the first epoch over fresh samples :math:`\rho = 1` and
+    :math:`\nabla x_t = -A\,\nabla\log\pi_\theta(y_t)`: REINFORCE.
+
+    Args:
+      log_probs: ``[N, R]`` :math:`\log\pi_\theta(y_t)`, differentiable.
+      behaviour_log_probs: ``[N, R]`` log-probs under the sampling policy.
+      advantages: ``[N, R]`` (gradient stopped).
+      clip_eps: PPO's :math:`\epsilon`, or ``None`` for no clipping.
+
+    Returns:
+      ``(terms [N, R], clipped [N, R] float 0/1)``.
+    """
+    chex.assert_equal_shape([log_probs, behaviour_log_probs, advantages])
+    advantages = jax.lax.stop_gradient(advantages)
+    ratio = jnp.exp(log_probs - jax.lax.stop_gradient(behaviour_log_probs))
+    if clip_eps is None:
+        return -ratio * advantages, jnp.zeros_like(ratio)
+    clipped_ratio = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    terms = -jnp.minimum(ratio * advantages, clipped_ratio * advantages)
+    clipped = (ratio * advantages > clipped_ratio * advantages).astype(ratio.dtype)
+    return terms, jax.lax.stop_gradient(clipped)
+
+
+def kl_tokens(log_probs: Array, ref_log_probs: Array, kind: str) -> Array:
+    """Per-token KL estimate ``[N, R]`` (:func:`jaxpg.losses.kl_estimate`)."""
+    if kind not in KL_ESTIMATORS:
+        raise ValueError(f"kl_estimator={kind!r} is not one of {KL_ESTIMATORS}")
+    return kl_estimate(log_probs, ref_log_probs, kind)
+
+
+def kl_shaped_rewards(
+    rewards: Array, kl: Array, mask: Array, beta: Array | float
+) -> Array:
+    r""":math:`r_i - \beta \sum_t m_{it} k_{it}` with the KL term's gradient stopped.
+
+    Args:
+      rewards: ``[N]``; kl, mask: ``[N, R]``.
+    """
+    chex.assert_equal_shape([kl, mask])
+    penalty = jnp.sum(jax.lax.stop_gradient(kl) * mask, axis=1)
+    chex.assert_equal_shape([rewards, penalty])
+    return rewards - beta * penalty
+
+
+def exact_kl(logits: Array, ref_logits: Array) -> Array:
+    r"""Full-vocabulary :math:`\mathrm{KL}(\pi\|\pi_{ref})` at each position.
+
+    Args:
+      logits, ref_logits: ``[N, R, V]``.
+
+    Returns:
+      ``[N, R]``: :math:`\sum_a \pi(a)(\log\pi(a) - \log\pi_{ref}(a))`.
+    """
+    chex.assert_equal_shape([logits, ref_logits])
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    ref = jax.nn.log_softmax(ref_logits, axis=-1)
+    return jnp.sum(jnp.exp(logp) * (logp - ref), axis=-1)
+
+
+def entropy(logits: Array) -> Array:
+    r"""Per-position entropy :math:`-\sum_a \pi(a)\log\pi(a)`.
+
+    ``logits [N, R, V] -> [N, R]``.
+    """
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)

@@ -1,0 +1,402 @@
+r"""RL on token policies: sample groups, score, advantages, (clipped) policy
+gradient with a KL to the frozen reference. Pure ``(init, update)`` pair and a
+``train(key, params, ref_params)`` driver that ``vmap`` runs over seeds.
+
+One update:
+
+1. draw ``P`` prompts from the key, repeat each ``G`` times (``N = P G``);
+2. sample responses with the KV-cached sampler (:mod:`.sampling`);
+3. score them with the task's optimised reward (and its true reward and
+   accuracy, for the metrics);
+4. teacher-forced log-probs of the reference; with ``kl_placement="reward"``
+   subtract :math:`\beta\sum_t k_t` from the reward;
+5. group advantages :math:`[P, G]` (:func:`.estimators.group_advantages`);
+6. ``epochs`` full-batch gradient steps on
+   ``aggregate(surrogate_terms) (+ beta * aggregate(k_t) if kl_placement="loss")``
+   (ratios against the sampling policy, PPO-clipped when ``clip_eps`` is set).
+
+Seeds: seed ``i`` is ``train(jax.random.key(i), params, ref_params)``;
+:func:`train_seeds` is ``jit(vmap)`` of it over keys with shared
+``params``/``ref_params``.
+
+Metrics per update (``[U]`` each, first epoch unless said): ``reward``
+(optimised; the proxy on a proxy task), ``true_reward``, ``accuracy`` (exact
+match), ``kl_exact`` (full-vocabulary :math:`\sum_t \mathrm{KL}_t` per response,
+mean over N), ``kl_estimate`` (:math:`\sum_t k_t` of the chosen estimator),
+``entropy`` (per token), ``response_length``, ``clip_frac`` (over all epochs),
+``loss``, ``grad_norm``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxpg.losses import masked_mean
+from jaxpg.sequence import estimators as est
+from jaxpg.sequence import sampling
+from jaxpg.sequence.model import TransformerConfig
+from jaxpg.sequence.tasks import EOS, PAD, Task
+
+Array = jax.Array
+
+KL_PLACEMENTS = ("none", "reward", "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    """Static settings of sequence-level RL (validated on construction).
+
+    Attributes:
+      num_prompts: ``P`` prompts per update.
+      group_size: ``G`` samples per prompt.
+      num_updates: updates of one :func:`make_rl_train` run.
+      max_new_tokens: response budget ``R``; ``None``: the task's default.
+      advantage: one of :data:`.estimators.ADVANTAGES`.
+      aggregation: one of :data:`.estimators.AGGREGATIONS`.
+      loss_norm: the constant of ``aggregation="constant"``; ``None``: ``R``.
+      kl_placement: ``"none"``, ``"reward"`` or ``"loss"``.
+      kl_estimator: ``"k1"``, ``"k2"`` or ``"k3"``.
+      beta: KL coefficient.
+      lr: Adam learning rate (when no ``optimizer`` is passed).
+      max_grad_norm: global-norm clipping of the default optimizer.
+      epochs: gradient steps per batch (PPO-style reuse needs ``clip_eps``).
+      clip_eps: PPO ratio clip, or ``None``.
+      temperature: sampling temperature (ratios correct for it).
+      top_k: sampling top-k, or ``None``.
+    """
+
+    num_prompts: int = 16
+    group_size: int = 4
+    num_updates: int = 100
+    max_new_tokens: int | None = None
+    advantage: str = "grpo"
+    aggregation: str = "seq_mean"
+    loss_norm: float | None = None
+    kl_placement: str = "loss"
+    kl_estimator: str = "k3"
+    beta: float = 0.04
+    lr: float = 1e-3
+    max_grad_norm: float = 1.0
+    epochs: int = 1
+    clip_eps: float | None = 0.2
+    temperature: float = 1.0
+    top_k: int | None = None
+
+    def __post_init__(self):
+        for name in ("num_prompts", "group_size", "num_updates", "epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: must be an int >= 1")
+        choices = {
+            "advantage": est.ADVANTAGES,
+            "aggregation": est.AGGREGATIONS,
+            "kl_placement": KL_PLACEMENTS,
+            "kl_estimator": est.KL_ESTIMATORS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is not one of {allowed}"
+                )
+        if self.advantage in ("rloo", "grpo") and self.group_size < 2:
+            raise ValueError(
+                f"advantage={self.advantage!r} needs group_size >= 2, "
+                f"got {self.group_size}"
+            )
+        if self.epochs > 1 and self.clip_eps is None:
+            raise ValueError(
+                f"epochs={self.epochs} reuses samples: set clip_eps (e.g. 0.2)"
+            )
+        if self.clip_eps is not None and not self.clip_eps > 0:
+            raise ValueError(f"clip_eps={self.clip_eps} must be > 0 or None")
+        if not self.beta >= 0:
+            raise ValueError(f"beta={self.beta} must be >= 0")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature={self.temperature} must be > 0")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens} must be >= 1")
+
+    def response_len(self, task: Task) -> int:
+        return self.max_new_tokens or task.max_new_tokens
+
+
+class Rollout(NamedTuple):
+    """Sampled responses and everything scored on them (``N = P G``)."""
+
+    prompts: Array  # [N, Lp] int32, grouped: rows g*G .. g*G+G-1 share a prompt
+    responses: Array  # [N, R] int32
+    mask: Array  # [N, R] float32
+    behaviour_log_probs: Array  # [N, R] log mu(y_t) of the sampler
+    log_probs: Array  # [N, R] log pi_theta(y_t) (T = 1)
+    ref_logits: Array  # [N, R, V] reference's teacher-forced logits
+    reward: Array  # [N] optimised reward
+    true_reward: Array  # [N]
+    accuracy: Array  # [N]
+
+
+class Batch(NamedTuple):
+    """One update's on-policy data: a rollout with its advantages."""
+
+    prompts: Array  # [N, Lp] int32
+    responses: Array  # [N, R] int32
+    mask: Array  # [N, R] float32
+    behaviour_log_probs: Array  # [N, R]
+    ref_logits: Array  # [N, R, V]
+    advantages: Array  # [N] float32
+    reward: Array  # [N] optimised reward (before KL shaping)
+    true_reward: Array  # [N]
+    accuracy: Array  # [N]
+    kl_estimate: Array  # [N] sum_t m k_t of the chosen estimator
+
+
+def rollout(
+    key: Array,
+    params: Any,
+    ref_params: Any,
+    task: Task,
+    model_cfg: TransformerConfig,
+    rl: RLConfig,
+) -> Rollout:
+    """Steps 1-4 of the module docstring, before any KL shaping."""
+    prompt_key, sample_key = jax.random.split(key)
+    r = rl.response_len(task)
+    prompts = task.sample_prompts(prompt_key, rl.num_prompts)
+    prompts = jnp.repeat(prompts, rl.group_size, axis=0)  # [N, Lp], grouped
+    samples = sampling.sample(
+        sample_key, params, model_cfg, prompts, r, eos_id=EOS, pad_id=PAD,
+        temperature=rl.temperature, top_k=rl.top_k,
+    )  # fmt: skip
+    responses, mask = samples.responses, samples.mask
+    ref_logits = sampling.response_logits(ref_params, model_cfg, prompts, responses)
+    if rl.temperature == 1.0 and rl.top_k is None:
+        logp = samples.log_probs  # the sampler's distribution is pi itself
+    else:
+        logits = sampling.response_logits(params, model_cfg, prompts, responses)
+        logp = sampling.token_log_probs(logits, responses)
+    ro = Rollout(
+        prompts, responses, mask, samples.log_probs, logp, ref_logits,
+        task.reward(prompts, responses, mask),
+        task.true_reward(prompts, responses, mask),
+        task.accuracy(prompts, responses, mask),
+    )  # fmt: skip
+    return jax.tree.map(jax.lax.stop_gradient, ro)
+
+
+def score(ro: Rollout, rl: RLConfig) -> Batch:
+    """Step 5: KL estimate (and shaping if in the reward), group advantages."""
+    ref_logp = sampling.token_log_probs(ro.ref_logits, ro.responses)
+    kl = est.kl_tokens(ro.log_probs, ref_logp, rl.kl_estimator) * ro.mask
+    shaped = ro.reward
+    if rl.kl_placement == "reward":
+        shaped = est.kl_shaped_rewards(ro.reward, kl, ro.mask, rl.beta)
+    adv = est.group_advantages(
+        shaped.reshape(rl.num_prompts, rl.group_size), rl.advantage
+    )
+    return Batch(
+        ro.prompts, ro.responses, ro.mask, ro.behaviour_log_probs, ro.ref_logits,
+        adv.reshape(-1), ro.reward, ro.true_reward, ro.accuracy, jnp.sum(kl, axis=1),
+    )  # fmt: skip
+
+
+def make_batch(
+    key: Array,
+    params: Any,
+    ref_params: Any,
+    task: Task,
+    model_cfg: TransformerConfig,
+    rl: RLConfig,
+) -> Batch:
+    """Steps 1-5 of the module docstring (no gradient flows through it)."""
+    return score(rollout(key, params, ref_params, task, model_cfg, rl), rl)
+
+
+def loss_fn(
+    params: Any, batch: Batch, model_cfg: TransformerConfig, rl: RLConfig
+) -> tuple[Array, dict[str, Array]]:
+    """The scalar to minimise for one batch, and diagnostics.
+
+    ``-grad`` of it at the sampling parameters is the policy-gradient estimate
+    (times ``1/C`` for ``aggregation="constant"``), plus the KL term's gradient
+    when ``kl_placement="loss"``.
+    """
+    logits = sampling.response_logits(params, model_cfg, batch.prompts, batch.responses)
+    logp = sampling.token_log_probs(logits, batch.responses)
+    mask = batch.mask
+    adv = jnp.broadcast_to(batch.advantages[:, None], mask.shape)
+    terms, clipped = est.surrogate_terms(
+        logp, batch.behaviour_log_probs, adv, rl.clip_eps
+    )
+    norm = rl.loss_norm if rl.loss_norm is not None else mask.shape[1]
+    loss = est.aggregate(terms, mask, rl.aggregation, norm)
+    if rl.kl_placement == "loss":
+        ref_logp = sampling.token_log_probs(batch.ref_logits, batch.responses)
+        kl = est.kl_tokens(logp, ref_logp, rl.kl_estimator)
+        loss = loss + rl.beta * est.aggregate(kl, mask, rl.aggregation, norm)
+    logits_sg = jax.lax.stop_gradient(logits)
+    aux = {
+        "kl_exact": jnp.mean(
+            jnp.sum(est.exact_kl(logits_sg, batch.ref_logits) * mask, axis=1)
+        ),
+        "entropy": masked_mean(est.entropy(logits_sg), mask),
+        "clip_frac": masked_mean(clipped, mask),
+    }
+    return loss, aux
+
+
+@flax.struct.dataclass
+class RLState:
+    """Train state of one seed (treat as an opaque pytree)."""
+
+    params: Any
+    opt_state: Any
+    key: Array
+    step: Array  # [] int32
+
+
+class RL(NamedTuple):
+    init: Callable[[Array, Any], RLState]
+    update: Callable[[RLState, Any], tuple[RLState, dict[str, Array]]]
+
+
+def make_rl(
+    task: Task,
+    model_cfg: TransformerConfig,
+    rl: RLConfig,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+) -> RL:
+    """``init(key, params) -> RLState``; ``update(state, ref_params) -> (state,
+    metrics)`` with the metrics of the module docstring (scalars)."""
+    if rl.response_len(task) < task.answer_len:
+        raise ValueError(
+            f"max_new_tokens={rl.response_len(task)} < answer length "
+            f"{task.answer_len} of task {task.name!r}"
+        )
+    if optimizer is None:
+        optimizer = optax.chain(
+            optax.clip_by_global_norm(rl.max_grad_norm), optax.adam(rl.lr)
+        )
+
+    def init(key: Array, params: Any) -> RLState:
+        return RLState(params, optimizer.init(params), key, jnp.zeros((), jnp.int32))
+
+    def update(state: RLState, ref_params: Any) -> tuple[RLState, dict[str, Array]]:
+        key, batch_key = jax.random.split(state.key)
+        batch = make_batch(batch_key, state.params, ref_params, task, model_cfg, rl)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+        def epoch(carry, _):
+            params, opt_state = carry
+            (loss, aux), grads = grad_fn(params, batch, model_cfg, rl)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            aux = {**aux, "loss": loss, "grad_norm": optax.global_norm(grads)}
+            return (params, opt_state), aux
+
+        (params, opt_state), aux = jax.lax.scan(
+            epoch, (state.params, state.opt_state), None, length=rl.epochs
+        )
+        metrics = {name: value[0] for name, value in aux.items()}
+        metrics["clip_frac"] = jnp.mean(aux["clip_frac"])
+        metrics.update(
+            reward=jnp.mean(batch.reward),
+            true_reward=jnp.mean(batch.true_reward),
+            accuracy=jnp.mean(batch.accuracy),
+            kl_estimate=jnp.mean(batch.kl_estimate),
+            response_length=jnp.mean(jnp.sum(batch.mask, axis=1)),
+        )
+        return RLState(params, opt_state, key, state.step + 1), metrics
+
+    return RL(init, update)
+
+
+class RLOutput(NamedTuple):
+    params: Any  # final policy
+    metrics: dict[str, Array]  # name -> [U] per update
+
+
+def make_rl_train(
+    task: Task,
+    model_cfg: TransformerConfig,
+    rl: RLConfig,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+) -> Callable[[Array, Any, Any], RLOutput]:
+    """``train(key, params, ref_params) -> RLOutput``: ``rl.num_updates``
+    updates in one ``lax.scan``, starting from ``params`` (usually the SFT
+    reference itself)."""
+    algo = make_rl(task, model_cfg, rl, optimizer=optimizer)
+
+    def train(key: Array, params: Any, ref_params: Any) -> RLOutput:
+        state = algo.init(key, params)
+        state, metrics = jax.lax.scan(
+            lambda s, _: algo.update(s, ref_params), state, None, length=rl.num_updates
+        )
+        return RLOutput(state.params, metrics)
+
+    return train
+
+
+def train_seeds(
+    task: Task,
+    model_cfg: TransformerConfig,
+    rl: RLConfig,
+    params: Any,
+    ref_params: Any,
+    num_seeds: int,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+) -> RLOutput:
+    """Seeds ``0 .. num_seeds - 1`` in one compiled program (leaves gain ``[S]``)."""
+    train = make_rl_train(task, model_cfg, rl, optimizer=optimizer)
+    keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
+    return jax.jit(jax.vmap(train, in_axes=(0, None, None)))(keys, params, ref_params)
+
+
+def reward_hacking_flag(
+    true_reward: Array | np.ndarray,
+    proxy_reward: Array | np.ndarray,
+    window: int = 10,
+    tol: float = 0.05,
+) -> np.ndarray:
+    r"""Where the proxy rises while the true reward falls, over a window.
+
+    At update ``u >= 2 window - 1``, with :math:`\Delta x` the mean of ``x`` over
+    updates ``(u - window, u]`` minus its mean over ``(u - 2 window, u - window]``:
+    flag :math:`= \Delta\,\mathrm{proxy} > tol` and
+    :math:`\Delta\,\mathrm{true} < -tol`.
+
+    Args:
+      true_reward, proxy_reward: ``[..., U]`` per-update means.
+
+    Returns:
+      ``[..., U]`` bool (False for the first ``2 window - 1`` updates).
+    """
+    true_reward = np.asarray(true_reward, np.float64)
+    proxy_reward = np.asarray(proxy_reward, np.float64)
+    chex.assert_equal_shape([true_reward, proxy_reward])
+    if window < 1:
+        raise ValueError(f"window={window} must be >= 1")
+
+    def delta(x):
+        c = np.cumsum(x, axis=-1)
+        c = np.concatenate([np.zeros_like(c[..., :1]), c], axis=-1)
+        u = x.shape[-1]
+        out = np.full(x.shape, np.nan)
+        if u >= 2 * window:
+            recent = c[..., 2 * window :] - c[..., window:-window]
+            before = c[..., window:-window] - c[..., : -2 * window]
+            out[..., 2 * window - 1 :] = (recent - before) / window
+        return out
+
+    with np.errstate(invalid="ignore"):
+        return (delta(proxy_reward) > tol) & (delta(true_reward) < -tol)

@@ -1,0 +1,306 @@
+r"""Sequence policy gradients against exact gradients by enumeration.
+
+Tiny problem: vocabulary 3 (``PAD=0``, ``EOS=1``, token ``2``), ``P = 2`` fixed
+prompts, responses of at most ``R = 3`` tokens: 15 possible responses per
+prompt (EOS after 0, 1 or 2 other tokens, or 3 tokens without EOS). Every
+quantity below is a finite sum over them, differentiated by ``jax.grad``:
+
+* :math:`J(\theta) = \frac1P\sum_p\sum_y \pi_\theta(y|x_p)\, r(x_p, y)`;
+* :math:`\mathrm{KL}(\theta) = \frac1P\sum_p\sum_y \pi(y)\log\frac{\pi(y)}
+  {\pi_{ref}(y)}`, the sequence-level KL;
+* :math:`T_2(\theta)`, :math:`T_3(\theta)`: the per-token forward and reverse
+  KL summed over the positions of each response, weighted by
+  :math:`\mathrm{sg}(\pi(y))` (prefix distribution held fixed).
+
+Each estimator's gradient (``-grad loss_fn`` on a sampled batch, ``"constant"``
+aggregation with ``C = 1`` unless stated) is averaged over ``M`` independent
+batches of ``P x G`` samples drawn by jaxpg's own sampler.
+
+Statistics: for a unit direction ``u`` the batch means ``u . g_m`` are i.i.d.,
+so ``z = u . (mean - target) / (std(u . g_m) / sqrt(M))`` is ~N(0, 1) when the
+estimator is unbiased for ``target``. Directions: the target itself, three fixed
+random directions and a *data-split* direction (the mean's error on the first
+half of the batches, tested on the second half: independent of it, so still
+N(0, 1) under the null, and aligned with the bias when there is one). Unbiased:
+every ``|z| < 4`` (two-sided p = 6e-5 each; the keys are fixed, so the test
+is deterministic). Biased: the split direction's ``z > 8``, far outside
+anything noise gives.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpg.sequence import estimators as est
+from jaxpg.sequence import model, rl, sampling
+from jaxpg.sequence.tasks import EOS, PAD, Task
+
+R = 3
+P, G = 2, 4
+M = 4096
+BETA = 1.0
+Z_OK = 4.0
+Z_BIAS = 8.0
+PROMPTS = jnp.array([[2, 2], [2, 0]], jnp.int32)
+CFG = model.TransformerConfig(
+    vocab_size=3, width=8, num_layers=1, num_heads=2, max_len=5, init_scale=1.0
+)
+
+
+def _responses() -> tuple[np.ndarray, np.ndarray]:
+    """All 15 canonical responses ``[15, R]`` and their masks."""
+    rows, masks = [], []
+    for length in range(1, R + 1):
+        for body in itertools.product([PAD, 2], repeat=length - 1):
+            rows.append([*body, EOS] + [PAD] * (R - length))
+            masks.append([1.0] * length + [0.0] * (R - length))
+    for body in itertools.product([PAD, 2], repeat=R):
+        rows.append(list(body))
+        masks.append([1.0] * R)
+    return np.array(rows, np.int32), np.array(masks, np.float32)
+
+
+RESPONSES, MASKS = _responses()
+
+
+def _reward(prompts, responses, mask):
+    # Depends on length (the count of 2s) and on the prompt; the prompts' reward
+    # scales differ 4x, so a per-group std reweights them (GRPO's direction bias).
+    twos = jnp.sum((responses == 2) * mask, axis=1)
+    first_pad = (responses[:, 0] == PAD).astype(jnp.float32)
+    second = prompts[:, 1] == 2
+    bonus = jnp.where(second, 1.0, -0.5) * first_pad
+    return jnp.where(second, 1.0, 4.0) * (twos + bonus)
+
+
+TASK = Task(
+    name="tiny",
+    prompt_len=2,
+    answer_len=1,
+    max_new_tokens=R,
+    sample_prompts=lambda key, n: PROMPTS,
+    answers=lambda prompts: jnp.full((prompts.shape[0], 1), EOS, jnp.int32),
+    reward=_reward,
+    true_reward=_reward,
+    accuracy=_reward,
+)
+
+
+def _all_pairs():
+    prompts = jnp.repeat(PROMPTS, len(RESPONSES), axis=0)
+    responses = jnp.tile(jnp.asarray(RESPONSES), (P, 1))
+    masks = jnp.tile(jnp.asarray(MASKS), (P, 1))
+    return prompts, responses, masks
+
+
+def _exact(params, ref_params):
+    """Exact J, KL, T2, T3 (scalars) and sequence probabilities ``[P, 15]``."""
+    prompts, responses, masks = _all_pairs()
+    logits = sampling.response_logits(params, CFG, prompts, responses)
+    ref_logits = sampling.response_logits(ref_params, CFG, prompts, responses)
+    slp = jnp.sum(sampling.token_log_probs(logits, responses) * masks, axis=1)
+    ref_slp = jnp.sum(sampling.token_log_probs(ref_logits, responses) * masks, axis=1)
+    prob = jnp.exp(slp)
+    prob_sg = jax.lax.stop_gradient(prob)
+    reward = _reward(prompts, responses, masks)
+    forward_t = jnp.sum(est.exact_kl(logits, ref_logits) * masks, axis=1)
+    reverse_t = jnp.sum(est.exact_kl(ref_logits, logits) * masks, axis=1)
+    return {
+        "J": jnp.sum(prob * reward) / P,
+        "KL": jnp.sum(prob * (slp - ref_slp)) / P,
+        "T2": jnp.sum(prob_sg * forward_t) / P,
+        "T3": jnp.sum(prob_sg * reverse_t) / P,
+        "prob": prob.reshape(P, len(RESPONSES)),
+    }
+
+
+def _flat(tree) -> jnp.ndarray:
+    return jnp.concatenate([x.ravel() for x in jax.tree.leaves(tree)])
+
+
+def _config(**kwargs) -> rl.RLConfig:
+    base = dict(
+        num_prompts=P, group_size=G, advantage="reinforce", aggregation="constant",
+        loss_norm=1.0, kl_placement="none", beta=BETA, clip_eps=None,
+    )  # fmt: skip
+    base.update(kwargs)
+    return rl.RLConfig(**base)
+
+
+CONFIGS = {
+    "reinforce": _config(advantage="reinforce"),
+    "rloo": _config(advantage="rloo"),
+    "dr_grpo": _config(advantage="dr_grpo"),
+    "reinforce_mean": _config(advantage="reinforce_mean"),
+    "rloo_constant_R": _config(advantage="rloo", loss_norm=float(R)),
+    "grpo": _config(advantage="grpo"),
+    "rloo_seq_mean": _config(advantage="rloo", aggregation="seq_mean"),
+    "reinforce_pp": _config(advantage="reinforce_pp"),
+    **{
+        f"kl_{placement}_{k}": _config(
+            advantage="rloo", kl_placement=placement, kl_estimator=k
+        )
+        for placement in ("reward", "loss")
+        for k in ("k1", "k2", "k3")
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """Parameters, exact gradients and every estimator's ``[M, D]`` samples.
+
+    One compiled program: each key draws one rollout with jaxpg's sampler, and
+    every configuration scores it (:func:`rl.score`) and differentiates its
+    :func:`rl.loss_fn` (``-grad`` is the estimate)."""
+    params = model.init(jax.random.key(1), CFG)
+    ref_params = model.init(jax.random.key(2), CFG)
+
+    @jax.jit
+    def exact_grads(p):
+        return {
+            name: _flat(jax.grad(lambda q, n=name: _exact(q, ref_params)[n])(p))
+            for name in ("J", "KL", "T2", "T3")
+        }
+
+    grads = {k: np.asarray(v, np.float64) for k, v in exact_grads(params).items()}
+
+    def one(key):
+        ro = rl.rollout(key, params, ref_params, TASK, CFG, CONFIGS["reinforce"])
+        out = {}
+        for name, cfg in CONFIGS.items():
+            grad, _ = jax.grad(rl.loss_fn, has_aux=True)(
+                params, rl.score(ro, cfg), CFG, cfg
+            )
+            out[name] = -_flat(grad)
+        return out
+
+    keys = jax.random.split(jax.random.key(3), M)
+    estimates = jax.jit(jax.vmap(one))(keys)
+    return params, ref_params, grads, estimates
+
+
+def _estimates(setup, name: str) -> np.ndarray:
+    return np.asarray(setup[3][name], np.float64)
+
+
+def _z(samples: np.ndarray, target: np.ndarray, u: np.ndarray) -> float:
+    proj = samples @ u
+    se = proj.std(ddof=1) / np.sqrt(len(proj))
+    return float((proj.mean() - target @ u) / se)
+
+
+def _split_z(samples, target, orthogonal_to=None) -> float:
+    half = len(samples) // 2
+    d = samples[:half].mean(axis=0) - target
+    if orthogonal_to is not None:
+        v = orthogonal_to / np.linalg.norm(orthogonal_to)
+        d = d - (d @ v) * v
+    return _z(samples[half:], target, d / np.linalg.norm(d))
+
+
+def _assert_unbiased(samples, target):
+    rng = np.random.default_rng(0)
+    directions = [target / np.linalg.norm(target)]
+    for _ in range(3):
+        u = rng.normal(size=target.shape)
+        directions.append(u / np.linalg.norm(u))
+    zs = [_z(samples, target, u) for u in directions]
+    zs.append(_split_z(samples, target))
+    assert max(abs(z) for z in zs) < Z_OK, zs
+
+
+def test_enumeration_covers_every_response(setup):
+    params, ref_params, _, _ = setup
+    prob = jax.jit(_exact)(params, ref_params)["prob"]
+    np.testing.assert_allclose(jnp.sum(prob, axis=1), 1.0, rtol=1e-5)
+
+
+def test_sampler_response_frequencies_match_enumeration(setup):
+    """Chi-square over the 15 responses of each prompt: 2 x 14 = 28 degrees of
+    freedom; the 1e-4 upper quantile of chi2(28) is 66.6, the bound used (every
+    expected count is > 20, well above the usual 5 for the approximation)."""
+    params, ref_params, _, _ = setup
+    n = 8192
+    prompts = jnp.repeat(PROMPTS, n, axis=0)
+    samples = jax.jit(
+        lambda k: sampling.sample(k, params, CFG, prompts, R, eos_id=EOS, pad_id=PAD)
+    )(jax.random.key(4))
+    got = np.asarray(samples.responses)
+    index = (got[:, None, :] == RESPONSES[None]).all(axis=2)
+    assert (index.sum(axis=1) == 1).all()  # every sample is a canonical response
+    np.testing.assert_array_equal(np.asarray(samples.mask), MASKS[index.argmax(1)])
+    counts = index.reshape(P, n, -1).sum(axis=1)
+    prob = jax.jit(_exact)(params, ref_params)["prob"]
+    expected = np.asarray(prob, np.float64) * n
+    assert expected.min() > 20
+    chi2 = float(np.sum((counts - expected) ** 2 / expected))
+    assert chi2 < 66.6, chi2
+
+
+@pytest.mark.parametrize(
+    ("name", "scale"),
+    [
+        ("reinforce", 1.0),
+        ("rloo", 1.0),
+        # Self-included means shrink the estimator by exactly (n - 1) / n.
+        ("dr_grpo", G / (G - 1)),
+        ("reinforce_mean", P * G / (P * G - 1)),
+        # Dr. GRPO's constant normaliser C: an unbiased estimate of grad J / C.
+        ("rloo_constant_R", R),
+    ],
+)
+def test_unbiased_estimators_match_exact_gradient(setup, name, scale):
+    _assert_unbiased(_estimates(setup, name) * scale, setup[2]["J"])
+
+
+@pytest.mark.parametrize("name", ["grpo", "rloo_seq_mean"])
+def test_biased_estimators_are_biased_in_direction(setup, name):
+    """Biased in *direction*, not only in scale: the error is measured
+    orthogonally to grad J, so no constant step size could absorb it."""
+    target = setup[2]["J"]
+    z = _split_z(_estimates(setup, name), target, orthogonal_to=target)
+    assert z > Z_BIAS, z
+
+
+def test_reinforce_pp_is_biased(setup):
+    """REINFORCE++'s batch std is a random step size correlated with the
+    samples: biased, though mostly along grad J here (orthogonal z ~ 5)."""
+    target = setup[2]["J"]
+    z = _split_z(_estimates(setup, "reinforce_pp"), target)
+    assert z > Z_BIAS, z
+
+
+# (placement, estimator) -> which exact gradient the estimator follows:
+# d/dtheta of (J - beta * X) with X one of the exact quantities ("0": none).
+FOLLOWS = {
+    ("reward", "k1"): "KL",
+    ("loss", "k1"): "0",
+    ("loss", "k2"): "T2",
+    ("loss", "k3"): "T3",
+}
+
+
+@pytest.mark.parametrize(("placement", "estimator"), list(FOLLOWS))
+def test_kl_placement_follows_its_stated_gradient(setup, placement, estimator):
+    grads = setup[2]
+    follows = FOLLOWS[(placement, estimator)]
+    target = grads["J"] - BETA * (0.0 if follows == "0" else grads[follows])
+    _assert_unbiased(_estimates(setup, f"kl_{placement}_{estimator}"), target)
+
+
+@pytest.mark.parametrize(
+    ("placement", "estimator"),
+    [("reward", "k2"), ("reward", "k3"), ("loss", "k1"), ("loss", "k2"),
+     ("loss", "k3")],
+)  # fmt: skip
+def test_kl_placements_that_miss_the_sequence_kl_gradient(setup, placement, estimator):
+    """Only k1 in the reward estimates grad (J - beta KL) of the whole sequence."""
+    target = setup[2]["J"] - BETA * setup[2]["KL"]
+    z = _split_z(_estimates(setup, f"kl_{placement}_{estimator}"), target)
+    assert z > Z_BIAS, z
