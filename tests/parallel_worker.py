@@ -1,0 +1,219 @@
+"""Subprocess worker for tests/test_parallel.py (several CPU devices or processes).
+
+The device count of a JAX process is fixed when its backend starts, so the
+multi-device and multi-process checks run here, in fresh interpreters:
+
+    python tests/parallel_worker.py devices OUT_DIR
+        4 CPU devices: the sharded program of each algorithm in ALGOS is
+        compiled and searched for collectives inside loops; 6 members of
+        ALGOS[0] run sharded over 4 devices and on 1 device: writes
+        OUT_DIR/sharded.npz, single.npz and report.json.
+    python tests/parallel_worker.py process OUT_DIR PORT PROCESS_ID
+        one of 2 processes with 2 CPU devices each (jax.distributed on
+        localhost, gloo): the same members of ALGOS[0]; process 0 writes
+        OUT_DIR/process_gathered.npz; every process writes process_<id>.json.
+
+Also importable for :func:`loop_collectives` (HLO text parsing).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+NUM_MEMBERS = 6
+ALGOS = ("ppo", "reinforce")
+COLLECTIVES = (
+    "all-reduce",
+    "all-gather",
+    "all-to-all",
+    "collective-permute",
+    "collective-broadcast",
+    "reduce-scatter",
+    "ragged-all-to-all",
+)
+_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
+_WHILE = re.compile(r"\bwhile\(.*?condition=%?([\w.\-]+).*?body=%?([\w.\-]+)")
+_CALLED = re.compile(
+    r"(?:to_apply|calls|body|condition|true_computation|false_computation)"
+    r"=%?([\w.\-]+)|branch_computations=\{([^}]*)\}"
+)
+_OPCODE = re.compile(r"\s(" + "|".join(COLLECTIVES) + r")(?:-start)?\(")
+
+
+def loop_collectives(hlo_text: str) -> list[str]:
+    """Collective instructions reachable from any while loop's body or condition.
+
+    Parses XLA's HLO text: computations, the computations each one calls
+    (``to_apply``, ``calls``, ``body``, ``condition``, branches), and the
+    opcode of every instruction. Returns ``"computation: opcode"`` for every
+    collective (all-reduce, all-gather, ... and their async ``-start`` forms)
+    found in a loop's body or condition or anything they call.
+    """
+    bodies: dict[str, list[str]] = {}
+    current = None
+    for line in hlo_text.splitlines():
+        stripped = line.strip()
+        if current is None:
+            m = _COMPUTATION.match(stripped)
+            if m and "=" not in stripped.split("(")[0]:
+                current = m.group(1)
+                bodies[current] = []
+            continue
+        if stripped == "}":
+            current = None
+            continue
+        bodies[current].append(stripped)
+
+    def called(line: str) -> list[str]:
+        names = []
+        for single, branches in _CALLED.findall(line):
+            if single:
+                names.append(single)
+            if branches:
+                names += [b.strip().lstrip("%") for b in branches.split(",")]
+        return names
+
+    roots = []
+    for lines in bodies.values():
+        for line in lines:
+            m = _WHILE.search(line)
+            if m:
+                roots += [m.group(1), m.group(2)]
+    seen, stack = set(), list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in bodies:
+            continue
+        seen.add(name)
+        for line in bodies[name]:
+            stack += called(line)
+    found = []
+    for name in sorted(seen):
+        for line in bodies[name]:
+            m = _OPCODE.search(line)
+            if m:
+                found.append(f"{name}: {m.group(1)}")
+    return found
+
+
+def config(algo: str):
+    import jaxpg
+
+    extra = {"num_epochs": 2, "num_minibatches": 2} if algo == "ppo" else {}
+    return jaxpg.Config(
+        algo=algo,
+        num_envs=4,
+        rollout_steps=8,
+        total_steps=4 * 8 * 4,
+        hidden=(8,),
+        **extra,
+    )
+
+
+def flat(tree) -> dict:
+    """``{path: np.ndarray}`` of a pytree, PRNG keys as their raw data."""
+    import jax
+    import numpy as np
+
+    out = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        out[jax.tree_util.keystr(path)] = np.asarray(leaf)
+    return out
+
+
+def devices(out_dir: Path) -> None:
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", 4)
+    import numpy as np
+
+    import jaxpg
+    from jaxpg import parallel
+
+    assert len(jax.devices()) == 4, jax.devices()
+    report = {"devices": len(jax.devices())}
+    seeds = np.arange(NUM_MEMBERS, dtype=np.int32)
+    lay = parallel.layout(NUM_MEMBERS)
+    placed = parallel.place((seeds,), lay)
+    for algo in ALGOS:
+        train = jaxpg.make_train(config(algo))
+
+        def member(seed, train=train):
+            return train(jax.random.key(seed))
+
+        compiled = parallel.sharded(member, lay).lower(*placed).compile()
+        report[algo] = {"loop_collectives": loop_collectives(compiled.as_text())}
+        if algo != ALGOS[0]:
+            continue  # the program is checked; one algorithm is run (time)
+        raw = compiled(*placed)
+        leaf = jax.tree.leaves(raw)[0]
+        like = jax.eval_shape(member, jax.ShapeDtypeStruct((), np.int32))
+        np.savez(out_dir / "sharded.npz", **flat(parallel.collect(raw, lay, like)))
+        single = parallel.run_members(train, seeds, devices=jax.devices()[:1])
+        np.savez(out_dir / "single.npz", **flat(single))
+        report[algo].update(
+            padded=lay.padded,
+            shard_rows=[s.data.shape[0] for s in leaf.addressable_shards],
+            shard_devices=sorted(s.device.id for s in leaf.addressable_shards),
+        )
+    # The parser has power: a psum inside a loop of a sharded program is found.
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("x",))
+    spec = jax.sharding.PartitionSpec("x")
+
+    def with_psum(x):
+        return jax.lax.fori_loop(0, 3, lambda i, c: jax.lax.psum(c, "x") * 0.5, x)
+
+    probe = jax.jit(
+        jax.shard_map(
+            with_psum, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False
+        )
+    )
+    text = probe.lower(np.ones((4,), np.float32)).compile().as_text()
+    report["probe_loop_collectives"] = loop_collectives(text)
+    (out_dir / "report.json").write_text(json.dumps(report))
+
+
+def process(out_dir: Path, port: int, process_id: int) -> None:
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", 2)
+    import numpy as np
+
+    import jaxpg
+    from jaxpg import parallel
+
+    parallel.initialize(f"localhost:{port}", 2, process_id)
+    train = jaxpg.make_train(config(ALGOS[0]))
+    seeds = np.arange(NUM_MEMBERS, dtype=np.int32)
+    lay = parallel.layout(NUM_MEMBERS)
+    placed = parallel.place((seeds,), lay)
+    local_rows = sorted(
+        int(s.data[0]) for s in placed[0].addressable_shards for _ in [0]
+    )
+    out = parallel.run_members(train, seeds)
+    info = {
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "global_devices": len(jax.devices()),
+        "local_devices": len(jax.local_devices()),
+        "first_member_of_local_shards": local_rows,
+    }
+    (out_dir / f"process_{process_id}.json").write_text(json.dumps(info))
+    if jax.process_index() == 0:
+        np.savez(out_dir / "process_gathered.npz", **flat(out))
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    mode, out = sys.argv[1], Path(sys.argv[2])
+    if mode == "devices":
+        devices(out)
+    elif mode == "process":
+        process(out, int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}: devices or process")
