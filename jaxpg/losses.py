@@ -1,8 +1,11 @@
 r"""Loss kernels. Each returns a scalar to *minimise* and takes a float ``mask``.
 
 The masked mean is :math:`\sum m\,x / \max(\sum m, 1)`: padded steps never
-enter a loss. Targets (advantages, returns) are wrapped in ``stop_gradient`` so
-that only the intended path carries gradient.
+enter a loss. Where an estimator needs another normaliser (REINFORCE divides
+by a constant so that its estimate stays unbiased, and sums chunks of a batch),
+``normaliser=N`` gives :math:`\sum m\,x / N` instead. Targets (advantages,
+returns) are wrapped in ``stop_gradient`` so that only the intended path
+carries gradient.
 """
 
 from __future__ import annotations
@@ -14,13 +17,23 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def masked_mean(x: Array, mask: Array) -> Array:
-    r""":math:`\sum m x / \max(\sum m, 1)` for same-shaped ``x`` and ``mask``."""
+def masked_mean(
+    x: Array, mask: Array, normaliser: Array | float | None = None
+) -> Array:
+    r""":math:`\sum m x / \max(\sum m, 1)` for same-shaped ``x`` and ``mask``;
+    :math:`\sum m x / N` with ``normaliser=N``."""
     chex.assert_equal_shape([x, mask])
-    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    if normaliser is None:
+        normaliser = jnp.maximum(jnp.sum(mask), 1.0)
+    return jnp.sum(x * mask) / normaliser
 
 
-def policy_gradient_loss(log_probs: Array, advantages: Array, mask: Array) -> Array:
+def policy_gradient_loss(
+    log_probs: Array,
+    advantages: Array,
+    mask: Array,
+    normaliser: Array | float | None = None,
+) -> Array:
     r"""REINFORCE surrogate :math:`-\frac{1}{N}\sum m\, \log\pi(a|s)\, \mathrm{sg}(A)`.
 
     Its gradient is the score-function estimator of :math:`-\nabla_\theta J`.
@@ -29,14 +42,19 @@ def policy_gradient_loss(log_probs: Array, advantages: Array, mask: Array) -> Ar
       log_probs: ``[...]`` :math:`\log \pi_\theta(a_t|s_t)`, differentiable.
       advantages: ``[...]`` weights :math:`A_t` (gradient stopped here).
       mask: ``[...]`` 1 for valid steps.
+      normaliser: ``N``; default the number of valid steps (see
+        :func:`masked_mean`).
     """
     chex.assert_equal_shape([log_probs, advantages, mask])
-    return -masked_mean(log_probs * jax.lax.stop_gradient(advantages), mask)
+    weighted = log_probs * jax.lax.stop_gradient(advantages)
+    return -masked_mean(weighted, mask, normaliser)
 
 
-def entropy_loss(entropy: Array, mask: Array) -> Array:
+def entropy_loss(
+    entropy: Array, mask: Array, normaliser: Array | float | None = None
+) -> Array:
     r"""Negative mean entropy :math:`-\frac1N \sum m\, \mathcal H[\pi(\cdot|s)]`."""
-    return -masked_mean(entropy, mask)
+    return -masked_mean(entropy, mask, normaliser)
 
 
 def value_loss(
@@ -45,6 +63,7 @@ def value_loss(
     mask: Array,
     old_values: Array | None = None,
     clip_eps: Array | float | None = None,
+    normaliser: Array | float | None = None,
 ) -> Array:
     r"""Half squared error :math:`\frac12 (V - \mathrm{sg}(y))^2`, optionally clipped.
 
@@ -58,7 +77,7 @@ def value_loss(
     if old_values is not None and clip_eps is not None:
         clipped = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
         err = jnp.maximum(err, jnp.square(clipped - targets))
-    return 0.5 * masked_mean(err, mask)
+    return 0.5 * masked_mean(err, mask, normaliser)
 
 
 def ppo_clip_loss(

@@ -1,10 +1,21 @@
 r"""Policy and value networks behind a pure ``init`` / ``apply`` pair.
 
-``policy.apply(params, obs)`` maps observations ``[..., *O]`` (flattened to
-``[..., prod(O)]``) to a distribution with batch shape ``[...]``: a
-:class:`~jaxpg.distributions.Categorical` for discrete actions, a
-:class:`~jaxpg.distributions.DiagGaussian` with a state-independent
-``log_std`` for continuous ones. ``critic.apply(params, obs)`` returns ``[...]``.
+A network is a *torso* and a *head*. The torso is any ``flax.linen.Module``
+that maps a batch of observations ``[N, *O]`` (their original shape and dtype,
+not flattened) to features ``[N, F]``; jaxpg adds the head that the action
+space needs:
+
+* ``Discrete(A)``: a linear layer to ``A`` logits, a
+  :class:`~jaxpg.distributions.Categorical`;
+* ``Box(D)``: a linear layer to the ``D`` means and a state-independent
+  ``log_std`` parameter, a :class:`~jaxpg.distributions.DiagGaussian`;
+* critic: a linear layer to one value.
+
+The default torso is :class:`MLPTorso` (flattens ``O``, then dense layers).
+``policy.apply(params, obs)`` accepts any leading batch shape ``[..., *O]``
+and returns a distribution with batch shape ``[...]``; ``critic.apply``
+returns ``[...]`` values. Parameters: ``{"torso": ..., "head": ...}`` plus
+``"log_std": [D]`` for Gaussian policies.
 """
 
 from __future__ import annotations
@@ -31,31 +42,33 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 }
 
 
-class MLP(nn.Module):
-    """Fully connected torso plus a linear head of ``out`` units.
+def scaled_normal(gain: float) -> Callable:
+    """Normal init with variance ``gain² / fan_in``.
 
-    Weights are drawn from scaled normals (variance ``gain² / fan_in``): gain
-    ``√2`` in the torso, ``head_scale`` in the head (0.01 makes the initial
-    policy near uniform). Orthogonal init would need a QR decomposition, a
-    LAPACK call that XLA's CPU runtime can deadlock on when it is vmapped over
-    many seeds; scaled normals need none and train the same here.
+    jaxpg's default instead of orthogonal init: orthogonal init needs a QR
+    decomposition, a LAPACK call that XLA's CPU runtime can deadlock on when it
+    is vmapped over many seeds; scaled normals need none and train the same on
+    the preset tasks.
+    """
+    return nn.initializers.variance_scaling(gain**2, "fan_in", "normal")
+
+
+class MLPTorso(nn.Module):
+    """Flatten ``[N, *O]`` to ``[N, prod(O)]`` float32, then dense layers.
+
+    Weights drawn with :func:`scaled_normal` of gain ``√2``.
     """
 
-    hidden: Sequence[int]
-    out: int
+    hidden: Sequence[int] = (64, 64)
     activation: str = "tanh"
-    head_scale: float = 0.01
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, obs: Array) -> Array:
         act = ACTIVATIONS[self.activation]
+        x = obs.reshape((obs.shape[0], -1)).astype(jnp.float32)
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=_scaled_normal(2**0.5))(x))
-        return nn.Dense(self.out, kernel_init=_scaled_normal(self.head_scale))(x)
-
-
-def _scaled_normal(gain: float):
-    return nn.initializers.variance_scaling(gain**2, "fan_in", "normal")
+            x = act(nn.Dense(width, kernel_init=scaled_normal(2**0.5))(x))
+        return x
 
 
 class Policy(NamedTuple):
@@ -72,9 +85,52 @@ class Critic(NamedTuple):
     apply: Callable[[Params, Array], Array]
 
 
-def _flatten(obs: Array, obs_shape: tuple[int, ...]) -> Array:
-    batch = obs.shape[: obs.ndim - len(obs_shape)]
-    return obs.reshape((*batch, math.prod(obs_shape))).astype(jnp.float32)
+def _check_torso(torso: Any, name: str) -> None:
+    if not isinstance(torso, nn.Module):
+        raise TypeError(
+            f"{name}={torso!r} is invalid: must be a flax.linen.Module mapping "
+            "observations [N, *O] to features [N, F]"
+        )
+
+
+def _obs_dtype(spec: EnvSpec) -> Any:
+    return getattr(spec, "obs_dtype", None) or jnp.float32
+
+
+def _make_trunk(
+    torso: nn.Module, obs_shape: tuple[int, ...], obs_dtype: Any, name: str
+) -> tuple[Callable, Callable, int]:
+    """``(init, apply, F)`` for ``torso`` on ``[..., *O]`` observations.
+
+    ``apply(params, obs)`` returns ``[..., F]``: leading axes are folded into
+    one batch axis for the torso and unfolded afterwards.
+    """
+    _check_torso(torso, name)
+    dummy = jnp.zeros((1, *obs_shape), obs_dtype)
+    try:
+        out = jax.eval_shape(lambda: torso.init_with_output(jax.random.key(0), dummy))
+    except Exception as err:  # a user module that cannot take [1, *O]
+        raise ValueError(
+            f"{name} ({type(torso).__name__}) failed on observations of shape "
+            f"[N, {', '.join(map(str, obs_shape))}]: {err}"
+        ) from err
+    features = out[0]
+    if features.ndim != 2 or features.shape[0] != 1:
+        raise ValueError(
+            f"{name} ({type(torso).__name__}) must map [N, *O] observations to "
+            f"[N, F] features; it returned shape {features.shape} for N=1"
+        )
+    rank = len(obs_shape)
+
+    def init(key: Array) -> Params:
+        return torso.init(key, dummy)
+
+    def apply(params: Params, obs: Array) -> Array:
+        batch = obs.shape[: obs.ndim - rank]
+        flat = obs.reshape((math.prod(batch), *obs_shape))
+        return torso.apply(params, flat).reshape((*batch, -1))
+
+    return init, apply, int(features.shape[1])
 
 
 def make_policy(
@@ -83,50 +139,73 @@ def make_policy(
     activation: str = "tanh",
     init_log_std: float = 0.0,
     head_scale: float = 0.01,
+    *,
+    torso: nn.Module | None = None,
 ) -> Policy:
-    """A flax MLP policy with a head matched to the action space of ``spec``.
+    r"""A policy for the action space of ``spec``: ``torso`` plus jaxpg's head.
 
-    ``head_scale`` is the init gain of the output layer: the default 0.01 starts
-    near the uniform policy (categorical) or near a zero mean (Gaussian);
-    about 1 starts from a random state-dependent policy, which explores
-    differently (e.g. it can pump energy into MountainCar).
+    Args:
+      spec: the environment's :class:`~jaxpg.envs.EnvSpec`.
+      hidden, activation: the default :class:`MLPTorso` (ignored with ``torso``).
+      init_log_std: initial :math:`\log\sigma` of a Gaussian policy.
+      head_scale: init gain of the output layer: the default 0.01 starts near
+        the uniform policy (categorical) or a zero mean (Gaussian); about 1
+        starts from a random state-dependent policy, which explores
+        differently (e.g. it can pump energy into MountainCar).
+      torso: a ``flax.linen.Module`` ``[N, *O] -> [N, F]``; default MLP.
+
+    Raises:
+      TypeError: ``torso`` is not a flax module.
+      ValueError: ``torso`` does not map ``[1, *O]`` to ``[1, F]``.
     """
-    net = MLP(tuple(hidden), spec.num_actions, activation, head_scale)
-    dummy = jnp.zeros((1, math.prod(spec.obs_shape)), jnp.float32)
+    torso = MLPTorso(tuple(hidden), activation) if torso is None else torso
+    trunk_init, trunk_apply, features = _make_trunk(
+        torso, spec.obs_shape, _obs_dtype(spec), "policy_network"
+    )
+    head = nn.Dense(spec.num_actions, kernel_init=scaled_normal(head_scale))
+    dummy = jnp.zeros((1, features), jnp.float32)
 
-    if spec.discrete:
+    def init(key: Array) -> Params:
+        key_torso, key_head = jax.random.split(key)
+        params = {"torso": trunk_init(key_torso), "head": head.init(key_head, dummy)}
+        if not spec.discrete:
+            params["log_std"] = jnp.full((spec.num_actions,), init_log_std, jnp.float32)
+        return params
 
-        def init(key: Array) -> Params:
-            return {"net": net.init(key, dummy)}
-
-        def apply(params: Params, obs: Array) -> Distribution:
-            return Categorical(net.apply(params["net"], _flatten(obs, spec.obs_shape)))
-
-    else:
-
-        def init(key: Array) -> Params:
-            log_std = jnp.full((spec.num_actions,), init_log_std, jnp.float32)
-            return {"net": net.init(key, dummy), "log_std": log_std}
-
-        def apply(params: Params, obs: Array) -> Distribution:
-            mean = net.apply(params["net"], _flatten(obs, spec.obs_shape))
-            log_std = jnp.broadcast_to(params["log_std"], mean.shape)
-            return DiagGaussian(mean, log_std)
+    def apply(params: Params, obs: Array) -> Distribution:
+        out = head.apply(params["head"], trunk_apply(params["torso"], obs))
+        if spec.discrete:
+            return Categorical(out)
+        return DiagGaussian(out, jnp.broadcast_to(params["log_std"], out.shape))
 
     return Policy(init, apply)
 
 
 def make_critic(
-    spec: EnvSpec, hidden: Sequence[int] = (64, 64), activation: str = "tanh"
+    spec: EnvSpec,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    *,
+    torso: nn.Module | None = None,
 ) -> Critic:
-    """A flax MLP state-value network ``V(s)``."""
-    net = MLP(tuple(hidden), 1, activation, head_scale=1.0)
-    dummy = jnp.zeros((1, math.prod(spec.obs_shape)), jnp.float32)
+    """A state-value network ``V(s)``: ``torso`` plus a linear head to ``[...]``.
+
+    Raises:
+      TypeError, ValueError: as :func:`make_policy`, for ``critic_network``.
+    """
+    torso = MLPTorso(tuple(hidden), activation) if torso is None else torso
+    trunk_init, trunk_apply, features = _make_trunk(
+        torso, spec.obs_shape, _obs_dtype(spec), "critic_network"
+    )
+    head = nn.Dense(1, kernel_init=scaled_normal(1.0))
+    dummy = jnp.zeros((1, features), jnp.float32)
 
     def init(key: Array) -> Params:
-        return net.init(key, dummy)
+        key_torso, key_head = jax.random.split(key)
+        return {"torso": trunk_init(key_torso), "head": head.init(key_head, dummy)}
 
     def apply(params: Params, obs: Array) -> Array:
-        return net.apply(params, _flatten(obs, spec.obs_shape))[..., 0]
+        features = trunk_apply(params["torso"], obs)
+        return head.apply(params["head"], features)[..., 0]
 
     return Critic(init, apply)

@@ -6,7 +6,7 @@ log-probabilities from stored observations and actions):
 * :func:`collect_episodes` (REINFORCE). An update starts every env at an episode
   boundary. An episode is *included* iff it starts before step
   ``start_budget``; included episodes run to their end, other envs freeze. The
-  loop stops as soon as every included episode is done (``lax.while_loop``),
+  loop stops as soon as every included episode is done (a while loop),
   so no compute is spent on a fixed 500-step horizon when episodes last 20
   steps, and every return is an exact Monte-Carlo return of a complete episode.
   The inclusion rule looks only at the past, so included episodes are ordinary
@@ -17,7 +17,11 @@ log-probabilities from stored observations and actions):
   across updates (envs are not reset between updates); the window's end is a
   cut, bootstrapped by the critic.
 
-Step ``t`` stores ``(s_t, a_t, r_t)`` and the flags of ``s_{t+1}``.
+Both, and evaluation, act through one function, :func:`actor_step` (policy ->
+sample -> env step -> a :class:`Transition`). Step ``t`` stores
+``(s_t, a_t, r_t)`` and the flags of ``s_{t+1}``. Every loop whose length
+depends on data is a :func:`jaxpg.batching.while_loop`: under ``vmap`` it has
+no whole-carry select and no collective across devices.
 """
 
 from __future__ import annotations
@@ -35,6 +39,116 @@ from jaxpg.envs import make_stepper as make_stepper  # re-exported
 Array = jax.Array
 
 
+class Transition(NamedTuple):
+    r"""One step of ``B`` envs: ``(s_t, a_t, r_t, s_{t+1})`` and its flags.
+
+    Attributes:
+      obs: ``[B, *O]`` :math:`s_t`.
+      action: ``[B]`` int32 or ``[B, D]`` float32 (the unclipped sample).
+      log_prob: ``[B]`` :math:`\log\pi(a_t|s_t)` at acting time.
+      reward: ``[B]`` float32 :math:`r_t`.
+      terminated: ``[B]`` bool, :math:`s_{t+1}` is terminal.
+      truncated: ``[B]`` bool, the episode was cut after this step.
+      final_obs: ``[B, *O]`` the real :math:`s_{t+1}` (before an auto-reset).
+      next_obs: ``[B, *O]`` the observation the next step acts on (a reset
+        observation where the episode ended).
+    """
+
+    obs: Array
+    action: Array
+    log_prob: Array
+    reward: Array
+    terminated: Array
+    truncated: Array
+    final_obs: Array
+    next_obs: Array
+
+    @property
+    def done(self) -> Array:
+        """``[B]`` bool: the episode ended (terminated or truncated)."""
+        return self.terminated | self.truncated
+
+
+def actor_step(
+    key: Array,
+    stepper: EnvStepper,
+    policy_apply: Callable,
+    params: Any,
+    env_state: Any,
+    obs: Array,
+    deterministic: bool = False,
+) -> tuple[Transition, Any]:
+    """Act in ``B`` envs: policy -> sample (or mode) -> env step.
+
+    Args:
+      key: PRNG key (split into an action key and an env key).
+      stepper: batched env of ``B`` copies.
+      policy_apply: ``(params, obs [B, *O]) -> Distribution``.
+      params: policy parameters.
+      env_state, obs: ``[B]`` env states and ``[B, *O]`` observations.
+      deterministic: act with the distribution's mode instead of a sample.
+
+    Returns:
+      ``(transition, next_env_state)``.
+    """
+    key_act, key_env = jax.random.split(key)
+    dist = policy_apply(params, obs)
+    action = dist.mode() if deterministic else dist.sample(key_act)
+    next_obs, env_state, reward, term, trunc, final_obs = stepper.step(
+        key_env, env_state, action
+    )
+    transition = Transition(
+        obs=obs,
+        action=action,
+        log_prob=dist.log_prob(action),
+        reward=reward,
+        terminated=term,
+        truncated=trunc,
+        final_obs=final_obs,
+        next_obs=next_obs,
+    )
+    return transition, env_state
+
+
+class EpisodeStats(NamedTuple):
+    """Sums over the episodes that ended in an update (``[]`` float32 each)."""
+
+    return_sum: Array
+    length_sum: Array
+    count: Array
+
+    @classmethod
+    def zeros(cls) -> EpisodeStats:
+        return cls(*(jnp.zeros((), jnp.float32) for _ in range(3)))
+
+    def add(self, running: RunningEpisodes, ended: Array) -> EpisodeStats:
+        """Add the running episodes where ``ended`` (``[B]`` float 0/1)."""
+        return EpisodeStats(
+            self.return_sum + jnp.sum(running.ret * ended),
+            self.length_sum + jnp.sum(running.length * ended),
+            self.count + jnp.sum(ended),
+        )
+
+
+class RunningEpisodes(NamedTuple):
+    """The undiscounted return and length so far of each env's episode."""
+
+    ret: Array  # [B] float32
+    length: Array  # [B] float32
+
+    @classmethod
+    def zeros(cls, num_envs: int) -> RunningEpisodes:
+        return cls(*(jnp.zeros((num_envs,), jnp.float32) for _ in range(2)))
+
+    def step(self, reward: Array, counted: Array) -> RunningEpisodes:
+        """Add a step's ``reward`` where ``counted`` (``[B]`` float 0/1)."""
+        return RunningEpisodes(self.ret + reward * counted, self.length + counted)
+
+    def restart(self, ended: Array) -> RunningEpisodes:
+        """Zero the episodes that ``ended`` (``[B]`` float 0/1)."""
+        return RunningEpisodes(self.ret * (1.0 - ended), self.length * (1.0 - ended))
+
+
 class EpisodeBatch(NamedTuple):
     """Complete episodes in a ``[L, B]`` buffer (``L`` = buffer length).
 
@@ -46,9 +160,7 @@ class EpisodeBatch(NamedTuple):
       mask: ``[L, B]`` float, 1 for steps of included episodes.
       episode_start: ``[L, B]`` float, 1 at the first step of an included episode.
       num_steps: ``[]`` int32, loop iterations run (a bound on valid ``t``).
-      episode_return_sum: ``[]`` float, undiscounted returns of included episodes.
-      episode_length_sum: ``[]`` float, their lengths.
-      num_episodes: ``[]`` float, how many.
+      stats: the included episodes' :class:`EpisodeStats`.
     """
 
     obs: Array
@@ -58,9 +170,7 @@ class EpisodeBatch(NamedTuple):
     mask: Array
     episode_start: Array
     num_steps: Array
-    episode_return_sum: Array
-    episode_length_sum: Array
-    num_episodes: Array
+    stats: EpisodeStats
 
 
 def action_template(spec: EnvSpec) -> tuple[tuple[int, ...], Any]:
@@ -68,6 +178,17 @@ def action_template(spec: EnvSpec) -> tuple[tuple[int, ...], Any]:
     if spec.discrete:
         return (), jnp.int32
     return (spec.num_actions,), jnp.float32
+
+
+class _EpisodeLoop(NamedTuple):
+    t: Array  # [] int32, loop iterations so far
+    key: Array
+    env_state: Any
+    obs: Array  # [B, *O]
+    active: Array  # [B] bool, inside an included episode
+    running: RunningEpisodes
+    buffers: dict[str, Array]  # [L, B, ...] each
+    stats: EpisodeStats
 
 
 def collect_episodes(
@@ -80,7 +201,7 @@ def collect_episodes(
     obs: Array,
     start_budget: int | Array,
     buffer_len: int,
-) -> tuple[EpisodeBatch, Any, Array, Array]:
+) -> tuple[EpisodeBatch, Any, Array]:
     """Run included episodes to completion (see the module docstring).
 
     Args:
@@ -95,7 +216,7 @@ def collect_episodes(
       buffer_len: ``L >= start_budget - 1 + longest episode``.
 
     Returns:
-      ``(batch, env_state, obs, key)`` with envs again at episode boundaries.
+      ``(batch, env_state, obs)`` with envs again at episode boundaries.
     """
     num_envs = stepper.num_envs
     act_shape, act_dtype = action_template(spec)
@@ -110,73 +231,68 @@ def collect_episodes(
         "mask": zeros(()),
         "episode_start": zeros(()),
     }
-    f32 = jnp.float32
-    init = (
-        jnp.int32(0),
-        key,
-        env_state,
-        obs,
-        jnp.zeros((num_envs,), jnp.bool_),  # active: inside an included episode
-        jnp.zeros((num_envs,), f32),  # running undiscounted return
-        jnp.zeros((num_envs,), f32),  # running length
-        buffers,
-        jnp.zeros((3,), f32),  # return sum, length sum, episodes
+    init = _EpisodeLoop(
+        t=jnp.int32(0),
+        key=key,
+        env_state=env_state,
+        obs=obs,
+        active=jnp.zeros((num_envs,), jnp.bool_),
+        running=RunningEpisodes.zeros(num_envs),
+        buffers=buffers,
+        stats=EpisodeStats.zeros(),
     )
 
-    def cond(carry):
-        t, active = carry[0], carry[4]
-        return (t < buffer_len) & ((t < start_budget) | jnp.any(active))
+    def cond(c: _EpisodeLoop) -> Array:
+        return (c.t < buffer_len) & ((c.t < start_budget) | jnp.any(c.active))
 
-    def body(carry):
-        t, key, state, obs, active, ep_ret, ep_len, buf, stats = carry
-        key, key_act, key_env = jax.random.split(key, 3)
-        starting = (~active) & (t < start_budget)
-        active = active | starting
-        action = policy_apply(params, obs).sample(key_act)
-        next_obs, next_state, reward, term, trunc, _ = stepper.step(
-            key_env, state, action
+    def body(c: _EpisodeLoop) -> _EpisodeLoop:
+        # A member whose episodes are all done runs this as a masked iteration
+        # under a batched loop: nothing starts, every write is padding.
+        key, key_step = jax.random.split(c.key)
+        starting = (~c.active) & (c.t < start_budget)
+        active = c.active | starting
+        tr, next_state = actor_step(
+            key_step, stepper, policy_apply, params, c.env_state, c.obs
         )
-        done = term | trunc
+        f32 = jnp.float32
         m = active.astype(f32)
+        t, buf = c.t, c.buffers
         buf = {
-            "obs": buf["obs"].at[t].set(obs),
-            "actions": buf["actions"].at[t].set(action),
-            "rewards": buf["rewards"].at[t].set(reward * m),
-            "dones": buf["dones"].at[t].set(jnp.where(active, done, True).astype(f32)),
+            "obs": buf["obs"].at[t].set(tr.obs),
+            "actions": buf["actions"].at[t].set(tr.action),
+            "rewards": buf["rewards"].at[t].set(tr.reward * m),
+            "dones": buf["dones"]
+            .at[t]
+            .set(jnp.where(active, tr.done, True).astype(f32)),
             "mask": buf["mask"].at[t].set(m),
             "episode_start": buf["episode_start"].at[t].set(starting.astype(f32)),
         }
-        ep_ret = ep_ret + reward * m
-        ep_len = ep_len + m
-        finished = (active & done).astype(f32)
-        stats = stats + jnp.stack(
-            [
-                jnp.sum(ep_ret * finished),
-                jnp.sum(ep_len * finished),
-                jnp.sum(finished),
-            ]
-        )
-        ep_ret = ep_ret * (1.0 - finished)
-        ep_len = ep_len * (1.0 - finished)
+        running = c.running.step(tr.reward, m)
+        ended = (active & tr.done).astype(f32)
         # Frozen envs keep their state: they stay at an episode boundary.
-        state = select_envs(active, next_state, state)
-        obs = jnp.where(_expand(active, next_obs), next_obs, obs)
-        active = active & ~done
-        return t + 1, key, state, obs, active, ep_ret, ep_len, buf, stats
+        return _EpisodeLoop(
+            t=t + 1,
+            key=key,
+            env_state=select_envs(active, next_state, c.env_state),
+            obs=select_envs(active, tr.next_obs, c.obs),
+            active=active & ~tr.done,
+            running=running.restart(ended),
+            buffers=buf,
+            stats=c.stats.add(running, ended),
+        )
 
-    t, key, state, obs, _, _, _, buf, stats = while_loop(cond, body, init)
-    batch = EpisodeBatch(
-        num_steps=t,
-        episode_return_sum=stats[0],
-        episode_length_sum=stats[1],
-        num_episodes=stats[2],
-        **buf,
-    )
-    return batch, state, obs, key
+    out = while_loop(cond, body, init)
+    batch = EpisodeBatch(num_steps=out.t, stats=out.stats, **out.buffers)
+    return batch, out.env_state, out.obs
 
 
-def _expand(pred: Array, like: Array) -> Array:
-    return pred.reshape(pred.shape + (1,) * (like.ndim - pred.ndim))
+class _EvalLoop(NamedTuple):
+    t: Array  # [] int32
+    key: Array
+    env_state: Any
+    obs: Array  # [B, *O]
+    alive: Array  # [B] bool, the first episode has not ended
+    total: Array  # [B] float32, its return so far
 
 
 def evaluate_episodes(
@@ -189,53 +305,51 @@ def evaluate_episodes(
 ) -> Array:
     """Undiscounted return of the first episode of each of ``B`` envs.
 
-    Runs ``horizon`` steps (the time limit); steps after an env's first episode
-    ends are ignored. Returns ``[B]`` float32.
+    Steps until every env's first episode has ended (at most ``horizon`` steps,
+    the time limit); a batched loop under ``vmap``. Returns ``[B]`` float32.
     """
     key_reset, key = jax.random.split(key)
-    obs, state = stepper.reset(key_reset)
+    obs, env_state = stepper.reset(key_reset)
     num_envs = stepper.num_envs
+    init = _EvalLoop(
+        t=jnp.int32(0),
+        key=key,
+        env_state=env_state,
+        obs=obs,
+        alive=jnp.ones((num_envs,), jnp.bool_),
+        total=jnp.zeros((num_envs,), jnp.float32),
+    )
 
-    def body(carry, key_t):
-        obs, state, alive, total = carry
-        key_act, key_env = jax.random.split(key_t)
-        dist = policy_apply(params, obs)
-        action = dist.mode() if deterministic else dist.sample(key_act)
-        obs, state, reward, term, trunc, _ = stepper.step(key_env, state, action)
-        total = total + reward * alive
-        alive = alive * (1.0 - (term | trunc).astype(jnp.float32))
-        return (obs, state, alive, total), None
+    def cond(c: _EvalLoop) -> Array:
+        return (c.t < horizon) & jnp.any(c.alive)
 
-    init = (obs, state, jnp.ones((num_envs,)), jnp.zeros((num_envs,)))
-    (_, _, _, total), _ = jax.lax.scan(body, init, jax.random.split(key, horizon))
-    return total
+    def body(c: _EvalLoop) -> _EvalLoop:
+        key, key_step = jax.random.split(c.key)
+        tr, env_state = actor_step(
+            key_step, stepper, policy_apply, params, c.env_state, c.obs, deterministic
+        )
+        return _EvalLoop(
+            t=c.t + 1,
+            key=key,
+            env_state=env_state,
+            obs=tr.next_obs,
+            alive=c.alive & ~tr.done,
+            total=c.total + jnp.where(c.alive, tr.reward, 0.0),
+        )
+
+    return while_loop(cond, body, init).total
 
 
 class Window(NamedTuple):
     r"""A fixed window of ``T`` steps from ``B`` streaming envs.
 
     Attributes:
-      obs: ``[T, B, *O]`` observations ``s_t``.
-      actions: ``[T, B]`` int or ``[T, B, D]`` float (unclipped samples).
-      log_probs: ``[T, B]`` :math:`\log\pi_{old}(a_t|s_t)` at collection.
-      rewards: ``[T, B]`` float.
-      terminated: ``[T, B]`` float, ``s_{t+1}`` is terminal.
-      truncated: ``[T, B]`` float, the episode was cut after step ``t``.
-      final_obs: ``[T, B, *O]`` the real ``s_{t+1}`` (before any reset).
-      episode_return_sum, num_episodes, episode_length_sum: ``[]`` float, over
-        the episodes that ended inside the window.
+      transitions: a :class:`Transition` of ``[T, B, ...]`` arrays.
+      stats: :class:`EpisodeStats` of the episodes that ended in the window.
     """
 
-    obs: Array
-    actions: Array
-    log_probs: Array
-    rewards: Array
-    terminated: Array
-    truncated: Array
-    final_obs: Array
-    episode_return_sum: Array
-    num_episodes: Array
-    episode_length_sum: Array
+    transitions: Transition
+    stats: EpisodeStats
 
 
 def collect_window(
@@ -245,46 +359,27 @@ def collect_window(
     params: Any,
     env_state: Any,
     obs: Array,
-    episode: Array,
+    running: RunningEpisodes,
     length: int,
-) -> tuple[Window, Any, Array, Array]:
+) -> tuple[Window, Any, Array, RunningEpisodes]:
     """Step ``B`` envs for ``length`` steps (a ``lax.scan``), streaming.
 
     Args:
-      episode: ``[2, B]`` running return and length of the current episodes.
+      running: the current episodes' return and length so far.
 
     Returns:
-      ``(window, env_state, obs, episode)`` to carry into the next update.
+      ``(window, env_state, obs, running)`` to carry into the next update.
     """
 
     def body(carry, key_t):
-        state, obs, episode = carry
-        key_act, key_env = jax.random.split(key_t)
-        dist = policy_apply(params, obs)
-        action = dist.sample(key_act)
-        log_prob = dist.log_prob(action)
-        next_obs, state, reward, term, trunc, final_obs = stepper.step(
-            key_env, state, action
-        )
-        done = (term | trunc).astype(jnp.float32)
-        ret, lng = episode[0] + reward, episode[1] + 1.0
-        ended = jnp.stack([jnp.sum(ret * done), jnp.sum(done), jnp.sum(lng * done)])
-        episode = jnp.stack([ret * (1.0 - done), lng * (1.0 - done)])
-        out = (
-            obs,
-            action,
-            log_prob,
-            reward,
-            term.astype(jnp.float32),
-            trunc.astype(jnp.float32),
-            final_obs,
-            ended,
-        )
-        return (state, next_obs, episode), out
+        env_state, obs, running, stats = carry
+        tr, env_state = actor_step(key_t, stepper, policy_apply, params, env_state, obs)
+        running = running.step(tr.reward, jnp.ones_like(tr.reward))
+        done = tr.done.astype(jnp.float32)
+        stats = stats.add(running, done)
+        return (env_state, tr.next_obs, running.restart(done), stats), tr
 
     keys = jax.random.split(key, length)
-    (env_state, obs, episode), out = jax.lax.scan(body, (env_state, obs, episode), keys)
-    *arrays, ended = out
-    totals = ended.sum(0)
-    window = Window(*arrays, totals[0], totals[1], totals[2])
-    return window, env_state, obs, episode
+    init = (env_state, obs, running, EpisodeStats.zeros())
+    (env_state, obs, running, stats), transitions = jax.lax.scan(body, init, keys)
+    return Window(transitions, stats), env_state, obs, running

@@ -12,12 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from jaxpg.algorithms.base import Algorithm, TrainState, policy_for
-from jaxpg.algorithms.reinforce import make_reinforce
+from jaxpg.algorithms import ALGORITHMS, needs_critic
+from jaxpg.algorithms.base import (
+    Algorithm,
+    Parts,
+    TrainState,
+    critic_for,
+    make_optimizer,
+    policy_for,
+)
 from jaxpg.batching import SEED_AXIS
 from jaxpg.config import CUSTOM_ENV, Config, Hyperparams
 from jaxpg.envs import EnvSpec, env_spec, make_env
@@ -44,8 +53,26 @@ class TrainOutput(NamedTuple):
     state: TrainState
 
 
+# Keyword-only extension points shared by every driver.
+_PARTS_DOC = """
+      policy_network: a ``flax.linen.Module`` torso mapping observations
+        ``[N, *O]`` (original shape and dtype) to features ``[N, F]``; jaxpg
+        adds the action head. Default: an MLP from ``cfg.hidden`` and
+        ``cfg.activation``.
+      critic_network: the same for the value network (when the algorithm has
+        one).
+      optimizer: any ``optax.GradientTransformation`` (with its own learning
+        rate or schedule). Default: Adam with the traced ``lr`` of the
+        hyperparameters (and ``cfg.max_grad_norm`` clipping)."""
+
+
 def resolve_env(cfg: Config, env: Any = None, env_params: Any = None):
-    """``(env, env_params, spec)`` from the config or the given env."""
+    """``(env, env_params, spec)`` from the config or the given env.
+
+    Raises:
+      ValueError: ``cfg.env == "custom"`` without ``env=``; an ``env=`` whose
+        name disagrees with ``cfg.env``; no time limit anywhere.
+    """
     if env is None:
         if cfg.env == CUSTOM_ENV:
             raise ValueError(
@@ -53,8 +80,16 @@ def resolve_env(cfg: Config, env: Any = None, env_params: Any = None):
             )
         env, default_params = make_env(cfg.env)
         env_params = default_params if env_params is None else env_params
-    elif env_params is None:
-        env_params = env.default_params
+    else:
+        name = getattr(env, "name", None)
+        if cfg.env != CUSTOM_ENV and name != cfg.env:
+            raise ValueError(
+                f"env={type(env).__name__} (name {name!r}) was passed but "
+                f"Config.env={cfg.env!r}: set Config(env='custom') to train the "
+                "given environment, or leave env= out to build Config.env"
+            )
+        if env_params is None:
+            env_params = env.default_params
     spec = env_spec(env, env_params)
     if spec.max_episode_steps is None and cfg.max_episode_steps is None:
         raise ValueError(
@@ -71,26 +106,86 @@ def make_stepper_for(
     return make_stepper(env, env_params, spec, num_envs, cfg.max_episode_steps)
 
 
-def make_algorithm(cfg: Config, env: Any = None, env_params: Any = None) -> Algorithm:
-    """The configured algorithm's ``(init, update)`` pair for one seed."""
+def make_parts(
+    cfg: Config,
+    env: Any = None,
+    env_params: Any = None,
+    *,
+    policy_network: nn.Module | None = None,
+    critic_network: nn.Module | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+) -> Parts:
+    """The parts ``cfg`` describes, with any of them replaced by the caller's."""
     env, env_params, spec = resolve_env(cfg, env, env_params)
     stepper = make_stepper_for(cfg, env, env_params, spec, cfg.num_envs)
-    if cfg.algo == "reinforce":
-        return make_reinforce(cfg, spec, stepper)
-    from jaxpg.algorithms.actor_critic import make_actor_critic
+    policy = policy_for(cfg, spec, policy_network)
+    critic = critic_for(cfg, spec, critic_network) if needs_critic(cfg) else None
+    if optimizer is not None and not isinstance(
+        optimizer, optax.GradientTransformation
+    ):
+        raise TypeError(
+            f"optimizer={optimizer!r} is invalid: must be an "
+            "optax.GradientTransformation (e.g. optax.adamw(3e-4))"
+        )
+    tx = make_optimizer(cfg) if optimizer is None else optimizer
+    return Parts(spec, stepper, policy, critic, tx, lr_from_hparams=optimizer is None)
 
-    return make_actor_critic(cfg, spec, stepper)
+
+def make_algorithm(
+    cfg: Config,
+    env: Any = None,
+    env_params: Any = None,
+    *,
+    policy_network: nn.Module | None = None,
+    critic_network: nn.Module | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+) -> Algorithm:
+    """The configured algorithm's ``(init, update)`` pair for one seed.
+
+    Args:
+      cfg: the run's configuration.
+      env, env_params: any gymnax-API environment (``cfg.env`` must then be
+        ``"custom"`` or the env's name); default ``gymnax.make(cfg.env)``.
+    """
+    parts = make_parts(
+        cfg,
+        env,
+        env_params,
+        policy_network=policy_network,
+        critic_network=critic_network,
+        optimizer=optimizer,
+    )
+    return ALGORITHMS[cfg.algo](cfg, parts)
 
 
 def make_train(
-    cfg: Config, env: Any = None, env_params: Any = None
+    cfg: Config,
+    env: Any = None,
+    env_params: Any = None,
+    *,
+    policy_network: nn.Module | None = None,
+    critic_network: nn.Module | None = None,
+    optimizer: optax.GradientTransformation | None = None,
 ) -> Callable[..., TrainOutput]:
     """``train(key, hparams=None) -> TrainOutput``: the whole run, pure.
 
     ``hparams`` (a :class:`~jaxpg.config.Hyperparams`) overrides the config's
-    sweepable scalars; ``jax.vmap(train)(keys, hparams)`` sweeps them.
+    sweepable scalars; ``jax.vmap(train)(keys, hparams)`` sweeps them, and a
+    plain ``jax.jit(jax.vmap(train))(keys)`` trains many seeds as fast as
+    :func:`train_seeds` on one device.
+
+    Args:
+      cfg: the run's configuration.
+      env, env_params: as :func:`make_algorithm`.
     """
-    algo = make_algorithm(cfg, env, env_params)
+    algo = make_algorithm(
+        cfg,
+        env,
+        env_params,
+        policy_network=policy_network,
+        critic_network=critic_network,
+        optimizer=optimizer,
+    )
 
     def train(key: Array, hparams: Hyperparams | None = None) -> TrainOutput:
         state = algo.init(key, hparams)
@@ -100,6 +195,10 @@ def make_train(
         return TrainOutput(state.params["policy"], metrics, state)
 
     return train
+
+
+for _fn in (make_algorithm, make_train):
+    _fn.__doc__ = _fn.__doc__.rstrip() + _PARTS_DOC + "\n    "
 
 
 def seed_keys(num_seeds: int, first_seed: int = 0) -> Array:
@@ -125,6 +224,10 @@ def train_seeds(
     env: Any = None,
     env_params: Any = None,
     first_seed: int = 0,
+    *,
+    policy_network: nn.Module | None = None,
+    critic_network: nn.Module | None = None,
+    optimizer: optax.GradientTransformation | None = None,
 ) -> TrainOutput:
     """Train ``num_seeds`` independent runs in one compiled program.
 
@@ -134,7 +237,14 @@ def train_seeds(
     """
     if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds!r} is invalid: must be an int >= 1")
-    train = make_train(cfg, env, env_params)
+    train = make_train(
+        cfg,
+        env,
+        env_params,
+        policy_network=policy_network,
+        critic_network=critic_network,
+        optimizer=optimizer,
+    )
     keys = shard_seeds(seed_keys(num_seeds, first_seed))
     return jax.jit(jax.vmap(train, axis_name=SEED_AXIS))(keys)
 
@@ -147,12 +257,19 @@ def evaluate(
     deterministic: bool = False,
     env: Any = None,
     env_params: Any = None,
+    *,
+    policy_network: nn.Module | None = None,
+    critic_network: nn.Module | None = None,
+    optimizer: optax.GradientTransformation | None = None,
 ) -> Array:
     """Undiscounted returns of ``num_episodes`` fresh episodes: ``[num_episodes]``.
 
-    Runs the episodes in parallel up to the time limit with actions sampled from
-    the policy (``deterministic=True``: its mode). Jittable; vmap it over
-    ``params`` and ``key`` to evaluate many seeds.
+    Runs the episodes in parallel until each has ended (at most the time
+    limit) with actions sampled from the policy (``deterministic=True``: its
+    mode). Jittable; vmap it over ``params`` and ``key`` to evaluate many
+    seeds. ``policy_network`` must be the torso the parameters were trained
+    with; ``critic_network`` and ``optimizer`` are accepted (so one set of
+    keywords serves every driver) and unused.
     """
     if (
         isinstance(num_episodes, bool)
@@ -164,7 +281,7 @@ def evaluate(
         )
     env, env_params, spec = resolve_env(cfg, env, env_params)
     stepper = make_stepper_for(cfg, env, env_params, spec, num_episodes)
-    policy = policy_for(cfg, spec)
+    policy = policy_for(cfg, spec, policy_network)
     horizon = cfg.max_episode_steps or spec.max_episode_steps
     return evaluate_episodes(
         key, stepper, policy.apply, params, int(horizon), deterministic

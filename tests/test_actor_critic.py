@@ -13,7 +13,7 @@ import jaxpg
 from jaxpg.envs import env_spec
 from jaxpg.networks import make_critic
 from jaxpg.returns import generalized_advantage_estimation
-from jaxpg.rollout import collect_window, make_stepper
+from jaxpg.rollout import RunningEpisodes, collect_window, make_stepper
 
 GAMMA = 0.9
 LIMIT = 20  # ConstantReward's time limit
@@ -60,27 +60,29 @@ def test_truncated_steps_bootstrap_with_final_observation(truncation_run):
     stepper = make_stepper(env, env.default_params, env_spec(env, None), 4)
     obs, state = stepper.reset(jax.random.key(0))
     policy = jaxpg.networks.make_policy(env_spec(env, None), cfg.hidden)
-    window, *_ = collect_window(
+    collected, *_ = collect_window(
         jax.random.key(1),
         stepper,
         policy.apply,
         out.params,
         state,
         obs,
-        jnp.zeros((2, 4)),
+        RunningEpisodes.zeros(4),
         2 * LIMIT,
     )
+    tr = collected.transitions
+    f32 = lambda x: x.astype(jnp.float32)  # noqa: E731
     params = out.state.params["critic"]
-    values = critic.apply(params, window.obs)
-    next_values = critic.apply(params, window.final_obs)
-    trunc = np.asarray(window.truncated) > 0
+    values = critic.apply(params, tr.obs)
+    next_values = critic.apply(params, tr.final_obs)
+    trunc = np.asarray(tr.truncated)
     assert trunc.sum() == 4 * 2  # every env is cut twice in 2*LIMIT steps
     _, right = generalized_advantage_estimation(
-        window.rewards, GAMMA * (1 - window.terminated), values, next_values, 0.0
+        tr.reward, GAMMA * (1 - f32(tr.terminated)), values, next_values, 0.0
     )
     _, wrong = generalized_advantage_estimation(
-        window.rewards,
-        GAMMA * (1 - jnp.maximum(window.terminated, window.truncated)),
+        tr.reward,
+        GAMMA * (1 - f32(tr.done)),
         values,
         next_values,
         0.0,

@@ -1,6 +1,63 @@
-"""Algorithms as pure ``(init, update)`` pairs built from the kernels."""
+"""Algorithms as pure ``(init, update)`` pairs composed from their parts.
 
-from jaxpg.algorithms.base import Algorithm, TrainState
-from jaxpg.algorithms.reinforce import make_reinforce
+Each factory takes a :class:`~jaxpg.config.Config` (sizes, budget) and the
+:class:`Parts` it is built from (policy, critic, optimizer, envs); named
+variants are compositions (:func:`a2c`, :func:`ppo` over
+:func:`make_actor_critic`; REINFORCE with any baseline function).
+:data:`ALGORITHMS` maps ``Config.algo`` to its factory.
+"""
 
-__all__ = ["Algorithm", "TrainState", "make_reinforce"]
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from jaxpg.algorithms.actor_critic import (
+    a2c,
+    a2c_policy_loss,
+    clipped_value_loss,
+    make_actor_critic,
+    ppo,
+    ppo_policy_loss,
+    squared_value_loss,
+)
+from jaxpg.algorithms.base import Algorithm, Parts, TrainState
+from jaxpg.algorithms.reinforce import BASELINE_FNS, make_reinforce
+from jaxpg.config import Config
+
+
+def reinforce(cfg: Config, parts: Parts) -> Algorithm:
+    """REINFORCE with ``cfg.baseline`` (``"value"``: the critic in ``parts``)."""
+    if cfg.baseline == "value":
+        return make_reinforce(cfg, parts)
+    return make_reinforce(cfg, parts._replace(critic=None), BASELINE_FNS[cfg.baseline])
+
+
+ALGORITHMS: dict[str, Callable[[Config, Parts], Algorithm]] = {
+    "reinforce": reinforce,
+    "a2c": a2c,
+    "ppo": ppo,
+}
+
+
+def needs_critic(cfg: Config) -> bool:
+    """Whether ``cfg``'s algorithm trains a value network."""
+    return cfg.algo != "reinforce" or cfg.baseline == "value"
+
+
+__all__ = [
+    "ALGORITHMS",
+    "BASELINE_FNS",
+    "Algorithm",
+    "Parts",
+    "TrainState",
+    "a2c",
+    "a2c_policy_loss",
+    "clipped_value_loss",
+    "make_actor_critic",
+    "make_reinforce",
+    "needs_critic",
+    "ppo",
+    "ppo_policy_loss",
+    "reinforce",
+    "squared_value_loss",
+]

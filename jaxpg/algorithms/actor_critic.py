@@ -1,25 +1,29 @@
-r"""A2C and PPO-clip: one implementation, the differences where they must be.
+r"""A2C and PPO-clip: one actor-critic learner, two compositions of it.
 
-Both collect a streaming window (:func:`jaxpg.rollout.collect_window`),
-compute truncation-aware GAE(λ) (:func:`jaxpg.returns.
-generalized_advantage_estimation`) with ``V`` of the *real* next state
-(``final_observation``) so that a time limit or the window's end is
-bootstrapped and a termination is not, then descend
+:func:`make_actor_critic` collects a streaming window
+(:func:`jaxpg.rollout.collect_window`), computes truncation-aware GAE(λ)
+(:func:`jaxpg.returns.generalized_advantage_estimation`) with ``V`` of the
+*real* next state (``final_observation``) so that a time limit or the window's
+end is bootstrapped and a termination is not, then takes
+``num_epochs × num_minibatches`` optimizer steps on
 
-.. math:: L = L_\pi + c_V \tfrac12 (V - y)^2 - c_H \mathcal H
+.. math:: L = L_\pi + c_V L_V - c_H \mathcal H
 
-with ``y`` the λ-returns. What differs:
+with ``y`` the λ-returns as value targets. The policy loss :math:`L_\pi` and
+the value loss :math:`L_V` are parameters (:data:`PolicyLoss`,
+:data:`ValueLoss`), so a variant is a composition, not a flag:
 
-* ``a2c``: one full-batch step; :math:`L_\pi` is the REINFORCE surrogate
-  with advantage :math:`A` (:func:`jaxpg.losses.policy_gradient_loss`).
-* ``ppo``: ``num_epochs × num_minibatches`` steps over shuffles drawn from the
-  key; advantages normalised per minibatch; :math:`L_\pi` is the clipped
-  surrogate (:func:`jaxpg.losses.ppo_clip_loss`); optional value clipping;
-  approximate KL and clip fraction reported.
+* :func:`a2c`: one full-batch step; :math:`L_\pi` the REINFORCE surrogate with
+  advantage :math:`A` (:func:`a2c_policy_loss`), plain squared value error.
+* :func:`ppo`: ``cfg.num_epochs × cfg.num_minibatches`` steps over shuffles
+  drawn from the key; :math:`L_\pi` the clipped surrogate on per-minibatch
+  normalised advantages (:func:`ppo_policy_loss`, reports approximate KL and
+  clip fraction); value clipping with ``cfg.clip_value``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -27,20 +31,17 @@ import jax.numpy as jnp
 
 from jaxpg.algorithms.base import (
     Algorithm,
+    Parts,
     TrainState,
     apply_gradients,
     make_init,
-    make_optimizer,
     nan_if_empty,
-    policy_for,
 )
 from jaxpg.batching import permutation
 from jaxpg.config import Config, Hyperparams
-from jaxpg.envs import EnvSpec
 from jaxpg.losses import policy_gradient_loss, ppo_clip_loss, value_loss
-from jaxpg.networks import make_critic
 from jaxpg.returns import generalized_advantage_estimation
-from jaxpg.rollout import EnvStepper, collect_window
+from jaxpg.rollout import collect_window
 
 Array = jax.Array
 
@@ -56,33 +57,81 @@ class Samples(NamedTuple):
     targets: Array
 
 
-def make_actor_critic(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm:
-    """A2C or PPO (``cfg.algo``) as an ``(init, update)`` pair for one seed."""
-    policy = policy_for(cfg, spec)
-    critic = make_critic(spec, cfg.hidden, cfg.activation)
-    tx = make_optimizer(cfg)
-    is_ppo = cfg.algo == "ppo"
-    num_epochs = cfg.num_epochs if is_ppo else 1
-    num_minibatches = cfg.num_minibatches if is_ppo else 1
-    num_samples = cfg.num_envs * cfg.rollout_steps
-    minibatch = num_samples // num_minibatches
+# ``policy_loss(log_probs [N], samples, hparams) -> (loss, diagnostics)``.
+PolicyLoss = Callable[[Array, Samples, Hyperparams], tuple[Array, dict[str, Array]]]
+# ``value_loss(values [N], samples, hparams) -> loss``.
+ValueLoss = Callable[[Array, Samples, Hyperparams], Array]
 
-    init = make_init(cfg, policy, critic, tx, stepper)
+
+def a2c_policy_loss(
+    log_probs: Array, mb: Samples, hp: Hyperparams
+) -> tuple[Array, dict[str, Array]]:
+    r"""REINFORCE surrogate :math:`-\overline{\log\pi(a|s)\,A}` on raw GAE."""
+    ones = jnp.ones_like(log_probs)
+    return policy_gradient_loss(log_probs, mb.advantages, ones), {}
+
+
+def ppo_policy_loss(
+    log_probs: Array, mb: Samples, hp: Hyperparams
+) -> tuple[Array, dict[str, Array]]:
+    """PPO's clipped surrogate on advantages standardised over the minibatch."""
+    adv = (mb.advantages - mb.advantages.mean()) / (mb.advantages.std() + 1e-8)
+    ones = jnp.ones_like(log_probs)
+    return ppo_clip_loss(log_probs, mb.log_probs, adv, ones, hp.clip_eps)
+
+
+def squared_value_loss(values: Array, mb: Samples, hp: Hyperparams) -> Array:
+    r""":math:`\tfrac12\overline{(V - y)^2}`."""
+    return value_loss(values, mb.targets, jnp.ones_like(values))
+
+
+def clipped_value_loss(values: Array, mb: Samples, hp: Hyperparams) -> Array:
+    """PPO's value clipping around the values at collection, by ``clip_eps``."""
+    ones = jnp.ones_like(values)
+    return value_loss(values, mb.targets, ones, mb.values, hp.clip_eps)
+
+
+def make_actor_critic(
+    cfg: Config,
+    parts: Parts,
+    *,
+    policy_loss: PolicyLoss,
+    value_loss_fn: ValueLoss = squared_value_loss,
+    num_epochs: int = 1,
+    num_minibatches: int = 1,
+) -> Algorithm:
+    """An actor-critic learner as an ``(init, update, estimate)`` triple.
+
+    Args:
+      cfg: sizes (``num_envs``, ``rollout_steps``).
+      parts: policy, critic (required), optimizer and envs.
+      policy_loss: :data:`PolicyLoss`, e.g. :func:`a2c_policy_loss`.
+      value_loss_fn: :data:`ValueLoss`.
+      num_epochs, num_minibatches: optimizer steps per update are their
+        product; ``num_minibatches`` must divide ``num_envs * rollout_steps``.
+
+    Raises:
+      ValueError: no critic in ``parts``, or minibatches that do not divide.
+    """
+    if parts.critic is None:
+        raise ValueError("make_actor_critic needs parts.critic (a value network)")
+    policy, critic, tx = parts.policy, parts.critic, parts.optimizer
+    num_samples = cfg.num_envs * cfg.rollout_steps
+    if num_samples % num_minibatches:
+        raise ValueError(
+            f"num_minibatches={num_minibatches} must divide num_envs * "
+            f"rollout_steps = {num_samples}"
+        )
+    minibatch = num_samples // num_minibatches
+    init = make_init(cfg, parts)
 
     def loss_fn(params: Any, mb: Samples, hp: Hyperparams):
         dist = policy.apply(params["policy"], mb.obs)
         log_probs = dist.log_prob(mb.actions)
         entropy = jnp.mean(dist.entropy())
         values = critic.apply(params["critic"], mb.obs)
-        ones = jnp.ones_like(log_probs)
-        if is_ppo:
-            adv = (mb.advantages - mb.advantages.mean()) / (mb.advantages.std() + 1e-8)
-            pg, diag = ppo_clip_loss(log_probs, mb.log_probs, adv, ones, hp.clip_eps)
-            clip = hp.clip_eps if cfg.clip_value else None
-            vl = value_loss(values, mb.targets, ones, mb.values, clip)
-        else:
-            pg, diag = policy_gradient_loss(log_probs, mb.advantages, ones), {}
-            vl = value_loss(values, mb.targets, ones)
+        pg, diag = policy_loss(log_probs, mb, hp)
+        vl = value_loss_fn(values, mb, hp)
         loss = pg + hp.vf_coef * vl - hp.ent_coef * entropy
         aux = {"loss": loss, "pg_loss": pg, "value_loss": vl, "entropy": entropy}
         return loss, {**aux, **diag}
@@ -94,7 +143,7 @@ def make_actor_critic(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algori
         key, key_rollout, key_shuffle = jax.random.split(state.key, 3)
         window, env_state, obs, episode = collect_window(
             key_rollout,
-            stepper,
+            parts.stepper,
             policy.apply,
             state.params["policy"],
             state.env_state,
@@ -102,39 +151,32 @@ def make_actor_critic(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algori
             state.episode,
             cfg.rollout_steps,
         )
-        values = critic.apply(state.params["critic"], window.obs)
-        next_values = critic.apply(state.params["critic"], window.final_obs)
+        tr = window.transitions
+        values = critic.apply(state.params["critic"], tr.obs)
+        next_values = critic.apply(state.params["critic"], tr.final_obs)
         advantages, targets = generalized_advantage_estimation(
-            window.rewards,
-            hp.gamma * (1.0 - window.terminated),
+            tr.reward,
+            hp.gamma * (1.0 - tr.terminated.astype(jnp.float32)),
             values,
             next_values,
             hp.gae_lambda,
-            window.truncated,
+            tr.truncated.astype(jnp.float32),
         )
         flat = lambda x: x.reshape((num_samples, *x.shape[2:]))  # noqa: E731
         samples = Samples(
-            *map(
-                flat,
-                (
-                    window.obs,
-                    window.actions,
-                    window.log_probs,
-                    values,
-                    advantages,
-                    targets,
-                ),
-            )
+            obs=flat(tr.obs),
+            actions=flat(tr.action),
+            log_probs=flat(tr.log_prob),
+            values=flat(values),
+            advantages=flat(advantages),
+            targets=flat(targets),
         )
         env_steps = state.env_steps + num_samples
+        stats = window.stats
         metrics = {
-            "episode_return": nan_if_empty(
-                window.episode_return_sum, window.num_episodes
-            ),
-            "episode_length": nan_if_empty(
-                window.episode_length_sum, window.num_episodes
-            ),
-            "num_episodes": window.num_episodes,
+            "episode_return": nan_if_empty(stats.return_sum, stats.count),
+            "episode_length": nan_if_empty(stats.length_sum, stats.count),
+            "num_episodes": stats.count,
             "env_steps": env_steps,
         }
         state = state.replace(
@@ -154,28 +196,52 @@ def make_actor_critic(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algori
         def step(carry, mb):
             params, opt_state = carry
             grads, aux = grad_fn(params, mb, hp)
-            params, opt_state, opt = apply_gradients(
-                tx, params, opt_state, grads, hp.lr
-            )
+            params, opt_state, opt = apply_gradients(tx, params, opt_state, grads)
             return (params, opt_state), {**aux, **opt}
 
         def epoch(carry, key):
-            perm = permutation(key, num_samples)
-            batches = jax.tree.map(
-                lambda x: x[perm].reshape((num_minibatches, minibatch, *x.shape[1:])),
-                samples,
-            )
+            if num_minibatches == 1:
+                batches = jax.tree.map(lambda x: x[None], samples)
+            else:
+                perm = permutation(key, num_samples)
+                batches = jax.tree.map(
+                    lambda x: x[perm].reshape(
+                        (num_minibatches, minibatch, *x.shape[1:])
+                    ),
+                    samples,
+                )
             return jax.lax.scan(step, carry, batches)
 
         keys = jax.random.split(key_shuffle, num_epochs)
         (params, opt_state), aux = jax.lax.scan(
             epoch, (state.params, state.opt_state), keys
         )
+        rejected = aux.pop("nonfinite")
         aux = jax.tree.map(jnp.mean, aux)
-        aux["nonfinite"] = aux["nonfinite"] * num_epochs * num_minibatches
+        # 1 if any optimizer step of this update was rejected as non-finite
+        # (the same meaning as REINFORCE's), and how many were.
+        aux["nonfinite"] = (jnp.sum(rejected) > 0).astype(jnp.float32)
+        aux["nonfinite_steps"] = jnp.sum(rejected)
         state = state.replace(
             params=params, opt_state=opt_state, update_idx=state.update_idx + 1
         )
         return state, {**metrics, **aux}
 
     return Algorithm(init, update, estimate)
+
+
+def a2c(cfg: Config, parts: Parts) -> Algorithm:
+    """A2C: one full-batch step per window on the REINFORCE surrogate."""
+    return make_actor_critic(cfg, parts, policy_loss=a2c_policy_loss)
+
+
+def ppo(cfg: Config, parts: Parts) -> Algorithm:
+    """PPO-clip with ``cfg``'s epochs, minibatches and value clipping."""
+    return make_actor_critic(
+        cfg,
+        parts,
+        policy_loss=ppo_policy_loss,
+        value_loss_fn=clipped_value_loss if cfg.clip_value else squared_value_loss,
+        num_epochs=cfg.num_epochs,
+        num_minibatches=cfg.num_minibatches,
+    )

@@ -7,9 +7,11 @@ research stack can drive ``update`` itself, vmap it, or scan it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,8 @@ import optax
 from jaxpg.batching import while_loop
 from jaxpg.config import Config, Hyperparams
 from jaxpg.envs import EnvSpec
-from jaxpg.networks import Policy, make_policy
+from jaxpg.networks import Critic, Policy, make_critic, make_policy
+from jaxpg.rollout import RunningEpisodes
 
 Array = jax.Array
 
@@ -29,15 +32,16 @@ class TrainState:
 
     Attributes:
       params: ``{"policy": ..., ["critic": ...]}``.
-      opt_state: optax state of :func:`make_optimizer`'s transformation.
+      opt_state: the optimizer's state (with jaxpg's default optimizer, an
+        ``optax.inject_hyperparams`` state holding the traced learning rate).
       env_state: ``[B]`` env states (plus jaxpg's time-limit counter if any).
       obs: ``[B, *O]`` current observations.
       key: PRNG key, split once per update.
       hparams: sweepable scalars (see :class:`jaxpg.config.Hyperparams`).
       update_idx: ``[]`` int32, updates done.
       env_steps: ``[]`` int32, real transitions that fed the gradient so far.
-      episode: ``[2, B]`` float32, the running return and length of each env's
-        current episode (windowed rollouts carry episodes across updates).
+      episode: the running return and length of each env's current episode
+        (windowed rollouts carry episodes across updates).
     """
 
     params: Any
@@ -48,7 +52,7 @@ class TrainState:
     hparams: Hyperparams
     update_idx: Array
     env_steps: Array
-    episode: Array
+    episode: RunningEpisodes
 
 
 class Algorithm(NamedTuple):
@@ -67,23 +71,59 @@ class Algorithm(NamedTuple):
     estimate: Callable[[TrainState], tuple[Any, dict[str, Array], TrainState]]
 
 
-def policy_for(cfg: Config, spec: EnvSpec) -> Policy:
-    """The policy network ``cfg`` describes, for the env described by ``spec``."""
+class Parts(NamedTuple):
+    """What an algorithm is built from; every part replaceable.
+
+    Attributes:
+      spec: the environment's :class:`~jaxpg.envs.EnvSpec`.
+      stepper: ``B`` batched envs (:func:`jaxpg.envs.make_stepper`).
+      policy: :class:`~jaxpg.networks.Policy` ``init``/``apply`` pair.
+      critic: :class:`~jaxpg.networks.Critic`, or ``None``.
+      optimizer: any ``optax.GradientTransformation``.
+      lr_from_hparams: the optimizer is jaxpg's default, whose learning rate
+        :func:`make_init` sets from ``hparams.lr`` (so sweeps can vmap it). A
+        user's optimizer keeps its own learning rate or schedule.
+    """
+
+    spec: EnvSpec
+    stepper: Any
+    policy: Policy
+    critic: Critic | None
+    optimizer: optax.GradientTransformation
+    lr_from_hparams: bool = False
+
+
+def policy_for(
+    cfg: Config, spec: EnvSpec, policy_network: nn.Module | None = None
+) -> Policy:
+    """The policy ``cfg`` describes (its torso ``policy_network`` if given)."""
     return make_policy(
-        spec, cfg.hidden, cfg.activation, cfg.init_log_std, cfg.policy_head_scale
+        spec,
+        cfg.hidden,
+        cfg.activation,
+        cfg.init_log_std,
+        cfg.policy_head_scale,
+        torso=policy_network,
     )
 
 
-def make_init(
-    cfg: Config,
-    policy: Any,
-    critic: Any | None,
-    tx: optax.GradientTransformation,
-    stepper: Any,
-) -> Callable[..., TrainState]:
+def critic_for(
+    cfg: Config, spec: EnvSpec, critic_network: nn.Module | None = None
+) -> Critic:
+    """The critic ``cfg`` describes (its torso ``critic_network`` if given)."""
+    return make_critic(spec, cfg.hidden, cfg.activation, torso=critic_network)
+
+
+def make_init(cfg: Config, parts: Parts) -> Callable[..., TrainState]:
     """``init(key, hparams=None) -> TrainState``: fresh networks (the critic
-    only when given), optimizer state and envs reset; the key is split into
-    named subkeys, each used once."""
+    only when there is one), optimizer state and envs reset; the key is split
+    into named subkeys, each used once."""
+    policy, critic, tx, stepper = (
+        parts.policy,
+        parts.critic,
+        parts.optimizer,
+        parts.stepper,
+    )
 
     def init(key: Array, hparams: Hyperparams | None = None) -> TrainState:
         hparams = cfg.hyperparams() if hparams is None else hparams
@@ -91,33 +131,52 @@ def make_init(
         params = {"policy": policy.init(key_policy)}
         if critic is not None:
             params["critic"] = critic.init(key_critic)
+        opt_state = tx.init(params)
+        if parts.lr_from_hparams:
+            opt_state = set_learning_rate(opt_state, hparams.lr)
         obs, env_state = stepper.reset(key_env)
         return TrainState(
             params=params,
-            opt_state=tx.init(params),
+            opt_state=opt_state,
             env_state=env_state,
             obs=obs,
             key=key,
             hparams=hparams,
             update_idx=jnp.int32(0),
             env_steps=jnp.int32(0),
-            episode=jnp.zeros((2, cfg.num_envs), jnp.float32),
+            episode=RunningEpisodes.zeros(cfg.num_envs),
         )
 
     return init
 
 
-def make_optimizer(cfg: Config) -> optax.GradientTransformation:
-    """Adam's moment scaling, after global-norm clipping when configured.
-
-    The learning rate is applied in :func:`apply_gradients` from the traced
-    ``hparams.lr``, so it can be vmapped over.
-    """
+def _default_optimizer(
+    learning_rate: Array | float, max_grad_norm: float | None
+) -> optax.GradientTransformation:
     parts = []
-    if cfg.max_grad_norm is not None:
-        parts.append(optax.clip_by_global_norm(cfg.max_grad_norm))
-    parts.append(optax.scale_by_adam(eps=1e-5))
+    if max_grad_norm is not None:
+        parts.append(optax.clip_by_global_norm(max_grad_norm))
+    parts += [
+        optax.scale_by_adam(eps=1e-5),
+        optax.scale_by_learning_rate(learning_rate),
+    ]
     return optax.chain(*parts)
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    """jaxpg's default: Adam (``eps=1e-5``) after global-norm clipping when
+    ``cfg.max_grad_norm`` is set, with the learning rate injected
+    (``optax.inject_hyperparams``) so that it is a traced value in the
+    optimizer state: :func:`make_init` sets it from ``hparams.lr``."""
+    build = functools.partial(_default_optimizer, max_grad_norm=cfg.max_grad_norm)
+    return optax.inject_hyperparams(build)(learning_rate=cfg.lr)
+
+
+def set_learning_rate(opt_state: Any, lr: Array) -> Any:
+    """The default optimizer's state with its learning rate set to ``lr``."""
+    hyperparams = dict(opt_state.hyperparams)
+    hyperparams["learning_rate"] = jnp.asarray(lr, hyperparams["learning_rate"].dtype)
+    return opt_state._replace(hyperparams=hyperparams)
 
 
 def apply_gradients(
@@ -125,22 +184,20 @@ def apply_gradients(
     params: Any,
     opt_state: Any,
     grads: Any,
-    lr: Array,
     skip: Array | bool = False,
 ) -> tuple[Any, Any, dict[str, Array]]:
-    """One descent step that refuses non-finite gradients.
+    """One optimizer step that refuses non-finite gradients.
 
     A diverging run (NaN or inf in the gradient or the new parameters) keeps
     its previous parameters and optimizer state and reports ``nonfinite = 1``;
-    under ``vmap`` the other
-    seeds are unaffected either way. ``skip`` (a traced bool) also keeps them,
-    for an update that collected no data.
+    under ``vmap`` the other seeds are unaffected either way. ``skip`` (a
+    traced bool) also keeps them, for an update that collected no data.
 
     Returns ``(params, opt_state, {"grad_norm", "nonfinite"})``.
     """
     grad_norm = optax.tree.norm(grads)
     updates, new_opt_state = tx.update(grads, opt_state, params)
-    new_params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+    new_params = optax.apply_updates(params, updates)
     # Both checks: a finite gradient can still give non-finite parameters
     # (an overflowing step, a NaN learning rate in a sweep).
     finite = jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(new_params))

@@ -2,8 +2,8 @@ r"""REINFORCE with a choice of baseline, on complete episodes.
 
 Per update: collect complete episodes (:func:`jaxpg.rollout.collect_episodes`),
 compute Monte-Carlo returns :math:`G_t = r_t + γ (1 - \text{done}_t) G_{t+1}`,
-turn them into advantages with the configured baseline, and take one Adam step
-on
+turn them into advantages with a baseline (an advantage kernel of
+:mod:`jaxpg.advantages`, or a learned critic), and take one optimizer step on
 
 .. math:: L(\theta) = -\frac{1}{B\,T_s} \sum_{t,b} m_{t,b}
    \log\pi_\theta(a_{t,b}|s_{t,b})\,A_{t,b}
@@ -18,35 +18,57 @@ fitted to the returns; :math:`A = G - \mathrm{sg}(V(s))`, unbiased since
 
 An episode ended by the environment's time limit is a complete episode of the
 time-limited task: its return is the sum of its rewards up to the limit.
+
+The loss is assembled from the loss kernels of :mod:`jaxpg.losses`
+(:func:`~jaxpg.losses.policy_gradient_loss`, :func:`~jaxpg.losses.entropy_loss`,
+:func:`~jaxpg.losses.value_loss`) with explicit normalisers, evaluated in
+chunks of packed valid rows whose losses add up to the whole batch's.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxpg.advantages import compute_advantages
+from jaxpg.advantages import (
+    group_normalised,
+    leave_one_out,
+    mean_baseline,
+    no_baseline,
+    standardise,
+)
 from jaxpg.algorithms.base import (
     Algorithm,
+    Parts,
     TrainState,
     apply_gradients,
     chunked_grad,
     make_init,
-    make_optimizer,
     nan_if_empty,
     pack_rows,
-    policy_for,
 )
 from jaxpg.config import Config
 from jaxpg.envs import EnvSpec
-from jaxpg.losses import masked_mean
-from jaxpg.networks import make_critic
+from jaxpg.losses import entropy_loss, masked_mean, policy_gradient_loss, value_loss
 from jaxpg.returns import discounted_returns_prefix
-from jaxpg.rollout import EnvStepper, collect_episodes
+from jaxpg.rollout import collect_episodes
 
 Array = jax.Array
+
+# ``baseline(returns, mask, episode_start) -> advantages``, all ``[L, B]``.
+BaselineFn = Callable[[Array, Array, Array], Array]
+
+BASELINE_FNS: dict[str, BaselineFn] = {
+    "none": lambda g, m, _: no_baseline(g, m),
+    "mean": lambda g, m, _: mean_baseline(g, m),
+    "standardise": lambda g, m, _: standardise(g, m),
+    "loo": lambda g, m, _: leave_one_out(g, m),
+    "group": group_normalised,
+}
 
 
 def buffer_length(cfg: Config, spec: EnvSpec) -> int:
@@ -55,35 +77,43 @@ def buffer_length(cfg: Config, spec: EnvSpec) -> int:
     return cfg.rollout_steps - 1 + int(limit)
 
 
-def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm:
-    """REINFORCE as an ``(init, update)`` pair for one seed."""
-    policy = policy_for(cfg, spec)
-    use_critic = cfg.baseline == "value"
-    critic = make_critic(spec, cfg.hidden, cfg.activation) if use_critic else None
-    tx = make_optimizer(cfg)
+def make_reinforce(
+    cfg: Config, parts: Parts, baseline: BaselineFn | None = None
+) -> Algorithm:
+    r"""REINFORCE as an ``(init, update, estimate)`` triple for one seed.
+
+    Args:
+      cfg: sizes and the step budget (``num_envs``, ``rollout_steps``,
+        ``total_steps``, the time limit).
+      parts: the policy, optimizer and envs; with ``parts.critic`` the baseline
+        is a learned value :math:`V(s)` fitted to the returns
+        (:math:`A = G - \mathrm{sg}(V)`), otherwise ``baseline``.
+      baseline: ``(returns, mask, episode_start) -> advantages`` (``[L, B]``),
+        e.g. one of :data:`BASELINE_FNS`; default ``standardise``.
+    """
+    policy, critic, tx, spec = parts.policy, parts.critic, parts.optimizer, parts.spec
+    baseline = BASELINE_FNS["standardise"] if baseline is None else baseline
     buffer_len = buffer_length(cfg, spec)
     chunk = cfg.num_envs * cfg.rollout_steps
+    # A constant normaliser keeps the estimate exactly proportional to ∇J
+    # (dividing by the random number of steps would bias it).
     pg_norm = float(cfg.num_envs * cfg.rollout_steps)
 
-    init = make_init(cfg, policy, critic, tx, stepper)
+    init = make_init(cfg, parts)
 
-    def chunk_loss(params: Any, rows: dict, row_mask: Array, num_valid: Array):
+    def chunk_loss(params: Any, rows: dict, row_mask: Array, num_valid: Array, hp):
         dist = policy.apply(params["policy"], rows["obs"])
         log_prob = dist.log_prob(rows["actions"])
-        entropy = jnp.sum(dist.entropy() * row_mask)
         weights = rows["weights"]
-        value_loss = jnp.float32(0.0)
-        if use_critic:
+        vl = jnp.zeros((), jnp.float32)
+        if critic is not None:
             values = critic.apply(params["critic"], rows["obs"])
-            value_loss = 0.5 * jnp.sum(jnp.square(values - weights) * row_mask)
+            vl = value_loss(values, weights, row_mask, normaliser=num_valid)
             weights = weights - jax.lax.stop_gradient(values)
-        pg = -jnp.sum(log_prob * jax.lax.stop_gradient(weights) * row_mask) / pg_norm
-        hp = rows["hparams"]
-        loss = (
-            pg - hp.ent_coef * entropy / num_valid + hp.vf_coef * value_loss / num_valid
-        )
-        aux = {"loss": loss, "pg_loss": pg, "entropy": entropy}
-        return loss, {**aux, "value_loss": value_loss}
+        pg = policy_gradient_loss(log_prob, weights, row_mask, normaliser=pg_norm)
+        ent = entropy_loss(dist.entropy(), row_mask, normaliser=num_valid)
+        loss = pg + hp.ent_coef * ent + hp.vf_coef * vl
+        return loss, {"loss": loss, "pg_loss": pg, "entropy": -ent, "value_loss": vl}
 
     def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:
         hp = state.hparams
@@ -92,9 +122,9 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
         # nothing: the number of updates is static, the budget a minimum (the
         # last update finishes the episodes it started).
         in_budget = state.env_steps < cfg.total_steps
-        batch, env_state, obs, _ = collect_episodes(
+        batch, env_state, obs = collect_episodes(
             key_rollout,
-            stepper,
+            parts.stepper,
             policy.apply,
             state.params["policy"],
             spec,
@@ -107,48 +137,41 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
         returns = discounted_returns_prefix(
             batch.rewards, hp.gamma * (1.0 - batch.dones), batch.num_steps
         )
-        if use_critic:
+        if critic is not None:
             weights = returns * mask
         else:
-            weights = compute_advantages(
-                cfg.baseline, returns, mask, batch.episode_start
-            )
+            weights = baseline(returns, mask, batch.episode_start)
         packed, count = pack_rows(
             mask, chunk, obs=batch.obs, actions=batch.actions, weights=weights
         )
         num_valid = jnp.maximum(count, 1).astype(jnp.float32)
-
-        def loss_fn(params, rows, row_mask):
-            return chunk_loss(params, {**rows, "hparams": hp}, row_mask, num_valid)
-
+        loss_fn = functools.partial(chunk_loss, num_valid=num_valid, hp=hp)
         grads, aux = chunked_grad(loss_fn, state.params, packed, count, chunk)
         env_steps = state.env_steps + count
         steps_with_data = jnp.any(mask > 0, axis=1)
         own_steps = jnp.max(
             jnp.where(steps_with_data, jnp.arange(1, mask.shape[0] + 1), 0)
         ).astype(jnp.float32)
+        stats = batch.stats
         metrics = {
-            "episode_return": nan_if_empty(
-                batch.episode_return_sum, batch.num_episodes
-            ),
-            "episode_length": nan_if_empty(
-                batch.episode_length_sum, batch.num_episodes
-            ),
-            "num_episodes": batch.num_episodes,
+            "episode_return": nan_if_empty(stats.return_sum, stats.count),
+            "episode_length": nan_if_empty(stats.length_sum, stats.count),
+            "num_episodes": stats.count,
             "env_steps": env_steps,
-            "loss": aux["loss"],  # chunk losses are sums: they add up
+            # Chunk losses are sums over rows: they add up to the batch's.
+            "loss": aux["loss"],
             "pg_loss": aux["pg_loss"],
-            "entropy": aux["entropy"] / num_valid,
+            "entropy": aux["entropy"],
             "mean_return": masked_mean(returns, mask),
             "collected": count.astype(jnp.float32),
-            # Fraction of the env slots stepped in this update that fed the
-            # gradient (the rest idled while the longest episode finished).
-            # (This seed's own loop length: under a named vmap the loop runs
-            # until every seed is done, which must not change the metric.)
+            # Fraction of the env slots this seed stepped in this update that
+            # fed the gradient (the rest idled while its longest episode
+            # finished); a batched loop running longer for other members does
+            # not change it.
             "utilisation": count / jnp.maximum(own_steps * cfg.num_envs, 1),
         }
-        if use_critic:
-            metrics["value_loss"] = aux["value_loss"] / num_valid
+        if critic is not None:
+            metrics["value_loss"] = aux["value_loss"]
         new_state = state.replace(
             env_state=env_state, obs=obs, key=key, env_steps=env_steps
         )
@@ -161,7 +184,6 @@ def make_reinforce(cfg: Config, spec: EnvSpec, stepper: EnvStepper) -> Algorithm
             state.params,
             state.opt_state,
             grads,
-            state.hparams.lr,
             skip=metrics.pop("collected") == 0,
         )
         state = state.replace(
