@@ -128,6 +128,17 @@ class RLConfig:
     def response_len(self, task: Task) -> int:
         return self.max_new_tokens or task.max_new_tokens
 
+    def hyperparams(self) -> Hyperparams:
+        """The traced (sweepable) settings, as float32 scalars."""
+        return Hyperparams(jnp.float32(self.beta), jnp.float32(self.lr))
+
+
+class Hyperparams(NamedTuple):
+    """Settings that may be traced, hence ``vmap``-ed over (a sweep)."""
+
+    beta: Array  # [] KL coefficient
+    lr: Array  # [] learning rate of the default optimizer
+
 
 class Rollout(NamedTuple):
     """Sampled responses and everything scored on them (``N = P G``)."""
@@ -191,13 +202,17 @@ def rollout(
     return jax.tree.map(jax.lax.stop_gradient, ro)
 
 
-def score(ro: Rollout, rl: RLConfig) -> Batch:
-    """Step 5: KL estimate (and shaping if in the reward), group advantages."""
+def score(ro: Rollout, rl: RLConfig, beta: Array | float | None = None) -> Batch:
+    """Step 5: KL estimate (and shaping if in the reward), group advantages.
+
+    ``beta`` (may be traced) overrides ``rl.beta``.
+    """
+    beta = rl.beta if beta is None else beta
     ref_logp = sampling.token_log_probs(ro.ref_logits, ro.responses)
     kl = est.kl_tokens(ro.log_probs, ref_logp, rl.kl_estimator) * ro.mask
     shaped = ro.reward
     if rl.kl_placement == "reward":
-        shaped = est.kl_shaped_rewards(ro.reward, kl, ro.mask, rl.beta)
+        shaped = est.kl_shaped_rewards(ro.reward, kl, ro.mask, beta)
     adv = est.group_advantages(
         shaped.reshape(rl.num_prompts, rl.group_size), rl.advantage
     )
@@ -220,9 +235,15 @@ def make_batch(
 
 
 def loss_fn(
-    params: Any, batch: Batch, model_cfg: TransformerConfig, rl: RLConfig
+    params: Any,
+    batch: Batch,
+    model_cfg: TransformerConfig,
+    rl: RLConfig,
+    beta: Array | float | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """The scalar to minimise for one batch, and diagnostics.
+
+    ``beta`` (may be traced) overrides ``rl.beta``.
 
     ``-grad`` of it at the sampling parameters is the policy-gradient estimate
     (times ``1/C`` for ``aggregation="constant"``), plus the KL term's gradient
@@ -240,7 +261,8 @@ def loss_fn(
     if rl.kl_placement == "loss":
         ref_logp = sampling.token_log_probs(batch.ref_logits, batch.responses)
         kl = est.kl_tokens(logp, ref_logp, rl.kl_estimator)
-        loss = loss + rl.beta * est.aggregate(kl, mask, rl.aggregation, norm)
+        beta = rl.beta if beta is None else beta
+        loss = loss + beta * est.aggregate(kl, mask, rl.aggregation, norm)
     logits_sg = jax.lax.stop_gradient(logits)
     aux = {
         "kl_exact": jnp.mean(
@@ -264,7 +286,7 @@ class RLState:
 
 class RL(NamedTuple):
     init: Callable[[Array, Any], RLState]
-    update: Callable[[RLState, Any], tuple[RLState, dict[str, Array]]]
+    update: Callable[..., tuple[RLState, dict[str, Array]]]
 
 
 def make_rl(
@@ -274,30 +296,44 @@ def make_rl(
     *,
     optimizer: optax.GradientTransformation | None = None,
 ) -> RL:
-    """``init(key, params) -> RLState``; ``update(state, ref_params) -> (state,
-    metrics)`` with the metrics of the module docstring (scalars)."""
+    """``init(key, params) -> RLState``; ``update(state, ref_params, hyper=None)
+    -> (state, metrics)`` with the metrics of the module docstring (scalars).
+
+    ``hyper`` (:class:`Hyperparams`, may be traced; default
+    ``rl.hyperparams()``) sets beta and the learning rate. The default optimizer
+    is global-norm clipping then Adam with ``hyper.lr``; a user ``optimizer``
+    (any optax transformation, its own learning rate included) replaces it and
+    ``hyper.lr`` is unused.
+    """
     if rl.response_len(task) < task.answer_len:
         raise ValueError(
             f"max_new_tokens={rl.response_len(task)} < answer length "
             f"{task.answer_len} of task {task.name!r}"
         )
+    scale_by_lr = optimizer is None
     if optimizer is None:
         optimizer = optax.chain(
-            optax.clip_by_global_norm(rl.max_grad_norm), optax.adam(rl.lr)
+            optax.clip_by_global_norm(rl.max_grad_norm), optax.scale_by_adam()
         )
 
     def init(key: Array, params: Any) -> RLState:
         return RLState(params, optimizer.init(params), key, jnp.zeros((), jnp.int32))
 
-    def update(state: RLState, ref_params: Any) -> tuple[RLState, dict[str, Array]]:
+    def update(
+        state: RLState, ref_params: Any, hyper: Hyperparams | None = None
+    ) -> tuple[RLState, dict[str, Array]]:
+        hyper = rl.hyperparams() if hyper is None else hyper
         key, batch_key = jax.random.split(state.key)
-        batch = make_batch(batch_key, state.params, ref_params, task, model_cfg, rl)
+        ro = rollout(batch_key, state.params, ref_params, task, model_cfg, rl)
+        batch = score(ro, rl, hyper.beta)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
         def epoch(carry, _):
             params, opt_state = carry
-            (loss, aux), grads = grad_fn(params, batch, model_cfg, rl)
+            (loss, aux), grads = grad_fn(params, batch, model_cfg, rl, hyper.beta)
             updates, opt_state = optimizer.update(grads, opt_state, params)
+            if scale_by_lr:
+                updates = jax.tree.map(lambda u: -hyper.lr * u, updates)
             params = optax.apply_updates(params, updates)
             aux = {**aux, "loss": loss, "grad_norm": optax.global_norm(grads)}
             return (params, opt_state), aux
@@ -331,15 +367,20 @@ def make_rl_train(
     *,
     optimizer: optax.GradientTransformation | None = None,
 ) -> Callable[[Array, Any, Any], RLOutput]:
-    """``train(key, params, ref_params) -> RLOutput``: ``rl.num_updates``
-    updates in one ``lax.scan``, starting from ``params`` (usually the SFT
-    reference itself)."""
+    """``train(key, params, ref_params, hyper=None) -> RLOutput``:
+    ``rl.num_updates`` updates in one ``lax.scan``, starting from ``params``
+    (usually the SFT reference itself). ``hyper``: see :func:`make_rl`."""
     algo = make_rl(task, model_cfg, rl, optimizer=optimizer)
 
-    def train(key: Array, params: Any, ref_params: Any) -> RLOutput:
+    def train(
+        key: Array, params: Any, ref_params: Any, hyper: Hyperparams | None = None
+    ) -> RLOutput:
         state = algo.init(key, params)
         state, metrics = jax.lax.scan(
-            lambda s, _: algo.update(s, ref_params), state, None, length=rl.num_updates
+            lambda s, _: algo.update(s, ref_params, hyper),
+            state,
+            None,
+            length=rl.num_updates,
         )
         return RLOutput(state.params, metrics)
 
@@ -360,6 +401,31 @@ def train_seeds(
     train = make_rl_train(task, model_cfg, rl, optimizer=optimizer)
     keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
     return jax.jit(jax.vmap(train, in_axes=(0, None, None)))(keys, params, ref_params)
+
+
+def evaluate(
+    key: Array,
+    params: Any,
+    task: Task,
+    model_cfg: TransformerConfig,
+    num_prompts: int = 512,
+    max_new_tokens: int | None = None,
+    temperature: float = 1.0,
+) -> dict[str, Array]:
+    """Mean ``accuracy``, ``true_reward`` and ``reward`` of sampled responses to
+    ``num_prompts`` fresh prompts (scalars)."""
+    prompt_key, sample_key = jax.random.split(key)
+    r = max_new_tokens or task.max_new_tokens
+    prompts = task.sample_prompts(prompt_key, num_prompts)
+    s = sampling.sample(
+        sample_key, params, model_cfg, prompts, r, eos_id=EOS, pad_id=PAD,
+        temperature=temperature,
+    )  # fmt: skip
+    return {
+        "accuracy": jnp.mean(task.accuracy(prompts, s.responses, s.mask)),
+        "true_reward": jnp.mean(task.true_reward(prompts, s.responses, s.mask)),
+        "reward": jnp.mean(task.reward(prompts, s.responses, s.mask)),
+    }
 
 
 def reward_hacking_flag(
