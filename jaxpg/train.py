@@ -27,9 +27,9 @@ from jaxpg.algorithms.base import (
     make_optimizer,
     policy_for,
 )
-from jaxpg.batching import SEED_AXIS
 from jaxpg.config import CUSTOM_ENV, Config, Hyperparams
 from jaxpg.envs import EnvSpec, env_spec, make_env
+from jaxpg.parallel import run_members
 from jaxpg.rollout import EnvStepper, evaluate_episodes, make_stepper
 
 Array = jax.Array
@@ -233,7 +233,14 @@ def train_seeds(
 
     Seed ``i`` is ``make_train(cfg)(jax.random.key(first_seed + i))``: the same
     random draws, the same result up to float rounding. Every leaf of the
-    output gains a leading ``[num_seeds]`` axis.
+    output gains a leading ``[num_seeds]`` axis. The seeds are split over all
+    devices (of all processes, after :func:`jax.distributed.initialize`) by
+    :func:`jaxpg.parallel.run_members`, any seed count, with no collective
+    inside the training loops.
+
+    Memory: the whole output, every per-update metric of every seed included,
+    is returned at once. For long runs of many seeds use
+    :func:`jaxpg.runner.run`, which brings metrics to the host per chunk.
     """
     if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds!r} is invalid: must be an int >= 1")
@@ -245,8 +252,13 @@ def train_seeds(
         critic_network=critic_network,
         optimizer=optimizer,
     )
-    keys = shard_seeds(seed_keys(num_seeds, first_seed))
-    return jax.jit(jax.vmap(train, axis_name=SEED_AXIS))(keys)
+    if (
+        isinstance(first_seed, bool)
+        or not isinstance(first_seed, int)
+        or first_seed < 0
+    ):
+        raise ValueError(f"first_seed={first_seed!r} is invalid: must be an int >= 0")
+    return run_members(train, np.arange(first_seed, first_seed + num_seeds))
 
 
 def evaluate(
