@@ -10,10 +10,12 @@ over settings inside one compiled program.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxpg.advantages import BASELINES
 from jaxpg.envs import known_envs
@@ -105,9 +107,23 @@ class Config:
     policy_head_scale: float = 0.01
 
     def __post_init__(self) -> None:
-        if not isinstance(self.env, str) or (
-            self.env != CUSTOM_ENV and self.env not in known_envs()
-        ):
+        # Types first, strictly (a bool is not an int, "false" is not a bool);
+        # NumPy scalars become Python ones so the config stays hashable and
+        # JSON-able.
+        for name in _STR_FIELDS:
+            _normalise(self, name, _as_str)
+        for name in _INT_FIELDS:
+            _normalise(self, name, _as_int)
+        for name in _FLOAT_FIELDS:
+            _normalise(self, name, _as_float)
+        _normalise(self, "clip_value", _as_bool)
+        if self.max_grad_norm is not None:
+            _normalise(self, "max_grad_norm", _as_float)
+        if self.max_episode_steps is not None:
+            _normalise(self, "max_episode_steps", _as_int)
+        _normalise(self, "hidden", _as_hidden)
+
+        if self.env != CUSTOM_ENV and self.env not in known_envs():
             _fail(
                 "env",
                 self.env,
@@ -121,53 +137,49 @@ class Config:
             _fail("baseline", self.baseline, f"allowed: {', '.join(baselines)}")
         if self.activation not in ACTIVATIONS:
             _fail("activation", self.activation, f"allowed: {', '.join(ACTIVATIONS)}")
-        for name in ("num_envs", "total_steps", "rollout_steps", "num_epochs"):
+        for name in _INT_FIELDS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if value <= 0:
                 _fail(name, value, "must be a positive integer")
-        if (
-            isinstance(self.num_minibatches, bool)
-            or not isinstance(self.num_minibatches, int)
-            or self.num_minibatches <= 0
-        ):
-            _fail("num_minibatches", self.num_minibatches, "must be a positive integer")
-        if self.algo == "ppo" and (self.num_envs * self.rollout_steps) % (
-            self.num_minibatches
-        ):
+            if value > INT32_MAX:
+                _fail(name, value, f"must fit the int32 counters: <= {INT32_MAX}")
+        batch = self.num_envs * self.rollout_steps
+        if batch > INT32_MAX:
+            _fail(
+                "num_envs",
+                self.num_envs,
+                f"num_envs * rollout_steps = {batch} must fit the int32 counters: "
+                f"<= {INT32_MAX}",
+            )
+        if self.algo == "ppo" and batch % self.num_minibatches:
             _fail(
                 "num_minibatches",
                 self.num_minibatches,
-                f"must divide num_envs * rollout_steps = "
-                f"{self.num_envs * self.rollout_steps}",
+                f"must divide num_envs * rollout_steps = {batch}",
             )
-        if self.total_steps < self.num_envs * self.rollout_steps:
+        if self.total_steps < batch:
             _fail(
                 "total_steps",
                 self.total_steps,
-                f"must be at least num_envs * rollout_steps = "
-                f"{self.num_envs * self.rollout_steps} (one update)",
+                f"must be at least num_envs * rollout_steps = {batch} (one update)",
             )
         _check_range("gamma", self.gamma, 0.0, 1.0)
         _check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
         _check_positive("lr", self.lr)
         _check_positive("clip_eps", self.clip_eps)
         for name in ("ent_coef", "vf_coef"):
-            value = getattr(self, name)
-            if not _is_real(value) or not value >= 0:
-                _fail(name, value, "must be a finite number >= 0")
+            if not getattr(self, name) >= 0:
+                _fail(name, getattr(self, name), "must be a finite number >= 0")
         if self.max_grad_norm is not None:
             _check_positive("max_grad_norm", self.max_grad_norm)
-        if self.max_episode_steps is not None and (
-            not isinstance(self.max_episode_steps, int) or self.max_episode_steps <= 0
+        if self.max_episode_steps is not None and not (
+            0 < self.max_episode_steps <= INT32_MAX
         ):
-            _fail("max_episode_steps", self.max_episode_steps, "positive int or None")
-        hidden = self.hidden
-        if not isinstance(hidden, tuple) or not all(
-            isinstance(h, int) and h > 0 for h in hidden
-        ):
-            _fail("hidden", hidden, "must be a tuple of positive ints, e.g. (64, 64)")
-        if not _is_real(self.init_log_std):
-            _fail("init_log_std", self.init_log_std, "must be a finite number")
+            _fail(
+                "max_episode_steps",
+                self.max_episode_steps,
+                f"a positive int <= {INT32_MAX}, or None",
+            )
         _check_positive("policy_head_scale", self.policy_head_scale)
 
     @property
@@ -192,6 +204,78 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+_STR_FIELDS = ("env", "algo", "baseline", "activation")
+_INT_FIELDS = (
+    "num_envs",
+    "total_steps",
+    "rollout_steps",
+    "num_epochs",
+    "num_minibatches",
+)
+_FLOAT_FIELDS = (
+    "gamma",
+    "lr",
+    "ent_coef",
+    "vf_coef",
+    "gae_lambda",
+    "clip_eps",
+    "init_log_std",
+    "policy_head_scale",
+)
+INT32_MAX = int(np.iinfo(np.int32).max)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _normalise(cfg: Config, name: str, convert: Any) -> None:
+    object.__setattr__(cfg, name, convert(name, getattr(cfg, name)))
+
+
+def _as_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        _fail(name, value, f"must be a string, got {type(value).__name__}")
+    return str(value)
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        _fail(name, value, f"must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        _fail(name, value, f"must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > _FLOAT32_MAX:
+        _fail(
+            name,
+            value,
+            f"must be finite in float32 (|x| <= {_FLOAT32_MAX:.4g}), where it is "
+            "traced",
+        )
+    return number
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        _fail(name, value, f"must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def _as_hidden(name: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, tuple | list) or not all(
+        isinstance(h, int | np.integer) and not isinstance(h, bool | np.bool_)
+        for h in value
+    ):
+        _fail(name, value, "must be a tuple of positive ints, e.g. (64, 64)")
+    widths = tuple(int(h) for h in value)
+    if not all(h > 0 for h in widths):
+        _fail(name, value, "must be a tuple of positive ints, e.g. (64, 64)")
+    return widths
+
+
 def _is_real(value: Any) -> bool:
     return (
         isinstance(value, int | float)
@@ -207,5 +291,6 @@ def _check_range(name: str, value: Any, lo: float, hi: float) -> None:
 
 
 def _check_positive(name: str, value: Any) -> None:
-    if not _is_real(value) or not value > 0:
+    # Checked in float32, where it is used: 1e-50 would become 0.
+    if not _is_real(value) or not np.float32(value) > 0:
         _fail(name, value, "must be a finite number > 0")

@@ -112,3 +112,133 @@ class ConstantReward(environment.Environment):
 
     def observation_space(self, params):
         return spaces.Box(0.0, 1.0, (2,), jnp.float32)
+
+
+# ------------------------------------------------------- envs for adapter tests
+
+
+@struct.dataclass
+class CounterState:
+    pos: jax.Array
+    time: jax.Array
+
+
+@struct.dataclass
+class CounterParams:
+    max_steps_in_episode: int = 6
+
+
+class LegacyCounter:
+    """Old gymnax (< 1.0) API: ``step`` returns ``(obs, state, reward, done,
+    info)`` after its own auto-reset, so ``s_{t+1}`` of a finished episode is
+    lost; ``done`` includes the time limit. It also has ``step_env`` and
+    ``reset_env``, as old gymnax envs did.
+
+    The observation is ``[pos, time]``: ``pos`` starts uniform in ``[0, 1)``
+    and moves by ``action - 0.5``; the episode terminates when ``pos >= 2``
+    (action 1 four times in a row from any start), else truncates at the limit.
+    Reward is ``pos`` after the move.
+    """
+
+    @property
+    def default_params(self) -> CounterParams:
+        return CounterParams()
+
+    def reset_env(self, key, params):
+        state = CounterState(pos=jax.random.uniform(key), time=jnp.int32(0))
+        return self.get_obs(state), state
+
+    def step_env(self, key, state, action, params):
+        pos = state.pos + action.astype(jnp.float32) - 0.5
+        new = CounterState(pos=pos, time=state.time + 1)
+        done = (pos >= 2.0) | (new.time >= params.max_steps_in_episode)
+        return self.get_obs(new), new, pos, done, {"pos": pos}
+
+    def get_obs(self, state):
+        return jnp.stack([state.pos, state.time.astype(jnp.float32)])
+
+    def reset(self, key, params=None):
+        return self.reset_env(key, params or self.default_params)
+
+    def step(self, key, state, action, params=None):
+        params = params or self.default_params
+        key_step, key_reset = jax.random.split(key)
+        obs, new, reward, done, info = self.step_env(key_step, state, action, params)
+        obs_re, state_re = self.reset_env(key_reset, params)
+        pick = lambda a, b: jax.lax.select(done, a, b)  # noqa: E731
+        return (
+            jax.tree.map(pick, obs_re, obs),
+            jax.tree.map(pick, state_re, new),
+            reward,
+            done,
+            info,
+        )
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+    def observation_space(self, params):
+        return spaces.Box(-10.0, 10.0, (2,), jnp.float32)
+
+
+class LegacyCounterNoStepEnv(LegacyCounter):
+    """The five-value API with no ``step_env``/``reset_env`` to rebuild from."""
+
+    def __getattribute__(self, name):
+        if name in ("step_env", "reset_env"):
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+    def reset(self, key, params=None):
+        return LegacyCounter.reset_env(self, key, params)
+
+    def step(self, key, state, action, params=None):
+        params = params or self.default_params
+        obs, new, reward, done, info = LegacyCounter.step_env(
+            self, key, state, action, params
+        )
+        obs_re, state_re = LegacyCounter.reset_env(self, key, params)
+        pick = lambda a, b: jax.lax.select(done, a, b)  # noqa: E731
+        return (
+            jax.tree.map(pick, obs_re, obs),
+            jax.tree.map(pick, state_re, new),
+            reward,
+            done,
+            info,
+        )
+
+
+class SixValueNoFinalObs(LegacyCounter):
+    """gymnax ≥ 1.0's six values, but no ``info["final_observation"]``."""
+
+    def step(self, key, state, action, params=None):
+        params = params or self.default_params
+        obs, state, reward, done, info = super().step(key, state, action, params)
+        return obs, state, reward, done, jnp.zeros_like(done), info
+
+
+class DictObservation(ConstantReward):
+    """A ``Dict`` observation space, which jaxpg does not flatten itself."""
+
+    def observation_space(self, params):
+        return spaces.Dict({"x": spaces.Box(0.0, 1.0, (2,), jnp.float32)})
+
+
+class RandomStart(ConstantReward):
+    """Never terminates; each episode starts from a fresh uniform draw, so two
+    episodes that start alike reveal a reused reset state."""
+
+    def reset_env(self, key, params):
+        state = TabularState(s=jax.random.uniform(key), time=0)
+        return self.get_obs(state), state
+
+    def step_env(self, key, state, action, params):
+        new = TabularState(s=state.s, time=state.time + 1)
+        return self.get_obs(new), new, jnp.float32(1.0), jnp.bool_(False), {}
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.stack([state.s, jnp.asarray(state.time, jnp.float32)])
+
+    @property
+    def default_params(self) -> TabularParams:
+        return TabularParams(max_steps_in_episode=1000)
