@@ -127,7 +127,7 @@ def load_reference(directory: str | Path) -> tuple[Any, TransformerConfig, dict]
     directory = Path(directory)
     info = json.loads((directory / "reference.json").read_text())
     cfg = TransformerConfig(**info["model"])
-    template = model.init(jax.random.key(0), cfg)
+    template = jax.eval_shape(lambda key: model.init(key, cfg), jax.random.key(0))
     params = serialization.from_bytes(
         template, (directory / "reference.msgpack").read_bytes()
     )
