@@ -1,32 +1,75 @@
-r"""Run many seeds with a progress bar: compiled chunks of updates, driven from
-the host.
+r"""Run many seeds in compiled chunks, driven from the host: progress, streamed
+metrics, checkpoints, exact resume.
 
 ``train_seeds`` compiles the whole run into one program, which shows nothing
-until it ends. :func:`run` compiles ``vmap(init)`` and one *chunk* program,
-``vmap`` over seeds of a ``lax.scan`` of ``update`` over ``chunk`` updates, and
-calls the chunk ``num_updates / chunk`` times, so a progress bar can advance
-between calls. Only one chunk shape is compiled; the result is the same as
-``jax.jit(jax.vmap(make_train(cfg)))(seed_keys(S))`` (the same random draws,
-metrics equal up to float rounding). There are no host callbacks inside the
-program: the host reads each chunk's metrics while the next chunk runs.
+until it ends and keeps ``[S, U]`` metrics of every seed in memory. :func:`run`
+compiles ``vmap(init)`` and a *chunk* program (``vmap`` over seeds of a
+``lax.scan`` of ``update`` over ``chunk`` updates), and calls it repeatedly,
+so between calls the host can advance a progress bar, write the chunk's
+metrics to disk, call a user callback and save a checkpoint. There are no host
+callbacks inside the program: the host reads a chunk's metrics while the next
+chunk runs. The result equals ``jax.jit(jax.vmap(make_train(cfg)))`` of the
+same keys (the same random draws, metrics equal up to float rounding).
+
+Chunking: ``chunk`` updates per call (:func:`default_chunk`: a divisor of
+``U`` near ``U / 20`` when one is close, found in constant time), then one
+*remainder* chunk of ``U mod chunk`` updates when ``chunk`` does not divide
+``U`` (a second compiled program, never ``U`` calls of one update).
+
+Run directory (``checkpoint_dir``, see :mod:`jaxpg.rundir`): metrics are
+appended per chunk, a checkpoint of the whole ``[S]`` train state is written
+at chunk boundaries (every ``checkpoint_every`` updates, rounded up to the
+next boundary, at the end, and on SIGINT/SIGTERM), and ``resume=True``
+continues from the newest valid checkpoint with the same chunking, so an
+interrupted and resumed run ends bit-identical to the uninterrupted one on the
+same machine.
 
 Shapes: ``S`` seeds, ``U = cfg.num_updates`` updates.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import shutil
+import signal
+import threading
 import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
+from jaxpg import rundir
 from jaxpg.algorithms.base import TrainState
-from jaxpg.batching import SEED_AXIS
 from jaxpg.config import Config
 from jaxpg.train import make_algorithm, seed_keys, shard_seeds
 
-__all__ = ["RunResult", "default_chunk", "run"]
+__all__ = [
+    "ChunkInfo",
+    "RunResult",
+    "chunk_plan",
+    "default_chunk",
+    "prepare_run_dir",
+    "run",
+]
+
+# Entries of a run directory that ``overwrite=True`` removes (nothing else).
+_RUN_ENTRIES = (
+    rundir.CONFIG,
+    rundir.VERSIONS,
+    rundir.PROGRESS,
+    rundir.METRICS,
+    rundir.CHECKPOINTS,
+    rundir.PARAMS,
+    rundir.SUMMARY,
+    "eval.json",
+    "learning_curve.png",
+    "tensorboard",
+)
 
 
 class RunResult(NamedTuple):
@@ -34,13 +77,19 @@ class RunResult(NamedTuple):
 
     Attributes:
       params: ``[S, ...]`` final policy parameters (pytree, on device).
-      metrics: ``{name: np.ndarray [S, U]}`` per-update metrics on the host
-        (see :class:`jaxpg.TrainOutput`).
-      state: the final ``[S]``-batched :class:`~jaxpg.TrainState` (on device).
-      compile_s: seconds spent lowering and compiling ``init`` and the chunk.
-      run_s: seconds spent running them (init, every chunk, reading metrics).
+      metrics: ``{name: np.ndarray [S, u]}`` per-update metrics on the host
+        for the ``u`` updates done (see :class:`jaxpg.TrainOutput`); empty
+        with ``keep_metrics=False``.
+      state: the ``[S]``-batched :class:`~jaxpg.TrainState` (on device).
+      compile_s: seconds spent lowering and compiling ``init`` and chunks.
+      run_s: seconds spent running this call's chunks (restore included).
       steps_per_s: real env steps of all seeds together per second of
-        ``run_s``.
+        ``run_s``, for the updates this call ran.
+      updates_done: ``u``, updates done (``U`` unless interrupted).
+      interrupted: stopped early by SIGINT/SIGTERM or the callback; the run
+        directory then holds a checkpoint at ``updates_done``.
+      signal: the signal number that stopped the run, else ``None``.
+      run_dir: the run directory, or ``None``.
     """
 
     params: Any
@@ -49,14 +98,62 @@ class RunResult(NamedTuple):
     compile_s: float
     run_s: float
     steps_per_s: float
+    updates_done: int = 0
+    interrupted: bool = False
+    signal: int | None = None
+    run_dir: Path | None = None
+
+
+class ChunkInfo(NamedTuple):
+    """What the ``callback`` of :func:`run` receives after every chunk.
+
+    Attributes:
+      start: index of the chunk's first update.
+      metrics: ``{name: np.ndarray [S, n]}`` the chunk's metrics (host).
+      num_updates: ``U``.
+    """
+
+    start: int
+    metrics: dict[str, np.ndarray]
+    num_updates: int
+
+
+_WINDOW = 64  # divisor candidates default_chunk looks at (constant time)
 
 
 def default_chunk(num_updates: int, num_chunks: int = 20) -> int:
-    """The divisor of ``num_updates`` closest to ``num_updates / num_chunks``
-    (the larger one on a tie)."""
+    """Updates per compiled call, chosen in constant time.
+
+    The divisor of ``num_updates`` nearest ``num_updates / num_chunks`` among
+    the candidates within 25% of it (at most 64 are tried); without one,
+    ``ceil(num_updates / num_chunks)``, and the run ends with a remainder
+    chunk.
+    """
+    if num_updates < 1 or num_chunks < 1:
+        raise ValueError(
+            f"num_updates={num_updates!r}, num_chunks={num_chunks!r}: both must be >= 1"
+        )
     target = num_updates / num_chunks
-    divisors = [d for d in range(1, num_updates + 1) if num_updates % d == 0]
-    return min(divisors, key=lambda d: (abs(d - target), -d))
+    if target <= 1:
+        return 1
+    centre = round(target)
+    for offset in range(_WINDOW // 2):
+        for d in (centre + offset, centre - offset):
+            near = 0 < d <= num_updates and abs(d - target) <= 0.25 * target
+            if near and num_updates % d == 0:
+                return d
+    return -(-num_updates // num_chunks)
+
+
+def chunk_plan(num_updates: int, chunk: int) -> tuple[int, int, int]:
+    """``(chunk, num_full, remainder)``: ``num_full`` calls of ``chunk``
+    updates, then one of ``remainder`` (0: none)."""
+    return chunk, num_updates // chunk, num_updates % chunk
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} is invalid: must be an int >= {low}")
 
 
 def run(
@@ -68,6 +165,17 @@ def run(
     chunk_updates: int | None = None,
     progress: bool = True,
     first_seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    keep_metrics: bool = True,
+    callback: Callable[[ChunkInfo], bool | None] | None = None,
+    handle_signals: bool | None = None,
+    policy_network: Any = None,
+    critic_network: Any = None,
+    optimizer: Any = None,
 ) -> RunResult:
     """Train seeds ``first_seed .. first_seed + num_seeds - 1`` in chunks.
 
@@ -77,97 +185,407 @@ def run(
       cfg: the run's configuration.
       num_seeds: ``S >= 1``.
       env, env_params: a gymnax-API environment (see :func:`jaxpg.make_train`).
-      chunk_updates: updates per compiled call; must divide ``cfg.num_updates``.
-        Default: :func:`default_chunk` (about 20 calls).
-      progress: show a tqdm bar (updates; postfix: env steps of all seeds and
-        the latest mean episode return). Needs ``tqdm`` (the ``cli`` extra);
-        without it the run is silent.
+      chunk_updates: updates per compiled call, ``>= 1`` (the last call runs
+        the remainder). Default: :func:`default_chunk`; on resume, the run's
+        own.
+      progress: show a tqdm bar over env steps (postfix: the latest mean
+        episode return). Needs ``tqdm`` (the ``cli`` extra); without it the run
+        is silent.
       first_seed: seed of the first run.
+      checkpoint_dir: a run directory (:mod:`jaxpg.rundir`): config, versions
+        and progress files, metrics streamed per chunk, checkpoints, final
+        parameters. ``None``: nothing is written.
+      resume: continue the run in ``checkpoint_dir`` from its newest valid
+        checkpoint (its config must equal ``cfg``); start it when the directory
+        holds no run yet.
+      overwrite: replace a run already in ``checkpoint_dir``.
+      checkpoint_every: also checkpoint at the first chunk boundary at least
+        this many updates after the previous checkpoint (``None``: only at the
+        end and on a signal). Chunks are no longer than this.
+      keep_checkpoints: newest valid checkpoints kept, ``>= 1``.
+      keep_metrics: return the metrics in :attr:`RunResult.metrics`. With a run
+        directory and ``False``, host memory stays flat however many chunks
+        run (the metrics are on disk).
+      callback: called on the host after each chunk with a
+        :class:`ChunkInfo`; a truthy return stops the run at this boundary
+        (with a checkpoint when there is a run directory).
+      handle_signals: on SIGINT/SIGTERM, stop at the next chunk boundary and
+        checkpoint instead of raising (a second signal raises). Default: on
+        when there is a run directory and this is the main thread.
+      policy_network, critic_network, optimizer: passed to
+        :func:`jaxpg.make_algorithm` when not ``None``.
 
     Returns:
       :class:`RunResult`.
 
     Raises:
-      ValueError: ``num_seeds`` or ``chunk_updates`` is invalid, or the
-        environment cannot be resolved.
+      ValueError: an invalid argument (the message names it).
+      jaxpg.rundir.RunDirError: ``checkpoint_dir`` holds another run, a run
+        with a different config (the differing fields are listed), or is a
+        non-empty directory that is not a run directory.
     """
-    if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
-        raise ValueError(f"num_seeds={num_seeds!r} is invalid: must be an int >= 1")
-    num_updates = cfg.num_updates
-    chunk = default_chunk(num_updates) if chunk_updates is None else chunk_updates
-    if (
-        isinstance(chunk, bool)
-        or not isinstance(chunk, int)
-        or chunk < 1
-        or num_updates % chunk
-    ):
-        raise ValueError(
-            f"chunk_updates={chunk_updates!r} is invalid: must be a positive "
-            f"divisor of cfg.num_updates={num_updates}"
-        )
-    algo = make_algorithm(cfg, env, env_params)
-
-    def run_chunk(state: TrainState):
-        def one_seed(s):
-            return jax.lax.scan(lambda c, _: algo.update(c), s, None, length=chunk)
-
-        return jax.vmap(one_seed, axis_name=SEED_AXIS)(state)
-
-    keys = shard_seeds(seed_keys(num_seeds, first_seed))
-    init_fn = jax.jit(jax.vmap(algo.init, axis_name=SEED_AXIS))
-    chunk_fn = jax.jit(run_chunk, donate_argnums=0)
-
-    t0 = time.perf_counter()
-    init_exe = init_fn.lower(keys).compile()
-    # The chunk is lowered for the state's abstract values *and shardings*.
-    state_spec = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        init_exe.out_info,
+    _check_int("num_seeds", num_seeds, 1)
+    _check_int("first_seed", first_seed, 0)
+    _check_int("keep_checkpoints", keep_checkpoints, 1)
+    if checkpoint_every is not None:
+        _check_int("checkpoint_every", checkpoint_every, 1)
+    if chunk_updates is not None:
+        _check_int("chunk_updates", chunk_updates, 1)
+    enabled = (
+        handle_signals
+        if handle_signals is not None
+        else checkpoint_dir is not None
+        and threading.current_thread() is threading.main_thread()
     )
-    chunk_exe = chunk_fn.lower(state_spec).compile()
+    # Signals are caught from here on: one that arrives while compiling stops
+    # the run at the first chunk boundary, with a checkpoint.
+    with _Stopper(enabled) as stopper:
+        return _run(
+            cfg,
+            num_seeds,
+            stopper,
+            env=env,
+            env_params=env_params,
+            chunk_updates=chunk_updates,
+            progress=progress,
+            first_seed=first_seed,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            overwrite=overwrite,
+            checkpoint_every=checkpoint_every,
+            keep_checkpoints=keep_checkpoints,
+            keep_metrics=keep_metrics,
+            callback=callback,
+            policy_network=policy_network,
+            critic_network=critic_network,
+            optimizer=optimizer,
+        )
+
+
+def _run(
+    cfg: Config,
+    num_seeds: int,
+    stopper: _Stopper,
+    *,
+    env: Any,
+    env_params: Any,
+    chunk_updates: int | None,
+    progress: bool,
+    first_seed: int,
+    checkpoint_dir: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    checkpoint_every: int | None,
+    keep_checkpoints: int,
+    keep_metrics: bool,
+    callback: Callable[[ChunkInfo], bool | None] | None,
+    policy_network: Any,
+    critic_network: Any,
+    optimizer: Any,
+) -> RunResult:
+    num_updates = cfg.num_updates
+    parts = {
+        "policy_network": policy_network,
+        "critic_network": critic_network,
+        "optimizer": optimizer,
+    }
+    custom = {
+        "env": None if env is None else repr(env),
+        **{k: None if v is None else repr(v) for k, v in parts.items()},
+    }
+
+    out = None if checkpoint_dir is None else Path(checkpoint_dir)
+    resuming = False
+    if out is not None:
+        resuming, stored_chunk = prepare_run_dir(out, resume, overwrite)
+        if chunk_updates is None and stored_chunk is not None:
+            chunk_updates = stored_chunk
+    chunk = chunk_updates or default_chunk(num_updates)
+    if checkpoint_every is not None and chunk_updates is None:
+        chunk = min(chunk, checkpoint_every)
+    chunk = min(chunk, num_updates)
+    record = rundir.run_record(cfg, num_seeds, first_seed, chunk, custom)
+    if out is not None and resuming:
+        stored = rundir.read_json(out / rundir.CONFIG)
+        differ = rundir.diff_run(stored, record)
+        if differ:
+            raise rundir.RunDirError(
+                f"cannot resume {out}: the run differs from the stored one in "
+                + "; ".join(differ)
+            )
+    elif out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        rundir.write_json(out / rundir.CONFIG, record)
+        rundir.write_json(out / rundir.VERSIONS, rundir.versions())
+
+    given = {k: v for k, v in parts.items() if v is not None}
+    if given:
+        accepted = inspect.signature(make_algorithm).parameters
+        unknown = [k for k in given if k not in accepted]
+        if unknown:
+            raise TypeError(
+                f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
+            )
+    _, num_full, remainder = chunk_plan(num_updates, chunk)
+    lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
+    keys = shard_seeds(seed_keys(num_seeds, first_seed))
+    t0 = time.perf_counter()
+    if env is None and env_params is None and not given:
+        init_exe, state_spec, programs = _cached_programs(
+            cfg, num_seeds, first_seed, lengths
+        )
+    else:
+        algo = make_algorithm(cfg, env, env_params, **given)
+        init_exe, state_spec, programs = _compile(algo, keys, lengths)
     compile_s = time.perf_counter() - t0
 
-    num_chunks = num_updates // chunk
-    host_chunks: list[dict[str, np.ndarray]] = []
-    bar = _ProgressBar(progress, num_updates, num_seeds)
-    try:
-        t0 = time.perf_counter()
+    ckpt_dir = None if out is None else out / rundir.CHECKPOINTS
+    t0 = time.perf_counter()
+    start = 0
+    state = None
+    if resuming:
+        start, state = _restore(out, state_spec, chunk, num_full, num_updates)
+    if state is None:
         state = init_exe(keys)
-        state, pending = chunk_exe(state)
-        for i in range(1, num_chunks + 1):
-            # Dispatch the next chunk before reading this one's metrics, so
-            # the device does not wait for the host.
+    steps_before = _total_steps(state)
+    kept: list[dict[str, np.ndarray]] = []
+    total = _step_budget(cfg, num_seeds, num_updates)
+    bar = _ProgressBar(progress, total, num_seeds, initial=steps_before)
+    last_ckpt = start
+    done = start
+    if out is not None:
+        _write_progress(out, start, num_updates, "running", None)
+
+    def dispatch(state, at):
+        size = chunk if at < num_full * chunk else remainder
+        new_state, metrics = programs[size](state)
+        return new_state, metrics, size
+
+    try:
+        u = start  # updates dispatched so far
+        inflight = None  # (first update, metrics on device) of a chunk
+        if u < num_updates:
+            state, metrics, size = dispatch(state, u)
+            inflight, u = (u, metrics), u + size
+        while inflight is not None:
+            due = out is not None and (
+                u == num_updates
+                or (checkpoint_every is not None and u - last_ckpt >= checkpoint_every)
+            )
             following = None
-            if i < num_chunks:
-                state, following = chunk_exe(state)
-            host_chunks.append(jax.device_get(pending))
-            bar.advance(host_chunks[-1], chunk)
-            pending = following
+            if u < num_updates and not due and not stopper.stop:
+                # Dispatch the next chunk before reading this one's
+                # metrics, so the device does not wait for the host.
+                state, metrics, size = dispatch(state, u)
+                following, u = (u, metrics), u + size
+            first, metrics = inflight
+            # Owned NumPy copies: on CPU, device_get may return views that
+            # keep the device buffers alive.
+            host = {k: np.array(v) for k, v in jax.device_get(metrics).items()}
+            done = first + next(iter(host.values())).shape[1]
+            if out is not None:
+                rundir.write_metrics_chunk(out, first, host)
+            if keep_metrics:
+                kept.append(host)
+            bar.advance(host)
+            if callback is not None and callback(ChunkInfo(first, host, num_updates)):
+                stopper.stop = True
+            del host, metrics
+            if following is None:
+                # ``state`` is at the boundary ``done == u``.
+                if out is not None and (due or stopper.stop):
+                    _checkpoint(out, ckpt_dir, done, state, keep_checkpoints)
+                    last_ckpt = done
+                if u == num_updates or stopper.stop:
+                    break
+                state, metrics, size = dispatch(state, u)
+                following, u = (u, metrics), u + size
+            inflight = following
+        if done == num_updates:
+            bar.finish()
         state = jax.block_until_ready(state)
         run_s = time.perf_counter() - t0
     finally:
         bar.close()
 
-    metrics = {
-        name: np.concatenate([c[name] for c in host_chunks], axis=1)
-        for name in host_chunks[0]
-    }
-    total_steps = float(np.sum(np.asarray(state.env_steps, dtype=np.int64)))
+    interrupted = done < num_updates
+    if out is not None:
+        if not interrupted:
+            from jaxpg.checkpoint import save_tree
+
+            save_tree(out / rundir.PARAMS, state.params["policy"])
+        _write_progress(
+            out,
+            done,
+            num_updates,
+            "interrupted" if interrupted else "finished",
+            done if last_ckpt == done else last_ckpt,
+        )
+    metrics: dict[str, np.ndarray] = {}
+    if keep_metrics:
+        if out is not None and start > 0:
+            metrics = rundir.read_metrics(out)
+        elif kept:
+            metrics = {k: np.concatenate([c[k] for c in kept], axis=1) for k in kept[0]}
+    steps = _total_steps(state) - steps_before
     return RunResult(
         params=state.params["policy"],
         metrics=metrics,
         state=state,
         compile_s=compile_s,
         run_s=run_s,
-        steps_per_s=total_steps / run_s,
+        steps_per_s=steps / run_s if run_s > 0 else 0.0,
+        updates_done=done,
+        interrupted=interrupted,
+        signal=stopper.signum,
+        run_dir=out,
     )
 
 
-class _ProgressBar:
-    """A tqdm bar over updates (a no-op without ``progress`` or tqdm)."""
+def prepare_run_dir(
+    out: Path, resume: bool, overwrite: bool
+) -> tuple[bool, int | None]:
+    """Check (and with ``overwrite``, clear) a run directory before any
+    training; ``(resuming, the run's chunk_updates)``.
 
-    def __init__(self, progress: bool, num_updates: int, num_seeds: int):
+    Raises:
+      jaxpg.rundir.RunDirError: ``out`` is a file, is not writable, holds a
+        run while neither ``resume`` nor ``overwrite`` is set, or is a
+        non-empty folder that is not a run directory.
+    """
+    if out.exists() and not out.is_dir():
+        raise rundir.RunDirError(f"checkpoint_dir={str(out)!r} is a file, not a folder")
+    has_run = (out / rundir.CONFIG).is_file()
+    if has_run and resume:
+        return True, rundir.read_json(out / rundir.CONFIG).get("chunk_updates")
+    if has_run and not overwrite:
+        raise rundir.RunDirError(
+            f"{out} already holds a run: resume it (resume=True, jaxpg train "
+            "--resume) or replace it (overwrite=True, --overwrite)"
+        )
+    if has_run:
+        for name in _RUN_ENTRIES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    elif out.is_dir() and any(out.iterdir()):
+        raise rundir.RunDirError(
+            f"{out} is not empty and holds no jaxpg run (no {rundir.CONFIG}); "
+            "choose a new or empty folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".jaxpg-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise rundir.RunDirError(f"cannot write to {out}: {e}") from None
+    return False, None
+
+
+def _restore(
+    out: Path, state_spec: Any, chunk: int, num_full: int, num_updates: int
+) -> tuple[int, Any]:
+    from jaxpg.checkpoint import CheckpointError, list_steps, restore_latest
+
+    ckpt_dir = out / rundir.CHECKPOINTS
+    if not list_steps(ckpt_dir):
+        warnings.warn(
+            f"{out} has no checkpoint yet: starting from update 0", stacklevel=3
+        )
+        rundir.drop_metrics_from(out, 0)
+        return 0, None
+    try:
+        step, state = restore_latest(ckpt_dir, state_spec)
+    except CheckpointError as e:
+        warnings.warn(f"{e}: starting from update 0", stacklevel=3)
+        rundir.drop_metrics_from(out, 0)
+        return 0, None
+    boundary = step == num_updates or (step % chunk == 0 and step <= num_full * chunk)
+    if not boundary:
+        raise rundir.RunDirError(
+            f"checkpoint at update {step} is not a boundary of chunks of {chunk}"
+        )
+    rundir.drop_metrics_from(out, step)
+    return step, state
+
+
+def _checkpoint(out: Path, ckpt_dir: Path, step: int, state: Any, keep: int) -> None:
+    from jaxpg.checkpoint import prune, save
+
+    save(ckpt_dir, step, state)
+    prune(ckpt_dir, keep)
+
+
+def _write_progress(
+    out: Path, done: int, total: int, status: str, checkpoint: int | None
+) -> None:
+    rundir.write_json(
+        out / rundir.PROGRESS,
+        {
+            "updates_done": int(done),
+            "num_updates": int(total),
+            "status": status,
+            "latest_checkpoint": checkpoint,
+        },
+    )
+
+
+def _total_steps(state: TrainState) -> int:
+    return int(np.sum(np.asarray(jax.device_get(state.env_steps), dtype=np.int64)))
+
+
+def _step_budget(cfg: Config, num_seeds: int, num_updates: int) -> int:
+    """Env steps of all seeds at the end: exact for a2c/ppo, the budget for
+    REINFORCE (which collects at least it, unless its updates run out)."""
+    if cfg.algo == "reinforce":
+        return num_seeds * cfg.total_steps
+    return num_seeds * num_updates * cfg.num_envs * cfg.rollout_steps
+
+
+class _Stopper:
+    """Turns SIGINT/SIGTERM into a stop request at the next chunk boundary
+    (a second signal gets the previous handler: Ctrl-C twice raises)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.stop = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        self.stop = True
+        self.signum = signum
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def __enter__(self):
+        if self.enabled:
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+        return False
+
+
+class _ProgressBar:
+    """A tqdm bar over env steps of all seeds (a no-op without ``progress``
+    or tqdm)."""
+
+    def __init__(
+        self, progress: bool, total_steps: int, num_seeds: int, initial: int = 0
+    ):
         self.bar = None
+        self.total = total_steps
+        self.shown = min(initial, total_steps)
         # Each seed's most recent finite episode return: ``[S]``.
         self.latest = np.full((num_seeds,), np.nan)
         if not progress:
@@ -178,30 +596,70 @@ class _ProgressBar:
             return
         plural = "s" if num_seeds > 1 else ""
         self.bar = tqdm(
-            total=num_updates,
-            unit="update",
+            total=total_steps,
+            initial=self.shown,
+            unit="step",
+            unit_scale=True,
             desc=f"training {num_seeds} seed{plural}",
             dynamic_ncols=True,
         )
 
-    def advance(self, host: dict[str, np.ndarray], num: int) -> None:
-        """Move by ``num`` updates whose metrics are ``host`` (``[S, num]``)."""
-        if self.bar is None:
-            return
+    def advance(self, host: dict[str, np.ndarray]) -> None:
+        """Move to the env steps at the end of ``host`` (metrics ``[S, n]``)."""
         returns = host["episode_return"]
         finite = np.isfinite(returns)
         last = returns.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
         found = returns[np.arange(returns.shape[0]), last]
         self.latest = np.where(finite.any(axis=1), found, self.latest)
+        if self.bar is None:
+            return
         steps = int(np.sum(host["env_steps"][:, -1], dtype=np.int64))
         mean_return = (
             f"{np.nanmean(self.latest):.1f}" if np.isfinite(self.latest).any() else "-"
         )
-        self.bar.set_postfix(
-            env_steps=f"{steps:,}", mean_return=mean_return, refresh=False
-        )
-        self.bar.update(num)
+        self.bar.set_postfix(mean_return=mean_return, refresh=False)
+        target = min(steps, self.total)
+        self.bar.update(target - self.shown)
+        self.shown = target
+
+    def finish(self) -> None:
+        """Fill the bar (REINFORCE may stop just short of its budget)."""
+        if self.bar is not None and self.shown < self.total:
+            self.bar.update(self.total - self.shown)
+            self.shown = self.total
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _compile(algo: Any, keys: jax.Array, lengths: tuple[int, ...]):
+    """``(init, abstract state, {length: chunk program})``, compiled."""
+
+    def chunk_program(length: int):
+        def run_chunk(state: TrainState):
+            def one_seed(s):
+                return jax.lax.scan(lambda c, _: algo.update(c), s, None, length=length)
+
+            return jax.vmap(one_seed)(state)
+
+        return jax.jit(run_chunk, donate_argnums=0)
+
+    init_exe = jax.jit(jax.vmap(algo.init)).lower(keys).compile()
+    # Chunks are lowered for the state's abstract values *and shardings*.
+    state_spec = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        init_exe.out_info,
+    )
+    programs = {n: chunk_program(n).lower(state_spec).compile() for n in lengths}
+    return init_exe, state_spec, programs
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_programs(
+    cfg: Config, num_seeds: int, first_seed: int, lengths: tuple[int, ...]
+):
+    """:func:`_compile` for a config-built run, kept for the process: running
+    or resuming the same run again in one process does not compile again."""
+    keys = shard_seeds(seed_keys(num_seeds, first_seed))
+    return _compile(make_algorithm(cfg), keys, lengths)
