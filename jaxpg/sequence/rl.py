@@ -335,7 +335,7 @@ def make_rl(
             if scale_by_lr:
                 updates = jax.tree.map(lambda u: -hyper.lr * u, updates)
             params = optax.apply_updates(params, updates)
-            aux = {**aux, "loss": loss, "grad_norm": optax.global_norm(grads)}
+            aux = {**aux, "loss": loss, "grad_norm": optax.tree.norm(grads)}
             return (params, opt_state), aux
 
         (params, opt_state), aux = jax.lax.scan(
