@@ -56,6 +56,8 @@ class EnvSpec(NamedTuple):
       max_episode_steps: the time limit, or ``None`` when the env has none.
       obs_categories: ``n`` when the observation space is ``Discrete(n)`` (the
         stepper one-hot encodes it), else ``None``.
+      obs_dtype: the dtype of the observations the stepper returns: the env's
+        own (float32 when one-hot encoded).
     """
 
     obs_shape: tuple[int, ...]
@@ -65,6 +67,7 @@ class EnvSpec(NamedTuple):
     action_high: np.ndarray | None
     max_episode_steps: int | None
     obs_categories: int | None = None
+    obs_dtype: Any = None
 
 
 def known_envs() -> tuple[str, ...]:
@@ -103,10 +106,13 @@ def _time_limit(env_params: Any) -> int | None:
     return None
 
 
-def check_env(env: Any, env_params: Any) -> None:
+def check_env(env: Any, env_params: Any) -> jax.ShapeDtypeStruct:
     """Check that ``env`` speaks jaxpg's (gymnax ≥ 1.0) API; trace-only, no FLOPs.
 
     Traces ``reset`` and one ``step`` with ``jax.eval_shape``.
+
+    Returns:
+      The shape and dtype of one observation, as ``env.reset`` returns it.
 
     Raises:
       TypeError: ``env`` lacks a method of the API, has a Dict/Tuple observation
@@ -161,7 +167,7 @@ def check_env(env: Any, env_params: Any) -> None:
             f"env={name}: info['final_observation'] is {final.dtype}{final.shape} "
             f"but the observation is {out[0].dtype}{out[0].shape}; they must match"
         )
-    del obs
+    return obs
 
 
 def env_spec(env: Any, env_params: Any) -> EnvSpec:
@@ -171,26 +177,37 @@ def env_spec(env: Any, env_params: Any) -> EnvSpec:
       TypeError: from :func:`check_env`, or an action space that is neither
         ``Discrete`` nor ``Box``.
     """
-    check_env(env, env_params)
+    obs = check_env(env, env_params)
     obs_space = env.observation_space(env_params)
     categories = None
+    obs_dtype = np.dtype(obs.dtype)
     if _is_discrete(obs_space):
         categories = int(obs_space.n)
         obs_shape = (categories,)
+        obs_dtype = np.dtype(np.float32)
     else:
         obs_shape = tuple(int(d) for d in obs_space.shape)
     act_space = env.action_space(env_params)
     max_steps = _time_limit(env_params)
     if isinstance(act_space, spaces.Discrete) or hasattr(act_space, "n"):
         return EnvSpec(
-            obs_shape, True, int(act_space.n), None, None, max_steps, categories
+            obs_shape,
+            True,
+            int(act_space.n),
+            None,
+            None,
+            max_steps,
+            categories,
+            obs_dtype,
         )
     if isinstance(act_space, spaces.Box) or hasattr(act_space, "low"):
         shape = tuple(act_space.shape) or (1,)
         dim = int(math.prod(shape))
         low = np.broadcast_to(np.asarray(act_space.low, np.float32), shape).ravel()
         high = np.broadcast_to(np.asarray(act_space.high, np.float32), shape).ravel()
-        return EnvSpec(obs_shape, False, dim, low, high, max_steps, categories)
+        return EnvSpec(
+            obs_shape, False, dim, low, high, max_steps, categories, obs_dtype
+        )
     raise TypeError(
         f"action space {act_space!r} is not supported: jaxpg handles Discrete "
         "and Box spaces"

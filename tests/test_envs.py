@@ -93,6 +93,7 @@ def test_legacy_wrapper_adapter_equals_native_cartpole():
     adapted = envs.LegacyStepAdapter(LegacyStepAPIWrapper(native))
     spec = envs.env_spec(native, params)
     assert envs.env_spec(adapted, params) == spec
+    assert spec.obs_dtype == np.float32  # CartPole's own, not a guess
     actions = jax.random.bernoulli(jax.random.key(1), 0.5, (80, 4)).astype(jnp.int32)
     want = run(envs.make_stepper(native, params, spec, 4), jax.random.key(2), actions)
     got = run(envs.make_stepper(adapted, params, spec, 4), jax.random.key(2), actions)
@@ -226,6 +227,7 @@ def test_discrete_observation_is_one_hot():
     env, params = gymnax.make("FrozenLake-misc")
     spec = envs.env_spec(env, params)
     assert spec.obs_shape == (16,) and spec.obs_categories == 16
+    assert spec.obs_dtype == np.float32
     stepper = envs.make_stepper(env, params, spec, 3)
     actions = jax.random.randint(jax.random.key(1), (40, 3), 0, 4)
     out = run(stepper, jax.random.key(0), actions)
