@@ -408,24 +408,28 @@ def initialize(
             )
         if num_processes == 1:
             return False
-    from jax._src import xla_bridge
-
-    if xla_bridge.backends_are_initialized():
-        # Importing gymnax (hence jaxpg) creates a few constant arrays, which
-        # starts the local backend; nothing has run on it yet. Drop it so that
-        # jax.distributed can start the clients of all processes (the arrays
-        # made so far stay valid on the old client).
-        jax.extend.backend.clear_backends()
     if jax.config.jax_cpu_collectives_implementation in (None, "none"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    if coordinator == "auto":
-        jax.distributed.initialize()
-    else:
-        jax.distributed.initialize(
-            coordinator_address=coordinator,
-            num_processes=num_processes,
-            process_id=process_id,
-        )
+    kwargs = (
+        {}
+        if coordinator == "auto"
+        else {
+            "coordinator_address": coordinator,
+            "num_processes": num_processes,
+            "process_id": process_id,
+        }
+    )
+    try:
+        jax.distributed.initialize(**kwargs)
+    except RuntimeError as e:
+        if "before any JAX calls" not in str(e):
+            raise
+        # Importing gymnax (hence jaxpg) creates a few constant arrays, which
+        # starts the local backend before anything has run on it. Drop that
+        # backend so that jax.distributed can start the clients of all
+        # processes (arrays made so far stay valid on the old client).
+        jax.extend.backend.clear_backends()
+        jax.distributed.initialize(**kwargs)
     return True
 
 
