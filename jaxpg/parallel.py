@@ -158,17 +158,25 @@ def place(args: Any, lay: Layout) -> Any:
     return jax.tree.map(one, args)
 
 
-def sharded(fn: Callable[..., Any], lay: Layout) -> Callable[..., Any]:
+def sharded(
+    fn: Callable[..., Any], lay: Layout, *, raw_keys: bool = True
+) -> Callable[..., Any]:
     r"""``jit(shard_map(vmap(fn)))``: ``fn`` of one member, mapped over ``P``.
 
     Each device applies ``jax.vmap(fn)`` to its ``P / D`` members; nothing
-    crosses devices. PRNG keys in the output are returned as their raw data
-    (``jax.random.key_data``), so that they can be gathered across hosts;
-    :func:`collect` wraps them again.
+    crosses devices. By default PRNG keys in the output are returned as their
+    raw data (``jax.random.key_data``), so that they can be gathered across
+    hosts; :func:`collect` wraps them again.
+
+    A chunked driver feeds the output back in (``state = f(state)``): build
+    ``init = sharded(lambda seed: algo.init(jax.random.key(seed)), lay,
+    raw_keys=False)`` and ``step = sharded(one_chunk, lay, raw_keys=False)``
+    and keep the ``[P]`` state on the devices between calls.
 
     Args:
       fn: ``fn(*member_args) -> pytree`` for one member (jittable).
       lay: the layout.
+      raw_keys: return PRNG keys as raw data (``False``: as keys).
 
     Returns:
       A jitted function of the global arrays of :func:`place`, returning
@@ -178,7 +186,7 @@ def sharded(fn: Callable[..., Any], lay: Layout) -> Callable[..., Any]:
 
     def local(*args: Any) -> Any:
         out = jax.vmap(fn, axis_name=_LOCAL_AXIS)(*args)
-        return jax.tree.map(_key_to_data, out)
+        return jax.tree.map(_key_to_data, out) if raw_keys else out
 
     # check_vma=False: the member function is ordinary single-device code
     # (scans whose carries start as constants); nothing in it is collective.
