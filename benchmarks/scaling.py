@@ -95,6 +95,8 @@ def child_train(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     compiled = parallel.sharded(member, lay).lower(*placed).compile()
     compile_s = time.perf_counter() - t0
+    analysis = compiled.memory_analysis()
+    temp = getattr(analysis, "temp_size_in_bytes", None)
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(*placed))
     run_s = time.perf_counter() - t0
@@ -111,6 +113,8 @@ def child_train(args: argparse.Namespace) -> dict:
         "run_s": run_s,
         "env_steps": total,
         "steps_per_s": total / run_s,
+        # XLA's scratch memory for the whole program (all local devices).
+        "program_temp_mib": None if temp is None else temp / 2**20,
     }
     if args.updates <= 0:
         record.update(_time_to_solve(out, run_s))
@@ -370,8 +374,8 @@ def _markdown(rec: dict) -> str:
         "## Seeds (one program, all devices)",
         "",
         "| algo | seeds | updates | steps/s | compile s | run s | solved | "
-        "median time to solve s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "median time to solve s | XLA temp MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rec["seeds"]:
         solved = r.get("solved_fraction")
@@ -379,7 +383,8 @@ def _markdown(rec: dict) -> str:
             f"| {r['algo']} | {r['seeds']} | {r['updates']} | {_fmt(r['steps_per_s'])} "
             f"| {r['compile_s']:.1f} | {r['run_s']:.1f} | "
             f"{'–' if solved is None else f'{solved:.0%}'} | "
-            f"{_fmt(r.get('median_time_to_solve_s'), '.1f')} |"
+            f"{_fmt(r.get('median_time_to_solve_s'), '.1f')} | "
+            f"{_fmt(r.get('program_temp_mib'), ',.0f')} |"
         )
     lines += [
         "",
@@ -453,7 +458,8 @@ def _plot(rec: dict, path: Path) -> None:
     c.set_title("devices")
     for ax in (a, b, c):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.savefig(str(path), dpi=110)
 
 
