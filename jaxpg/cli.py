@@ -1,25 +1,34 @@
-r"""The ``jaxpg`` command: train many seeds, evaluate them, report and save.
+r"""The ``jaxpg`` command: train, evaluate and compare multi-seed runs.
 
-``jaxpg train`` starts from the tuned preset of ``(--env, --algo)`` when one
-exists (else :class:`~jaxpg.config.Config`'s defaults), applies the options
-given on the command line, trains all seeds with :func:`jaxpg.runner.run`,
-evaluates every seed's final policy, prints a summary (per seed, then the IQM
-over seeds with a 95% bootstrap interval, throughput and timings) and writes
-``metrics.json`` and ``learning_curve.png`` to ``--out``.
+Subcommands (argparse subparsers, one module-level function each; other
+modules add theirs through a ``register(subparsers)`` function, see
+:data:`SUBCOMMANDS`):
 
-Needs the ``cli`` extra (matplotlib, tqdm).
+* ``jaxpg train`` starts from the tuned preset of ``(--env, --algo)`` when one
+  exists (else :class:`~jaxpg.config.Config`'s defaults), applies the options
+  given on the command line, trains all seeds with :func:`jaxpg.runner.run`
+  into a run directory (:mod:`jaxpg.rundir`: config, versions, streamed
+  metrics, checkpoints, final parameters), evaluates every seed's final
+  policy, prints a summary and writes ``summary.json`` and
+  ``learning_curve.png``. Ctrl-C / SIGTERM checkpoint and exit (status 130 /
+  143) with the command that resumes: ``jaxpg train --resume DIR``.
+* ``jaxpg eval DIR`` and ``jaxpg compare DIR [DIR ...]``: see
+  :mod:`jaxpg.cli_compare`.
+
+Needs the ``cli`` extra (matplotlib, tqdm) and ``checkpoint`` (orbax).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
+import shlex
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +39,13 @@ import jaxpg
 from jaxpg import presets
 from jaxpg.advantages import BASELINES
 from jaxpg.config import ALGOS, Config
-from jaxpg.train import evaluate, resolve_env
+from jaxpg.train import resolve_env
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "config_from_args", "main"]
 
-# Evaluation keys: fold_in(key(EVAL_SEED), seed), independent of training keys
-# and of how many seeds run together.
+# Evaluation keys: fold_in(fold_in(key(EVAL_SEED), round), seed), independent
+# of training keys and of how many seeds run together; training's own final
+# evaluation is round 0, `jaxpg eval` defaults to round 1 (fresh episodes).
 EVAL_SEED = 2_024_999
 
 # CLI option -> Config field, for the options that override the config.
@@ -56,8 +66,15 @@ _DEFAULTS = {name: f.default for name, f in _FIELDS.items()}
 _DESCRIPTION = """\
 Train --seeds independent runs (seed i uses jax.random.key(i)) in one compiled
 program, evaluate each final policy on --eval-episodes fresh episodes, print a
-summary (per seed, then the IQM over seeds with a 95% bootstrap CI, env steps/s,
-compile and run time) and write metrics.json and learning_curve.png to --out.
+summary (per seed, then the IQM over seeds with a 95% bootstrap CI, seeds that
+reach the env's solved score, env steps/s, compile and run time).
+
+--out DIR becomes a run directory: config.json (enough to rebuild the run),
+versions.json, metrics/ (streamed per chunk), checkpoints/ (the whole train
+state of every seed), params/ (final policy parameters), summary.json and
+learning_curve.png. Ctrl-C or SIGTERM saves a checkpoint at the next chunk
+boundary and exits (status 130 / 143); --resume DIR continues it, and the
+result is bit-identical to an uninterrupted run on the same machine.
 """
 
 _EXAMPLES = """\
@@ -65,6 +82,8 @@ examples:
   jaxpg train                                  # CartPole-v1 REINFORCE preset, 16 seeds
   jaxpg train --env Acrobot-v1 --seeds 8 --steps 100000
   jaxpg train --no-preset --baseline loo --lr 0.005 --hidden 32,32 --out runs/loo
+  jaxpg train --algo ppo --out runs/ppo --checkpoint-every 50   # Ctrl-C, then:
+  jaxpg train --resume runs/ppo
 
 Options left out come from the preset of (--env, --algo) when one exists,
 otherwise from jaxpg.Config's defaults (both shown above).
@@ -130,34 +149,20 @@ def _show(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``jaxpg`` argument parser (subcommand ``train``)."""
-    parser = argparse.ArgumentParser(
-        prog="jaxpg",
-        description="Policy-gradient RL in JAX: many seeds in one compiled program.",
-    )
-    parser.add_argument("--version", action="version", version=jaxpg.__version__)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _add_train(sub: Any) -> None:
     known = ", ".join(f"{e}/{a}" for e, a in presets.names())
     train = sub.add_parser(
         "train",
-        help="train seeds, evaluate them, write metrics.json and a learning curve",
+        help="train seeds into a run directory, evaluate them, resume after Ctrl-C",
         description=_DESCRIPTION,
         epilog=_EXAMPLES.format(presets=known or "none"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d = _default_text
-    train.add_argument(
-        "--env",
-        default="CartPole-v1",
-        help="gymnax environment name (default: %(default)s)",
-    )
-    train.add_argument(
-        "--algo",
-        default="reinforce",
-        choices=ALGOS,
-        help="algorithm (default: %(default)s)",
-    )
+    # --env, --algo and --seeds default to None so that --resume can tell the
+    # options given from the defaults.
+    train.add_argument("--env", help="gymnax environment name (default: CartPole-v1)")
+    train.add_argument("--algo", choices=ALGOS, help="algorithm (default: reinforce)")
     train.add_argument(
         "--baseline",
         choices=(*BASELINES, "value"),
@@ -166,9 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--seeds",
         type=int,
-        default=16,
         metavar="S",
-        help="number of seeds, trained together (default: %(default)s)",
+        help="number of seeds, trained together (default: 16)",
     )
     train.add_argument(
         "--steps",
@@ -223,7 +227,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         metavar="DIR",
-        help="output directory (default: runs/<env>-<algo>)",
+        help="run directory; must be new or empty unless --overwrite "
+        "(default: runs/<env>-<algo>, numbered -2, -3, ... when taken)",
+    )
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue the run in DIR from its newest valid checkpoint; options "
+        "given must match the run's config",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="U",
+        help="also checkpoint every U updates (at the next chunk boundary); "
+        "always at the end and on Ctrl-C/SIGTERM",
+    )
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard event files to DIR/tensorboard, one run per seed "
+        "(needs tensorboardX: the tensorboard extra)",
     )
     train.add_argument(
         "--preset",
@@ -238,6 +268,32 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="no progress bar",
     )
+    train.set_defaults(func=train_command)
+
+
+def _register_builtin(sub: Any) -> None:
+    from jaxpg import cli_compare
+
+    _add_train(sub)
+    cli_compare.register(sub)
+
+
+# Functions that add subcommands: each takes argparse's subparsers object and
+# calls ``add_parser(...).set_defaults(func=command)`` with
+# ``command(args) -> exit status``.
+SUBCOMMANDS: list[Callable[[Any], None]] = [_register_builtin]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxpg`` argument parser (subcommands from :data:`SUBCOMMANDS`)."""
+    parser = argparse.ArgumentParser(
+        prog="jaxpg",
+        description="Policy-gradient RL in JAX: many seeds in one compiled program.",
+    )
+    parser.add_argument("--version", action="version", version=jaxpg.__version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in SUBCOMMANDS:
+        register(sub)
     return parser
 
 
@@ -248,30 +304,76 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, str]:
     Raises:
       ValueError: an invalid option value (the message names it).
     """
+    env = args.env or "CartPole-v1"
+    algo = args.algo or "reinforce"
+    overrides = _overrides(args)
+    has_preset = (env, algo) in presets.names()
+    if args.preset and not has_preset:
+        presets.get(env, algo)  # raises, listing the presets
+    if has_preset and args.preset is not False:
+        cfg = presets.get(env, algo).replace(**overrides)
+        source = f"preset {env}/{algo}"
+    else:
+        cfg = Config(env=env, algo=algo, **overrides)
+        source = "Config defaults"
+    if overrides:
+        source += " + " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    _check_counts(args)
+    resolve_env(cfg)  # the environment must exist and have a time limit
+    return cfg, source
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {
         field: getattr(args, opt)
         for opt, field in _OVERRIDES.items()
         if getattr(args, opt) is not None
     }
     overrides.update(dict(args.settings))
-    has_preset = (args.env, args.algo) in presets.names()
-    if args.preset and not has_preset:
-        presets.get(args.env, args.algo)  # raises, listing the presets
-    if has_preset and args.preset is not False:
-        cfg = presets.get(args.env, args.algo).replace(**overrides)
-        source = f"preset {args.env}/{args.algo}"
-    else:
-        cfg = Config(env=args.env, algo=args.algo, **overrides)
-        source = "Config defaults"
-    if overrides:
-        source += " + " + ", ".join(f"{k}={v}" for k, v in overrides.items())
-    for name in ("seeds", "eval_episodes"):
-        value = getattr(args, name)
-        if value < 1:
+    return overrides
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    for name in ("seeds", "eval_episodes", "checkpoint_every"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag}={value} is invalid: must be an integer >= 1")
-    resolve_env(cfg)  # the environment must exist and have a time limit
-    return cfg, source
+
+
+def _resume_config(args: argparse.Namespace) -> tuple[Config, str, int, int]:
+    """``(config, source, num_seeds, first_seed)`` of the run in ``--resume``;
+    options given on the command line must agree with it.
+
+    Raises:
+      ValueError: not a run directory, or options that differ (named).
+    """
+    from jaxpg.rundir import load_run
+
+    cfg, record = load_run(args.resume)
+    _check_counts(args)
+    if args.out is not None or args.overwrite:
+        raise ValueError("--resume DIR cannot be combined with --out or --overwrite")
+    given = _overrides(args)
+    if args.env is not None:
+        given["env"] = args.env
+    if args.algo is not None:
+        given["algo"] = args.algo
+    differ = [
+        f"{k}: run has {getattr(cfg, k)!r}, command line {v!r}"
+        for k, v in given.items()
+        if getattr(cfg, k) != v
+    ]
+    if args.seeds is not None and args.seeds != record["num_seeds"]:
+        differ.append(
+            f"seeds: run has {record['num_seeds']}, command line {args.seeds}"
+        )
+    if differ:
+        raise ValueError(
+            f"--resume {args.resume}: options differ from the run's config: "
+            + "; ".join(differ)
+        )
+    return cfg, f"resumed {args.resume}", record["num_seeds"], record["first_seed"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,13 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        cfg, source = config_from_args(args)
-    except ValueError as e:
-        print(f"jaxpg train: error: {e}", file=sys.stderr)
-        return 2
-    _enable_compilation_cache()
-    _train(cfg, source, args)
-    return 0
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"jaxpg {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _enable_compilation_cache() -> None:
@@ -300,13 +399,61 @@ def _enable_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", path)
 
 
-def _train(cfg: Config, source: str, args: argparse.Namespace) -> None:
+def _default_out(cfg: Config) -> Path:
+    """``runs/<env>-<algo>``, or the first free ``-2``, ``-3``, ... after it."""
+    base = Path("runs") / f"{cfg.env}-{cfg.algo}"
+    out, n = base, 1
+    while out.exists() and (not out.is_dir() or any(out.iterdir())):
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``jaxpg train``: returns the exit status."""
+    from jaxpg.rundir import RunDirError
+
+    try:
+        if args.resume is not None:
+            cfg, source, num_seeds, first_seed = _resume_config(args)
+            out = args.resume
+        else:
+            cfg, source = config_from_args(args)
+            num_seeds, first_seed = args.seeds or 16, 0
+            out = args.out or _default_out(cfg)
+    except ValueError as e:  # RunDirError included
+        print(f"jaxpg train: error: {e}", file=sys.stderr)
+        return 2
+    from jaxpg.runner import prepare_run_dir
+
+    try:
+        # Before anything is compiled: a bad --out fails now, not after training.
+        prepare_run_dir(out, args.resume is not None, args.overwrite)
+    except RunDirError as e:
+        print(f"jaxpg train: error: {e}", file=sys.stderr)
+        return 2
+    _enable_compilation_cache()
+    try:
+        return _train(cfg, source, args, out, num_seeds, first_seed)
+    except RunDirError as e:
+        print(f"jaxpg train: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _train(
+    cfg: Config,
+    source: str,
+    args: argparse.Namespace,
+    out: Path,
+    num_seeds: int,
+    first_seed: int,
+) -> int:
+    from jaxpg import rundir
+    from jaxpg.cli_compare import eval_summary, evaluate_seeds, print_eval
     from jaxpg.plotting import plot_learning_curve
     from jaxpg.runner import run
-    from jaxpg.stats import bootstrap_ci, iqm
+    from jaxpg.scores import solved_threshold
 
-    out = args.out or Path("runs") / f"{cfg.env}-{cfg.algo}"
-    num_seeds = args.seeds
     print(f"jaxpg {jaxpg.__version__}  {cfg.env} / {cfg.algo}  ({source})")
     bound = "up to " if cfg.algo == "reinforce" else ""
     print(
@@ -315,40 +462,69 @@ def _train(cfg: Config, source: str, args: argparse.Namespace) -> None:
         f"lr={cfg.lr} gamma={cfg.gamma} baseline={cfg.baseline} "
         f"hidden={cfg.hidden}"
     )
-    result = run(cfg, num_seeds, progress=args.progress)
+    print(f"  run directory {out}")
+    logger = None
+    if args.tensorboard:
+        from jaxpg.tblog import TensorBoardLogger
+
+        logger = TensorBoardLogger(out / "tensorboard", num_seeds, first_seed)
+    try:
+        result = run(
+            cfg,
+            num_seeds,
+            first_seed=first_seed,
+            progress=args.progress,
+            checkpoint_dir=out,
+            resume=args.resume is not None,
+            overwrite=args.overwrite,
+            checkpoint_every=args.checkpoint_every,
+            keep_metrics=False,
+            callback=logger,
+        )
+    finally:
+        if logger is not None:
+            logger.close()
+    if result.interrupted:
+        name = signal.Signals(result.signal).name if result.signal else "stop"
+        print(
+            f"jaxpg train: interrupted ({name}) at update {result.updates_done}/"
+            f"{cfg.num_updates}; checkpoint saved; resume with: jaxpg train "
+            f"--resume {shlex.quote(str(out))}",
+            file=sys.stderr,
+        )
+        return 128 + int(result.signal) if result.signal else 1
 
     t0 = time.perf_counter()
-    seeds = np.arange(num_seeds)
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(EVAL_SEED), i))(seeds)
-    eval_fn = jax.jit(
-        jax.vmap(lambda p, k: evaluate(cfg, p, k, num_episodes=args.eval_episodes))
+    eval_returns = evaluate_seeds(
+        cfg, result.params, num_seeds, first_seed, args.eval_episodes, False, 0
     )
-    eval_returns = np.asarray(eval_fn(result.params, keys))  # [S, episodes]
     eval_s = time.perf_counter() - t0
-
-    per_seed = eval_returns.mean(axis=1)
-    agg = bootstrap_ci(per_seed, stat=iqm)
-    mean_ci = bootstrap_ci(per_seed)
-    env_steps = result.metrics["env_steps"][:, -1]
-    train_last = [_last_finite(r) for r in result.metrics["episode_return"]]
+    metrics = rundir.read_metrics(
+        out, ("episode_return", "env_steps", "nonfinite", "num_episodes")
+    )
+    env_steps = metrics["env_steps"][:, -1]
+    rejected = np.sum(metrics["nonfinite"] > 0, axis=1)
+    train_last = [_last_finite(r) for r in metrics["episode_return"]]
+    threshold = solved_threshold(cfg.env)
+    evaluation = eval_summary(
+        eval_returns, first_seed, args.eval_episodes, False, 0, threshold
+    )
     device = _device()
 
     print()
-    print(
-        f"{'seed':>5}  {'eval return':>11}  {'± sd':>6}  {'last train':>10}  "
-        f"{'env steps':>10}"
+    print_eval(
+        evaluation,
+        extra_header=f"  {'last train':>10}  {'env steps':>10}  {'rejected':>8}",
+        extra_rows=[
+            f"  {train_last[i]:>10.1f}  {int(env_steps[i]):>10,}  {int(rejected[i]):>8}"
+            for i in range(num_seeds)
+        ],
     )
-    for i in range(num_seeds):
+    if rejected.any():
         print(
-            f"{i:>5}  {per_seed[i]:>11.1f}  {eval_returns[i].std():>6.1f}  "
-            f"{train_last[i]:>10.1f}  {int(env_steps[i]):>10,}"
+            f"{int(np.count_nonzero(rejected))} seed(s) had updates rejected as "
+            "non-finite (column 'rejected': updates with any rejected step)"
         )
-    print()
-    print(
-        f"eval return over {num_seeds} seeds ({args.eval_episodes} episodes each):"
-        f"  IQM {agg.estimate:.1f} [95% CI {agg.low:.1f}, {agg.high:.1f}]"
-        f"  mean {mean_ci.estimate:.1f} [{mean_ci.low:.1f}, {mean_ci.high:.1f}]"
-    )
     print(
         f"throughput {result.steps_per_s:,.0f} env steps/s (all seeds)   "
         f"compile {result.compile_s:.1f} s   run {result.run_s:.1f} s   "
@@ -356,24 +532,21 @@ def _train(cfg: Config, source: str, args: argparse.Namespace) -> None:
     )
     print(f"device {device}")
 
-    out.mkdir(parents=True, exist_ok=True)
-    record = {
+    summary = {
         "jaxpg_version": jaxpg.__version__,
-        "jax_version": jax.__version__,
-        "config": dataclasses.asdict(cfg),
+        "env": cfg.env,
+        "algo": cfg.algo,
         "config_source": source,
+        "num_seeds": num_seeds,
+        "first_seed": first_seed,
         "num_updates": cfg.num_updates,
-        "seeds": seeds.tolist(),
-        "metrics": {k: _json_array(v) for k, v in result.metrics.items()},
-        "eval": {
-            "episodes": args.eval_episodes,
-            "deterministic": False,
-            "key": f"fold_in(key({EVAL_SEED}), seed)",
-            "returns": _json_array(eval_returns),
-            "mean_per_seed": _json_array(per_seed),
-            "iqm": agg._asdict(),
-            "mean": mean_ci._asdict(),
-            "confidence": 0.95,
+        "eval": evaluation,
+        "train": {
+            "env_steps": env_steps.astype(np.int64).tolist(),
+            "last_return": _json_array(np.asarray(train_last)),
+            "rejected_updates": rejected.astype(np.int64).tolist(),
+            "rejected_updates_meaning": "updates with at least one gradient step "
+            "rejected as non-finite (PPO: any of its minibatch steps)",
         },
         "timings": {
             "compile_s": result.compile_s,
@@ -384,14 +557,16 @@ def _train(cfg: Config, source: str, args: argparse.Namespace) -> None:
         },
         "device": device,
     }
-    (out / "metrics.json").write_text(json.dumps(record, allow_nan=False))
+    rundir.write_json(out / rundir.SUMMARY, summary)
     plot_learning_curve(
-        result.metrics["env_steps"],
-        result.metrics["episode_return"],
+        metrics["env_steps"],
+        metrics["episode_return"],
         out / "learning_curve.png",
         title=f"{cfg.env} {cfg.algo} ({num_seeds} seeds)",
+        threshold=threshold,
     )
-    print(f"wrote {out / 'metrics.json'} and {out / 'learning_curve.png'}")
+    print(f"wrote {out / rundir.SUMMARY} and {out / 'learning_curve.png'}")
+    return 0
 
 
 def _last_finite(x: np.ndarray) -> float:

@@ -1,17 +1,26 @@
-"""The ``jaxpg`` command end to end, its config resolution, and the learning
-curve it draws (jaxpg.plotting)."""
+"""The ``jaxpg`` command end to end (train into a run directory, Ctrl-C and
+resume, eval), its config resolution, and the learning curve it draws
+(jaxpg.plotting)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
-from jaxpg import presets
-from jaxpg.cli import build_parser, config_from_args, main
+from jaxpg import checkpoint, presets, rundir
+from jaxpg.cli import _default_out, build_parser, config_from_args, main
+from jaxpg.cli_compare import eval_summary, print_eval
 from jaxpg.config import Config
 from jaxpg.plotting import common_grid_curves, plot_learning_curve
 
@@ -32,44 +41,74 @@ def _strict_json(text: str):
     return json.loads(text, parse_constant=no_constants)
 
 
+def _main(*argv) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(list(argv))
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
     """One in-process ``jaxpg train`` on a tiny budget (with a progress bar)."""
     out_dir = tmp_path_factory.mktemp("run") / "out"
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(["train", *TINY, "--out", str(out_dir)])
-    return code, stdout.getvalue(), stderr.getvalue(), out_dir
+    code, stdout, stderr = _main("train", *TINY, "--out", str(out_dir))
+    return code, stdout, stderr, out_dir
 
 
-def test_train_exits_zero_and_writes_outputs(cli_run):
+def test_train_exits_zero_and_writes_a_run_directory(cli_run):
     code, _, _, out_dir = cli_run
     assert code == 0
-    assert (out_dir / "metrics.json").is_file()
+    for name in ("config.json", "versions.json", "progress.json", "summary.json"):
+        assert (out_dir / name).is_file(), name
     png = (out_dir / "learning_curve.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 5_000
+    assert checkpoint.list_steps(out_dir / "checkpoints") == [6]
+    assert checkpoint.verify(out_dir / "checkpoints", 6) is None
+    assert (out_dir / "params").is_dir()
+    # Metrics streamed per chunk (6 updates: chunks of one).
+    assert len(list((out_dir / "metrics").glob("*.npz"))) == 6
 
 
-def test_metrics_json_is_strict_json_with_every_part(cli_run):
+def test_config_json_rebuilds_the_run(cli_run):
     _, _, _, out_dir = cli_run
-    record = _strict_json((out_dir / "metrics.json").read_text())
-    cfg = record["config"]
-    assert cfg["total_steps"] == 192 and cfg["num_envs"] == 4
-    assert cfg["hidden"] == [16, 16]
-    assert cfg["lr"] == presets.get("CartPole-v1").lr  # preset, not overridden
-    assert Config(**{**cfg, "hidden": tuple(cfg["hidden"])}).num_updates == 6
-    metrics = record["metrics"]
-    for name in ("episode_return", "env_steps", "loss", "grad_norm"):
-        assert np.asarray(metrics[name], dtype=float).shape == (2, 6), name
-    steps = np.asarray(metrics["env_steps"])
-    assert np.all(np.diff(steps, axis=1) >= 0)
-    returns = np.asarray(record["eval"]["returns"], dtype=float)
-    assert returns.shape == (2, 5) and np.all(returns >= 1)
-    np.testing.assert_allclose(record["eval"]["mean_per_seed"], returns.mean(axis=1))
-    iqm = record["eval"]["iqm"]
-    assert iqm["low"] <= iqm["estimate"] <= iqm["high"]
+    record = _strict_json((out_dir / "config.json").read_text())
+    cfg = rundir.config_from_dict(record["config"])
+    expected = presets.get("CartPole-v1").replace(
+        total_steps=192, num_envs=4, rollout_steps=8, hidden=(16, 16)
+    )
+    assert cfg == expected
+    assert record["num_seeds"] == 2 and record["first_seed"] == 0
+    assert record["num_updates"] == 6 and record["chunk_updates"] == 1
+
+
+def test_metrics_keep_no_episode_apart_from_nan_return(cli_run):
+    _, _, _, out_dir = cli_run
+    metrics = rundir.read_metrics(out_dir)
+    for name in ("episode_return", "env_steps", "loss", "grad_norm", "nonfinite"):
+        assert metrics[name].shape == (2, 6), name
+    assert np.all(np.diff(metrics["env_steps"], axis=1) >= 0)
+    # NaN return exactly where no episode ended (none diverged here).
+    np.testing.assert_array_equal(
+        np.isnan(metrics["episode_return"]), metrics["num_episodes"] == 0
+    )
+
+
+def test_summary_json_is_small_strict_json_with_every_part(cli_run):
+    _, _, _, out_dir = cli_run
+    text = (out_dir / "summary.json").read_text()
+    assert len(text) < 5_000  # per seed, never per update or per episode
+    record = _strict_json(text)
+    ev = record["eval"]
+    assert ev["episodes"] == 5 and len(ev["mean_per_seed"]) == 2
+    assert all(x >= 1 for x in ev["mean_per_seed"])
+    assert ev["nonfinite_seeds"] == {}
+    assert ev["iqm"]["low"] <= ev["iqm"]["estimate"] <= ev["iqm"]["high"]
+    assert ev["solved_threshold"] == 475 and ev["seeds_solved"] == 0
+    assert record["train"]["rejected_updates"] == [0, 0]
     timings = record["timings"]
     assert timings["compile_s"] > 0 and timings["run_s"] > 0
+    steps = rundir.read_metrics(out_dir, ("env_steps",))["env_steps"]
     assert timings["total_env_steps"] == int(steps[:, -1].sum())
     assert timings["steps_per_s"] == pytest.approx(
         timings["total_env_steps"] / timings["run_s"]
@@ -83,11 +122,154 @@ def test_summary_table_is_printed(cli_run):
     assert "preset CartPole-v1/reinforce" in stdout
     lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["seed"])
+    assert "rejected" in lines[header]
     assert [line.split()[0] for line in lines[header + 1 : header + 3]] == ["0", "1"]
     assert "IQM" in stdout and "95% CI" in stdout
+    assert "seeds solved (eval return >= 475): 0 of 2" in stdout
     assert "env steps/s" in stdout and "compile" in stdout and "device" in stdout
-    assert str(out_dir / "metrics.json") in stdout
-    assert "6/6" in stderr  # the progress bar reached the end
+    assert str(out_dir / "summary.json") in stdout
+    # The progress bar counts env steps and ends full: 2 seeds x 192 steps.
+    assert "384/384" in stderr
+
+
+def test_sigint_checkpoints_exits_cleanly_and_resume_is_bit_identical(
+    cli_run, tmp_path
+):
+    _, _, _, full_dir = cli_run
+    out = tmp_path / "cut"
+    env = {**os.environ, "JAXPG_CACHE_DIR": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxpg.cli", "train", *TINY, "--out", str(out),
+         "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        # config.json is written once the signal handlers are in place, before
+        # compiling: a SIGINT now stops the run at the first chunk boundary.
+        deadline = time.monotonic() + 600
+        while not (out / "config.json").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    ours = [line for line in err.splitlines() if line.startswith("jaxpg")]
+    assert ours == [
+        f"jaxpg train: interrupted (SIGINT) at update 1/6; checkpoint saved; "
+        f"resume with: jaxpg train --resume {out}"
+    ]
+    assert checkpoint.list_steps(out / "checkpoints") == [1]
+    assert checkpoint.verify(out / "checkpoints", 1) is None
+    assert rundir.read_progress(out)["status"] == "interrupted"
+
+    # Resume in this process (another process than the interrupted run),
+    # with TensorBoard logging on, which does not change the run.
+    code, stdout, err = _main("train", "--resume", str(out), "--tensorboard",
+                              "--eval-episodes", "5")  # fmt: skip
+    assert code == 0, err
+    assert f"resumed {out}" in stdout
+    full = rundir.read_metrics(full_dir)
+    resumed = rundir.read_metrics(out)
+    assert set(full) == set(resumed)
+    for name in full:
+        np.testing.assert_array_equal(full[name], resumed[name], err_msg=name)
+    target = _params_target(full_dir)
+    a = checkpoint.restore_tree(full_dir / "params", target)
+    b = checkpoint.restore_tree(out / "params", target)
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    ours = _strict_json((out / "summary.json").read_text())["eval"]
+    theirs = _strict_json((full_dir / "summary.json").read_text())["eval"]
+    assert ours["mean_per_seed"] == theirs["mean_per_seed"]
+    # One TensorBoard run per seed, written between chunks.
+    for seed in (0, 1):
+        events = list((out / "tensorboard" / f"seed_{seed}").glob("events.*"))
+        assert events and b"train/episode_return" in events[0].read_bytes()
+
+
+def _params_target(run_dir):
+    from jaxpg.cli_compare import _policy_target
+
+    cfg, record = rundir.load_run(run_dir)
+    return _policy_target(cfg, record["num_seeds"], 0).params["policy"]
+
+
+def test_eval_restores_the_saved_policies(cli_run):
+    _, _, _, out_dir = cli_run
+    # Round 0 with training's episode count: the very evaluation training did.
+    code, stdout, err = _main("eval", str(out_dir), "--episodes", "5", "--round", "0")
+    assert code == 0, err
+    record = _strict_json((out_dir / "eval.json").read_text())
+    summary = _strict_json((out_dir / "summary.json").read_text())["eval"]
+    assert record["mean_per_seed"] == summary["mean_per_seed"]
+    assert record["evaluated"] == "final parameters"
+    assert "IQM" in stdout and "seeds solved" in stdout
+    # Default round 1: fresh episodes, another sample.
+    assert _main("eval", str(out_dir), "--episodes", "5")[0] == 0
+    fresh = _strict_json((out_dir / "eval.json").read_text())
+    assert fresh["mean_per_seed"] != summary["mean_per_seed"]
+
+
+def test_eval_of_a_folder_without_a_run_is_an_error(tmp_path):
+    code, _, err = _main("eval", str(tmp_path))
+    assert code == 2 and "not a jaxpg run directory" in err
+
+
+def test_existing_run_or_file_is_refused_before_training(cli_run, tmp_path):
+    _, _, _, out_dir = cli_run
+    t0 = time.perf_counter()
+    code, stdout, err = _main("train", *TINY, "--out", str(out_dir))
+    assert code == 2 and "already holds a run" in err and "--overwrite" in err
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    code, stdout, err = _main("train", *TINY, "--out", str(a_file))
+    assert code == 2 and "is a file" in err
+    assert stdout == ""  # nothing trained, nothing printed
+    assert time.perf_counter() - t0 < 30  # no compile happened
+
+
+def test_resume_with_a_different_option_names_it(cli_run):
+    _, _, _, out_dir = cli_run
+    code, stdout, err = _main("train", "--resume", str(out_dir), "--lr", "0.5")
+    assert code == 2 and stdout == ""
+    assert "lr: run has 0.01, command line 0.5" in err
+    code, _, err = _main("train", "--resume", str(out_dir), "--seeds", "3")
+    assert code == 2 and "seeds: run has 2, command line 3" in err
+
+
+def test_default_out_is_numbered_when_taken(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = presets.get("CartPole-v1")
+    assert _default_out(cfg) == Path("runs/CartPole-v1-reinforce")
+    taken = Path("runs/CartPole-v1-reinforce")
+    taken.mkdir(parents=True)
+    assert _default_out(cfg) == taken  # empty: used
+    (taken / "config.json").write_text("{}")
+    assert _default_out(cfg) == Path("runs/CartPole-v1-reinforce-2")
+
+
+def test_nonfinite_evaluation_is_reported_and_kept_out_of_the_statistics(capsys):
+    returns = np.array(
+        [[10.0, 12.0], [np.nan, 1.0], [np.inf, 3.0], [20.0, 22.0], [30.0, 30.0]]
+    )
+    summary = eval_summary(returns, 0, 2, False, 0, threshold=20.0)
+    text = json.dumps(summary, allow_nan=False)  # strict JSON: no NaN/inf
+    assert summary["mean_per_seed"] == [11.0, None, None, 21.0, 30.0]
+    assert summary["nonfinite_seeds"] == {"1": "nan", "2": "inf"}
+    # IQM over the three finite seeds (n = 3 keeps all: their mean).
+    assert summary["iqm"]["estimate"] == pytest.approx((11 + 21 + 30) / 3)
+    assert summary["seeds_solved"] == 2
+    print_eval(json.loads(text))
+    out = capsys.readouterr().out
+    assert "over 3 seeds" in out and "seeds 1 (nan), 2 (inf)" in out
+    assert "2 of 5" in out
+    nothing = eval_summary(np.full((2, 3), np.nan), 0, 3, False, 0, None)
+    assert nothing["iqm"] is None and nothing["seeds_solved"] is None
+    print_eval(nothing)
+    assert "no seed has a finite return" in capsys.readouterr().out
 
 
 def test_help_exits_zero_and_documents_options(capsys):
@@ -98,14 +280,16 @@ def test_help_exits_zero_and_documents_options(capsys):
     for option in ("--env", "--algo", "--baseline", "--seeds", "--steps", "--lr",
                    "--num-envs", "--rollout-steps", "--gamma", "--ent-coef",
                    "--hidden", "--eval-episodes", "--out", "--no-progress",
-                   "--preset", "--no-preset", "examples:"):  # fmt: skip
+                   "--preset", "--no-preset", "--resume", "--overwrite",
+                   "--checkpoint-every", "--tensorboard", "examples:"):  # fmt: skip
         assert option in text, option
     assert "default: 16" in text  # --seeds
 
 
 def test_no_command_prints_help_and_exits_two(capsys):
     assert main([]) == 2
-    assert "train" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "train" in err and "eval" in err and "compare" in err
 
 
 @pytest.mark.parametrize(
@@ -157,6 +341,21 @@ def test_common_grid_interpolates_skips_nan_and_forward_fills():
     np.testing.assert_allclose(grid, [10, 15, 20, 25, 30])
     # Seed 2 never finished an episode: dropped.
     np.testing.assert_allclose(curves, [[1, 1.5, 2, 2.5, 3], [2, 2, 3, 4, 4]])
+
+
+def test_learning_curve_draws_every_seed_the_mean_and_the_threshold(tmp_path):
+    steps = np.array([[10, 20, 30], [10, 20, 30], [10, 20, 30]])
+    returns = np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0], [0.0, 5.0, 9.0]])
+    path = tmp_path / "curve.png"
+    fig = plot_learning_curve(steps, returns, path, "t", threshold=4.0)
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    lines = fig.axes[0].get_lines()
+    thin = [line for line in lines if line.get_linewidth() == 0.6]
+    assert len(thin) == 3  # one per seed
+    np.testing.assert_allclose(thin[2].get_ydata()[[0, -1]], [0.0, 9.0])
+    mean = next(line for line in lines if line.get_linewidth() == 2.0)
+    np.testing.assert_allclose(mean.get_ydata()[[0, -1]], [1.0, 14.0 / 3])
+    assert any(set(line.get_ydata()) == {4.0} for line in lines)  # threshold
 
 
 def test_plot_learning_curve_writes_png_even_without_episodes(tmp_path):
