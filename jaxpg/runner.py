@@ -322,7 +322,8 @@ def _run(
     if given:
         accepted = inspect.signature(make_algorithm).parameters
         unknown = [k for k in given if k not in accepted]
-        if unknown:
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        if unknown and not takes_any:
             raise TypeError(
                 f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
             )

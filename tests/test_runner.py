@@ -201,3 +201,44 @@ def test_host_memory_is_flat_in_chunks_when_metrics_stream_to_disk(tmp_path):
     control = kept[-1] - kept[3]
     assert control >= 9 * chunk_bytes, (control, chunk_bytes)
     assert growth < 0.25 * chunk_bytes, (growth, chunk_bytes)
+
+
+def test_signal_requests_a_stop_and_a_second_signal_interrupts():
+    import os
+    import signal
+
+    from jaxpg.runner import _Stopper
+
+    with _Stopper(True) as stopper:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler runs between bytecodes
+        assert stopper.stop and stopper.signum == signal.SIGINT
+        # The first signal restored Python's handler: a second one raises.
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_network_and_optimizer_keywords_reach_make_algorithm(monkeypatch):
+    seen = []
+
+    def fake_make_algorithm(cfg, env=None, env_params=None, **kwargs):
+        seen.append(kwargs)
+        raise _Captured
+
+    monkeypatch.setattr("jaxpg.runner.make_algorithm", fake_make_algorithm)
+    sentinel = object()
+    with pytest.raises(_Captured):
+        run(CFG, 2, progress=False, optimizer=sentinel)
+    with pytest.raises(_Captured):
+        run(CFG, 2, progress=False, policy_network=sentinel, critic_network=sentinel)
+    # Passed only when given (None is never forwarded).
+    assert seen == [
+        {"optimizer": sentinel},
+        {"policy_network": sentinel, "critic_network": sentinel},
+    ]
