@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import math
 import os
 import shlex
@@ -426,6 +427,17 @@ def train_command(args: argparse.Namespace) -> int:
         return 2
     from jaxpg.runner import prepare_run_dir
 
+    needed = [("orbax.checkpoint", "checkpoint")]
+    if args.tensorboard:
+        needed.append(("tensorboardX", "tensorboard"))
+    for module, extra in needed:
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            print(
+                f"jaxpg train: error: {module} is not installed: "
+                f"pip install 'jaxpg[{extra}]'",
+                file=sys.stderr,
+            )
+            return 2
     try:
         # Before anything is compiled: a bad --out fails now, not after training.
         prepare_run_dir(out, args.resume is not None, args.overwrite)

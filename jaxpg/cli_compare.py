@@ -409,7 +409,7 @@ def compare_command(args: argparse.Namespace) -> int:
     result["notes"] = notes
     unit = "raw return" if args.raw else "normalised score (0 random, 1 solved)"
     print(f"tasks: {', '.join(envs)}; {unit}; {args.reps:,} stratified resamples")
-    width = max(len(k) for k in matrices) + 2
+    width = max(6, *(len(k) for k in matrices)) + 2
     print(
         f"{'method':<{width}} {'runs':>4}  "
         + "  ".join(f"{m.replace('_', ' '):>22}" for m in AGGREGATES)

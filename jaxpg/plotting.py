@@ -135,7 +135,7 @@ def plot_learning_curve(
         if threshold is not None:
             ax.axhline(threshold, color="k", linestyle="--", linewidth=0.8,
                        label=f"solved ({threshold:g})")  # fmt: skip
-        ax.legend(loc="lower right")
+        ax.legend(loc="best", fontsize="small")
     else:
         ax.text(
             0.5,
