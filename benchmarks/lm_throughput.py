@@ -1,0 +1,162 @@
+"""Token-policy RL throughput: sampled tokens/s of a whole RL update against
+the ceiling of KV-cached generation alone, learner tokens/s, compile apart.
+
+All programs run in this process on the same model, prompts and batch
+(``N = seeds * prompts * group`` responses of ``R`` tokens); timings alternate
+between programs over ``--repeats`` rounds and report the median.
+
+* ``generate``: the KV-cached sampler alone (the ceiling);
+* ``generate_no_cache``: the same sampler recomputing the full prefix each step;
+* ``rl_update``: one full RL update (sample, score, reference pass, advantages,
+  ``epochs`` gradient steps), ``vmap`` over seeds;
+* ``learner``: the gradient step alone on a fixed batch.
+
+Tokens/s counts response tokens (``N * R``; learner: ``N * R * epochs``).
+
+    python benchmarks/lm_throughput.py                 # defaults below
+    python benchmarks/lm_throughput.py --tiny          # seconds, checks it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from jaxpg.sequence import model, rl, sampling, tasks
+from jaxpg.sequence.tasks import EOS, PAD
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="sort", choices=tasks.TASKS)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--group", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--iters", type=int, default=20, help="calls per timing")
+    p.add_argument("--tiny", action="store_true", help="a few seconds' check")
+    p.add_argument("--out", default=None, help="JSON path (default: results/)")
+    a = p.parse_args()
+    if a.tiny:
+        a.width, a.layers, a.prompts, a.group, a.seeds = 8, 1, 2, 2, 2
+        a.repeats, a.iters = 1, 2
+
+    task = tasks.make_task(a.task)
+    r = task.max_new_tokens
+    cfg = model.TransformerConfig(
+        vocab_size=tasks.VOCAB_SIZE, width=a.width, num_layers=a.layers,
+        num_heads=a.heads, max_len=task.prompt_len + r,
+    )  # fmt: skip
+    rl_cfg = rl.RLConfig(
+        num_prompts=a.prompts, group_size=a.group, epochs=a.epochs,
+        aggregation="token_mean",
+    )  # fmt: skip
+    params = model.init(jax.random.key(0), cfg)
+    n = a.seeds * a.prompts * a.group
+    prompts = jnp.repeat(
+        task.sample_prompts(jax.random.key(1), n // a.group), a.group, 0
+    )
+
+    def generate(key):
+        return sampling.sample(key, params, cfg, prompts, r, eos_id=EOS, pad_id=PAD)
+
+    def generate_no_cache(key):
+        return sampling.sample_without_cache(
+            key, params, cfg, prompts, r, eos_id=EOS, pad_id=PAD
+        )
+
+    algo = rl.make_rl(task, cfg, rl_cfg)
+    keys = jax.vmap(jax.random.key)(jnp.arange(a.seeds))
+    states = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))(keys, params)
+
+    def rl_update(states):
+        return jax.vmap(lambda s: algo.update(s, params))(states)
+
+    batch = jax.jit(
+        jax.vmap(lambda k: rl.make_batch(k, params, params, task, cfg, rl_cfg))
+    )(keys)
+    grad_fn = jax.grad(rl.loss_fn, has_aux=True)
+
+    def learner(p):
+        def one(b):
+            def epoch(q, _):
+                g, _ = grad_fn(q, b, cfg, rl_cfg)
+                return jax.tree.map(lambda x, y: x - 1e-3 * y, q, g), None
+
+            return jax.lax.scan(epoch, p, None, length=a.epochs)[0]
+
+        return jax.vmap(one)(batch)
+
+    programs = {
+        "generate": (generate, jax.random.key(2), n * r),
+        "generate_no_cache": (generate_no_cache, jax.random.key(2), n * r),
+        "rl_update": (rl_update, states, n * r),
+        "learner": (learner, params, n * r * a.epochs),
+    }
+    compiled, compile_s = {}, {}
+    for name, (fn, arg, _) in programs.items():
+        t0 = time.perf_counter()
+        compiled[name] = jax.jit(fn).lower(arg).compile()
+        compile_s[name] = time.perf_counter() - t0
+    times = {name: [] for name in programs}
+    for _ in range(a.repeats):
+        for name, (_, arg, _) in programs.items():
+            jax.block_until_ready(compiled[name](arg))
+            t0 = time.perf_counter()
+            for _ in range(a.iters):
+                out = compiled[name](arg)
+            jax.block_until_ready(out)
+            times[name].append((time.perf_counter() - t0) / a.iters)
+
+    rows = {}
+    for name, (_, _, tokens) in programs.items():
+        sec = statistics.median(times[name])
+        rows[name] = {
+            "tokens_per_s": tokens / sec,
+            "seconds_per_call": sec,
+            "compile_s": compile_s[name],
+        }
+    ceiling = rows["generate"]["tokens_per_s"]
+    print(f"N = {n} responses x R = {r} tokens; device {jax.devices()[0]}")
+    print("| program | tokens/s | / generation ceiling | s per call | compile s |")
+    print("|---|---|---|---|---|")
+    for name, row in rows.items():
+        print(
+            f"| {name} | {row['tokens_per_s']:,.0f} | "
+            f"{row['tokens_per_s'] / ceiling:.2f} | {row['seconds_per_call']:.4f} | "
+            f"{row['compile_s']:.1f} |"
+        )
+    record = {
+        "settings": vars(a),
+        "responses": n,
+        "response_len": r,
+        "device": str(jax.devices()[0]),
+        "machine": platform.platform(),
+        "rows": rows,
+    }
+    if not a.tiny or a.out:
+        path = (
+            Path(a.out)
+            if a.out
+            else RESULTS / f"lm_throughput_{jax.default_backend()}.json"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

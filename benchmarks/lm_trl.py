@@ -1,0 +1,220 @@
+"""jaxpg.sequence against Hugging Face TRL's GRPOTrainer (PyTorch, CPU) on the
+same tiny transformer configuration, task and batch, in one process.
+
+Both sides: a decoder-only transformer of width ``--width``, ``--layers``
+layers, ``--heads`` heads, learned positions, GELU MLP (TRL: ``GPT2LMHeadModel``
+built from a ``GPT2Config``, which ties input and output embeddings; jaxpg's
+head is untied), the same 14-token vocabulary (TRL: a local word-level
+tokenizer, nothing downloaded: ``HF_HUB_OFFLINE=1``), a supervised warm start
+of ``--sft-steps`` Adam steps on the ground truth, then ``--updates`` GRPO
+updates of ``P`` prompts x ``G`` samples of at most ``R`` tokens, the task's
+partial-credit reward, group std scaling, token-mean (DAPO) loss, KL ``k3`` in
+the loss with ``--beta``, one gradient step per batch, Adam ``--lr``,
+grad-norm clip 1.
+
+Reported: RL training tokens/s (``updates * P * G * R`` response-token budget
+over the RL wall time; jaxpg's compile timed apart) and exact-match accuracy of
+each final policy on 512 fresh prompts (sampling at T = 1). Needs the ``bench``
+extra (torch, transformers, trl).
+
+    python benchmarks/lm_trl.py                # defaults below
+    python benchmarks/lm_trl.py --tiny         # a quick check that both run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpg.sequence import model, rl, sft, tasks
+
+RESULTS = Path(__file__).parent / "results"
+WORDS = ["<pad>", "<eos>", *[str(d) for d in range(10)], "+", "="]
+
+
+def _text(tokens) -> str:
+    return " ".join(WORDS[t] for t in tokens)
+
+
+def run_jax(task, a):
+    cfg = model.TransformerConfig(
+        vocab_size=tasks.VOCAB_SIZE, width=a.width, num_layers=a.layers,
+        num_heads=a.heads, max_len=task.prompt_len + task.max_new_tokens,
+    )  # fmt: skip
+    ref = jax.jit(sft.make_sft(task, cfg, num_steps=a.sft_steps, lr=a.sft_lr))(
+        jax.random.key(a.seed)
+    ).params
+    rl_cfg = rl.RLConfig(
+        num_prompts=a.prompts, group_size=a.group, num_updates=a.updates,
+        advantage="grpo", aggregation="token_mean", kl_placement="loss",
+        kl_estimator="k3", beta=a.beta, lr=a.lr, clip_eps=0.2,
+    )  # fmt: skip
+    train = jax.jit(rl.make_rl_train(task, cfg, rl_cfg))
+    key = jax.random.key(a.seed)
+    t0 = time.perf_counter()
+    compiled = train.lower(key, ref, ref).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(compiled(key, ref, ref))
+    run_s = time.perf_counter() - t0
+    ev = jax.jit(lambda p: rl.evaluate(jax.random.key(7), p, task, cfg, 512))
+    return {
+        "compile_s": compile_s,
+        "rl_s": run_s,
+        "reference_accuracy": float(ev(ref)["accuracy"]),
+        "accuracy": float(ev(out.params)["accuracy"]),
+    }
+
+
+def run_trl(task, a):
+    import torch
+    from datasets import Dataset
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from trl import GRPOConfig, GRPOTrainer
+
+    torch.manual_seed(a.seed)
+    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<pad>"))
+    tok.pre_tokenizer = WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>"
+    )
+    tokenizer.padding_side = "left"
+    r = task.max_new_tokens
+    config = GPT2Config(
+        vocab_size=len(WORDS), n_embd=a.width, n_layer=a.layers, n_head=a.heads,
+        n_positions=task.prompt_len + r, bos_token_id=1, eos_token_id=1,
+        pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )  # fmt: skip
+    net = GPT2LMHeadModel(config)
+
+    def prompts_np(key, n):
+        return np.asarray(task.sample_prompts(key, n))
+
+    # Supervised warm start: same steps, batch and lr as jaxpg's SFT.
+    opt = torch.optim.Adam(net.parameters(), lr=a.sft_lr)
+    for step in range(a.sft_steps):
+        p = prompts_np(jax.random.fold_in(jax.random.key(a.seed), step), 64)
+        ans = np.asarray(task.answers(jnp.asarray(p)))
+        ids = torch.tensor(np.concatenate([p, ans], axis=1), dtype=torch.long)
+        labels = ids.clone()
+        labels[:, : p.shape[1]] = -100
+        loss = net(input_ids=ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def score(prompt_texts, completion_texts):
+        p = np.array([[WORDS.index(w) for w in t.split()] for t in prompt_texts])
+        ans = np.asarray(task.answers(jnp.asarray(p)))
+        out = []
+        for row, text in zip(ans, completion_texts, strict=True):
+            got = [WORDS.index(w) if w in WORDS else -1 for w in text.split()]
+            if len(got) < r:  # it stopped: EOS, a special token, was stripped
+                got.append(tasks.EOS)
+            got = (got + [-1] * len(row))[: len(row)]
+            hits = np.equal(got, row)
+            out.append((float(hits.mean()), float(hits.all())))
+        return out
+
+    def reward(prompts, completions, **kwargs):
+        return [s[0] for s in score(prompts, completions)]
+
+    n_prompts = a.updates * a.prompts
+    data = prompts_np(jax.random.key(a.seed + 1), n_prompts)
+    dataset = Dataset.from_dict({"prompt": [_text(row) for row in data]})
+    with tempfile.TemporaryDirectory() as tmp:
+        args = GRPOConfig(
+            output_dir=tmp, per_device_train_batch_size=a.prompts * a.group,
+            num_generations=a.group, max_completion_length=r, beta=a.beta,
+            loss_type="dapo", scale_rewards="group", epsilon=0.2,
+            learning_rate=a.lr, lr_scheduler_type="constant", warmup_steps=0,
+            max_grad_norm=1.0, max_steps=a.updates, num_iterations=1,
+            use_cpu=True, report_to="none", logging_steps=max(1, a.updates),
+            save_strategy="no", temperature=1.0, disable_dropout=True,
+            gradient_checkpointing=False, bf16=False, seed=a.seed,
+            shuffle_dataset=False,
+        )  # fmt: skip
+        trainer = GRPOTrainer(
+            model=net, reward_funcs=reward, args=args, train_dataset=dataset,
+            processing_class=tokenizer,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        trainer.train()
+        rl_s = time.perf_counter() - t0
+
+    def accuracy(m):
+        p = prompts_np(jax.random.key(7), 512)
+        with torch.no_grad():
+            out = m.generate(
+                torch.tensor(p, dtype=torch.long), attention_mask=torch.ones(p.shape),
+                do_sample=True, max_new_tokens=r, pad_token_id=0, eos_token_id=1,
+                top_k=0,
+            )  # fmt: skip
+        texts = tokenizer.batch_decode(out[:, p.shape[1] :], skip_special_tokens=True)
+        return float(np.mean([s[1] for s in score([_text(x) for x in p], texts)]))
+
+    return {"rl_s": rl_s, "accuracy": accuracy(trainer.model)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="sort", choices=("sort",))
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--group", type=int, default=4)
+    p.add_argument("--updates", type=int, default=150)
+    p.add_argument("--sft-steps", type=int, default=40)
+    p.add_argument("--sft-lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--beta", type=float, default=0.04)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    if a.tiny:
+        a.width, a.layers, a.prompts, a.group, a.updates, a.sft_steps = 8, 1, 2, 2, 2, 2
+    task = tasks.sort_task(3)
+    jx = run_jax(task, a)
+    th = run_trl(task, a)
+    tokens = a.updates * a.prompts * a.group * task.max_new_tokens
+    rows = {
+        "jaxpg": {**jx, "tokens_per_s": tokens / jx["rl_s"]},
+        "trl": {**th, "tokens_per_s": tokens / th["rl_s"]},
+    }
+    ratio = rows["jaxpg"]["tokens_per_s"] / rows["trl"]["tokens_per_s"]
+    print(f"sort, {a.updates} updates x {a.prompts}x{a.group}, R={task.max_new_tokens}")
+    print("| learner | RL tokens/s | RL s | compile s | accuracy after RL |")
+    print("|---|---|---|---|---|")
+    for name, row in rows.items():
+        print(
+            f"| {name} | {row['tokens_per_s']:,.0f} | {row['rl_s']:.1f} | "
+            f"{row.get('compile_s', 0.0):.1f} | {row['accuracy']:.3f} |"
+        )
+    print(f"jaxpg / TRL training tokens/s: {ratio:.1f}x")
+    record = {"settings": vars(a), "rows": rows, "ratio": ratio,
+              "machine": platform.platform()}  # fmt: skip
+    if not a.tiny or a.out:
+        path = Path(a.out) if a.out else RESULTS / "lm_trl_cpu.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
