@@ -290,8 +290,8 @@ def _run(
         "optimizer": optimizer,
     }
     custom = {
-        "env": None if env is None else repr(env),
-        **{k: None if v is None else repr(v) for k, v in parts.items()},
+        "env": _describe(env),
+        **{k: _describe(v) for k, v in parts.items()},
     }
 
     out = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -441,6 +441,21 @@ def _run(
         signal=stopper.signum,
         run_dir=out,
     )
+
+
+def _describe(part: Any) -> str | None:
+    """A stable description of a part passed as a Python object: a flax
+    module's repr (its fields), else the type (a repr with a memory address
+    would differ in every process and block resuming)."""
+    if part is None:
+        return None
+    import flax.linen as nn
+
+    if isinstance(part, nn.Module):
+        return repr(part)
+    name = f"{type(part).__module__}.{type(part).__qualname__}"
+    env_name = getattr(part, "name", None)
+    return f"{name}({env_name!r})" if isinstance(env_name, str) else name
 
 
 def prepare_run_dir(

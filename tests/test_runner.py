@@ -242,3 +242,19 @@ def test_network_and_optimizer_keywords_reach_make_algorithm(monkeypatch):
         {"optimizer": sentinel},
         {"policy_network": sentinel, "critic_network": sentinel},
     ]
+
+
+def test_custom_parts_are_described_without_memory_addresses():
+    # config.json records them; an address would differ in the process that
+    # resumes and make the run look changed.
+    import flax.linen as nn
+    import optax
+
+    from jaxpg.runner import _describe
+
+    assert _describe(None) is None
+    assert (
+        _describe(optax.adam(1e-3)) == "optax._src.base.GradientTransformationExtraArgs"
+    )
+    assert "features = 3" in _describe(nn.Dense(3))
+    assert "0x" not in _describe(optax.adam(1e-3)) + _describe(nn.Dense(3))
