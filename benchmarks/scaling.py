@@ -20,8 +20,9 @@ device count is fixed when JAX starts):
   steps/s on ``D`` devices / (``D`` x steps/s on one). Forced CPU devices share
   the machine's cores: on 2 cores the ceiling is about 2x, whatever ``D``.
 * **Memory** (``--memory-seeds`` x ``--memory-updates``): a PPO run through
-  :func:`jaxpg.runner.run` (chunked, metrics brought to the host per chunk) in
-  a child process; peak host RSS (``getrusage``) and, where the device reports
+  :func:`jaxpg.runner.run` (chunked; metrics streamed per chunk to a temporary
+  run directory with ``keep_metrics=False``, and a final checkpoint) in a
+  child process; peak host RSS (``getrusage``) and, where the device reports
   it, peak device memory (``memory_stats()["peak_bytes_in_use"]``). Several
   ``--memory-updates`` values show whether memory grows with run length.
 
@@ -42,11 +43,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -159,9 +162,15 @@ def child_memory(args: argparse.Namespace) -> dict:
         total_steps=args.memory_envs * args.memory_rollout * args.updates,
     )
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
-    result = runner.run(cfg, args.num_seeds, progress=False)
-    wall_s = time.perf_counter() - t0
+    # Streamed: metrics go to a run directory per chunk, none kept in memory
+    # (where the runner supports it).
+    params = inspect.signature(runner.run).parameters
+    streamed = "keep_metrics" in params and "checkpoint_dir" in params
+    with tempfile.TemporaryDirectory() as run_dir:
+        extra = {"checkpoint_dir": run_dir, "keep_metrics": False} if streamed else {}
+        t0 = time.perf_counter()
+        result = runner.run(cfg, args.num_seeds, progress=False, **extra)
+        wall_s = time.perf_counter() - t0
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     stats = jax.devices()[0].memory_stats() or {}
     metrics = getattr(result, "metrics", None)
@@ -176,6 +185,7 @@ def child_memory(args: argparse.Namespace) -> dict:
     return {
         "seeds": args.num_seeds,
         "updates": cfg.num_updates,
+        "streamed": streamed,
         "num_envs": cfg.num_envs,
         "rollout_steps": cfg.rollout_steps,
         "wall_s": wall_s,
@@ -402,14 +412,15 @@ def _markdown(rec: dict) -> str:
         "",
         "## Memory (PPO through jaxpg.runner.run)",
         "",
-        "| seeds | updates | envs x steps | peak host RSS MiB | peak device MiB | "
-        "train state MiB | metrics held MiB | wall s |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| seeds | updates | envs x steps | metrics streamed | peak host RSS MiB | "
+        "peak device MiB | train state MiB | metrics held MiB | wall s |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rec["memory"]:
         lines.append(
             f"| {r['seeds']} | {r['updates']} | {r['num_envs']} x {r['rollout_steps']} "
-            f"| {r['peak_rss_mib']:,.0f} | {_fmt(r['peak_device_mib'])} "
+            f"| {'yes' if r.get('streamed') else 'no'} | {r['peak_rss_mib']:,.0f} "
+            f"| {_fmt(r['peak_device_mib'])} "
             f"| {r['train_state_mib']:.1f} | {_fmt(r['metrics_in_result_mib'], '.1f')} "
             f"| {r['wall_s']:.0f} |"
         )
