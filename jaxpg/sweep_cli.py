@@ -16,7 +16,8 @@ Members (settings × seeds) are laid out over all devices of all processes
 ``--process-id`` join several hosts, and process 0 writes the outputs.
 
 Wiring: ``register(subparsers)`` adds the subcommand to the ``jaxpg`` parser
-and sets ``args.run``, which returns the exit status. Needs the ``cli`` extra
+(append it to :data:`jaxpg.cli.SUBCOMMANDS`) and sets ``args.func`` (also
+``args.run``), which returns the exit status. Needs the ``cli`` extra
 (matplotlib).
 """
 
@@ -63,7 +64,8 @@ examples:
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sweep`` subcommand to ``subparsers`` (from
-    ``parser.add_subparsers()``); parsed arguments carry ``run``."""
+    ``parser.add_subparsers()``); parsed arguments carry ``func`` (and
+    ``run``), the command."""
     p = subparsers.add_parser(
         "sweep",
         help="train a grid (or random search) of settings x seeds in one program",
@@ -120,7 +122,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--out", type=Path, metavar="DIR", help="default runs/sweep-ENV-ALGO"
     )
     parallel.add_distributed_arguments(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, func=run)
     return p
 
 

@@ -170,7 +170,8 @@ def test_sweep_cli_writes_table_json_and_png(tmp_path, capsys):
             str(tmp_path),
         ]
     )
-    assert args.run(args) == 0
+    assert args.func is sweep_cli.run
+    assert args.func(args) == 0
     text = capsys.readouterr().out
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert [r["setting"] for r in record["results"]] == [{"lr": 1e-3}, {"lr": 3e-2}]
