@@ -14,6 +14,8 @@ modules add theirs through a ``register(subparsers)`` function, see
   143) with the command that resumes: ``jaxpg train --resume DIR``.
 * ``jaxpg eval DIR`` and ``jaxpg compare DIR [DIR ...]``: see
   :mod:`jaxpg.cli_compare`.
+* ``jaxpg sweep`` (:mod:`jaxpg.sweep_cli`) and ``jaxpg lm``
+  (:mod:`jaxpg.sequence.cli`).
 
 Needs the ``cli`` extra (matplotlib, tqdm) and ``checkpoint`` (orbax).
 """
@@ -279,10 +281,26 @@ def _register_builtin(sub: Any) -> None:
     cli_compare.register(sub)
 
 
+def _register_sweep(sub: Any) -> None:
+    from jaxpg import sweep_cli
+
+    sweep_cli.register(sub)
+
+
+def _register_lm(sub: Any) -> None:
+    from jaxpg.sequence import cli as sequence_cli
+
+    sequence_cli.register(sub)
+
+
 # Functions that add subcommands: each takes argparse's subparsers object and
 # calls ``add_parser(...).set_defaults(func=command)`` with
 # ``command(args) -> exit status``.
-SUBCOMMANDS: list[Callable[[Any], None]] = [_register_builtin]
+SUBCOMMANDS: list[Callable[[Any], None]] = [
+    _register_builtin,
+    _register_sweep,
+    _register_lm,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -289,7 +289,8 @@ def test_help_exits_zero_and_documents_options(capsys):
 def test_no_command_prints_help_and_exits_two(capsys):
     assert main([]) == 2
     err = capsys.readouterr().err
-    assert "train" in err and "eval" in err and "compare" in err
+    for command in ("train", "eval", "compare", "sweep", "lm"):
+        assert command in err, command
 
 
 @pytest.mark.parametrize(
