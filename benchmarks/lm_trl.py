@@ -136,25 +136,6 @@ def run_trl(task, a):
     n_prompts = a.updates * a.prompts
     data = prompts_np(jax.random.key(a.seed + 1), n_prompts)
     dataset = Dataset.from_dict({"prompt": [_text(row) for row in data]})
-    with tempfile.TemporaryDirectory() as tmp:
-        args = GRPOConfig(
-            output_dir=tmp, per_device_train_batch_size=a.prompts * a.group,
-            num_generations=a.group, max_completion_length=r, beta=a.beta,
-            loss_type="dapo", scale_rewards="group", epsilon=0.2,
-            learning_rate=a.lr, lr_scheduler_type="constant", warmup_steps=0,
-            max_grad_norm=1.0, max_steps=a.updates, num_iterations=1,
-            use_cpu=True, report_to="none", logging_steps=max(1, a.updates),
-            save_strategy="no", temperature=1.0, disable_dropout=True,
-            gradient_checkpointing=False, bf16=False, seed=a.seed,
-            shuffle_dataset=False,
-        )  # fmt: skip
-        trainer = GRPOTrainer(
-            model=net, reward_funcs=reward, args=args, train_dataset=dataset,
-            processing_class=tokenizer,
-        )  # fmt: skip
-        t0 = time.perf_counter()
-        trainer.train()
-        rl_s = time.perf_counter() - t0
 
     def accuracy(m):
         p = prompts_np(jax.random.key(7), 512)
@@ -167,7 +148,33 @@ def run_trl(task, a):
         texts = tokenizer.batch_decode(out[:, p.shape[1] :], skip_special_tokens=True)
         return float(np.mean([s[1] for s in score([_text(x) for x in p], texts)]))
 
-    return {"rl_s": rl_s, "accuracy": accuracy(trainer.model)}
+    with tempfile.TemporaryDirectory() as tmp:
+        # The SFT model goes through a local directory: TRL builds its frozen
+        # reference from the model's path (nothing is downloaded).
+        net.save_pretrained(f"{tmp}/sft")
+        tokenizer.save_pretrained(f"{tmp}/sft")
+        args = GRPOConfig(
+            output_dir=tmp, model_init_kwargs={"dtype": torch.float32},
+            per_device_train_batch_size=a.prompts * a.group,
+            num_generations=a.group, max_completion_length=r, beta=a.beta,
+            loss_type="dapo", scale_rewards="group", epsilon=0.2,
+            learning_rate=a.lr, lr_scheduler_type="constant", warmup_steps=0,
+            max_grad_norm=1.0, max_steps=a.updates, num_iterations=1,
+            use_cpu=True, report_to="none", logging_steps=max(1, a.updates),
+            save_strategy="no", temperature=1.0, disable_dropout=True,
+            gradient_checkpointing=False, bf16=False, seed=a.seed,
+            shuffle_dataset=False,
+        )  # fmt: skip
+        trainer = GRPOTrainer(
+            model=f"{tmp}/sft", reward_funcs=reward, args=args, train_dataset=dataset,
+            processing_class=tokenizer,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        trainer.train()
+        rl_s = time.perf_counter() - t0
+        acc = accuracy(trainer.model)
+
+    return {"rl_s": rl_s, "accuracy": acc}
 
 
 def main() -> None:

@@ -172,7 +172,7 @@ def test_kl_shaped_rewards_and_estimators():
 
 
 def test_sort_task_ground_truth_and_rewards():
-    task = tasks.sort_task(3, max_new_tokens=5)
+    task = tasks.sort_task(3, max_new_tokens=5, reward="partial")
     prompts = jnp.array([[digit(3), digit(1), digit(2), tasks.EQ]])
     np.testing.assert_array_equal(
         task.answers(prompts), [[digit(1), digit(2), digit(3), EOS]]
@@ -183,10 +183,15 @@ def test_sort_task_ground_truth_and_rewards():
     assert float(task.accuracy(prompts, right, mask)[0]) == 1.0
     assert float(task.accuracy(prompts, half, mask)[0]) == 0.0
     assert float(task.reward(prompts, half, mask)[0]) == 0.5  # 2 of 4 positions
+    exact = tasks.sort_task(3, max_new_tokens=5)  # the default reward
+    assert float(exact.reward(prompts, half, mask)[0]) == 0.0
+    with pytest.raises(ValueError, match="reward='close'"):
+        tasks.sort_task(reward="close")
 
 
 def test_add_task_ground_truth():
     task = tasks.add_task(2)
+    assert tasks.add_task().prompt_len == 4  # default: one-digit operands
     # 47 + 85 = 132.
     prompts = jnp.array(
         [[digit(4), digit(7), tasks.PLUS, digit(8), digit(5), tasks.EQ]]

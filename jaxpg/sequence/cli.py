@@ -60,6 +60,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     d = rlm.RLConfig()
     p.add_argument("--task", default="sort", choices=tasks.TASKS)
     p.add_argument("--digits", type=int, default=None, help="digits per operand")
+    p.add_argument(
+        "--reward", default="exact", choices=("exact", "partial"),
+        help="optimised reward of sort/add (sort_proxy: its proxy)",
+    )  # fmt: skip
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--out", default="runs/lm")
     g = p.add_argument_group("model")
@@ -96,6 +100,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def build_config(args: argparse.Namespace):
     """``(task, model_cfg, rl_cfg)`` from parsed arguments (ValueError if bad)."""
     kwargs = {} if args.digits is None else {"num_digits": args.digits}
+    if args.task != "sort_proxy":
+        kwargs["reward"] = args.reward
     if args.max_new_tokens is not None:
         kwargs["max_new_tokens"] = args.max_new_tokens
     task = tasks.make_task(args.task, **kwargs)

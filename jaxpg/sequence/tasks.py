@@ -8,7 +8,8 @@ A reward is a jittable ``reward_fn(prompts [N, Lp], responses [N, R],
 mask [N, R]) -> [N] float32`` (a user may pass their own: :func:`with_reward`).
 Each :class:`Task` carries three of them:
 
-* ``reward``: what RL maximises (by default the task's partial credit);
+* ``reward``: what RL maximises: exact match (``reward="exact"``, the default)
+  or partial credit (``reward="partial"``);
 * ``true_reward``: what the user really wants, tracked next to it (exact match);
 * ``accuracy``: exact match, 1 when the response up to and including EOS equals
   the answer.
@@ -118,20 +119,24 @@ def _sort_parts(num_digits: int):
     return sample_prompts, answers
 
 
-def sort_task(num_digits: int = 3, max_new_tokens: int | None = None) -> Task:
-    """Sort ``num_digits`` random digits (partial-credit reward, exact accuracy)."""
+def sort_task(
+    num_digits: int = 3, max_new_tokens: int | None = None, reward: str = "exact"
+) -> Task:
+    """Sort ``num_digits`` random digits (``reward``: "exact" or "partial")."""
     _positive("num_digits", num_digits)
     sample_prompts, answers = _sort_parts(num_digits)
     exact, partial = _scorers(answers)
     la = num_digits + 1
     return Task(
         "sort", num_digits + 1, la, max_new_tokens or la,
-        sample_prompts, answers, partial, exact, exact,
+        sample_prompts, answers, _pick(reward, exact, partial), exact, exact,
     )  # fmt: skip
 
 
-def add_task(num_digits: int = 2, max_new_tokens: int | None = None) -> Task:
-    """Add two ``num_digits``-digit numbers (partial credit, exact accuracy)."""
+def add_task(
+    num_digits: int = 1, max_new_tokens: int | None = None, reward: str = "exact"
+) -> Task:
+    """Add two ``num_digits``-digit numbers (``reward``: "exact" or "partial")."""
     _positive("num_digits", num_digits)
     n_d = num_digits
 
@@ -158,7 +163,7 @@ def add_task(num_digits: int = 2, max_new_tokens: int | None = None) -> Task:
     la = n_d + 2
     return Task(
         "add", 2 * n_d + 2, la, max_new_tokens or la,
-        sample_prompts, answers, partial, exact, exact,
+        sample_prompts, answers, _pick(reward, exact, partial), exact, exact,
     )  # fmt: skip
 
 
@@ -169,7 +174,7 @@ def sort_proxy_task(
     _positive("num_digits", num_digits)
     la = num_digits + 1
     max_new_tokens = max_new_tokens or la + 4
-    task = sort_task(num_digits, max_new_tokens)
+    task = sort_task(num_digits, max_new_tokens, reward="partial")
 
     def proxy(prompts, responses, mask):
         return task.reward(prompts, responses, mask) + length_bonus * jnp.sum(
@@ -202,6 +207,12 @@ def with_reward(task: Task, reward_fn: RewardFn, *, proxy: bool = False) -> Task
     return dataclasses.replace(
         task, reward=reward_fn, true_reward=true, has_proxy=proxy
     )
+
+
+def _pick(reward: str, exact: RewardFn, partial: RewardFn) -> RewardFn:
+    if reward not in ("exact", "partial"):
+        raise ValueError(f"reward={reward!r} is not one of ('exact', 'partial')")
+    return exact if reward == "exact" else partial
 
 
 def _positive(name: str, value: int) -> None:
