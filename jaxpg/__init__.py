@@ -12,7 +12,7 @@ if "xla_cpu_multi_thread_eigen" not in _os.environ.get("XLA_FLAGS", ""):
         _os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     ).strip()
 
-from jaxpg import presets, stats
+from jaxpg import algorithms, envs, networks, parallel, presets, stats
 from jaxpg.advantages import (
     compute_advantages,
     group_normalised,
@@ -32,6 +32,8 @@ from jaxpg.losses import (
     value_loss,
 )
 from jaxpg.returns import discounted_returns, generalized_advantage_estimation
+from jaxpg.rollout import Transition
+from jaxpg.sweep import sweep
 from jaxpg.train import (
     TrainOutput,
     evaluate,
@@ -50,9 +52,12 @@ __all__ = [
     "Hyperparams",
     "TrainOutput",
     "TrainState",
+    "Transition",
+    "algorithms",
     "compute_advantages",
     "discounted_returns",
     "entropy_loss",
+    "envs",
     "evaluate",
     "generalized_advantage_estimation",
     "group_normalised",
@@ -61,12 +66,15 @@ __all__ = [
     "make_algorithm",
     "make_train",
     "mean_baseline",
+    "networks",
     "no_baseline",
+    "parallel",
     "policy_gradient_loss",
     "ppo_clip_loss",
     "presets",
     "standardise",
     "stats",
+    "sweep",
     "train_seeds",
     "value_loss",
 ]

@@ -240,7 +240,8 @@ def chunked_grad(
     ``loss_fn(params, rows, row_mask)`` must be a *sum* over rows (a loss that
     is linear in its rows), so the chunks add up to the loss of the whole
     batch; only ``ceil(count / chunk)`` chunks are computed (a
-    ``lax.while_loop``), so padding costs no forward or backward pass.
+    :func:`jaxpg.batching.while_loop`), so padding costs no forward or
+    backward pass.
 
     Returns ``(grads, aux)`` with ``aux`` the summed auxiliary outputs.
     """
@@ -253,20 +254,25 @@ def chunked_grad(
         ),
     )
 
-    def body(carry):
-        i, grads, aux = carry
-        rows = _slice(packed, i * chunk, chunk)
-        row_mask = ((i * chunk + jnp.arange(chunk)) < count).astype(jnp.float32)
+    def body(c: _ChunkLoop) -> _ChunkLoop:
+        # Past this member's last chunk (a batched loop), the row mask is all
+        # zero: the iteration adds exact zeros.
+        rows = _slice(packed, c.i * chunk, chunk)
+        row_mask = ((c.i * chunk + jnp.arange(chunk)) < count).astype(jnp.float32)
         g, a = grad_fn(params, rows, row_mask)
-        return (
-            i + 1,
-            jax.tree.map(jnp.add, grads, g),
-            jax.tree.map(jnp.add, aux, a),
+        return _ChunkLoop(
+            c.i + 1, jax.tree.map(jnp.add, c.grads, g), jax.tree.map(jnp.add, c.aux, a)
         )
 
-    init = (jnp.int32(0), jax.tree.map(jnp.zeros_like, params), zero_aux)
-    _, grads, aux = while_loop(lambda c: c[0] < num_chunks, body, init)
-    return grads, aux
+    init = _ChunkLoop(jnp.int32(0), jax.tree.map(jnp.zeros_like, params), zero_aux)
+    out = while_loop(lambda c: c.i < num_chunks, body, init)
+    return out.grads, out.aux
+
+
+class _ChunkLoop(NamedTuple):
+    i: Array  # [] int32, chunks done
+    grads: Any  # summed gradients, like params
+    aux: dict[str, Array]  # summed auxiliary outputs
 
 
 def _slice(packed: dict, start: Array | int, size: int) -> dict:
