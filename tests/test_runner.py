@@ -218,6 +218,12 @@ def test_signal_requests_a_stop_and_a_second_signal_interrupts():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.5)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # SIGTERM (a scheduler's preemption) is handled the same way.
+    with _Stopper(True) as stopper:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert stopper.stop and stopper.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 class _Captured(Exception):
