@@ -89,7 +89,8 @@ def resolve_env(cfg: Config, env: Any = None, env_params: Any = None):
                 "given environment, or leave env= out to build Config.env"
             )
         if env_params is None:
-            env_params = env.default_params
+            # A non-gymnax object gets env_spec's TypeError naming env=.
+            env_params = getattr(env, "default_params", None)
     spec = env_spec(env, env_params)
     if spec.max_episode_steps is None and cfg.max_episode_steps is None:
         raise ValueError(
