@@ -11,7 +11,7 @@ RUN ?= runs/cartpole-reinforce
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test,craftax]'
 	touch $(STAMP)
 
 train: $(STAMP)
