@@ -73,7 +73,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--positions", default="learned", choices=POSITIONS)
     g = p.add_argument_group("supervised warm start (the reference)")
     g.add_argument("--reference", default=None, help="load a saved reference DIR")
-    g.add_argument("--sft-steps", type=int, default=60)
+    g.add_argument("--sft-steps", type=int, default=40)
     g.add_argument("--sft-lr", type=float, default=3e-3)
     g.add_argument("--sft-batch", type=int, default=64)
     g = p.add_argument_group("RL")
@@ -86,7 +86,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--kl-placement", default=d.kl_placement, choices=rlm.KL_PLACEMENTS)
     g.add_argument("--kl-estimator", default=d.kl_estimator, choices=est.KL_ESTIMATORS)
     g.add_argument("--beta", type=float, default=d.beta)
-    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument("--lr", type=float, default=2e-3)
     g.add_argument("--epochs", type=int, default=d.epochs)
     g.add_argument("--clip-eps", type=float, default=0.2, help="0: no clipping")
     g.add_argument("--temperature", type=float, default=d.temperature)
@@ -182,9 +182,7 @@ def run(args: argparse.Namespace) -> int:
     metrics, final_params, compile_s, run_s = _train(
         task, model_cfg, rl_cfg, ref_params, args.seeds, chunk, not args.no_progress
     )
-    evaluate = jax.jit(
-        lambda key, p: rlm.evaluate(key, p, task, model_cfg, 512), donate_argnums=()
-    )
+    evaluate = jax.jit(lambda key, p: rlm.evaluate(key, p, task, model_cfg, 512))
     eval_key = jax.random.key(EVAL_SEED)
     ref_eval = {k: float(v) for k, v in evaluate(eval_key, ref_params).items()}
     finals = jax.vmap(lambda p: evaluate(eval_key, p))(final_params)
