@@ -372,6 +372,25 @@ def _load_scores(args: argparse.Namespace) -> tuple[dict, list[str], dict]:
     return table, envs, dropped
 
 
+def _per_task(table: dict, envs: list[str]) -> dict[str, dict[str, dict]]:
+    """Per method and env: raw IQM over the finite seeds, seeds solved."""
+    from jaxpg.scores import solved_threshold
+    from jaxpg.stats import iqm
+
+    out: dict[str, dict[str, dict]] = {}
+    for label, per_env in table.items():
+        out[label] = {}
+        for env in envs:
+            x = per_env[env]
+            threshold = solved_threshold(env)
+            out[label][env] = {
+                "iqm": iqm(x),
+                "seeds": int(x.size),
+                "solved": None if threshold is None else int(np.sum(x >= threshold)),
+            }
+    return out
+
+
 def compare_command(args: argparse.Namespace) -> int:
     """``jaxpg compare``: returns the exit status."""
     from jaxpg import rundir
@@ -403,6 +422,7 @@ def compare_command(args: argparse.Namespace) -> int:
         print(f"jaxpg compare: error: {e}", file=sys.stderr)
         return 2
     result["tasks"] = envs
+    result["per_task"] = _per_task(table, envs)
     result["normalised"] = not args.raw
     result["scores"] = {k: v.tolist() for k, v in matrices.items()}
     result["dropped_nonfinite_seeds"] = dropped
@@ -427,6 +447,15 @@ def compare_command(args: argparse.Namespace) -> int:
                 f"  {pair:<{2 * width}} {est['estimate']:.3f} "
                 f"[{est['low']:.3f}, {est['high']:.3f}]"
             )
+    print("\nper environment: IQM of evaluated returns, seeds solved")
+    for label, per_env in result["per_task"].items():
+        cells = "  ".join(
+            f"{env} {t['iqm']:.1f} ({t['solved']}/{t['seeds']})"
+            if t["solved"] is not None
+            else f"{env} {t['iqm']:.1f}"
+            for env, t in per_env.items()
+        )
+        print(f"  {label:<{width}} {cells}")
     for note in notes:
         print(f"note: {note}")
     for key, seeds in dropped.items():

@@ -227,6 +227,12 @@ def test_compare_command_normalises_per_env_and_reports_everything(tmp_path):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
     assert "IQM" in stdout.upper() and "ppo > a2c" in stdout
     assert "seeds [2] have non-finite scores" in stdout
+    cart_a2c = result["per_task"]["a2c"]["CartPole-v1"]
+    finite = [x for x in cart["a2c"] if x is not None]
+    assert cart_a2c["seeds"] == 5
+    assert cart_a2c["solved"] == sum(x >= 475 for x in finite)
+    assert cart_a2c["iqm"] == pytest.approx(np.mean(sorted(finite)[1:4]))
+    assert f"CartPole-v1 {cart_a2c['iqm']:.1f} ({cart_a2c['solved']}/5)" in stdout
 
 
 def test_compare_command_errors_name_the_problem(tmp_path):
