@@ -11,11 +11,11 @@ RUN ?= runs/cartpole-reinforce
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test,craftax]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test,checkpoint,craftax]'
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/jaxpg train --env CartPole-v1 --algo reinforce --seeds 16 --out $(RUN)
+	$(BIN)/jaxpg train --env CartPole-v1 --algo reinforce --seeds 16 --out $(RUN) --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

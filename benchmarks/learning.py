@@ -61,7 +61,6 @@ import jaxpg
 from jaxpg.batching import SEED_AXIS
 from jaxpg.config import Config
 from jaxpg.plotting import common_grid_curves
-from jaxpg.runner import default_chunk
 from jaxpg.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
 from jaxpg.train import seed_keys, shard_seeds
 
@@ -115,13 +114,21 @@ def _final_stats(final: np.ndarray) -> dict[str, Any]:
     }
 
 
+def divisor_chunk(num_updates: int, num_points: int) -> int:
+    """The divisor of ``num_updates`` nearest ``num_updates / num_points``: the
+    evaluation points split the run into equal chunks (no remainder)."""
+    target = num_updates / num_points
+    divisors = [d for d in range(1, num_updates + 1) if num_updates % d == 0]
+    return min(divisors, key=lambda d: (abs(d - target), -d))
+
+
 def run_jaxpg(
     cfg: Config, num_seeds: int, num_points: int, eval_episodes: int
 ) -> dict[str, Any]:
     """Train in chunks, evaluate after each; see the module docstring."""
     algo = jaxpg.make_algorithm(cfg)
     num_updates = cfg.num_updates
-    chunk = default_chunk(num_updates, num_points)
+    chunk = divisor_chunk(num_updates, num_points)
 
     def run_chunk(state):
         def one(s):
@@ -245,7 +252,7 @@ def run_rejax(
     from rejax_adapter import make_rejax_ppo, train_seeds
 
     iteration = cfg.num_envs * cfg.rollout_steps
-    chunk = default_chunk(cfg.num_updates, num_points)
+    chunk = divisor_chunk(cfg.num_updates, num_points)
     total = cfg.num_updates * iteration
     algo, train_fn = make_rejax_ppo(
         cfg.env,
