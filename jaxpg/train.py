@@ -9,6 +9,7 @@ the available devices along the seed axis.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -208,11 +209,24 @@ def seed_keys(num_seeds: int, first_seed: int = 0) -> Array:
 
 
 def shard_seeds(tree: Any) -> Any:
-    """Place a pytree with a leading seed axis across all devices (when the
-    seed count divides evenly; otherwise leave it where it is)."""
-    devices = jax.devices()
+    """Place a pytree with a leading seed axis across all local devices.
+
+    The chunked runner's layout: it shards when the seed count divides the
+    device count and otherwise keeps the seeds on one device, with a warning
+    (:func:`train_seeds` and :func:`jaxpg.sweep` pad instead, through
+    :mod:`jaxpg.parallel`, and use every device for any count).
+    """
+    devices = jax.local_devices()
     leading = jax.tree.leaves(tree)[0].shape[0]
-    if len(devices) == 1 or leading % len(devices):
+    if len(devices) == 1:
+        return tree
+    if leading % len(devices):
+        warnings.warn(
+            f"{leading} seeds do not divide over {len(devices)} devices: the "
+            "chunked runner keeps them on one device (jaxpg.train_seeds and "
+            "jaxpg.sweep pad and use every device)",
+            stacklevel=2,
+        )
         return tree
     mesh = jax.sharding.Mesh(np.array(devices), ("seeds",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
