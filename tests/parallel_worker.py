@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 NUM_MEMBERS = 6
-ALGOS = ("ppo", "reinforce")
+ALGOS = ("reinforce", "ppo")
 COLLECTIVES = (
     "all-reduce",
     "all-gather",

@@ -63,8 +63,13 @@ def _assert_same(got: dict, want: dict) -> None:
         a, b = got[name], want[name]
         assert a.shape == b.shape, name
         if b.dtype.kind == "f":
+            # Surrogate losses are sums of O(1) terms that cancel to ~1e-4
+            # (standardised advantages have mean 0): float32 rounding of a
+            # few hundred terms in another order moves them by ~1e-6, so their
+            # absolute tolerance is 1e-5. Everything else: 1e-6.
+            atol = 1e-5 if name.endswith("loss']") else 1e-6
             np.testing.assert_allclose(
-                a, b, rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=name
+                a, b, rtol=1e-5, atol=atol, equal_nan=True, err_msg=name
             )
         else:
             np.testing.assert_array_equal(a, b, err_msg=name)
