@@ -54,8 +54,16 @@ def _run(task, sft_steps, rl_cfg, betas=None):
     return metrics, finals, ref_eval
 
 
-SORT = dict(advantage="grpo", kl_placement="loss", kl_estimator="k3", beta=0.04)
-ADD = dict(advantage="rloo", kl_placement="reward", kl_estimator="k1", beta=0.02)
+SORT = dict(
+    advantage="grpo", kl_placement="loss", kl_estimator="k3", beta=0.04, lr=2e-3,
+    num_updates=150, num_prompts=16,
+)  # fmt: skip
+# Adam's first steps from a good SFT policy cost accuracy at lr 2e-3 on add
+# (0.76 -> 0.4 before recovering); lr 1e-3 loses less.
+ADD = dict(
+    advantage="grpo", kl_placement="reward", kl_estimator="k1", beta=0.02, lr=1e-3,
+    num_updates=450, num_prompts=32,
+)  # fmt: skip
 # Rewards: exact match (the tasks' default). With partial credit, RL on add
 # raised the partial reward while exact match fell (0.54 -> 0.43): partial
 # credit is itself a proxy.
@@ -63,14 +71,11 @@ ADD = dict(advantage="rloo", kl_placement="reward", kl_estimator="k1", beta=0.02
 
 @pytest.mark.parametrize(
     ("task", "sft_steps", "rl_kwargs"),
-    [(tasks.sort_task(3), 40, SORT), (tasks.add_task(1), 150, ADD)],
+    [(tasks.sort_task(3), 40, SORT), (tasks.add_task(1), 100, ADD)],
     ids=["sort", "add"],
 )
 def test_rl_raises_accuracy_above_the_sft_reference(task, sft_steps, rl_kwargs):
-    rl_cfg = rl.RLConfig(
-        num_prompts=16, group_size=4, num_updates=150, lr=2e-3,
-        aggregation="token_mean", **rl_kwargs,
-    )  # fmt: skip
+    rl_cfg = rl.RLConfig(group_size=4, aggregation="token_mean", **rl_kwargs)
     metrics, finals, ref_eval = _run(task, sft_steps, rl_cfg)
     ref_acc = float(ref_eval["accuracy"])
     final_acc = float(np.mean(finals["accuracy"]))
@@ -78,8 +83,9 @@ def test_rl_raises_accuracy_above_the_sft_reference(task, sft_steps, rl_kwargs):
     assert final_acc > ref_acc + 0.15
     # beta > 0: the exact KL to the reference levels off instead of growing.
     kl = metrics["kl_exact"][0].mean(axis=0)  # [U], mean over seeds
-    print(f"{task.name}: KL by thirds {[float(x.mean()) for x in np.split(kl, 3)]}")
-    assert kl[100:].mean() < 2.0 * kl[50:100].mean() + 0.5
+    thirds = [float(x.mean()) for x in np.split(kl, 3)]
+    print(f"{task.name}: KL by thirds {thirds}")
+    assert thirds[2] < 2.0 * thirds[1] + 0.5
 
 
 def test_reward_hacking_flag_fires_without_kl_and_not_with_it():
