@@ -18,7 +18,7 @@ train: $(STAMP)
 	$(BIN)/jaxpg train --env CartPole-v1 --algo reinforce --seeds 16 --out $(RUN) --overwrite
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check jaxpg tests benchmarks
