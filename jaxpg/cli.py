@@ -44,7 +44,7 @@ from jaxpg.advantages import BASELINES
 from jaxpg.config import ALGOS, Config
 from jaxpg.train import resolve_env
 
-__all__ = ["SUBCOMMANDS", "build_parser", "config_from_args", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "config_from_args", "main", "parse_setting"]
 
 # Evaluation keys: fold_in(fold_in(key(EVAL_SEED), round), seed), independent
 # of training keys and of how many seeds run together; training's own final
@@ -106,7 +106,7 @@ def _hidden(text: str) -> tuple[int, ...]:
 _SETTABLE = tuple(name for name in _FIELDS if name not in ("env", "algo"))
 
 
-def _setting(text: str) -> tuple[str, Any]:
+def parse_setting(text: str) -> tuple[str, Any]:
     """Parse ``--set FIELD=VALUE`` into ``(field, value)``, typed like the
     field's default (``none`` for an optional field, ``true``/``false`` for a
     flag, comma-separated ints for ``hidden``)."""
@@ -212,7 +212,7 @@ def _add_train(sub: Any) -> None:
     train.add_argument(
         "--set",
         dest="settings",
-        type=_setting,
+        type=parse_setting,
         action="append",
         default=[],
         metavar="FIELD=VALUE",

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from jaxpg import parallel, presets
+from jaxpg.cli import parse_setting
 from jaxpg.config import ALGOS, Config
 
 __all__ = ["EVAL_SEED", "SOLVED_AT", "register", "run"]
@@ -50,7 +51,6 @@ SOLVED_AT = {
     "MountainCarContinuous-v0": 90.0,
 }
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 _EXAMPLES = """\
 examples:
@@ -104,7 +104,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--set",
         dest="settings",
-        type=_set_option,
+        type=parse_setting,
         action="append",
         default=[],
         metavar="FIELD=VALUE",
@@ -287,36 +287,6 @@ def _range_option(text: str) -> tuple[str, tuple]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not FIELD=LOW:HIGH[:linear], e.g. lr=1e-4:1e-2"
         ) from None
-
-
-def _set_option(text: str) -> tuple[str, Any]:
-    """``FIELD=VALUE`` typed like the Config field (``none``, ``true``/``false``,
-    comma-separated ints for tuples)."""
-    name, sep, raw = (part.strip() for part in text.partition("="))
-    settable = [n for n in _FIELDS if n not in ("env", "algo")]
-    if not sep or name not in settable:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not FIELD=VALUE with FIELD one of {', '.join(settable)}"
-        )
-    kind = str(_FIELDS[name].type)
-    try:
-        if raw.lower() == "none" and "None" in kind:
-            return name, None
-        if kind == "bool":
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return name, raw.lower() in ("true", "1")
-        if kind.startswith("tuple"):
-            return name, tuple(int(v) for v in raw.split(",") if v.strip())
-        if kind.startswith("int"):
-            return name, int(raw)
-        if kind.startswith("float"):
-            return name, float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: {raw!r} is not a valid {kind} for {name}"
-        ) from None
-    return name, raw
 
 
 def _summarise(eval_returns: np.ndarray, solved_at: float | None) -> dict:
