@@ -25,7 +25,7 @@ run to run; compare the ratios from one run. Usage::
 
     python benchmarks/craftax.py                      # CPU-sized defaults
     python benchmarks/craftax.py --num-envs 2 --scan-steps 8 --train-steps 256 \\
-        --repeats 1 --seeds 1 --out-dir /tmp/craftax  # a smoke run
+        --repeats 1 --seeds 1 --out-dir smoke-craftax  # a smoke run
 
 Writes ``<out-dir>/craftax_<platform>.json`` and ``.md``.
 """

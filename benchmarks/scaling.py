@@ -34,7 +34,7 @@ Usage::
 
     python benchmarks/scaling.py                       # defaults for the platform
     python benchmarks/scaling.py --seeds 1,4 --devices 1,2 --updates 2 \\
-        --solve-max-seeds 0 --memory-seeds 8 --memory-updates 20 --out /tmp/x
+        --solve-max-seeds 0 --memory-seeds 8 --memory-updates 20 --out smoke-scaling
 
 Writes ``benchmarks/results/scaling_<platform>.json``, ``.md`` and ``.png``.
 """
