@@ -8,10 +8,10 @@ RUN ?= runs/cartpole-reinforce
 
 .PHONY: train test lint format bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): Makefile pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test,checkpoint,craftax]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test,checkpoint,craftax,tensorboard]'
 	touch $(STAMP)
 
 train: $(STAMP)
