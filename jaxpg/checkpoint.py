@@ -3,7 +3,9 @@ r"""Checkpoints of the whole train state: orbax on disk, verified on restore.
 A checkpoint is the ``[S]``-batched :class:`~jaxpg.TrainState` of every seed
 (parameters, optimizer state, env states, observations, typed PRNG keys,
 hyperparameters, counters, and whatever else the state carries), written with
-``orbax.checkpoint`` into ``<directory>/<updates:012d>/``. The state is treated
+``orbax.checkpoint`` into ``<directory>/<updates:012d>/``. In a multi-process
+run process 0 alone writes them, from NumPy copies (PRNG keys as their raw
+data, made keys again on restore). The state is treated
 as an opaque pytree: its structure comes from the caller's abstract target.
 
 Writing is atomic in two steps: orbax writes to a temporary directory and
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 __all__ = [
     "MANIFEST",
@@ -56,6 +59,15 @@ def _checkpointer():
         raise ImportError(
             "checkpoints need orbax-checkpoint: pip install 'jaxpg[checkpoint]'"
         ) from e
+    if jax.process_count() > 1:
+        # In a multi-process run one process (process 0) writes and reads
+        # jaxpg's checkpoints, with arrays it holds whole: no barrier with
+        # the other processes, which never call this.
+        me = jax.process_index()
+        options = ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me}
+        )
+        return ocp.StandardCheckpointer(multiprocessing_options=options)
     return ocp.StandardCheckpointer()
 
 
@@ -98,7 +110,7 @@ def save(directory: str | os.PathLike, step: int, state: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ckptr = _checkpointer()
     try:
-        ckptr.save(path / _STATE, state)
+        ckptr.save(path / _STATE, _savable(state))
         ckptr.wait_until_finished()
     finally:
         ckptr.close()
@@ -160,7 +172,8 @@ def restore(directory: str | os.PathLike, step: int, target: Any) -> Any:
     abstract = jax.tree.map(_abstract, target)
     ckptr = _checkpointer()
     try:
-        return ckptr.restore(_step_dir(Path(directory), step) / _STATE, abstract)
+        restored = ckptr.restore(_step_dir(Path(directory), step) / _STATE, abstract)
+        return _keys_like(abstract, restored)
     except Exception as e:
         raise CheckpointError(
             f"checkpoint {step} in {directory} could not be read: {e}"
@@ -201,6 +214,38 @@ def prune(directory: str | os.PathLike, keep: int) -> None:
             shutil.rmtree(_step_dir(Path(directory), step), ignore_errors=True)
 
 
+def _savable(tree: Any) -> Any:
+    """``tree`` as orbax saves it from this process. With several processes
+    orbax refuses arrays one process holds whole, so the writing process
+    saves them as NumPy arrays (PRNG keys as their raw key data)."""
+    from jaxpg.parallel import _is_key
+
+    if jax.process_count() == 1:
+        return tree
+
+    def host(x: Any) -> Any:
+        if _is_key(x):
+            x = jax.random.key_data(x)
+        return np.asarray(x) if isinstance(x, jax.Array) else x
+
+    return jax.tree.map(host, tree)
+
+
+def _keys_like(abstract: Any, tree: Any) -> Any:
+    """PRNG keys where the target has them (a checkpoint written by a
+    multi-process run holds their raw data)."""
+    from jaxpg.parallel import _data_to_key, _is_key
+
+    def wrap(like: Any, x: Any) -> Any:
+        if _is_key(x) or not _is_key(like):
+            return x
+        key = _data_to_key(like, x)
+        sharding = getattr(like, "sharding", None)
+        return key if sharding is None else jax.device_put(key, sharding)
+
+    return jax.tree.map(wrap, abstract, tree)
+
+
 def _abstract(x: Any) -> Any:
     if isinstance(x, jax.ShapeDtypeStruct):
         return x
@@ -217,7 +262,7 @@ def save_tree(path: str | os.PathLike, tree: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ckptr = _checkpointer()
     try:
-        ckptr.save(path, tree)
+        ckptr.save(path, _savable(tree))
         ckptr.wait_until_finished()
     finally:
         ckptr.close()
@@ -228,6 +273,7 @@ def restore_tree(path: str | os.PathLike, target: Any) -> Any:
     """Read :func:`save_tree`'s pytree into the structure of ``target``."""
     ckptr = _checkpointer()
     try:
-        return ckptr.restore(Path(path).absolute(), jax.tree.map(_abstract, target))
+        abstract = jax.tree.map(_abstract, target)
+        return _keys_like(abstract, ckptr.restore(Path(path).absolute(), abstract))
     finally:
         ckptr.close()

@@ -11,7 +11,10 @@ modules add theirs through a ``register(subparsers)`` function, see
   metrics, checkpoints, final parameters), evaluates every seed's final
   policy, prints a summary and writes ``summary.json`` and
   ``learning_curve.png``. Ctrl-C / SIGTERM checkpoint and exit (status 130 /
-  143) with the command that resumes: ``jaxpg train --resume DIR``.
+  143) with the command that resumes: ``jaxpg train --resume DIR``. With
+  ``--coordinator``/``--num-processes``/``--process-id`` (one process per
+  host) the seeds are split over the devices of all processes and process 0
+  writes the run directory.
 * ``jaxpg eval DIR`` and ``jaxpg compare DIR [DIR ...]``: see
   :mod:`jaxpg.cli_compare`.
 * ``jaxpg sweep`` (:mod:`jaxpg.sweep_cli`) and ``jaxpg lm``
@@ -39,7 +42,7 @@ import jax
 import numpy as np
 
 import jaxpg
-from jaxpg import presets
+from jaxpg import parallel, presets
 from jaxpg.advantages import BASELINES
 from jaxpg.config import ALGOS, Config
 from jaxpg.train import resolve_env
@@ -87,6 +90,9 @@ examples:
   jaxpg train --no-preset --baseline loo --lr 0.005 --hidden 32,32 --out runs/loo
   jaxpg train --algo ppo --out runs/ppo --checkpoint-every 50   # Ctrl-C, then:
   jaxpg train --resume runs/ppo
+  jaxpg train --seeds 1024 --coordinator host0:8476 --num-processes 4 --process-id I
+      # one process per host (I = 0..3): the seeds split over all devices of
+      # all hosts; process 0 writes the run directory
 
 Options left out come from the preset of (--env, --algo) when one exists,
 otherwise from jaxpg.Config's defaults (both shown above).
@@ -271,6 +277,7 @@ def _add_train(sub: Any) -> None:
         action="store_false",
         help="no progress bar",
     )
+    parallel.add_distributed_arguments(train)
     train.set_defaults(func=train_command)
 
 
@@ -429,7 +436,54 @@ def _default_out(cfg: Config) -> Path:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """``jaxpg train``: returns the exit status."""
+    """``jaxpg train``: returns the exit status.
+
+    With several processes (``--coordinator``, ``--num-processes``,
+    ``--process-id`` or ``$JAX_COORDINATOR_ADDRESS``, ...) every process runs
+    the same command and trains its share of the seeds; process 0 resolves
+    the options, checks the run directory and alone writes it (its outcome is
+    shared with the others, which write nothing and exit with the same
+    status).
+    """
+    from jaxpg.rundir import RunDirError, config_from_dict, config_to_dict
+
+    try:
+        parallel.initialize_from_args(args)
+    except ValueError as e:
+        print(f"jaxpg train: error: {e}", file=sys.stderr)
+        return 2
+    opened = _open_run(args) if jax.process_index() == 0 else None
+    if jax.process_count() > 1:
+        if isinstance(opened, dict):
+            reply = {**opened, "cfg": config_to_dict(opened["cfg"])}
+        else:
+            reply = {"exit": opened}  # an error's status (None: not process 0)
+        shared = parallel.broadcast_object(reply)
+        if jax.process_index() != 0:
+            opened = shared.get("exit")
+            if opened is None:
+                opened = {**shared, "cfg": config_from_dict(shared["cfg"])}
+    if isinstance(opened, int):
+        return opened
+    assert opened is not None
+    _enable_compilation_cache()
+    try:
+        return _train(
+            opened["cfg"],
+            opened["source"],
+            args,
+            Path(opened["out"]),
+            opened["num_seeds"],
+            opened["first_seed"],
+        )
+    except RunDirError as e:
+        print(f"jaxpg train: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _open_run(args: argparse.Namespace) -> dict[str, Any] | int:
+    """The run ``jaxpg train`` starts or resumes (config, source, seeds, run
+    directory, checked and ready), or the exit status of an error (printed)."""
     from jaxpg.rundir import RunDirError
 
     try:
@@ -462,12 +516,13 @@ def train_command(args: argparse.Namespace) -> int:
     except RunDirError as e:
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 2
-    _enable_compilation_cache()
-    try:
-        return _train(cfg, source, args, out, num_seeds, first_seed)
-    except RunDirError as e:
-        print(f"jaxpg train: error: {e}", file=sys.stderr)
-        return 2
+    return {
+        "cfg": cfg,
+        "source": source,
+        "num_seeds": num_seeds,
+        "first_seed": first_seed,
+        "out": str(out),
+    }
 
 
 def _train(
@@ -484,17 +539,23 @@ def _train(
     from jaxpg.runner import run
     from jaxpg.scores import solved_threshold
 
-    print(f"jaxpg {jaxpg.__version__}  {cfg.env} / {cfg.algo}  ({source})")
-    bound = "up to " if cfg.algo == "reinforce" else ""
-    print(
-        f"  {num_seeds} seeds x {cfg.total_steps:,} steps, {bound}{cfg.num_updates} "
-        f"updates of {cfg.num_envs} envs x {cfg.rollout_steps} steps; "
-        f"lr={cfg.lr} gamma={cfg.gamma} baseline={cfg.baseline} "
-        f"hidden={cfg.hidden}"
-    )
-    print(f"  run directory {out}")
+    # With several processes, process 0 alone prints, logs and writes.
+    writer = jax.process_index() == 0
+    if writer:
+        print(f"jaxpg {jaxpg.__version__}  {cfg.env} / {cfg.algo}  ({source})")
+        bound = "up to " if cfg.algo == "reinforce" else ""
+        print(
+            f"  {num_seeds} seeds x {cfg.total_steps:,} steps, {bound}"
+            f"{cfg.num_updates} updates of {cfg.num_envs} envs x "
+            f"{cfg.rollout_steps} steps; lr={cfg.lr} gamma={cfg.gamma} "
+            f"baseline={cfg.baseline} hidden={cfg.hidden}"
+        )
+        print(
+            f"  {jax.device_count()} device(s) in {jax.process_count()} "
+            f"process(es); run directory {out}"
+        )
     logger = None
-    if args.tensorboard:
+    if args.tensorboard and writer:
         from jaxpg.tblog import TensorBoardLogger
 
         logger = TensorBoardLogger(out / "tensorboard", num_seeds, first_seed)
@@ -516,17 +577,28 @@ def _train(
             logger.close()
     if result.interrupted:
         name = signal.Signals(result.signal).name if result.signal else "stop"
-        print(
-            f"jaxpg train: interrupted ({name}) at update {result.updates_done}/"
-            f"{cfg.num_updates}; checkpoint saved; resume with: jaxpg train "
-            f"--resume {shlex.quote(str(out))}",
-            file=sys.stderr,
-        )
+        if writer:
+            print(
+                f"jaxpg train: interrupted ({name}) at update "
+                f"{result.updates_done}/{cfg.num_updates}; checkpoint saved; "
+                f"resume with: jaxpg train --resume {shlex.quote(str(out))}",
+                file=sys.stderr,
+            )
         return 128 + int(result.signal) if result.signal else 1
+    if not writer:
+        return 0
 
     t0 = time.perf_counter()
+    obs_norm = result.state.obs_norm if cfg.normalise_obs else None
     eval_returns = evaluate_seeds(
-        cfg, result.params, num_seeds, first_seed, args.eval_episodes, False, 0
+        cfg,
+        result.params,
+        num_seeds,
+        first_seed,
+        args.eval_episodes,
+        False,
+        0,
+        obs_norm,
     )
     eval_s = time.perf_counter() - t0
     metrics = rundir.read_metrics(
@@ -586,6 +658,7 @@ def _train(
             "total_env_steps": int(np.sum(env_steps, dtype=np.int64)),
         },
         "device": device,
+        "processes": jax.process_count(),
     }
     rundir.write_json(out / rundir.SUMMARY, summary)
     plot_learning_curve(

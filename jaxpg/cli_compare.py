@@ -128,16 +128,18 @@ def evaluate_seeds(
     episodes: int,
     deterministic: bool,
     round_: int,
+    obs_norm: Any = None,
 ) -> np.ndarray:
-    """``[S, E]`` returns of every seed's policy (``params`` has a leading
-    ``[S]``), keys ``fold_in(fold_in(key(EVAL_SEED), round_), seed)``."""
+    """``[S, E]`` returns of every seed's policy (``params``, and ``obs_norm``
+    when ``cfg.normalise_obs``, have a leading ``[S]``), keys
+    ``fold_in(fold_in(key(EVAL_SEED), round_), seed)``."""
     from jaxpg.cli import EVAL_SEED
 
     base = jax.random.fold_in(jax.random.key(EVAL_SEED), round_)
     seeds = np.arange(first_seed, first_seed + num_seeds)
     keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(seeds)
     fn = _eval_fn(cfg, episodes, deterministic)
-    return np.asarray(fn(params, keys), dtype=np.float64)
+    return np.asarray(fn(params, keys, obs_norm), dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=4)
@@ -148,8 +150,8 @@ def _eval_fn(cfg: Config, episodes: int, deterministic: bool):
 
     return jax.jit(
         jax.vmap(
-            lambda p, k: evaluate(
-                cfg, p, k, num_episodes=episodes, deterministic=deterministic
+            lambda p, k, o: evaluate(
+                cfg, p, k, episodes, deterministic=deterministic, obs_norm=o
             )
         )
     )
@@ -252,9 +254,11 @@ def _policy_target(cfg: Config, num_seeds: int, first_seed: int) -> Any:
     )
 
 
-def load_policy_params(directory: Path) -> tuple[Config, dict, Any, str]:
-    """``(config, record, [S] policy params, what)`` of a run directory: the
-    final parameters, or for an unfinished run its newest valid checkpoint.
+def load_policy_params(directory: Path) -> tuple[Config, dict, Any, Any, str]:
+    """``(config, record, [S] policy params, [S] obs_norm, what)`` of a run
+    directory: the final parameters, or for an unfinished run its newest
+    valid checkpoint. ``obs_norm`` (the observation statistics the policy
+    acts through) is ``None`` unless ``cfg.normalise_obs``.
 
     Raises:
       ValueError: not a run directory, custom parts, or nothing saved.
@@ -273,12 +277,16 @@ def load_policy_params(directory: Path) -> tuple[Config, dict, Any, str]:
     params_dir = Path(directory) / rundir.PARAMS
     if params_dir.is_dir():
         params = restore_tree(params_dir, target.params["policy"])
-        return cfg, record, params, "final parameters"
+        obs_norm = None
+        if cfg.normalise_obs:
+            obs_norm = restore_tree(Path(directory) / rundir.OBS_NORM, target.obs_norm)
+        return cfg, record, params, obs_norm, "final parameters"
     try:
         step, state = restore_latest(Path(directory) / rundir.CHECKPOINTS, target)
     except CheckpointError as e:
         raise ValueError(f"{directory}: no final parameters and {e}") from None
-    return cfg, record, state.params["policy"], f"checkpoint at update {step}"
+    obs_norm = state.obs_norm if cfg.normalise_obs else None
+    return cfg, record, state.params["policy"], obs_norm, f"checkpoint at update {step}"
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -294,7 +302,7 @@ def eval_command(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        cfg, record, params, what = load_policy_params(args.dir)
+        cfg, record, params, obs_norm, what = load_policy_params(args.dir)
     except ValueError as e:
         print(f"jaxpg eval: error: {e}", file=sys.stderr)
         return 2
@@ -307,6 +315,7 @@ def eval_command(args: argparse.Namespace) -> int:
         args.episodes,
         args.deterministic,
         args.round,
+        obs_norm,
     )
     summary = eval_summary(
         returns,

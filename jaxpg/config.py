@@ -76,6 +76,22 @@ class Config:
         ``num_envs * rollout_steps``.
       clip_value: PPO value clipping with ``clip_eps``.
       max_grad_norm: clip gradients by global norm; ``None`` disables.
+      clip_per_network: clip the policy's and the critic's gradients each by
+        its own norm (``max_grad_norm`` each) instead of their joint norm, so
+        a critic's large errors do not shrink the policy's step. Needs
+        ``max_grad_norm``.
+      anneal_lr: decay jaxpg's default optimizer's learning rate linearly
+        with the step budget: each update sets it to
+        ``lr * (1 - env_steps / total_steps)`` (env steps before the update),
+        through the optimizer's injected hyperparameter, so ``lr`` stays
+        sweepable. A user's optimizer brings its own schedule instead.
+      normalise_obs: feed the networks observations standardised by a running
+        mean and variance (:class:`jaxpg.normalise.RunningMeanStd`, carried in
+        the train state as ``obs_norm``, fixed within an update, saved with the
+        policy and used by evaluation). Float observations only.
+      scale_rewards: divide the rewards the learner sees by the running
+        standard deviation of a discounted return
+        (:class:`jaxpg.normalise.RewardScaler`); reported returns stay raw.
       max_episode_steps: a time limit jaxpg enforces (truncation); required when
         the env has no ``max_steps_in_episode`` of its own.
       init_log_std: initial ``log σ`` of the Gaussian head (continuous actions).
@@ -102,6 +118,10 @@ class Config:
     num_minibatches: int = 4
     clip_value: bool = False
     max_grad_norm: float | None = None
+    clip_per_network: bool = False
+    anneal_lr: bool = False
+    normalise_obs: bool = False
+    scale_rewards: bool = False
     max_episode_steps: int | None = None
     init_log_std: float = 0.0
     policy_head_scale: float = 0.01
@@ -116,7 +136,8 @@ class Config:
             _normalise(self, name, _as_int)
         for name in _FLOAT_FIELDS:
             _normalise(self, name, _as_float)
-        _normalise(self, "clip_value", _as_bool)
+        for name in _BOOL_FIELDS:
+            _normalise(self, name, _as_bool)
         if self.max_grad_norm is not None:
             _normalise(self, "max_grad_norm", _as_float)
         if self.max_episode_steps is not None:
@@ -172,6 +193,12 @@ class Config:
                 _fail(name, getattr(self, name), "must be a finite number >= 0")
         if self.max_grad_norm is not None:
             _check_positive("max_grad_norm", self.max_grad_norm)
+        elif self.clip_per_network:
+            _fail(
+                "clip_per_network",
+                True,
+                "clips by max_grad_norm, which is None: set max_grad_norm too",
+            )
         if self.max_episode_steps is not None and not (
             0 < self.max_episode_steps <= INT32_MAX
         ):
@@ -204,6 +231,13 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+_BOOL_FIELDS = (
+    "clip_value",
+    "clip_per_network",
+    "anneal_lr",
+    "normalise_obs",
+    "scale_rewards",
+)
 _STR_FIELDS = ("env", "algo", "baseline", "activation")
 _INT_FIELDS = (
     "num_envs",

@@ -34,6 +34,7 @@ Shapes: ``M`` members, ``P`` padded members, ``D`` devices.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -47,6 +48,8 @@ __all__ = [
     "MEMBER_AXIS",
     "Layout",
     "add_distributed_arguments",
+    "broadcast_arrays",
+    "broadcast_object",
     "collect",
     "initialize",
     "initialize_from_args",
@@ -159,7 +162,11 @@ def place(args: Any, lay: Layout) -> Any:
 
 
 def sharded(
-    fn: Callable[..., Any], lay: Layout, *, raw_keys: bool = True
+    fn: Callable[..., Any],
+    lay: Layout,
+    *,
+    raw_keys: bool = True,
+    donate_argnums: int | Sequence[int] = (),
 ) -> Callable[..., Any]:
     r"""``jit(shard_map(vmap(fn)))``: ``fn`` of one member, mapped over ``P``.
 
@@ -171,12 +178,15 @@ def sharded(
     A chunked driver feeds the output back in (``state = f(state)``): build
     ``init = sharded(lambda seed: algo.init(jax.random.key(seed)), lay,
     raw_keys=False)`` and ``step = sharded(one_chunk, lay, raw_keys=False)``
-    and keep the ``[P]`` state on the devices between calls.
+    and keep the ``[P]`` state on the devices between calls (with
+    ``donate_argnums=0`` the step reuses the state's memory).
 
     Args:
       fn: ``fn(*member_args) -> pytree`` for one member (jittable).
       lay: the layout.
       raw_keys: return PRNG keys as raw data (``False``: as keys).
+      donate_argnums: arguments whose buffers the call may reuse (as
+        :func:`jax.jit`).
 
     Returns:
       A jitted function of the global arrays of :func:`place`, returning
@@ -193,7 +203,7 @@ def sharded(
     mapped = jax.shard_map(
         local, mesh=lay.mesh, in_specs=spec, out_specs=spec, check_vma=False
     )
-    return jax.jit(mapped)
+    return jax.jit(mapped, donate_argnums=donate_argnums)
 
 
 def collect(out: Any, lay: Layout, like: Any = None) -> Any:
@@ -439,6 +449,40 @@ def initialize(
         jax.extend.backend.clear_backends()
         jax.distributed.initialize(**kwargs)
     return True
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Process 0's ``obj`` (JSON-serialisable) on every process.
+
+    Every process must call it (a collective); the others' ``obj`` is
+    ignored. With one process it returns ``obj``.
+    """
+    if jax.process_count() == 1:
+        return obj
+    data = b""
+    if jax.process_index() == 0:
+        data = json.dumps(obj).encode()
+    size = int(broadcast_arrays(np.int64(len(data))))
+    buf = np.zeros((size,), np.uint8)
+    if jax.process_index() == 0:
+        buf[:] = np.frombuffer(data, np.uint8)
+    return json.loads(broadcast_arrays(buf).tobytes().decode())
+
+
+def broadcast_arrays(tree: Any) -> Any:
+    """Process 0's NumPy arrays on every process, bit for bit.
+
+    Every process must call it with arrays of the same shapes and dtypes
+    (the others' values are ignored). Unlike
+    ``multihost_utils.broadcast_one_to_all`` (a sum with zeros), the bits are
+    kept: ``-0.0`` and NaN payloads survive. Returns NumPy arrays.
+    """
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(tree, tiled=False)
+    return jax.tree.map(lambda x: np.array(np.asarray(x)[0]), gathered)
 
 
 def _env_int(name: str) -> int | None:

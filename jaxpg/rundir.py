@@ -64,6 +64,7 @@ PROGRESS = "progress.json"
 METRICS = "metrics"
 CHECKPOINTS = "checkpoints"
 PARAMS = "params"
+OBS_NORM = "obs_norm"  # the observation statistics, with cfg.normalise_obs
 SUMMARY = "summary.json"
 FORMAT_VERSION = 1
 

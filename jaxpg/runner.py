@@ -24,7 +24,22 @@ continues from the newest valid checkpoint with the same chunking, so an
 interrupted and resumed run ends bit-identical to the uninterrupted one on the
 same machine.
 
-Shapes: ``S`` seeds, ``U = cfg.num_updates`` updates.
+Devices and processes: the seeds are split over all devices of all processes
+by :mod:`jaxpg.parallel` (``shard_map`` over a mesh, each device ``vmap``\ s
+its share), any seed count: ``S`` is padded to ``P``, a multiple of the
+device count, by repeating the last seed, and the padding never leaves the
+runner. Metrics (streamed, returned, given to the callback), checkpoints and
+the returned state hold exactly the ``S`` real seeds; on resume the ``[S]``
+checkpoint is padded again the same way, so resuming stays bit-identical.
+With several processes (after :func:`jax.distributed.initialize`, see
+:func:`jaxpg.parallel.initialize`) every process calls :func:`run` with the
+same arguments and trains its share on its own devices; process 0 alone
+reads and writes the run directory (the others may pass the same path: they
+never touch it), the state and metrics are gathered on every process at
+checkpoints and at the end, and a stop (signal or callback) on any process
+stops all of them at the same chunk boundary.
+
+Shapes: ``S`` seeds, ``P`` padded seeds, ``U = cfg.num_updates`` updates.
 """
 
 from __future__ import annotations
@@ -42,11 +57,12 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxpg import rundir
+from jaxpg import parallel, rundir
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.train import make_algorithm, seed_keys, shard_seeds
+from jaxpg.train import make_algorithm
 
 __all__ = [
     "ChunkInfo",
@@ -76,11 +92,14 @@ class RunResult(NamedTuple):
     """What :func:`run` returns.
 
     Attributes:
-      params: ``[S, ...]`` final policy parameters (pytree, on device).
+      params: ``[S, ...]`` final policy parameters (pytree, on this
+        process's first local device; the same on every process).
       metrics: ``{name: np.ndarray [S, u]}`` per-update metrics on the host
         for the ``u`` updates done (see :class:`jaxpg.TrainOutput`); empty
-        with ``keep_metrics=False``.
-      state: the ``[S]``-batched :class:`~jaxpg.TrainState` (on device).
+        with ``keep_metrics=False``. On a resumed run with several
+        processes, processes other than 0 (which do not read the run
+        directory) hold only the updates this call ran.
+      state: the ``[S]``-batched :class:`~jaxpg.TrainState` (as ``params``).
       compile_s: seconds spent lowering and compiling ``init`` and chunks.
       run_s: seconds spent running this call's chunks (restore included).
       steps_per_s: real env steps of all seeds together per second of
@@ -89,7 +108,8 @@ class RunResult(NamedTuple):
       interrupted: stopped early by SIGINT/SIGTERM or the callback; the run
         directory then holds a checkpoint at ``updates_done``.
       signal: the signal number that stopped the run, else ``None``.
-      run_dir: the run directory, or ``None``.
+      run_dir: the run directory, or ``None`` (also on processes other than
+        0, which do not write it).
     """
 
     params: Any
@@ -179,7 +199,10 @@ def run(
 ) -> RunResult:
     """Train seeds ``first_seed .. first_seed + num_seeds - 1`` in chunks.
 
-    Seed ``i`` is ``make_train(cfg)(jax.random.key(i))``.
+    Seed ``i`` is ``make_train(cfg)(jax.random.key(i))``, on whichever device
+    and process trains it. The seeds are split over all devices of all
+    processes (see the module docstring); with several processes call it on
+    every process with the same arguments.
 
     Args:
       cfg: the run's configuration.
@@ -194,7 +217,8 @@ def run(
       first_seed: seed of the first run.
       checkpoint_dir: a run directory (:mod:`jaxpg.rundir`): config, versions
         and progress files, metrics streamed per chunk, checkpoints, final
-        parameters. ``None``: nothing is written.
+        parameters. ``None``: nothing is written. With several processes
+        only process 0 reads and writes it.
       resume: continue the run in ``checkpoint_dir`` from its newest valid
         checkpoint (its config must equal ``cfg``); start it when the directory
         holds no run yet.
@@ -208,7 +232,9 @@ def run(
         run (the metrics are on disk).
       callback: called on the host after each chunk with a
         :class:`ChunkInfo`; a truthy return stops the run at this boundary
-        (with a checkpoint when there is a run directory).
+        (with a checkpoint when there is a run directory). With several
+        processes it is called on every process with the metrics of all
+        seeds, and a truthy return on any of them stops all.
       handle_signals: on SIGINT/SIGTERM, stop at the next chunk boundary and
         checkpoint instead of raising (a second signal raises). Default: on
         when there is a run directory and this is the main thread.
@@ -226,6 +252,11 @@ def run(
     """
     _check_int("num_seeds", num_seeds, 1)
     _check_int("first_seed", first_seed, 0)
+    if first_seed + num_seeds > 2**31:
+        raise ValueError(
+            f"first_seed={first_seed} + num_seeds={num_seeds} is invalid: seeds "
+            "must be below 2**31"
+        )
     _check_int("keep_checkpoints", keep_checkpoints, 1)
     if checkpoint_every is not None:
         _check_int("checkpoint_every", checkpoint_every, 1)
@@ -294,29 +325,39 @@ def _run(
         **{k: _describe(v) for k, v in parts.items()},
     }
 
-    out = None if checkpoint_dir is None else Path(checkpoint_dir)
-    resuming = False
-    if out is not None:
-        resuming, stored_chunk = prepare_run_dir(out, resume, overwrite)
-        if chunk_updates is None and stored_chunk is not None:
-            chunk_updates = stored_chunk
-    chunk = chunk_updates or default_chunk(num_updates)
-    if checkpoint_every is not None and chunk_updates is None:
-        chunk = min(chunk, checkpoint_every)
-    chunk = min(chunk, num_updates)
-    record = rundir.run_record(cfg, num_seeds, first_seed, chunk, custom)
-    if out is not None and resuming:
-        stored = rundir.read_json(out / rundir.CONFIG)
-        differ = rundir.diff_run(stored, record)
-        if differ:
-            raise rundir.RunDirError(
-                f"cannot resume {out}: the run differs from the stored one in "
-                + "; ".join(differ)
-            )
-    elif out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        rundir.write_json(out / rundir.CONFIG, record)
-        rundir.write_json(out / rundir.VERSIONS, rundir.versions())
+    has_dir = checkpoint_dir is not None
+    # Process 0 alone reads and writes the run directory: ``out`` is None on
+    # the others, and ``has_dir`` (the same everywhere) drives the collective
+    # steps (gathering the state for a checkpoint).
+    out = Path(checkpoint_dir) if has_dir and jax.process_index() == 0 else None
+
+    def open_run_dir() -> dict[str, Any]:
+        resuming, given_chunk = False, chunk_updates
+        if out is not None:
+            resuming, stored_chunk = prepare_run_dir(out, resume, overwrite)
+            if given_chunk is None and stored_chunk is not None:
+                given_chunk = stored_chunk
+        chunk = given_chunk or default_chunk(num_updates)
+        if checkpoint_every is not None and given_chunk is None:
+            chunk = min(chunk, checkpoint_every)
+        chunk = min(chunk, num_updates)
+        record = rundir.run_record(cfg, num_seeds, first_seed, chunk, custom)
+        if out is not None and resuming:
+            stored = rundir.read_json(out / rundir.CONFIG)
+            differ = rundir.diff_run(stored, record)
+            if differ:
+                raise rundir.RunDirError(
+                    f"cannot resume {out}: the run differs from the stored one in "
+                    + "; ".join(differ)
+                )
+        elif out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            rundir.write_json(out / rundir.CONFIG, record)
+            rundir.write_json(out / rundir.VERSIONS, rundir.versions())
+        return {"resuming": resuming, "chunk": chunk}
+
+    opened = _from_process_zero(open_run_dir) if has_dir else open_run_dir()
+    resuming, chunk = opened["resuming"], opened["chunk"]
 
     given = {k: v for k, v in parts.items() if v is not None}
     if given:
@@ -329,29 +370,29 @@ def _run(
             )
     _, num_full, remainder = chunk_plan(num_updates, chunk)
     lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
-    keys = shard_seeds(seed_keys(num_seeds, first_seed))
     t0 = time.perf_counter()
     if env is None and env_params is None and not given:
-        init_exe, state_spec, programs = _cached_programs(
-            cfg, num_seeds, first_seed, lengths
-        )
+        progs = _cached_programs(cfg, num_seeds, lengths)
     else:
         algo = make_algorithm(cfg, env, env_params, **given)
-        init_exe, state_spec, programs = _compile(algo, keys, lengths)
+        progs = _compile(algo, num_seeds, lengths)
     compile_s = time.perf_counter() - t0
+    lay = progs.layout
 
     ckpt_dir = None if out is None else out / rundir.CHECKPOINTS
     t0 = time.perf_counter()
     start = 0
     state = None
     if resuming:
-        start, state = _restore(out, state_spec, chunk, num_full, num_updates)
+        start, state = _resume(out, progs, chunk, num_full, num_updates)
     if state is None:
-        state = init_exe(keys)
-    steps_before = _total_steps(state)
+        seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
+        state = progs.init(*parallel.place((seeds,), lay))
+    steps_before = _total_steps(_real(state.env_steps, lay))
     kept: list[dict[str, np.ndarray]] = []
     total = _step_budget(cfg, num_seeds, num_updates)
-    bar = _ProgressBar(progress, total, num_seeds, initial=steps_before)
+    shown = progress and jax.process_index() == 0
+    bar = _ProgressBar(shown, total, num_seeds, initial=steps_before)
     last_ckpt = start
     done = start
     if out is not None:
@@ -359,7 +400,7 @@ def _run(
 
     def dispatch(state, at):
         size = chunk if at < num_full * chunk else remainder
-        new_state, metrics = programs[size](state)
+        new_state, metrics = progs.chunks[size](state)
         return new_state, metrics, size
 
     try:
@@ -369,20 +410,18 @@ def _run(
             state, metrics, size = dispatch(state, u)
             inflight, u = (u, metrics), u + size
         while inflight is not None:
-            due = out is not None and (
+            due = has_dir and (
                 u == num_updates
                 or (checkpoint_every is not None and u - last_ckpt >= checkpoint_every)
             )
             following = None
-            if u < num_updates and not due and not stopper.stop:
+            if u < num_updates and not due and not _agree(stopper):
                 # Dispatch the next chunk before reading this one's
                 # metrics, so the device does not wait for the host.
                 state, metrics, size = dispatch(state, u)
                 following, u = (u, metrics), u + size
             first, metrics = inflight
-            # Owned NumPy copies: on CPU, device_get may return views that
-            # keep the device buffers alive.
-            host = {k: np.array(v) for k, v in jax.device_get(metrics).items()}
+            host = _host_metrics(metrics, lay)
             done = first + next(iter(host.values())).shape[1]
             if out is not None:
                 rundir.write_metrics_chunk(out, first, host)
@@ -394,10 +433,13 @@ def _run(
             del host, metrics
             if following is None:
                 # ``state`` is at the boundary ``done == u``.
-                if out is not None and (due or stopper.stop):
-                    _checkpoint(out, ckpt_dir, done, state, keep_checkpoints)
+                stop = _agree(stopper)
+                if has_dir and (due or stop):
+                    real = _real(state, lay, progs.member)  # every process
+                    _checkpoint(out, ckpt_dir, done, real, keep_checkpoints)
+                    del real
                     last_ckpt = done
-                if u == num_updates or stopper.stop:
+                if u == num_updates or stop:
                     break
                 state, metrics, size = dispatch(state, u)
                 following, u = (u, metrics), u + size
@@ -408,6 +450,7 @@ def _run(
         run_s = time.perf_counter() - t0
     finally:
         bar.close()
+    state = _real(state, lay, progs.member)
 
     interrupted = done < num_updates
     if out is not None:
@@ -415,6 +458,8 @@ def _run(
             from jaxpg.checkpoint import save_tree
 
             save_tree(out / rundir.PARAMS, state.params["policy"])
+            if cfg.normalise_obs:
+                save_tree(out / rundir.OBS_NORM, state.obs_norm)
         _write_progress(
             out,
             done,
@@ -428,7 +473,7 @@ def _run(
             metrics = rundir.read_metrics(out)
         elif kept:
             metrics = {k: np.concatenate([c[k] for c in kept], axis=1) for k in kept[0]}
-    steps = _total_steps(state) - steps_before
+    steps = _total_steps(state.env_steps) - steps_before
     return RunResult(
         params=state.params["policy"],
         metrics=metrics,
@@ -528,7 +573,11 @@ def _restore(
     return step, state
 
 
-def _checkpoint(out: Path, ckpt_dir: Path, step: int, state: Any, keep: int) -> None:
+def _checkpoint(
+    out: Path | None, ckpt_dir: Path | None, step: int, state: Any, keep: int
+) -> None:
+    if out is None or ckpt_dir is None:
+        return  # not process 0
     from jaxpg.checkpoint import prune, save
 
     save(ckpt_dir, step, state)
@@ -549,8 +598,8 @@ def _write_progress(
     )
 
 
-def _total_steps(state: TrainState) -> int:
-    return int(np.sum(np.asarray(jax.device_get(state.env_steps), dtype=np.int64)))
+def _total_steps(env_steps: Any) -> int:
+    return int(np.sum(np.asarray(jax.device_get(env_steps), dtype=np.int64)))
 
 
 def _step_budget(cfg: Config, num_seeds: int, num_updates: int) -> int:
@@ -649,33 +698,172 @@ class _ProgressBar:
             self.bar.close()
 
 
-def _compile(algo: Any, keys: jax.Array, lengths: tuple[int, ...]):
-    """``(init, abstract state, {length: chunk program})``, compiled."""
+class _Programs(NamedTuple):
+    """A run's compiled programs over the layout of its seeds.
+
+    Attributes:
+      layout: the seeds over all devices (:func:`jaxpg.parallel.layout`).
+      init: ``[P]`` int32 seeds (placed) -> ``[P]`` state.
+      chunks: ``{length: [P] state -> ([P] state, [P, length] metrics)}``,
+        the state donated.
+      member: the abstract state of one seed.
+      restore: ``[P]`` state with raw key data (placed) -> ``[P]`` state.
+    """
+
+    layout: parallel.Layout
+    init: Any
+    chunks: dict[int, Any]
+    member: Any
+    restore: Any
+
+
+def _compile(algo: Any, num_seeds: int, lengths: tuple[int, ...]) -> _Programs:
+    """The programs of a run of ``num_seeds`` seeds, compiled (``restore`` is
+    compiled on first use)."""
+    lay = parallel.layout(num_seeds)
+
+    def init_one(seed: jax.Array) -> TrainState:
+        return algo.init(jax.random.key(seed))
 
     def chunk_program(length: int):
-        def run_chunk(state: TrainState):
-            def one_seed(s):
-                return jax.lax.scan(lambda c, _: algo.update(c), s, None, length=length)
+        def one_seed(s):
+            return jax.lax.scan(lambda c, _: algo.update(c), s, None, length=length)
 
-            return jax.vmap(one_seed)(state)
+        return parallel.sharded(one_seed, lay, raw_keys=False, donate_argnums=0)
 
-        return jax.jit(run_chunk, donate_argnums=0)
-
-    init_exe = jax.jit(jax.vmap(algo.init)).lower(keys).compile()
+    seeds = jax.ShapeDtypeStruct(
+        (lay.padded,),
+        np.int32,
+        sharding=NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS)),
+    )
+    init_exe = parallel.sharded(init_one, lay, raw_keys=False).lower(seeds).compile()
     # Chunks are lowered for the state's abstract values *and shardings*.
     state_spec = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
         init_exe.out_info,
     )
-    programs = {n: chunk_program(n).lower(state_spec).compile() for n in lengths}
-    return init_exe, state_spec, programs
+    chunks = {n: chunk_program(n).lower(state_spec).compile() for n in lengths}
+    member = jax.eval_shape(init_one, jax.ShapeDtypeStruct((), np.int32))
+
+    def restore_one(raw: Any) -> TrainState:
+        return jax.tree.map(parallel._data_to_key, member, raw)
+
+    restore = parallel.sharded(restore_one, lay, raw_keys=False)
+    return _Programs(lay, init_exe, chunks, member, restore)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_programs(
-    cfg: Config, num_seeds: int, first_seed: int, lengths: tuple[int, ...]
-):
+def _cached_programs(cfg: Config, num_seeds: int, lengths: tuple[int, ...]):
     """:func:`_compile` for a config-built run, kept for the process: running
-    or resuming the same run again in one process does not compile again."""
-    keys = shard_seeds(seed_keys(num_seeds, first_seed))
-    return _compile(make_algorithm(cfg), keys, lengths)
+    or resuming the same run again in one process does not compile again
+    (the seeds are an argument: any ``first_seed`` reuses them)."""
+    return _compile(make_algorithm(cfg), num_seeds, lengths)
+
+
+def _real(tree: Any, lay: parallel.Layout, member: Any = None) -> Any:
+    """The ``S`` real seeds of ``[P]`` arrays, on this process's first local
+    device; with several processes gathered on every process (a collective:
+    all of them call it). ``member``: the abstract value of one seed, needed
+    when ``tree`` holds PRNG keys."""
+    m = lay.num_members
+    device = jax.local_devices()[0]
+    if jax.process_count() == 1:
+        return jax.tree.map(lambda x: jax.device_put(x, device)[:m], tree)
+    from jax.experimental import multihost_utils
+
+    raw = jax.tree.map(parallel._key_to_data, tree)
+    full = multihost_utils.process_allgather(raw, tiled=True)
+    real = jax.tree.map(lambda x: jax.device_put(np.asarray(x)[:m], device), full)
+    return real if member is None else jax.tree.map(parallel._data_to_key, member, real)
+
+
+def _host_metrics(metrics: dict[str, Any], lay: parallel.Layout) -> dict:
+    """``{name: np.ndarray [S, n]}``: a chunk's metrics of the real seeds, as
+    owned NumPy copies (on CPU, ``device_get`` may return views that keep the
+    device buffers alive); gathered on every process when there are several."""
+    m = lay.num_members
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        full = multihost_utils.process_allgather(metrics, tiled=True)
+    else:
+        full = jax.device_get(metrics)
+    return {k: np.array(np.asarray(v)[:m]) for k, v in full.items()}
+
+
+def _resume(
+    out: Path | None, progs: _Programs, chunk: int, num_full: int, num_updates: int
+) -> tuple[int, Any]:
+    """``(start, [P] state or None)``: process 0 restores the ``[S]``
+    checkpoint, every process receives it and places its share (padded as at
+    the start, by repeating the last seed)."""
+    lay = progs.layout
+    device = jax.local_devices()[0]
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(
+            (lay.num_members, *x.shape),
+            x.dtype,
+            sharding=jax.sharding.SingleDeviceSharding(device),
+        ),
+        progs.member,
+    )
+    restored: dict[str, Any] = {}
+
+    def read() -> dict[str, Any]:
+        assert out is not None
+        start, state = _restore(out, target, chunk, num_full, num_updates)
+        restored["state"] = state
+        return {"start": start, "restored": state is not None}
+
+    info = _from_process_zero(read)
+    if not info["restored"]:
+        return info["start"], None
+    state = restored.get("state")
+    if state is None:  # not process 0: receives process 0's arrays
+        spec = jax.eval_shape(lambda t: jax.tree.map(parallel._key_to_data, t), target)
+        raw = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), spec)
+    else:
+        raw = jax.tree.map(lambda x: np.asarray(parallel._key_to_data(x)), state)
+    raw = parallel.broadcast_arrays(raw)
+    return info["start"], progs.restore(*parallel.place((raw,), lay))
+
+
+def _agree(stopper: _Stopper) -> bool:
+    """Whether to stop at this boundary: ``stopper.stop``, with several
+    processes OR-ed over all of them (a collective) so that all stop at the
+    same boundary."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.int32(stopper.stop))
+        stopper.stop = bool(np.any(flags))
+    return stopper.stop
+
+
+def _from_process_zero(fn: Callable[[], Any]) -> Any:
+    """``fn()`` (a JSON-serialisable result) run on process 0 alone and
+    returned on every process; what it raises is raised on every process
+    (:class:`~jaxpg.rundir.RunDirError` as itself, anything else as a
+    ``RuntimeError`` on the other processes)."""
+    if jax.process_count() == 1:
+        return fn()
+    reply: dict[str, Any] | None = None
+    error: Exception | None = None
+    if jax.process_index() == 0:
+        try:
+            reply = {"ok": fn()}
+        except Exception as e:  # shared, then raised here too
+            error = e
+            reply = {
+                "error": str(e),
+                "type": type(e).__name__,
+                "run_dir": isinstance(e, rundir.RunDirError),
+            }
+    reply = parallel.broadcast_object(reply)
+    if error is not None:
+        raise error
+    if "error" in reply:
+        if reply["run_dir"]:
+            raise rundir.RunDirError(reply["error"])
+        raise RuntimeError(f"process 0 failed: {reply['type']}: {reply['error']}")
+    return reply["ok"]

@@ -26,10 +26,12 @@ from jaxpg.algorithms.base import (
     TrainState,
     critic_for,
     make_optimizer,
+    observing,
     policy_for,
 )
 from jaxpg.config import CUSTOM_ENV, Config, Hyperparams
 from jaxpg.envs import EnvSpec, env_spec, make_env
+from jaxpg.normalise import RunningMeanStd
 from jaxpg.parallel import run_members
 from jaxpg.rollout import EnvStepper, evaluate_episodes, make_stepper
 
@@ -129,6 +131,12 @@ def make_parts(
             f"optimizer={optimizer!r} is invalid: must be an "
             "optax.GradientTransformation (e.g. optax.adamw(3e-4))"
         )
+    if optimizer is not None and cfg.anneal_lr:
+        raise ValueError(
+            "Config.anneal_lr=True anneals jaxpg's default optimizer, but "
+            "optimizer= was given: set anneal_lr=False and give your optimizer "
+            "its own schedule (e.g. optax.adam(optax.linear_schedule(...)))"
+        )
     tx = make_optimizer(cfg) if optimizer is None else optimizer
     return Parts(spec, stepper, policy, critic, tx, lr_from_hparams=optimizer is None)
 
@@ -211,10 +219,12 @@ def seed_keys(num_seeds: int, first_seed: int = 0) -> Array:
 def shard_seeds(tree: Any) -> Any:
     """Place a pytree with a leading seed axis across all local devices.
 
-    The chunked runner's layout: it shards when the seed count divides the
-    device count and otherwise keeps the seeds on one device, with a warning
-    (:func:`train_seeds` and :func:`jaxpg.sweep` pad instead, through
-    :mod:`jaxpg.parallel`, and use every device for any count).
+    It shards when the seed count divides the local device count and
+    otherwise keeps the seeds on one device, with a warning. jaxpg's own
+    drivers (:func:`train_seeds`, :func:`jaxpg.sweep` and the chunked
+    :func:`jaxpg.runner.run`) no longer use it: they pad through
+    :mod:`jaxpg.parallel` and use every device of every process for any
+    count.
     """
     devices = jax.local_devices()
     leading = jax.tree.leaves(tree)[0].shape[0]
@@ -285,6 +295,7 @@ def evaluate(
     env: Any = None,
     env_params: Any = None,
     *,
+    obs_norm: RunningMeanStd | None = None,
     policy_network: nn.Module | None = None,
     critic_network: nn.Module | None = None,
     optimizer: optax.GradientTransformation | None = None,
@@ -293,10 +304,15 @@ def evaluate(
 
     Runs the episodes in parallel until each has ended (at most the time
     limit) with actions sampled from the policy (``deterministic=True``: its
-    mode). Jittable; vmap it over ``params`` and ``key`` to evaluate many
-    seeds. ``policy_network`` must be the torso the parameters were trained
-    with; ``critic_network`` and ``optimizer`` are accepted (so one set of
-    keywords serves every driver) and unused.
+    mode). Jittable; vmap it over ``params``, ``key`` (and ``obs_norm``) to
+    evaluate many seeds. ``policy_network`` must be the torso the parameters
+    were trained with; ``critic_network`` and ``optimizer`` are accepted (so
+    one set of keywords serves every driver) and unused.
+
+    Args:
+      obs_norm: the observation statistics the policy was trained with
+        (``TrainOutput.state.obs_norm``); required when ``cfg.normalise_obs``,
+        refused otherwise.
     """
     if (
         isinstance(num_episodes, bool)
@@ -306,10 +322,22 @@ def evaluate(
         raise ValueError(
             f"num_episodes={num_episodes!r} is invalid: must be an int >= 1"
         )
+    if cfg.normalise_obs and obs_norm is None:
+        raise ValueError(
+            "obs_norm=None is invalid: Config.normalise_obs=True, so evaluate "
+            "needs the observation statistics the policy was trained with "
+            "(obs_norm=TrainOutput.state.obs_norm)"
+        )
+    if not cfg.normalise_obs and obs_norm is not None:
+        raise ValueError(
+            "obs_norm was given but Config.normalise_obs=False: the policy was "
+            "trained on raw observations; leave obs_norm out"
+        )
     env, env_params, spec = resolve_env(cfg, env, env_params)
     stepper = make_stepper_for(cfg, env, env_params, spec, num_episodes)
     policy = policy_for(cfg, spec, policy_network)
+    apply = policy.apply
+    if obs_norm is not None:
+        apply = observing(apply, obs_norm.normalise)
     horizon = cfg.max_episode_steps or spec.max_episode_steps
-    return evaluate_episodes(
-        key, stepper, policy.apply, params, int(horizon), deterministic
-    )
+    return evaluate_episodes(key, stepper, apply, params, int(horizon), deterministic)

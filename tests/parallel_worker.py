@@ -12,6 +12,17 @@ multi-device and multi-process checks run here, in fresh interpreters:
         one of 2 processes with 2 CPU devices each (jax.distributed on
         localhost, gloo): the same members of ALGOS[0]; process 0 writes
         OUT_DIR/process_gathered.npz; every process writes process_<id>.json.
+    python tests/parallel_worker.py runner OUT_DIR
+        4 CPU devices: jaxpg.runner.run of RUNNER_SEEDS seeds (a run
+        directory, remainder chunk, checkpoints), an interrupted and resumed
+        run, and the one-device program of the same seeds: writes
+        OUT_DIR/runner_*.npz and runner.json.
+    python tests/parallel_worker.py train OUT_DIR PORT PROCESS_ID
+        one of 2 processes with 2 CPU devices each: ``jaxpg train TRAIN_ARGS
+        --out run`` run in OUT_DIR/cwd_<id> (the same command on both), then
+        jaxpg.runner.run, and a run stopped by process 1 and resumed with
+        ``jaxpg train --resume cut``; writes OUT_DIR/train_<id>.json and
+        train_<id>_full.npz.
 
 Also importable for :func:`loop_collectives` (HLO text parsing).
 """
@@ -24,6 +35,13 @@ import sys
 from pathlib import Path
 
 NUM_MEMBERS = 6
+RUNNER_SEEDS = 6
+# jaxpg train's TINY options of tests/test_cli.py with 6 seeds: 6 updates.
+TRAIN_ARGS = (
+    "--seeds", "6", "--num-envs", "4", "--rollout-steps", "8", "--steps", "192",
+    "--eval-episodes", "5", "--hidden", "16,16", "--checkpoint-every", "2",
+    "--no-progress",
+)  # fmt: skip
 ALGOS = ("reinforce", "ppo")
 COLLECTIVES = (
     "all-reduce",
@@ -209,11 +227,140 @@ def process(out_dir: Path, port: int, process_id: int) -> None:
     jax.distributed.shutdown()
 
 
+def runner_config():
+    import jaxpg
+
+    # 7 updates of 4 envs x 8 steps: chunks of 3, 3 and a remainder of 1.
+    return jaxpg.Config(
+        num_envs=4, rollout_steps=8, total_steps=4 * 8 * 7, lr=1e-2, hidden=(8,)
+    )
+
+
+def _stop(info) -> bool:
+    return True
+
+
+def _result(res) -> dict:
+    return {"params": res.params, "metrics": dict(res.metrics), "state": res.state}
+
+
+def runner(out_dir: Path) -> None:
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", 4)
+    import numpy as np
+
+    import jaxpg
+    from jaxpg import checkpoint, parallel, rundir
+    from jaxpg import runner as jrunner
+    from jaxpg.train import seed_keys
+
+    assert len(jax.devices()) == 4, jax.devices()
+    cfg = runner_config()
+    kwargs = {"chunk_updates": 3, "progress": False, "checkpoint_every": 3}
+    full = jrunner.run(cfg, RUNNER_SEEDS, checkpoint_dir=out_dir / "full", **kwargs)
+    jrunner.run(
+        cfg, RUNNER_SEEDS, checkpoint_dir=out_dir / "cut", callback=_stop, **kwargs
+    )
+    resumed = jrunner.run(
+        cfg, RUNNER_SEEDS, progress=False, checkpoint_dir=out_dir / "cut", resume=True
+    )
+    # The one-device program of the same seeds (inputs on device 0).
+    one = jax.jit(jax.vmap(jaxpg.make_train(cfg)))(seed_keys(RUNNER_SEEDS))
+    np.savez(out_dir / "runner_sharded.npz", **flat(_result(full)))
+    np.savez(out_dir / "runner_resumed.npz", **flat(_result(resumed)))
+    np.savez(
+        out_dir / "runner_one.npz",
+        **flat({"params": one.params, "metrics": one.metrics, "state": one.state}),
+    )
+    np.savez(out_dir / "runner_streamed.npz", **rundir.read_metrics(out_dir / "full"))
+    step, ckpt = checkpoint.restore_latest(out_dir / "full" / "checkpoints", full.state)
+    np.savez(out_dir / "runner_checkpoint.npz", **flat(ckpt))
+    # The compiled programs the runs used, and a live state of the layout.
+    progs = jrunner._cached_programs(cfg, RUNNER_SEEDS, (1, 3))
+    lay = progs.layout
+    seeds = np.arange(RUNNER_SEEDS, dtype=np.int32)
+    state = progs.init(*parallel.place((seeds,), lay))
+    leaves = jax.tree.leaves(state)
+    report = {
+        "padded": lay.padded,
+        "checkpoint_step": step,
+        "chunk_devices": {
+            str(n): sorted(
+                {
+                    len(s.device_set)
+                    for s in jax.tree.leaves(
+                        (exe.input_shardings, exe.output_shardings)
+                    )
+                }
+            )
+            for n, exe in progs.chunks.items()
+        },
+        "state_shard_rows": sorted(
+            {s.data.shape[0] for x in leaves for s in x.addressable_shards}
+        ),
+        "state_shard_devices": sorted(
+            {s.device.id for x in leaves for s in x.addressable_shards}
+        ),
+        "result_rows": sorted({x.shape[0] for x in jax.tree.leaves(full.state)}),
+    }
+    (out_dir / "runner.json").write_text(json.dumps(report))
+
+
+def train(out_dir: Path, port: int, process_id: int) -> None:
+    import os
+
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", 2)
+    import numpy as np
+
+    from jaxpg.cli import build_parser, config_from_args, main
+    from jaxpg.runner import run
+
+    cwd = out_dir / f"cwd_{process_id}"
+    cwd.mkdir()
+    os.chdir(cwd)
+    code = main(
+        [
+            "train", *TRAIN_ARGS, "--out", "run", "--coordinator",
+            f"localhost:{port}", "--num-processes", "2", "--process-id",
+            str(process_id),
+        ]
+    )  # fmt: skip
+    # Every process returns the whole gathered result.
+    cfg, _ = config_from_args(build_parser().parse_args(["train", *TRAIN_ARGS]))
+    full = run(cfg, 6, chunk_updates=1, progress=False)
+    # A stop asked by process 1 alone stops both at the same boundary; then
+    # `jaxpg train --resume` continues across both (already joined: no
+    # distributed options the second time).
+    cut = run(
+        cfg, 6, chunk_updates=1, progress=False, checkpoint_dir="cut",
+        checkpoint_every=2, callback=lambda info: jax.process_index() == 1,
+    )  # fmt: skip
+    resume_code = main(["train", "--resume", "cut", "--eval-episodes", "5"])
+    info = {
+        "code": code,
+        "resume_code": resume_code,
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "global_devices": len(jax.devices()),
+        "cut_at": cut.updates_done,
+    }
+    np.savez(out_dir / f"train_{process_id}_full.npz", **flat(full.state))
+    (out_dir / f"train_{process_id}.json").write_text(json.dumps(info))
+    jax.distributed.shutdown()
+
+
 if __name__ == "__main__":
     mode, out = sys.argv[1], Path(sys.argv[2])
     if mode == "devices":
         devices(out)
     elif mode == "process":
         process(out, int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "runner":
+        runner(out)
+    elif mode == "train":
+        train(out, int(sys.argv[3]), int(sys.argv[4]))
     else:
-        raise SystemExit(f"unknown mode {mode!r}: devices or process")
+        raise SystemExit(f"unknown mode {mode!r}: devices, process, runner or train")

@@ -21,7 +21,11 @@ pytest.importorskip("orbax.checkpoint")
 NUM_SEEDS = 2
 # The run of tests/test_runner.py (7 updates in chunks of 3, 3, 1), checkpointed
 # at every chunk boundary.
-CFG = jaxpg.Config(num_envs=4, rollout_steps=8, total_steps=4 * 8 * 7, lr=1e-2)
+# Observation normalisation is on: its statistics are part of the state that
+# must survive an interruption.
+CFG = jaxpg.Config(
+    num_envs=4, rollout_steps=8, total_steps=4 * 8 * 7, lr=1e-2, normalise_obs=True
+)
 CHUNK = 3
 # PPO: 5 updates of 4 envs x 8 steps, chunks of 2, 2, 1.
 PPO = jaxpg.Config(
@@ -33,6 +37,9 @@ PPO = jaxpg.Config(
     num_epochs=2,
     hidden=(16,),
     lr=1e-3,
+    normalise_obs=True,
+    scale_rewards=True,
+    anneal_lr=True,
 )
 
 

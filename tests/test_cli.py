@@ -29,7 +29,7 @@ pytest.importorskip("matplotlib")
 # 2 seeds, 6 updates of 4 envs x 8 steps, 5 evaluation episodes per seed.
 TINY = [
     "--seeds", "2", "--num-envs", "4", "--rollout-steps", "8", "--steps", "192",
-    "--eval-episodes", "5", "--hidden", "16,16",
+    "--eval-episodes", "5", "--hidden", "16,16", "--set", "normalise_obs=true",
 ]  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -75,7 +75,11 @@ def test_config_json_rebuilds_the_run(cli_run):
     record = _strict_json((out_dir / "config.json").read_text())
     cfg = rundir.config_from_dict(record["config"])
     expected = presets.get("CartPole-v1").replace(
-        total_steps=192, num_envs=4, rollout_steps=8, hidden=(16, 16)
+        total_steps=192,
+        num_envs=4,
+        rollout_steps=8,
+        hidden=(16, 16),
+        normalise_obs=True,
     )
     assert cfg == expected
     assert record["num_seeds"] == 2 and record["first_seed"] == 0
@@ -206,6 +210,7 @@ def test_eval_restores_the_saved_policies(cli_run):
     summary = _strict_json((out_dir / "summary.json").read_text())["eval"]
     assert record["mean_per_seed"] == summary["mean_per_seed"]
     assert record["evaluated"] == "final parameters"
+    assert (out_dir / "obs_norm").is_dir()  # the statistics the policy acts through
     assert "IQM" in stdout and "seeds solved" in stdout
     # Default round 1: fresh episodes, another sample.
     assert _main("eval", str(out_dir), "--episodes", "5")[0] == 0

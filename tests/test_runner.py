@@ -4,6 +4,7 @@ metrics; the progress bar counts env steps."""
 
 from __future__ import annotations
 
+import gc
 import time
 import tracemalloc
 
@@ -167,6 +168,9 @@ def _traced_after_each_chunk(**kwargs) -> tuple[np.ndarray, int]:
 
     def callback(info):
         chunk_bytes.append(sum(v.nbytes for v in info.metrics.values()))
+        # Collect cyclic garbage first: its release at random times is noise
+        # of the size of a chunk's metrics.
+        gc.collect()
         samples.append(tracemalloc.get_traced_memory()[0])
 
     tracemalloc.start()

@@ -36,6 +36,10 @@ from jaxpg.algorithms.base import (
     apply_gradients,
     make_init,
     nan_if_empty,
+    observe,
+    observing,
+    schedule_learning_rate,
+    update_statistics,
 )
 from jaxpg.batching import permutation
 from jaxpg.config import Config, Hyperparams
@@ -141,10 +145,14 @@ def make_actor_critic(
     def collect(state: TrainState):
         hp = state.hparams
         key, key_rollout, key_shuffle = jax.random.split(state.key, 3)
+        # The networks see observations through the statistics this update
+        # started with (fixed until its end): the stored log-probabilities and
+        # the loss's agree.
+        see = observe(cfg, state)
         window, env_state, obs, episode = collect_window(
             key_rollout,
             parts.stepper,
-            policy.apply,
+            observing(policy.apply, see),
             state.params["policy"],
             state.env_state,
             state.obs,
@@ -152,10 +160,16 @@ def make_actor_critic(
             cfg.rollout_steps,
         )
         tr = window.transitions
-        values = critic.apply(state.params["critic"], tr.obs)
-        next_values = critic.apply(state.params["critic"], tr.final_obs)
+        seen = see(tr.obs)
+        values = critic.apply(state.params["critic"], seen)
+        next_values = critic.apply(state.params["critic"], see(tr.final_obs))
+        rewards, reward_norm = tr.reward, state.reward_norm
+        if cfg.scale_rewards:
+            rewards, reward_norm = reward_norm.scale(
+                rewards, tr.done.astype(jnp.float32), hp.gamma
+            )
         advantages, targets = generalized_advantage_estimation(
-            tr.reward,
+            rewards,
             hp.gamma * (1.0 - tr.terminated.astype(jnp.float32)),
             values,
             next_values,
@@ -164,7 +178,7 @@ def make_actor_critic(
         )
         flat = lambda x: x.reshape((num_samples, *x.shape[2:]))  # noqa: E731
         samples = Samples(
-            obs=flat(tr.obs),
+            obs=flat(seen),
             actions=flat(tr.action),
             log_probs=flat(tr.log_prob),
             values=flat(values),
@@ -180,8 +194,14 @@ def make_actor_critic(
             "env_steps": env_steps,
         }
         state = state.replace(
-            env_state=env_state, obs=obs, episode=episode, key=key, env_steps=env_steps
+            env_state=env_state,
+            obs=obs,
+            episode=episode,
+            key=key,
+            env_steps=env_steps,
+            reward_norm=reward_norm,
         )
+        state = update_statistics(cfg, state, flat(tr.obs))
         return samples, key_shuffle, metrics, state
 
     def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:
@@ -190,6 +210,7 @@ def make_actor_critic(
         return grads, {**metrics, **aux}, state
 
     def update(state: TrainState) -> tuple[TrainState, dict[str, Array]]:
+        opt_state = schedule_learning_rate(cfg, parts, state)
         samples, key_shuffle, metrics, state = collect(state)
         hp = state.hparams
 
@@ -213,9 +234,7 @@ def make_actor_critic(
             return jax.lax.scan(step, carry, batches)
 
         keys = jax.random.split(key_shuffle, num_epochs)
-        (params, opt_state), aux = jax.lax.scan(
-            epoch, (state.params, state.opt_state), keys
-        )
+        (params, opt_state), aux = jax.lax.scan(epoch, (state.params, opt_state), keys)
         rejected = aux.pop("nonfinite")
         aux = jax.tree.map(jnp.mean, aux)
         # 1 if any optimizer step of this update was rejected as non-finite

@@ -21,6 +21,7 @@ from jaxpg.batching import while_loop
 from jaxpg.config import Config, Hyperparams
 from jaxpg.envs import EnvSpec
 from jaxpg.networks import Critic, Policy, make_critic, make_policy
+from jaxpg.normalise import RewardScaler, RunningMeanStd
 from jaxpg.rollout import RunningEpisodes
 
 Array = jax.Array
@@ -42,6 +43,10 @@ class TrainState:
       env_steps: ``[]`` int32, real transitions that fed the gradient so far.
       episode: the running return and length of each env's current episode
         (windowed rollouts carry episodes across updates).
+      obs_norm: :class:`~jaxpg.normalise.RunningMeanStd` of the observations
+        seen (``[*O]``); what the networks see when ``cfg.normalise_obs``.
+      reward_norm: :class:`~jaxpg.normalise.RewardScaler` (``[B]`` running
+        returns); used when ``cfg.scale_rewards``.
     """
 
     params: Any
@@ -53,6 +58,8 @@ class TrainState:
     update_idx: Array
     env_steps: Array
     episode: RunningEpisodes
+    obs_norm: RunningMeanStd
+    reward_norm: RewardScaler
 
 
 class Algorithm(NamedTuple):
@@ -145,17 +152,77 @@ def make_init(cfg: Config, parts: Parts) -> Callable[..., TrainState]:
             update_idx=jnp.int32(0),
             env_steps=jnp.int32(0),
             episode=RunningEpisodes.zeros(cfg.num_envs),
+            obs_norm=RunningMeanStd.zeros(obs.shape[1:]),
+            reward_norm=RewardScaler.zeros(cfg.num_envs),
         )
 
     return init
 
 
+def observe(cfg: Config, state: TrainState) -> Callable[[Array], Array]:
+    """What the networks see of an observation batch in this update: the
+    observations standardised by ``state.obs_norm`` when ``cfg.normalise_obs``
+    (fixed for the whole update), else the observations themselves."""
+    if cfg.normalise_obs:
+        return state.obs_norm.normalise
+    return lambda obs: obs
+
+
+def observing(
+    apply: Callable[[Any, Array], Any], see: Callable[[Array], Array]
+) -> Callable[[Any, Array], Any]:
+    """``apply(params, obs)`` composed with the observation transform ``see``."""
+    return lambda params, obs: apply(params, see(obs))
+
+
+def update_statistics(
+    cfg: Config,
+    state: TrainState,
+    obs: Array,
+    weights: Array | None = None,
+) -> TrainState:
+    """Merge an update's raw observations ``[N, *O]`` (``weights``: ``[N]``
+    0/1, those that count) into ``state.obs_norm`` when ``cfg.normalise_obs``."""
+    if not cfg.normalise_obs:
+        return state
+    return state.replace(obs_norm=state.obs_norm.update(obs, weights))
+
+
+def clip_by_global_norm_per_network(max_norm: float) -> optax.GradientTransformation:
+    """Clip each top-level entry of a dict of gradients (``{"policy": ...,
+    "critic": ...}``) by its own global norm ``max_norm``."""
+    clip = optax.clip_by_global_norm(max_norm)
+
+    def init_fn(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates: Any, state: Any, params: Any = None):
+        del params
+        if not isinstance(updates, dict):
+            raise TypeError(
+                "clip_by_global_norm_per_network needs a dict of networks' "
+                f"gradients, got {type(updates).__name__}"
+            )
+        clipped = {k: clip.update(g, optax.EmptyState())[0] for k, g in updates.items()}
+        return clipped, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def _default_optimizer(
-    learning_rate: Array | float, max_grad_norm: float | None
+    learning_rate: Array | float,
+    max_grad_norm: float | None,
+    per_network: bool,
 ) -> optax.GradientTransformation:
     parts = []
     if max_grad_norm is not None:
-        parts.append(optax.clip_by_global_norm(max_grad_norm))
+        clip = (
+            clip_by_global_norm_per_network
+            if per_network
+            else (optax.clip_by_global_norm)
+        )
+        parts.append(clip(max_grad_norm))
     parts += [
         optax.scale_by_adam(eps=1e-5),
         optax.scale_by_learning_rate(learning_rate),
@@ -165,11 +232,39 @@ def _default_optimizer(
 
 def make_optimizer(cfg: Config) -> optax.GradientTransformation:
     """jaxpg's default: Adam (``eps=1e-5``) after global-norm clipping when
-    ``cfg.max_grad_norm`` is set, with the learning rate injected
-    (``optax.inject_hyperparams``) so that it is a traced value in the
-    optimizer state: :func:`make_init` sets it from ``hparams.lr``."""
-    build = functools.partial(_default_optimizer, max_grad_norm=cfg.max_grad_norm)
-    return optax.inject_hyperparams(build)(learning_rate=cfg.lr)
+    ``cfg.max_grad_norm`` is set (per network with ``cfg.clip_per_network``),
+    with the learning rate injected (``optax.inject_hyperparams``) so that it
+    is a traced value in the optimizer state: :func:`make_init` sets it from
+    ``hparams.lr``, and with ``cfg.anneal_lr`` every update sets it to
+    :func:`annealed_learning_rate`."""
+    build = functools.partial(
+        _default_optimizer,
+        max_grad_norm=cfg.max_grad_norm,
+        per_network=cfg.clip_per_network,
+    )
+    # per_network shapes the chain: static, not a traced hyperparameter.
+    return optax.inject_hyperparams(build, static_args=("per_network",))(
+        learning_rate=cfg.lr
+    )
+
+
+def annealed_learning_rate(cfg: Config, state: TrainState) -> Array:
+    r"""``lr × max(0, 1 − env_steps / total_steps)`` with the env steps done
+    before this update: linear in the step budget, from ``lr`` at the first
+    update to ``lr / num_updates`` at the last one (a2c, ppo). For reinforce,
+    whose updates use a varying number of steps, the decay still follows the
+    budget, not the update count."""
+    frac = 1.0 - state.env_steps.astype(jnp.float32) / cfg.total_steps
+    return state.hparams.lr * jnp.clip(frac, 0.0, 1.0)
+
+
+def schedule_learning_rate(cfg: Config, parts: Parts, state: TrainState) -> Any:
+    """The optimizer state this update steps with: with ``cfg.anneal_lr`` (and
+    jaxpg's default optimizer) its learning rate set to
+    :func:`annealed_learning_rate` of ``state``, else ``state.opt_state``."""
+    if not (cfg.anneal_lr and parts.lr_from_hparams):
+        return state.opt_state
+    return set_learning_rate(state.opt_state, annealed_learning_rate(cfg, state))
 
 
 def set_learning_rate(opt_state: Any, lr: Array) -> Any:

@@ -49,7 +49,11 @@ from jaxpg.algorithms.base import (
     chunked_grad,
     make_init,
     nan_if_empty,
+    observe,
+    observing,
     pack_rows,
+    schedule_learning_rate,
+    update_statistics,
 )
 from jaxpg.config import Config
 from jaxpg.envs import EnvSpec
@@ -122,10 +126,11 @@ def make_reinforce(
         # nothing: the number of updates is static, the budget a minimum (the
         # last update finishes the episodes it started).
         in_budget = state.env_steps < cfg.total_steps
+        see = observe(cfg, state)  # fixed for the whole update
         batch, env_state, obs = collect_episodes(
             key_rollout,
             parts.stepper,
-            policy.apply,
+            observing(policy.apply, see),
             state.params["policy"],
             spec,
             state.env_state,
@@ -134,15 +139,20 @@ def make_reinforce(
             buffer_len,
         )
         mask = batch.mask
+        rewards, reward_norm = batch.rewards, state.reward_norm
+        if cfg.scale_rewards:
+            rewards, reward_norm = reward_norm.scale(
+                rewards, batch.dones, hp.gamma, mask
+            )
         returns = discounted_returns_prefix(
-            batch.rewards, hp.gamma * (1.0 - batch.dones), batch.num_steps
+            rewards, hp.gamma * (1.0 - batch.dones), batch.num_steps
         )
         if critic is not None:
             weights = returns * mask
         else:
             weights = baseline(returns, mask, batch.episode_start)
         packed, count = pack_rows(
-            mask, chunk, obs=batch.obs, actions=batch.actions, weights=weights
+            mask, chunk, obs=see(batch.obs), actions=batch.actions, weights=weights
         )
         num_valid = jnp.maximum(count, 1).astype(jnp.float32)
         loss_fn = functools.partial(chunk_loss, num_valid=num_valid, hp=hp)
@@ -173,16 +183,23 @@ def make_reinforce(
         if critic is not None:
             metrics["value_loss"] = aux["value_loss"]
         new_state = state.replace(
-            env_state=env_state, obs=obs, key=key, env_steps=env_steps
+            env_state=env_state,
+            obs=obs,
+            key=key,
+            env_steps=env_steps,
+            reward_norm=reward_norm,
         )
+        flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
+        new_state = update_statistics(cfg, new_state, flat(batch.obs), flat(batch.mask))
         return grads, metrics, new_state
 
     def update(state: TrainState) -> tuple[TrainState, dict[str, Array]]:
+        opt_state = schedule_learning_rate(cfg, parts, state)
         grads, metrics, state = estimate(state)
         params, opt_state, opt_metrics = apply_gradients(
             tx,
             state.params,
-            state.opt_state,
+            opt_state,
             grads,
             skip=metrics.pop("collected") == 0,
         )

@@ -1,0 +1,123 @@
+r"""Running statistics for observation normalisation and reward scaling.
+
+Both are carried in the train state (per seed, vmapped like everything else)
+and held fixed within an update: an update acts, computes its loss and stores
+its PPO log-probabilities with the statistics it started with, then merges the
+update's data into them. So the ratio of PPO's first epoch is exactly 1, and
+evaluation with the saved statistics sees what the last update's policy saw.
+
+* :class:`RunningMeanStd`: mean and variance of everything seen so far,
+  merged batch by batch (Chan et al.'s parallel formula, exact in real
+  arithmetic; float32 here).
+* :class:`RewardScaler`: divides rewards by the running standard deviation
+  of a discounted return ``R_t = γ R_{t-1} + r_t`` (reset at episode ends),
+  the scaling of Stable-Baselines3's ``VecNormalize``; the return reported as
+  ``episode_return`` is always the raw one.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+OBS_CLIP = 10.0  # normalised observations are clipped to [-OBS_CLIP, OBS_CLIP]
+EPS = 1e-8
+
+
+class RunningMeanStd(NamedTuple):
+    """Mean and variance of the samples seen so far.
+
+    Attributes:
+      mean: ``[*X]`` float32.
+      var: ``[*X]`` float32 (population variance; 1 before any sample).
+      count: ``[]`` float32, the (weighted) number of samples seen.
+    """
+
+    mean: Array
+    var: Array
+    count: Array
+
+    @classmethod
+    def zeros(cls, shape: tuple[int, ...]) -> RunningMeanStd:
+        """No samples yet: ``normalise`` is the identity."""
+        return cls(
+            jnp.zeros(shape, jnp.float32),
+            jnp.ones(shape, jnp.float32),
+            jnp.zeros((), jnp.float32),
+        )
+
+    def update(self, x: Array, weights: Array | None = None) -> RunningMeanStd:
+        """Merge a batch ``x`` of ``[N, *X]`` samples (``weights``: ``[N]``
+        0/1, the samples to count; default all). A batch with no counted
+        sample leaves the statistics unchanged."""
+        x = jnp.asarray(x, jnp.float32)
+        w = jnp.ones(x.shape[:1], jnp.float32) if weights is None else weights
+        w = w.astype(jnp.float32).reshape(w.shape + (1,) * (x.ndim - 1))
+        n_b = jnp.sum(w)
+        safe_n_b = jnp.maximum(n_b, 1.0)
+        mean_b = jnp.sum(w * x, axis=0) / safe_n_b
+        var_b = jnp.sum(w * (x - mean_b[None]) ** 2, axis=0) / safe_n_b
+        n = self.count + n_b
+        safe_n = jnp.maximum(n, 1.0)
+        delta = mean_b - self.mean
+        mean = self.mean + delta * n_b / safe_n
+        m2 = self.var * self.count + var_b * n_b + delta**2 * self.count * n_b / safe_n
+        # Before any sample the variance stays 1 (the identity transform).
+        var = jnp.where(n > 0, m2 / safe_n, self.var)
+        return RunningMeanStd(mean, var, n)
+
+    def normalise(self, x: Array, clip: float = OBS_CLIP) -> Array:
+        """``clip((x - mean) / sqrt(var + 1e-8))`` as float32, shape of ``x``."""
+        x = jnp.asarray(x, jnp.float32)
+        lead = (1,) * (x.ndim - self.mean.ndim)  # explicit broadcasting
+        mean = self.mean.reshape(lead + self.mean.shape)
+        std = jnp.sqrt(self.var + EPS).reshape(lead + self.mean.shape)
+        return jnp.clip((x - mean) / std, -clip, clip)
+
+
+class RewardScaler(NamedTuple):
+    """Running discounted return of each env and the statistics of it.
+
+    Attributes:
+      ret: ``[B]`` float32, the discounted return of each env's episode so far.
+      stats: :class:`RunningMeanStd` of ``ret`` (scalar).
+    """
+
+    ret: Array
+    stats: RunningMeanStd
+
+    @classmethod
+    def zeros(cls, num_envs: int) -> RewardScaler:
+        return cls(jnp.zeros((num_envs,), jnp.float32), RunningMeanStd.zeros(()))
+
+    def scale(
+        self, rewards: Array, dones: Array, gamma: Array, mask: Array | None = None
+    ) -> tuple[Array, RewardScaler]:
+        """Scale ``[T, B]`` rewards by the standard deviation of the return.
+
+        Args:
+          rewards: ``[T, B]`` raw rewards.
+          dones: ``[T, B]`` 1 where the episode ended after that step.
+          gamma: the discount of the running return.
+          mask: ``[T, B]`` 0/1, the steps that exist (default all); others
+            neither change the return nor count.
+
+        Returns:
+          ``(rewards / sqrt(var + 1e-8), scaler)``, the variance being that of
+          the returns including this batch's.
+        """
+        mask = jnp.ones_like(rewards) if mask is None else mask
+
+        def body(ret, xs):
+            r, d, m = xs
+            ret = jnp.where(m > 0, ret * gamma + r, ret)
+            return ret * (1.0 - d * m), ret
+
+        ret, seen = jax.lax.scan(body, self.ret, (rewards, dones, mask))
+        stats = self.stats.update(seen.reshape(-1), mask.reshape(-1))
+        scaled = rewards / jnp.sqrt(stats.var + EPS)
+        return scaled, RewardScaler(ret, stats)
