@@ -7,11 +7,14 @@ between programs over ``--repeats`` rounds and report the median.
 
 * ``generate``: the KV-cached sampler alone (the ceiling);
 * ``generate_no_cache``: the same sampler recomputing the full prefix each step;
-* ``rl_update``: one full RL update (sample, score, reference pass, advantages,
-  ``epochs`` gradient steps), ``vmap`` over seeds;
+* ``rl_update``: full RL updates (sample, score, reference pass, advantages,
+  ``epochs`` gradient steps), ``vmap`` over seeds, ``--iters`` of them in one
+  compiled ``lax.scan`` per call (``rl.run_updates``, the path of
+  ``rl.make_rl_train`` and ``jaxpg lm``);
 * ``learner``: the gradient step alone on a fixed batch.
 
-Tokens/s counts response tokens (``N * R``; learner: ``N * R * epochs``).
+Tokens/s counts response tokens (``N * R`` per update; learner:
+``N * R * epochs``). The other programs are called ``--iters`` times per timing.
 
     python benchmarks/lm_throughput.py                 # defaults below
     python benchmarks/lm_throughput.py --tiny          # seconds, checks it runs
@@ -83,7 +86,7 @@ def main() -> None:
     states = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))(keys, params)
 
     def rl_update(states):
-        return jax.vmap(lambda s: algo.update(s, params))(states)
+        return jax.vmap(lambda s: rl.run_updates(algo, s, params, a.iters))(states)
 
     batch = jax.jit(
         jax.vmap(lambda k: rl.make_batch(k, params, params, task, cfg, rl_cfg))
@@ -100,29 +103,29 @@ def main() -> None:
 
         return jax.vmap(one)(batch)
 
-    programs = {
-        "generate": (generate, jax.random.key(2), n * r),
-        "generate_no_cache": (generate_no_cache, jax.random.key(2), n * r),
-        "rl_update": (rl_update, states, n * r),
-        "learner": (learner, params, n * r * a.epochs),
+    programs = {  # name: (function, argument, tokens per call, calls per timing)
+        "generate": (generate, jax.random.key(2), n * r, a.iters),
+        "generate_no_cache": (generate_no_cache, jax.random.key(2), n * r, a.iters),
+        "rl_update": (rl_update, states, n * r * a.iters, 1),
+        "learner": (learner, params, n * r * a.epochs, a.iters),
     }
     compiled, compile_s = {}, {}
-    for name, (fn, arg, _) in programs.items():
+    for name, (fn, arg, _, _) in programs.items():
         t0 = time.perf_counter()
         compiled[name] = jax.jit(fn).lower(arg).compile()
         compile_s[name] = time.perf_counter() - t0
     times = {name: [] for name in programs}
     for _ in range(a.repeats):
-        for name, (_, arg, _) in programs.items():
+        for name, (_, arg, _, calls) in programs.items():
             jax.block_until_ready(compiled[name](arg))
             t0 = time.perf_counter()
-            for _ in range(a.iters):
+            for _ in range(calls):
                 out = compiled[name](arg)
             jax.block_until_ready(out)
-            times[name].append((time.perf_counter() - t0) / a.iters)
+            times[name].append((time.perf_counter() - t0) / calls)
 
     rows = {}
-    for name, (_, _, tokens) in programs.items():
+    for name, (_, _, tokens, _) in programs.items():
         sec = statistics.median(times[name])
         rows[name] = {
             "tokens_per_s": tokens / sec,

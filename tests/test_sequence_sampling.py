@@ -81,6 +81,11 @@ def test_sampling_is_deterministic_given_the_key_and_masks_after_eos(policy):
     )
     a, b = fn(jax.random.key(3)), fn(jax.random.key(3))
     np.testing.assert_array_equal(a.responses, b.responses)
+    # Step t draws as jax.random.categorical with key split(key, R)[t].
+    logits = jax.jit(model.apply, static_argnums=1)(params, cfg, prompts)[0]
+    last = sampling.sampling_log_probs(logits[:, -1])
+    first = jax.random.categorical(jax.random.split(jax.random.key(3), R)[0], last)
+    np.testing.assert_array_equal(a.responses[:, 0], first)
     assert not np.array_equal(a.responses, fn(jax.random.key(4)).responses)
     resp, mask = np.asarray(a.responses), np.asarray(a.mask)
     for row, m in zip(resp, mask, strict=True):
@@ -97,6 +102,42 @@ def test_sampling_is_deterministic_given_the_key_and_masks_after_eos(policy):
         a.log_probs,
         atol=1e-5,
     )
+
+
+def test_grouped_prompts_run_once_and_change_nothing(policy):
+    """``group_size=G`` against ``group_size=1``: teacher-forced logits (one
+    packed row per group: the prompt, then its G responses) equal up to float
+    rounding; with learned positions also the sampler (the prompt's prefill
+    once per group, position-independent: checked once), same responses and
+    masks. Gradients through the packed rows: the estimators of
+    test_sequence_exact.py use them."""
+    cfg, params, prompts = policy
+    g, sampler = 4, cfg.positions == "learned"
+    grouped = jnp.repeat(prompts[:16], g, axis=0)  # [64, Lp], rows share a prompt
+
+    @jax.jit
+    def run(key):
+        out = []
+        for size in (1, g):
+            if sampler:
+                s = sampling.sample(
+                    key, params, cfg, grouped, R, eos_id=EOS, pad_id=PAD,
+                    temperature=0.8, group_size=size,
+                )  # fmt: skip
+                responses = s.responses
+            else:
+                s, responses = None, jax.random.randint(key, (64, R), 0, 14)
+            logits = sampling.response_logits(params, cfg, grouped, responses, size)
+            out.append((s, logits))
+        return out
+
+    (s1, logits1), (sg, logitsg) = run(jax.random.key(8))
+    np.testing.assert_allclose(logits1, logitsg, atol=1e-5)
+    if sampler:
+        np.testing.assert_array_equal(s1.responses, sg.responses)
+        np.testing.assert_array_equal(s1.mask, sg.mask)
+        np.testing.assert_allclose(s1.log_probs, sg.log_probs, atol=1e-5)
+        assert s1.mask.sum() > 2 * grouped.shape[0]  # several tokens per response
 
 
 @pytest.mark.parametrize(("temperature", "top_k"), [(1.0, None), (0.5, 4)])
@@ -145,6 +186,25 @@ def test_model_and_sampler_reject_bad_input():
         sampling.sample(
             jax.random.key(0), params, cfg, prompts, 2, eos_id=1, pad_id=0, top_k=20
         )
+    with pytest.raises(ValueError, match="group_size=3 must be an int >= 1 dividing"):
+        sampling.sample(
+            jax.random.key(0), params, cfg, prompts, 2, eos_id=1, pad_id=0,
+            group_size=3,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match=r"cache length=7 must be in \[1, 6\]"):
+        model.init_cache(cfg, 2, 7)
+    with pytest.raises(ValueError, match="do not fit a cache of 4 positions"):
+        model.apply(params, cfg, prompts, 2, model.init_cache(cfg, 2, 4))
+    positions, mask = sampling.packed_layout(4, 3, 2)  # a 10-token packed row
+    np.testing.assert_array_equal(positions, [0, 1, 2, 3, 4, 5, 6, 4, 5, 6])
+    assert mask[8].tolist() == [1, 1, 1, 1, 0, 0, 0, 1, 1, 0]  # prompt + own
+    with pytest.raises(ValueError, match="positions and mask go together"):
+        model.apply(params, cfg, jnp.zeros((2, 10), jnp.int32), positions=positions)
+    with pytest.raises(ValueError, match=r"positions must be in \[0, max_len=6\)"):
+        model.apply(
+            params, cfg, jnp.zeros((2, 10), jnp.int32), positions=positions + 1,
+            mask=mask,
+        )  # fmt: skip
 
 
 def test_reference_round_trip_and_version_hash(tmp_path):

@@ -216,12 +216,7 @@ def _train(task, model_cfg, rl_cfg, ref_params, num_seeds, chunk, progress):
     algo = rlm.make_rl(task, model_cfg, rl_cfg)
 
     def run_chunk(states, ref):
-        def one(state):
-            return jax.lax.scan(
-                lambda s, _: algo.update(s, ref), state, None, length=chunk
-            )
-
-        return jax.vmap(one)(states)
+        return jax.vmap(lambda s: rlm.run_updates(algo, s, ref, chunk))(states)
 
     keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
     init = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))

@@ -12,7 +12,10 @@ Conventions (the whole :mod:`jaxpg.sequence` package):
 * The KV cache is an explicit pytree (:class:`KVCache`) passed in and returned:
   :func:`apply` with a cache writes the keys/values of ``tokens`` at positions
   ``start .. start + L - 1`` and attends to every cached position ``<=`` the
-  query's. Without a cache it is one causal pass over ``tokens``.
+  query's. Without a cache it is one causal pass over ``tokens``, or, given
+  ``positions`` and an attention ``mask``, a packed row: a shared prompt
+  followed by several continuations that each attend to the prompt and to
+  themselves only.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -79,13 +83,20 @@ class TransformerConfig:
 class KVCache(NamedTuple):
     """Keys and values of every layer, written in place by :func:`apply`."""
 
-    k: Array  # [layers, N, max_len, H, D/H] float32
-    v: Array  # [layers, N, max_len, H, D/H] float32
+    k: Array  # [layers, N, C, H, D/H] float32, C <= max_len positions
+    v: Array  # [layers, N, C, H, D/H] float32
 
 
-def init_cache(cfg: TransformerConfig, batch: int) -> KVCache:
-    """An empty cache for ``batch`` sequences (zeros; masked until written)."""
-    shape = (cfg.num_layers, batch, cfg.max_len, cfg.num_heads, cfg.head_dim)
+def init_cache(
+    cfg: TransformerConfig, batch: int, length: int | None = None
+) -> KVCache:
+    """An empty cache for ``batch`` sequences of up to ``length`` positions
+    (default ``cfg.max_len``; zeros, masked until written). A shorter cache
+    saves attention work over positions a program never reaches."""
+    length = cfg.max_len if length is None else length
+    if not 1 <= length <= cfg.max_len:
+        raise ValueError(f"cache length={length} must be in [1, {cfg.max_len}]")
+    shape = (cfg.num_layers, batch, length, cfg.num_heads, cfg.head_dim)
     return KVCache(jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
 
 
@@ -105,7 +116,7 @@ class _Block(nn.Module):
     cfg: TransformerConfig
 
     @nn.compact
-    def __call__(self, x, positions, cache_kv, start):
+    def __call__(self, x, positions, mask, cache, layer, start):
         cfg = self.cfg
         n, length, _ = x.shape
         h = nn.LayerNorm(name="ln_attn")(x)
@@ -114,26 +125,29 @@ class _Block(nn.Module):
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if cfg.positions == "rotary":
             q, k = _rotary(q, positions), _rotary(k, positions)
-        if cache_kv is None:
-            keys, values, key_pos = k, v, positions
+        if cache is None:
+            keys, values = k, v
         else:
-            ck, cv = cache_kv
-            keys = jax.lax.dynamic_update_slice(ck, k, (0, start, 0, 0))
-            values = jax.lax.dynamic_update_slice(cv, v, (0, start, 0, 0))
-            key_pos = jnp.arange(cfg.max_len)
-            cache_kv = (keys, values)
+            # Written in place into the stacked [layers, ...] arrays (no
+            # per-layer slice and re-stack of the whole cache).
+            at = (layer, 0, start, 0, 0)
+            cache = KVCache(
+                jax.lax.dynamic_update_slice(cache.k, k[None], at),
+                jax.lax.dynamic_update_slice(cache.v, v[None], at),
+            )
+            keys, values = cache.k[layer], cache.v[layer]
+            mask = jnp.arange(cache.k.shape[2])[None, :] <= positions[:, None]
         logits = jnp.einsum("nqhd,nkhd->nhqk", q, keys) / jnp.sqrt(
             jnp.float32(cfg.head_dim)
         )
-        causal = key_pos[None, :] <= positions[:, None]  # [L, Lk]
-        logits = jnp.where(causal[None, None], logits, jnp.finfo(jnp.float32).min)
+        logits = jnp.where(mask[None, None], logits, jnp.finfo(jnp.float32).min)
         attn = jax.nn.softmax(logits, axis=-1)
         out = jnp.einsum("nhqk,nkhd->nqhd", attn, values).reshape(n, length, -1)
         x = x + nn.Dense(cfg.width, name="attn_out")(out)
         h = nn.LayerNorm(name="ln_mlp")(x)
         h = nn.gelu(nn.Dense(cfg.mlp_ratio * cfg.width, name="mlp_in")(h))
         x = x + nn.Dense(cfg.width, name="mlp_out")(h)
-        return x, cache_kv
+        return x, cache
 
 
 class Transformer(nn.Module):
@@ -142,10 +156,11 @@ class Transformer(nn.Module):
     cfg: TransformerConfig
 
     @nn.compact
-    def __call__(self, tokens, start=0, cache: KVCache | None = None):
+    def __call__(
+        self, tokens, start=0, cache: KVCache | None = None, positions=None, mask=None
+    ):
         cfg = self.cfg
         length = tokens.shape[1]
-        positions = start + jnp.arange(length)
         emb = nn.Embed(
             cfg.vocab_size,
             cfg.width,
@@ -153,27 +168,28 @@ class Transformer(nn.Module):
             name="embed",
         )
         x = emb(tokens)
+        if positions is None:
+            positions = start + jnp.arange(length)
+        if cache is None and mask is None:
+            mask = jnp.arange(length)[None, :] <= jnp.arange(length)[:, None]
         if cfg.positions == "learned":
             pos_table = self.param(
                 "pos_embed",
                 nn.initializers.normal(cfg.init_scale),
                 (cfg.max_len, cfg.width),
             )
-            pos = jax.lax.dynamic_slice_in_dim(pos_table, start, length, axis=0)
+            if isinstance(positions, np.ndarray):
+                pos = pos_table[positions]  # static positions of a packed row
+            else:
+                pos = jax.lax.dynamic_slice_in_dim(pos_table, start, length, axis=0)
             x = x + pos[None]
-        new_k, new_v = [], []
+        positions = jnp.asarray(positions)
         for i in range(cfg.num_layers):
-            layer_cache = None if cache is None else (cache.k[i], cache.v[i])
-            x, layer_cache = _Block(cfg, name=f"block_{i}")(
-                x, positions, layer_cache, start
+            x, cache = _Block(cfg, name=f"block_{i}")(
+                x, positions, mask, cache, i, start
             )
-            if cache is not None:
-                new_k.append(layer_cache[0])
-                new_v.append(layer_cache[1])
         x = nn.LayerNorm(name="ln_final")(x)
         logits = nn.Dense(cfg.vocab_size, name="head")(x)
-        if cache is not None:
-            cache = KVCache(jnp.stack(new_k), jnp.stack(new_v))
         return logits, cache
 
 
@@ -189,6 +205,9 @@ def apply(
     tokens: Array,
     start: Array | int = 0,
     cache: KVCache | None = None,
+    *,
+    positions: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> tuple[Array, KVCache | None]:
     """Logits of every position, optionally through a KV cache.
 
@@ -200,6 +219,11 @@ def apply(
         may it be non-zero.
       cache: ``None`` for one causal pass over ``tokens``; a :class:`KVCache`
         to write positions ``start .. start + L - 1`` into and attend over.
+      positions, mask: without a cache, a packed row (several sequences
+        sharing a prefix in one row): ``positions [L]`` the position of each
+        token (static ints ``< max_len``) and ``mask [L, L]`` (static bool)
+        whether token ``i`` attends to token ``j``. Defaults: ``0 .. L - 1``,
+        causal.
 
     Returns:
       ``(logits [N, L, V] float32, cache)``; ``cache`` is the updated cache or
@@ -207,8 +231,26 @@ def apply(
     """
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [N, L], got shape {tokens.shape}")
-    if cache is None and tokens.shape[1] > cfg.max_len:
+    length = tokens.shape[1]
+    if (positions is None) != (mask is None) or (
+        positions is not None and cache is not None
+    ):
+        raise ValueError("positions and mask go together, and only without a cache")
+    if positions is not None:
+        positions, mask = np.asarray(positions), np.asarray(mask, bool)
+        if positions.shape != (length,) or mask.shape != (length, length):
+            raise ValueError(
+                f"positions {positions.shape} and mask {mask.shape} must be "
+                f"[{length}] and [{length}, {length}]"
+            )
+        if positions.min() < 0 or positions.max() >= cfg.max_len:
+            raise ValueError(f"positions must be in [0, max_len={cfg.max_len})")
+    elif cache is None and length > cfg.max_len:
+        raise ValueError(f"tokens has length {length} > cfg.max_len={cfg.max_len}")
+    fixed = cache is not None and isinstance(start, int)
+    if fixed and start + length > cache.k.shape[2]:
         raise ValueError(
-            f"tokens has length {tokens.shape[1]} > cfg.max_len={cfg.max_len}"
+            f"positions {start} .. {start + length - 1} do not fit a cache of "
+            f"{cache.k.shape[2]} positions"
         )
-    return Transformer(cfg).apply(params, tokens, start, cache)
+    return Transformer(cfg).apply(params, tokens, start, cache, positions, mask)

@@ -5,7 +5,9 @@ gradient with a KL to the frozen reference. Pure ``(init, update)`` pair and a
 One update:
 
 1. draw ``P`` prompts from the key, repeat each ``G`` times (``N = P G``);
-2. sample responses with the KV-cached sampler (:mod:`.sampling`);
+2. sample responses with the KV-cached sampler (:mod:`.sampling`); every
+   forward pass here and below runs a group's shared prompt once
+   (``group_size=G``), its keys/values shared by the ``G`` responses;
 3. score them with the task's optimised reward (and its true reward and
    accuracy, for the metrics);
 4. teacher-forced log-probs of the reference; with ``kl_placement="reward"``
@@ -184,14 +186,15 @@ def rollout(
     prompts = jnp.repeat(prompts, rl.group_size, axis=0)  # [N, Lp], grouped
     samples = sampling.sample(
         sample_key, params, model_cfg, prompts, r, eos_id=EOS, pad_id=PAD,
-        temperature=rl.temperature, top_k=rl.top_k,
+        temperature=rl.temperature, top_k=rl.top_k, group_size=rl.group_size,
     )  # fmt: skip
     responses, mask = samples.responses, samples.mask
-    ref_logits = sampling.response_logits(ref_params, model_cfg, prompts, responses)
+    g = rl.group_size
+    ref_logits = sampling.response_logits(ref_params, model_cfg, prompts, responses, g)
     if rl.temperature == 1.0 and rl.top_k is None:
         logp = samples.log_probs  # the sampler's distribution is pi itself
     else:
-        logits = sampling.response_logits(params, model_cfg, prompts, responses)
+        logits = sampling.response_logits(params, model_cfg, prompts, responses, g)
         logp = sampling.token_log_probs(logits, responses)
     ro = Rollout(
         prompts, responses, mask, samples.log_probs, logp, ref_logits,
@@ -248,8 +251,14 @@ def loss_fn(
     ``-grad`` of it at the sampling parameters is the policy-gradient estimate
     (times ``1/C`` for ``aggregation="constant"``), plus the KL term's gradient
     when ``kl_placement="loss"``.
+
+    ``batch.prompts`` must be grouped as :func:`rollout` lays them out (rows
+    ``g G .. g G + G - 1`` share a prompt, ``G = rl.group_size``): the
+    teacher-forced pass runs each prompt once per group.
     """
-    logits = sampling.response_logits(params, model_cfg, batch.prompts, batch.responses)
+    logits = sampling.response_logits(
+        params, model_cfg, batch.prompts, batch.responses, rl.group_size
+    )
     logp = sampling.token_log_probs(logits, batch.responses)
     mask = batch.mask
     adv = jnp.broadcast_to(batch.advantages[:, None], mask.shape)
@@ -355,6 +364,32 @@ def make_rl(
     return RL(init, update)
 
 
+def run_updates(
+    algo: RL,
+    state: RLState,
+    ref_params: Any,
+    num_updates: int,
+    hyper: Hyperparams | None = None,
+) -> tuple[RLState, dict[str, Array]]:
+    """``num_updates`` calls of ``algo.update`` in one ``lax.scan``:
+    ``(state, metrics)`` with each metric stacked to ``[num_updates]``.
+
+    The same keys and draws as calling ``algo.update`` that many times in a
+    Python loop (equal up to float rounding between separately compiled
+    programs), without a dispatch and a host round trip per update: ``jit``
+    it and call it once per chunk of updates (what ``jaxpg lm`` does between
+    progress reports). ``num_updates`` is static.
+    """
+    if not isinstance(num_updates, int) or num_updates < 1:
+        raise ValueError(f"num_updates={num_updates!r} must be an int >= 1")
+    return jax.lax.scan(
+        lambda s, _: algo.update(s, ref_params, hyper),
+        state,
+        None,
+        length=num_updates,
+    )
+
+
 class RLOutput(NamedTuple):
     params: Any  # final policy
     metrics: dict[str, Array]  # name -> [U] per update
@@ -368,20 +403,16 @@ def make_rl_train(
     optimizer: optax.GradientTransformation | None = None,
 ) -> Callable[[Array, Any, Any], RLOutput]:
     """``train(key, params, ref_params, hyper=None) -> RLOutput``:
-    ``rl.num_updates`` updates in one ``lax.scan``, starting from ``params``
-    (usually the SFT reference itself). ``hyper``: see :func:`make_rl`."""
+    ``rl.num_updates`` updates in one ``lax.scan`` (:func:`run_updates`),
+    starting from ``params`` (usually the SFT reference itself). ``hyper``:
+    see :func:`make_rl`."""
     algo = make_rl(task, model_cfg, rl, optimizer=optimizer)
 
     def train(
         key: Array, params: Any, ref_params: Any, hyper: Hyperparams | None = None
     ) -> RLOutput:
         state = algo.init(key, params)
-        state, metrics = jax.lax.scan(
-            lambda s, _: algo.update(s, ref_params, hyper),
-            state,
-            None,
-            length=rl.num_updates,
-        )
+        state, metrics = run_updates(algo, state, ref_params, rl.num_updates, hyper)
         return RLOutput(state.params, metrics)
 
     return train

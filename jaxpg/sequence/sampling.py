@@ -11,8 +11,9 @@ never emits EOS fills all ``R`` positions (truncated). The gradient never flows
 through sampling: policy gradients use :func:`token_log_probs` of the sampled
 tokens in one teacher-forced pass.
 
-Randomness: step ``t`` draws with ``jax.random.split(key, R)[t]``; the same
-key gives the same responses (bit-identical on one machine).
+Randomness: step ``t`` draws with ``jax.random.categorical`` and the key
+``jax.random.split(key, R)[t]``; the same key gives the same responses
+(bit-identical on one machine).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxpg.sequence import model
 from jaxpg.sequence.model import TransformerConfig
@@ -72,6 +74,47 @@ def _step_outputs(key, logits, done, eos_id, pad_id, temperature, top_k):
     return token, mask, logp, done
 
 
+def _prefill(
+    params: dict, cfg: TransformerConfig, prompts: Array, group_size: int, length: int
+) -> tuple[Array, model.KVCache]:
+    """Last-position logits ``[N, V]`` and a cache of ``length`` positions
+    holding the prompts' keys/values, computed once per group of
+    ``group_size`` rows that share a prompt, then repeated to ``N`` rows."""
+    unique = prompts[::group_size]
+    cache = model.init_cache(cfg, unique.shape[0], length)
+    logits, cache = model.apply(params, cfg, unique, 0, cache)
+    last = logits[:, -1]
+    if group_size > 1:
+        last = jnp.repeat(last, group_size, axis=0)
+        cache = jax.tree.map(lambda c: jnp.repeat(c, group_size, axis=1), cache)
+    return last, cache
+
+
+def _check_groups(n: int, group_size: int) -> None:
+    if not isinstance(group_size, int) or group_size < 1 or n % group_size:
+        raise ValueError(
+            f"group_size={group_size!r} must be an int >= 1 dividing the {n} rows"
+        )
+
+
+def packed_layout(prompt_len: int, response_len: int, group_size: int):
+    """Static layout of one packed row: a prompt, then ``group_size``
+    continuations of ``response_len`` tokens, each attending to the prompt
+    and to itself only.
+
+    Returns ``(positions [L], mask [L, L])`` numpy arrays for
+    :func:`.model.apply`, ``L = prompt_len + group_size * response_len``.
+    """
+    lp, r, g = prompt_len, response_len, group_size
+    positions = np.concatenate([np.arange(lp), np.tile(lp + np.arange(r), g)])
+    segment = np.concatenate([np.zeros(lp, int), np.repeat(np.arange(1, g + 1), r)])
+    order = np.arange(len(positions))
+    mask = (order[None, :] <= order[:, None]) & (
+        (segment[None, :] == 0) | (segment[None, :] == segment[:, None])
+    )
+    return positions, mask
+
+
 def sample(
     key: Array,
     params: dict,
@@ -83,11 +126,13 @@ def sample(
     pad_id: int,
     temperature: Array | float = 1.0,
     top_k: int | None = None,
+    group_size: int = 1,
 ) -> Samples:
     """Sample ``max_new_tokens`` tokens per prompt with a KV cache.
 
     One prefill pass over the prompts, then one single-token pass per step
-    inside a ``lax.scan`` (compile time does not grow with ``R``).
+    inside a ``lax.scan`` (compile time does not grow with ``R``); the last
+    token needs no pass after it.
 
     Args:
       key: PRNG key.
@@ -98,30 +143,40 @@ def sample(
       eos_id, pad_id: token ids (static).
       temperature: ``T > 0`` (may be traced).
       top_k: keep only the ``top_k`` largest logits (static), or ``None``.
+      group_size: ``G`` (static): rows ``g G .. g G + G - 1`` share a prompt
+        (the layout of :func:`.rl.rollout`), whose prefill then runs once per
+        group. The draws are those of ``group_size=1``.
 
     Returns:
       :class:`Samples` with ``[N, R]`` arrays.
     """
     _check(cfg, prompts, max_new_tokens, top_k)
     n, prompt_len = prompts.shape
-    cache = model.init_cache(cfg, n)
-    logits, cache = model.apply(params, cfg, prompts, 0, cache)
+    _check_groups(n, group_size)
+    last, cache = _prefill(
+        params, cfg, prompts, group_size, prompt_len + max_new_tokens - 1
+    )
+    keys = jax.random.split(key, max_new_tokens)
 
-    def step(carry, xs):
+    def outputs(logits, done, t):
+        return _step_outputs(keys[t], logits, done, eos_id, pad_id, temperature, top_k)
+
+    def step(carry, t):
         last_logits, cache, done = carry
-        step_key, t = xs
-        token, mask, logp, done = _step_outputs(
-            step_key, last_logits, done, eos_id, pad_id, temperature, top_k
-        )
+        token, mask, logp, done = outputs(last_logits, done, t)
         next_logits, cache = model.apply(
             params, cfg, token[:, None], prompt_len + t, cache
         )
         return (next_logits[:, 0], cache, done), (token, mask, logp)
 
-    keys = jax.random.split(key, max_new_tokens)
     done = jnp.zeros((n,), bool)
-    _, (tokens, mask, logp) = jax.lax.scan(
-        step, (logits[:, -1], cache, done), (keys, jnp.arange(max_new_tokens))
+    (last, _, done), (tokens, mask, logp) = jax.lax.scan(
+        step, (last, cache, done), jnp.arange(max_new_tokens - 1)
+    )
+    final = outputs(last, done, max_new_tokens - 1)[:3]
+    tokens, mask, logp = (
+        jnp.concatenate([seq, out[None]])
+        for seq, out in zip((tokens, mask, logp), final, strict=True)
     )
     return Samples(tokens.T, mask.T, logp.T)
 
@@ -167,13 +222,22 @@ def sample_without_cache(
 
 
 def response_logits(
-    params: dict, cfg: TransformerConfig, prompts: Array, responses: Array
+    params: dict,
+    cfg: TransformerConfig,
+    prompts: Array,
+    responses: Array,
+    group_size: int = 1,
 ) -> Array:
     """Teacher-forced logits that predict each response token.
 
     Args:
       prompts: ``[N, Lp]`` int32.
       responses: ``[N, R]`` int32.
+      group_size: ``G`` (static): rows ``g G .. g G + G - 1`` share a prompt
+        (the layout of :func:`.rl.rollout`). The pass then runs on ``N / G``
+        packed rows, the prompt once followed by its ``G`` responses
+        (:func:`packed_layout`): the same logits up to float rounding, the
+        prompt's work done once per group.
 
     Returns:
       ``[N, R, V]``: entry ``[:, t]`` is the distribution of ``responses[:, t]``
@@ -183,9 +247,27 @@ def response_logits(
         raise ValueError(
             f"prompts {prompts.shape} and responses {responses.shape} differ in N"
         )
-    tokens = jnp.concatenate([prompts, responses[:, :-1]], axis=1)
-    logits, _ = model.apply(params, cfg, tokens)
-    return logits[:, prompts.shape[1] - 1 :]
+    n, lp = prompts.shape
+    _check_groups(n, group_size)
+    if group_size == 1:
+        tokens = jnp.concatenate([prompts, responses[:, :-1]], axis=1)
+        logits, _ = model.apply(params, cfg, tokens)
+        return logits[:, lp - 1 :]
+    r, g = responses.shape[1], group_size
+    if lp + r - 1 > cfg.max_len:
+        raise ValueError(
+            f"prompt length {lp} + response length {r} - 1 exceeds the model's "
+            f"max_len={cfg.max_len}"
+        )
+    positions, mask = packed_layout(lp, r - 1, g)
+    rows = jnp.concatenate(
+        [prompts[::g], responses[:, :-1].reshape(n // g, g * (r - 1))], axis=1
+    )
+    logits, _ = model.apply(params, cfg, rows, positions=positions, mask=mask)
+    v = logits.shape[-1]
+    first = jnp.broadcast_to(logits[:, None, lp - 1 : lp], (n // g, g, 1, v))
+    rest = logits[:, lp:].reshape(n // g, g, r - 1, v)
+    return jnp.concatenate([first, rest], axis=2).reshape(n, r, v)
 
 
 def token_log_probs(logits: Array, tokens: Array) -> Array:
