@@ -136,11 +136,12 @@ def run_jaxpg(
 
         return jax.vmap(one, axis_name=SEED_AXIS)(state)
 
-    def eval_all(params, keys):
-        def one(p, k):
-            return jaxpg.evaluate(cfg, p, k, eval_episodes)
+    def eval_all(params, obs_norm, keys):
+        def one(p, o, k):
+            o = o if cfg.normalise_obs else None
+            return jaxpg.evaluate(cfg, p, k, eval_episodes, obs_norm=o)
 
-        return jax.vmap(one, axis_name=SEED_AXIS)(params, keys)
+        return jax.vmap(one, axis_name=SEED_AXIS)(params, obs_norm, keys)
 
     keys = shard_seeds(seed_keys(num_seeds))
     t0 = time.perf_counter()
@@ -154,7 +155,9 @@ def run_jaxpg(
     eval_keys = jax.random.split(
         jax.random.key(12345), (num_updates // chunk, num_seeds)
     )
-    eval_exe = jax.jit(eval_all).lower(spec.params["policy"], eval_keys[0]).compile()
+    eval_exe = jax.jit(eval_all)
+    eval_exe = eval_exe.lower(spec.params["policy"], spec.obs_norm, eval_keys[0])
+    eval_exe = eval_exe.compile()
     compile_s = time.perf_counter() - t0
 
     train_s = eval_s = 0.0
@@ -169,7 +172,8 @@ def run_jaxpg(
         train_s += time.perf_counter() - t0
         metrics.append(jax.device_get(m))
         t0 = time.perf_counter()
-        rets = jax.device_get(eval_exe(state.params["policy"], eval_keys[i]))
+        rets = eval_exe(state.params["policy"], state.obs_norm, eval_keys[i])
+        rets = jax.device_get(rets)
         eval_s += time.perf_counter() - t0
         eval_returns.append(np.asarray(rets).mean(axis=-1))
         eval_steps.append(np.asarray(state.env_steps, dtype=np.float64))

@@ -30,7 +30,7 @@ import jaxpg
 from jaxpg import presets
 from jaxpg.cli import parse_setting
 from jaxpg.scores import solved_threshold
-from jaxpg.stats import bootstrap_ci, iqm
+from jaxpg.stats import iqm, stratified_bootstrap_ci
 
 RESULTS = Path(__file__).parent / "results"
 SEED_SETS = {"0-15": range(0, 16), "100-115": range(100, 116)}
@@ -52,6 +52,7 @@ def check(cfg: jaxpg.Config, episodes: int) -> dict:
         jax.vmap(lambda p, k, o: jaxpg.evaluate(cfg, p, k, episodes, obs_norm=o))
     )(out.params, eval_keys, obs_norm)
     per_seed = np.asarray(returns, np.float64).mean(axis=1)
+    print("per seed:", np.round(per_seed, 1).tolist(), flush=True)
     threshold = solved_threshold(cfg.env)
     row = {"train_eval_s": time.perf_counter() - t0, "train_s": train_s, "sets": {}}
     start = 0
@@ -59,12 +60,12 @@ def check(cfg: jaxpg.Config, episodes: int) -> dict:
         scores = per_seed[start : start + len(seed_range)]
         start += len(seed_range)
         finite = scores[np.isfinite(scores)]
-        lo, hi = bootstrap_ci(finite[:, None], iqm, key=0) if len(finite) else (0, 0)
+        ci = stratified_bootstrap_ci(finite[:, None], stat=iqm, seed=0)
         row["sets"][name] = {
             "solved": int(np.sum(finite >= threshold)),
             "seeds": len(scores),
-            "iqm": float(iqm(finite)) if len(finite) else None,
-            "ci": [float(lo), float(hi)],
+            "iqm": float(ci.estimate),
+            "ci": [float(ci.low), float(ci.high)],
             "worst": float(np.min(finite)) if len(finite) else None,
             "per_seed": [float(x) for x in scores],
         }
@@ -73,7 +74,7 @@ def check(cfg: jaxpg.Config, episodes: int) -> dict:
 
 def _line(env: str, algo: str, row: dict) -> str:
     cells = []
-    for name, s in row["sets"].items():
+    for s in row["sets"].values():
         cells.append(
             f"{s['solved']}/{s['seeds']} | {s['iqm']:.1f} [{s['ci'][0]:.1f}, "
             f"{s['ci'][1]:.1f}] | {s['worst']:.1f}"
@@ -106,8 +107,7 @@ def main() -> None:
         cfg = presets.get(env, algo).replace(**overrides)
         row = check(cfg, args.episodes)
         row["config"] = {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in vars(cfg).items()
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()
         }
         rows[f"{env}/{algo}"] = row
         print(_line(env, algo, row), flush=True)
