@@ -240,7 +240,8 @@ def test_resume_with_a_different_option_names_it(cli_run):
     _, _, _, out_dir = cli_run
     code, stdout, err = _main("train", "--resume", str(out_dir), "--lr", "0.5")
     assert code == 2 and stdout == ""
-    assert "lr: run has 0.01, command line 0.5" in err
+    run_lr = json.loads((out_dir / rundir.CONFIG).read_text())["config"]["lr"]
+    assert f"lr: run has {run_lr}, command line 0.5" in err
     code, _, err = _main("train", "--resume", str(out_dir), "--seeds", "3")
     assert code == 2 and "seeds: run has 2, command line 3" in err
 

@@ -123,14 +123,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_gather_the_single_process_result(four_devices, tmp_path):
-    out, _ = four_devices
-    if not hasattr(jax.config, "jax_cpu_collectives_implementation"):
-        pytest.skip("this jaxlib has no CPU collectives (gloo) for two processes")
+def _run_two_processes(mode: str, tmp_path) -> None:
+    """Run the worker's ``mode`` as processes 0 and 1 of one ``jax.distributed``
+    job on localhost; both must exit 0 within ``TIMEOUT_S``."""
     port = _free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), "process", str(tmp_path), str(port), str(i)],
+            [sys.executable, str(WORKER), mode, str(tmp_path), str(port), str(i)],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -149,6 +148,13 @@ def test_two_processes_gather_the_single_process_result(four_devices, tmp_path):
                 p.wait()
     for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, log[-3000:]
+
+
+def test_two_processes_gather_the_single_process_result(four_devices, tmp_path):
+    out, _ = four_devices
+    if not hasattr(jax.config, "jax_cpu_collectives_implementation"):
+        pytest.skip("this jaxlib has no CPU collectives (gloo) for two processes")
+    _run_two_processes("process", tmp_path)
     infos = [json.loads((tmp_path / f"process_{i}.json").read_text()) for i in range(2)]
     assert [i["process_index"] for i in infos] == [0, 1]
     assert all(i["process_count"] == 2 and i["global_devices"] == 4 for i in infos)
@@ -232,28 +238,7 @@ def test_two_process_train_writes_the_single_process_run(tmp_path):
     from jaxpg import checkpoint, cli_compare, rundir
     from jaxpg.cli import main
 
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), "train", str(tmp_path), str(port), str(i)],
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=TIMEOUT_S)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, log in zip(procs, logs, strict=True):
-        assert p.returncode == 0, log[-3000:]
+    _run_two_processes("train", tmp_path)
     infos = [json.loads((tmp_path / f"train_{i}.json").read_text()) for i in range(2)]
     assert [i["code"] for i in infos] == [0, 0]
     assert all(i["process_count"] == 2 and i["global_devices"] == 4 for i in infos)

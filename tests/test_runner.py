@@ -207,27 +207,46 @@ def test_host_memory_is_flat_in_chunks_when_metrics_stream_to_disk(tmp_path):
     assert growth < 0.25 * chunk_bytes, (growth, chunk_bytes)
 
 
+def _wait_for(condition, timeout=5.0):
+    """Sleeps in short steps until ``condition()``: the interpreter runs a
+    pending signal handler between steps even when the OS delivered the
+    signal to another thread (XLA's), where one long sleep is not
+    interrupted."""
+    deadline = time.perf_counter() + timeout
+    while not condition() and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
 def test_signal_requests_a_stop_and_a_second_signal_interrupts():
     import os
     import signal
 
     from jaxpg.runner import _Stopper
 
-    with _Stopper(True) as stopper:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.01)  # the handler runs between bytecodes
-        assert stopper.stop and stopper.signum == signal.SIGINT
-        # The first signal restored Python's handler: a second one raises.
-        with pytest.raises(KeyboardInterrupt):
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with _Stopper(True) as stopper:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.5)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert _wait_for(lambda: stopper.stop)
+            assert stopper.signum == signal.SIGINT
+            # The first signal restored Python's handler: a second one raises.
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                _wait_for(lambda: False)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # SIGTERM (a scheduler's preemption) is handled the same way.
-    with _Stopper(True) as stopper:
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.01)
-        assert stopper.stop and stopper.signum == signal.SIGTERM
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with _Stopper(True) as stopper:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert _wait_for(lambda: stopper.stop)
+            assert stopper.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Captured(Exception):
