@@ -264,6 +264,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory-rollout", type=int, default=4)
     p.add_argument("--timeout", type=float, default=1800, help="per child, seconds")
     p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument(
+        "--parts",
+        default="seeds,devices,memory",
+        help="sections to run; the others are kept from the existing record "
+        "(each section records when it was measured)",
+    )
     # Child options.
     p.add_argument("--child", choices=("train", "memory"), help=argparse.SUPPRESS)
     p.add_argument("--algo", help=argparse.SUPPRESS)
@@ -287,9 +293,63 @@ def main(argv: list[str] | None = None) -> None:
     if solve_max is None:
         solve_max = 16 if cpu else 4096
     algos = [a for a in args.algos.split(",") if a]
+    parts = [x for x in args.parts.split(",") if x]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise SystemExit(
+            f"--parts={args.parts!r} is invalid: choose from {', '.join(PARTS)}"
+        )
+    stem = args.out / f"scaling_{platform_name}"
+    previous = {}
+    if set(parts) != set(PARTS):
+        if not stem.with_suffix(".json").exists():
+            raise SystemExit(
+                f"--parts={args.parts!r} keeps the other sections from "
+                f"{stem}.json, which does not exist: run every part first"
+            )
+        previous = json.loads(stem.with_suffix(".json").read_text())
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
+    sections = {
+        "seeds": lambda: _run_seeds(args, algos, seeds, solve_max),
+        "devices": lambda: _run_devices(args, algos),
+        "memory": lambda: _run_memory(args),
+    }
+    record = {
+        "date": now,
+        "machine": _machine(),
+        "env": ENV,
+        "threshold": THRESHOLD,
+        "measured": dict(previous.get("measured", {})),
+    }
+    for part in PARTS:
+        if part in parts:
+            print(f"{part}:", flush=True)
+            record[part] = sections[part]()
+            record["measured"][part] = {
+                "date": now,
+                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            }
+        else:
+            record[part] = previous[part]
+            record["measured"].setdefault(
+                part,
+                {"date": previous.get("date"), "command": previous.get("command")},
+            )
+    record["total_s"] = time.perf_counter() - t_start
+    record["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    stem.with_suffix(".md").write_text(_markdown(record))
+    _plot(record, stem.with_suffix(".png"))
+    print(f"wrote {stem}.json, .md, .png in {record['total_s']:.0f} s")
+
+
+PARTS = ("seeds", "devices", "memory")
+
+
+def _run_seeds(args, algos, seeds, solve_max) -> list[dict]:
     rows: list[dict] = []
-    print("seeds:", flush=True)
     for algo in algos:
         for s in seeds:
             rows.append(
@@ -301,7 +361,10 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(
                     _spawn("train", args.timeout, algo=algo, num_seeds=s, updates=0)
                 )
-    print("devices:", flush=True)
+    return rows
+
+
+def _run_devices(args, algos) -> list[dict]:
     device_rows: list[dict] = []
     for algo in algos:
         for d in args.devices:
@@ -321,8 +384,11 @@ def main(argv: list[str] | None = None) -> None:
             if r["algo"] == algo:
                 r["speedup"] = r["steps_per_s"] / base["steps_per_s"]
                 r["efficiency"] = r["speedup"] / r["devices"]
-    print("memory:", flush=True)
-    memory_rows = [
+    return device_rows
+
+
+def _run_memory(args) -> list[dict]:
+    return [
         _spawn(
             "memory",
             args.timeout,
@@ -333,25 +399,6 @@ def main(argv: list[str] | None = None) -> None:
         )
         for u in args.memory_updates
     ]
-    record = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
-        "machine": _machine(),
-        "env": ENV,
-        "threshold": THRESHOLD,
-        "seeds": rows,
-        "devices": device_rows,
-        "memory": memory_rows,
-        "total_s": time.perf_counter() - t_start,
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"scaling_{platform_name}"
-    stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
-    stem.with_suffix(".md").write_text(_markdown(record))
-    _plot(record, stem.with_suffix(".png"))
-    print(f"wrote {stem}.json, .md, .png in {record['total_s']:.0f} s")
 
 
 def _machine() -> dict:
@@ -380,6 +427,11 @@ def _markdown(rec: dict) -> str:
         f"{m['cpu_count']} CPU cores), {rec['date']}",
         "",
         f"`{rec['command']}`; {rec['env']}, presets; total {rec['total_s']:.0f} s.",
+        "",
+        *[
+            f"- {part}: measured {when.get('date')} (`{when.get('command')}`)"
+            for part, when in rec.get("measured", {}).items()
+        ],
         "",
         "## Seeds (one program, all devices)",
         "",

@@ -232,9 +232,9 @@ def shard_seeds(tree: Any) -> Any:
         return tree
     if leading % len(devices):
         warnings.warn(
-            f"{leading} seeds do not divide over {len(devices)} devices: the "
-            "chunked runner keeps them on one device (jaxpg.train_seeds and "
-            "jaxpg.sweep pad and use every device)",
+            f"{leading} seeds do not divide over {len(devices)} devices: "
+            "shard_seeds keeps them on one device (jaxpg.train_seeds, "
+            "jaxpg.sweep and jaxpg.runner.run pad and use every device)",
             stacklevel=2,
         )
         return tree
