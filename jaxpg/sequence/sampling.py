@@ -63,15 +63,33 @@ def _check(cfg: TransformerConfig, prompts: Array, max_new_tokens: int, top_k):
         raise ValueError(f"top_k={top_k} must be in [1, vocab_size={cfg.vocab_size}]")
 
 
-def _step_outputs(key, logits, done, eos_id, pad_id, temperature, top_k):
+def _step_outputs(noise, logits, done, eos_id, pad_id, temperature, top_k):
+    # ``argmax(noise + log mu)`` with ``noise = jax.random.gumbel(key, [N, V])``
+    # is ``jax.random.categorical(key, log mu)`` bit for bit: the noise of all
+    # steps is drawn up front in one batched call (:func:`_gumbel_noise`).
     logp_all = sampling_log_probs(logits, temperature, top_k)
-    token = jax.random.categorical(key, logp_all, axis=-1).astype(jnp.int32)
+    token = jnp.argmax(noise + logp_all, axis=-1).astype(jnp.int32)
     token = jnp.where(done, pad_id, token)
-    logp = jnp.take_along_axis(logp_all, token[:, None], axis=-1)[:, 0]
+    logp = _pick(logp_all, token)
     logp = jnp.where(done, 0.0, logp)
     mask = 1.0 - done.astype(jnp.float32)
     done = done | (token == eos_id)
     return token, mask, logp, done
+
+
+def _gumbel_noise(key: Array, steps: int, n: int, vocab: int) -> Array:
+    """``[steps, N, V]``: row ``t`` is ``jax.random.gumbel(split(key, steps)[t],
+    (N, V))``, the noise ``jax.random.categorical`` draws with that key."""
+    keys = jax.random.split(key, steps)
+    return jax.vmap(lambda k: jax.random.gumbel(k, (n, vocab)))(keys)
+
+
+def _pick(values: Array, index: Array) -> Array:
+    """``values[..., index]`` per row (``[..., V]``, ``[...]`` -> ``[...]``) as a
+    masked sum: elementwise forward and backward (no gather/scatter kernels)."""
+    vocab = jax.lax.broadcasted_iota(index.dtype, values.shape, values.ndim - 1)
+    hit = index[..., None] == vocab
+    return jnp.sum(jnp.where(hit, values, 0.0), axis=-1)
 
 
 def _prefill(
@@ -156,14 +174,15 @@ def sample(
     last, cache = _prefill(
         params, cfg, prompts, group_size, prompt_len + max_new_tokens - 1
     )
-    keys = jax.random.split(key, max_new_tokens)
+    noise = _gumbel_noise(key, max_new_tokens, n, cfg.vocab_size)
 
-    def outputs(logits, done, t):
-        return _step_outputs(keys[t], logits, done, eos_id, pad_id, temperature, top_k)
+    def outputs(logits, done, noise_t):
+        return _step_outputs(noise_t, logits, done, eos_id, pad_id, temperature, top_k)
 
-    def step(carry, t):
+    def step(carry, xs):
         last_logits, cache, done = carry
-        token, mask, logp, done = outputs(last_logits, done, t)
+        t, noise_t = xs
+        token, mask, logp, done = outputs(last_logits, done, noise_t)
         next_logits, cache = model.apply(
             params, cfg, token[:, None], prompt_len + t, cache
         )
@@ -171,9 +190,9 @@ def sample(
 
     done = jnp.zeros((n,), bool)
     (last, _, done), (tokens, mask, logp) = jax.lax.scan(
-        step, (last, cache, done), jnp.arange(max_new_tokens - 1)
+        step, (last, cache, done), (jnp.arange(max_new_tokens - 1), noise[:-1])
     )
-    final = outputs(last, done, max_new_tokens - 1)[:3]
+    final = outputs(last, done, noise[-1])[:3]
     tokens, mask, logp = (
         jnp.concatenate([seq, out[None]])
         for seq, out in zip((tokens, mask, logp), final, strict=True)
@@ -198,25 +217,25 @@ def sample_without_cache(
     ``R`` times the work. For tests and the throughput benchmark."""
     _check(cfg, prompts, max_new_tokens, top_k)
     n, prompt_len = prompts.shape
-    keys = jax.random.split(key, max_new_tokens)
+    noise = _gumbel_noise(key, max_new_tokens, n, cfg.vocab_size)
 
     def step(carry, xs):
         responses, done = carry
-        step_key, t = xs
+        noise_t, t = xs
         tokens = jnp.concatenate([prompts, responses], axis=1)
         logits, _ = model.apply(params, cfg, tokens)
         last = jax.lax.dynamic_index_in_dim(
             logits, prompt_len + t - 1, axis=1, keepdims=False
         )
         token, mask, logp, done = _step_outputs(
-            step_key, last, done, eos_id, pad_id, temperature, top_k
+            noise_t, last, done, eos_id, pad_id, temperature, top_k
         )
         responses = jax.lax.dynamic_update_index_in_dim(responses, token, t, axis=1)
         return (responses, done), (token, mask, logp)
 
     init = (jnp.full((n, max_new_tokens), pad_id, jnp.int32), jnp.zeros((n,), bool))
     _, (tokens, mask, logp) = jax.lax.scan(
-        step, init, (keys, jnp.arange(max_new_tokens))
+        step, init, (noise, jnp.arange(max_new_tokens))
     )
     return Samples(tokens.T, mask.T, logp.T)
 
@@ -275,5 +294,4 @@ def token_log_probs(logits: Array, tokens: Array) -> Array:
 
     ``logits [N, R, V]``, ``tokens [N, R]`` int32 -> ``[N, R]``.
     """
-    logp_all = jax.nn.log_softmax(logits, axis=-1)
-    return jnp.take_along_axis(logp_all, tokens[..., None], axis=-1)[..., 0]
+    return _pick(jax.nn.log_softmax(logits, axis=-1), tokens)
