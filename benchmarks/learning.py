@@ -246,6 +246,10 @@ def _rejax_kwargs(cfg: Config) -> dict[str, Any]:
         vf_coef=cfg.vf_coef,
         # rejax clips element-wise (optax.clip); None has no equivalent.
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm else 1e6,
+        # rejax's own running normalisers where the preset uses jaxpg's; it
+        # has no learning-rate annealing (anneal_lr is jaxpg's alone).
+        normalize_observations=cfg.normalise_obs,
+        normalize_rewards=cfg.scale_rewards,
     )
 
 

@@ -63,10 +63,11 @@ _PRESETS: dict[tuple[str, str], dict] = {
     ("Acrobot-v1", "a2c"): _CLASSIC_A2C,
     ("Acrobot-v1", "ppo"): _CLASSIC_PPO,
     ("Pendulum-v1", "a2c"): dict(
-        # Best found in a short search, but it does NOT solve Pendulum
-        # (evaluated IQM about -450 on 16 seeds at 1M steps, see the learning
-        # benchmark): plain A2C without advantage normalisation struggles
-        # here. Use "ppo".
+        # Observation normalisation, reward scaling and lr annealing: IQM
+        # -190.1 (seeds 0-15) and -191.9 (100-115) in a 32-seed check, 10/16
+        # and 9/16 seeds >= -200, against about -450 to -680 without them
+        # (lr 1e-3 with them: -515). Plain A2C still leaves a few seeds at a
+        # partial swing-up; "ppo" is the more reliable choice.
         num_envs=16,
         total_steps=1_000_000,
         rollout_steps=32,
@@ -74,6 +75,9 @@ _PRESETS: dict[tuple[str, str], dict] = {
         gae_lambda=0.95,
         lr=3e-3,
         init_log_std=-0.5,
+        normalise_obs=True,
+        scale_rewards=True,
+        anneal_lr=True,
     ),
     ("Pendulum-v1", "ppo"): dict(
         num_envs=16,
@@ -106,13 +110,18 @@ _PRESETS: dict[tuple[str, str], dict] = {
     # goal is found would dominate the joint norm and shrink the policy step.
     # lr 3e-3 solved as fast but a quarter of the seeds later fell back.
     ("MountainCarContinuous-v0", "a2c"): dict(
-        # Does NOT reliably solve it (IQM about 0 on 16 seeds): use "ppo".
+        # Observation normalisation and lr annealing: every seed of a 32-seed
+        # check reaches the goal (IQM 88.4 and 88.2, worst 85.1) but only 1
+        # in 16 reaches 90 (it moves less efficiently than PPO); without them
+        # the IQM was 12-32. lr 1e-3: faster, but 2 of 32 seeds stayed still.
         num_envs=16,
         total_steps=400_000,
         rollout_steps=32,
         lr=3e-4,
         init_log_std=0.0,
         policy_head_scale=1.0,
+        normalise_obs=True,
+        anneal_lr=True,
     ),
     ("MountainCarContinuous-v0", "ppo"): dict(
         # Observation normalisation (the velocity is of order 0.01) and lr
