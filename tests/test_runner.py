@@ -218,35 +218,31 @@ def _wait_for(condition, timeout=5.0):
     return condition()
 
 
-def test_signal_requests_a_stop_and_a_second_signal_interrupts():
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+def test_signal_requests_a_stop_and_a_second_signal_gets_the_old_handler(name):
+    """SIGINT (Ctrl-C) and SIGTERM (a scheduler's preemption) request a stop;
+    the first one puts the previous handler back, so a second Ctrl-C raises."""
     import os
     import signal
 
     from jaxpg.runner import _Stopper
 
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    signum = getattr(signal, name)
+    start = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL
+    previous = signal.signal(signum, start)
     try:
         with _Stopper(True) as stopper:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
             assert _wait_for(lambda: stopper.stop)
-            assert stopper.signum == signal.SIGINT
-            # The first signal restored Python's handler: a second one raises.
-            with pytest.raises(KeyboardInterrupt):
-                os.kill(os.getpid(), signal.SIGINT)
-                _wait_for(lambda: False)
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert stopper.signum == signum
+            assert signal.getsignal(signum) is start
+            if name == "SIGINT":
+                with pytest.raises(KeyboardInterrupt):
+                    os.kill(os.getpid(), signum)
+                    _wait_for(lambda: False)
+        assert signal.getsignal(signum) is start
     finally:
-        signal.signal(signal.SIGINT, previous)
-    # SIGTERM (a scheduler's preemption) is handled the same way.
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        with _Stopper(True) as stopper:
-            os.kill(os.getpid(), signal.SIGTERM)
-            assert _wait_for(lambda: stopper.stop)
-            assert stopper.signum == signal.SIGTERM
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signum, previous)
 
 
 class _Captured(Exception):
