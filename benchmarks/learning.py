@@ -392,19 +392,22 @@ def markdown(result: dict[str, Any]) -> str:
         "evaluations, see the throughput table for an equal comparison).",
         "",
         "| env | library | algo | steps/seed | final IQM [95% CI] | mean "
-        "| TTT eval | TTT train | compile s | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| seeds solved (final) | TTT eval | TTT train | compile s | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for env, runs in result["envs"].items():
+        threshold = result["thresholds"][env]
         for r in runs["runs"]:
             f = r["final"]
+            final = np.asarray(f["per_seed"], np.float64)
+            solved = f"{int(np.sum(final >= threshold))}/{final.size}"
             te = r["ttt_eval"]
             tt = r.get("ttt_train")
             lines.append(
                 f"| {env} | {r['library']} | {r['algo']} "
                 f"| {_fmt_steps(r['env_steps_per_seed'])} "
                 f"| {f['iqm']:.1f} [{f['iqm_ci95'][0]:.1f}, {f['iqm_ci95'][1]:.1f}] "
-                f"| {f['mean']:.1f} "
+                f"| {f['mean']:.1f} | {solved} "
                 f"| {_fmt_steps(te['median_steps'])} ({te['reached']}/{te['seeds']}) "
                 + (
                     f"| {_fmt_steps(tt['median_steps'])} ({tt['reached']}/"
