@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         previous = json.loads(stem.with_suffix(".json").read_text())
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     t_start = time.perf_counter()
     sections = {
         "seeds": lambda: _run_seeds(args, algos, seeds, solve_max),
@@ -326,10 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         if part in parts:
             print(f"{part}:", flush=True)
             record[part] = sections[part]()
-            record["measured"][part] = {
-                "date": now,
-                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            }
+            record["measured"][part] = {"date": now, "command": command}
         else:
             record[part] = previous[part]
             record["measured"].setdefault(
@@ -337,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
                 {"date": previous.get("date"), "command": previous.get("command")},
             )
     record["total_s"] = time.perf_counter() - t_start
-    record["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    record["command"] = command
     args.out.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
     stem.with_suffix(".md").write_text(_markdown(record))

@@ -347,13 +347,9 @@ def make_rl(
             aux = {**aux, "loss": loss, "grad_norm": optax.tree.norm(grads)}
             return (params, opt_state), aux
 
-        if rl.epochs == 1:  # no loop: one fewer control-flow boundary
-            (params, opt_state), aux = epoch((state.params, state.opt_state), None)
-            aux = jax.tree.map(lambda x: x[None], aux)
-        else:
-            (params, opt_state), aux = jax.lax.scan(
-                epoch, (state.params, state.opt_state), None, length=rl.epochs
-            )
+        (params, opt_state), aux = jax.lax.scan(
+            epoch, (state.params, state.opt_state), None, length=rl.epochs
+        )
         metrics = {name: value[0] for name, value in aux.items()}
         metrics["clip_frac"] = jnp.mean(aux["clip_frac"])
         metrics.update(
