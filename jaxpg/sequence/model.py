@@ -119,7 +119,11 @@ class _Block(nn.Module):
     def __call__(self, x, positions, mask, cache, layer, start):
         cfg = self.cfg
         n, length, _ = x.shape
-        h = nn.LayerNorm(name="ln_attn")(x)
+        # Dense layers see [N L, D] rows: the backward pass's weight gradient
+        # is then one plain matrix product (a contraction over a single axis),
+        # which XLA's CPU backend runs several times faster than a product
+        # contracting both N and L.
+        h = nn.LayerNorm(name="ln_attn")(x).reshape(n * length, -1)
         qkv = nn.Dense(3 * cfg.width, name="qkv")(h)
         qkv = qkv.reshape(n, length, 3, cfg.num_heads, cfg.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
@@ -142,11 +146,11 @@ class _Block(nn.Module):
         )
         logits = jnp.where(mask[None, None], logits, jnp.finfo(jnp.float32).min)
         attn = jax.nn.softmax(logits, axis=-1)
-        out = jnp.einsum("nhqk,nkhd->nqhd", attn, values).reshape(n, length, -1)
-        x = x + nn.Dense(cfg.width, name="attn_out")(out)
-        h = nn.LayerNorm(name="ln_mlp")(x)
+        out = jnp.einsum("nhqk,nkhd->nqhd", attn, values).reshape(n * length, -1)
+        x = x + nn.Dense(cfg.width, name="attn_out")(out).reshape(x.shape)
+        h = nn.LayerNorm(name="ln_mlp")(x).reshape(n * length, -1)
         h = nn.gelu(nn.Dense(cfg.mlp_ratio * cfg.width, name="mlp_in")(h))
-        x = x + nn.Dense(cfg.width, name="mlp_out")(h)
+        x = x + nn.Dense(cfg.width, name="mlp_out")(h).reshape(x.shape)
         return x, cache
 
 
@@ -188,8 +192,9 @@ class Transformer(nn.Module):
             x, cache = _Block(cfg, name=f"block_{i}")(
                 x, positions, mask, cache, i, start
             )
-        x = nn.LayerNorm(name="ln_final")(x)
-        logits = nn.Dense(cfg.vocab_size, name="head")(x)
+        n = x.shape[0]
+        x = nn.LayerNorm(name="ln_final")(x).reshape(n * length, -1)
+        logits = nn.Dense(cfg.vocab_size, name="head")(x).reshape(n, length, -1)
         return logits, cache
 
 
