@@ -16,10 +16,18 @@ Reported: RL training tokens/s (``updates * P * G * R`` response-token budget
 over the RL wall time) and exact-match accuracy of each final policy on 512
 fresh prompts (sampling at T = 1). jaxpg runs the path a user takes:
 ``rl.make_rl_train``, all updates in one compiled ``lax.scan``
-(``rl.run_updates``); its compile is timed apart, its RL wall time is the
-first call of the compiled program (one-time setup of a fresh executable
-included), and a second, identical call is reported beside it
-(``rl_s_second_call``). Needs the ``bench`` extra (torch, transformers, trl).
+(``rl.run_updates``), under a plain ``jax.jit``; its compile is timed apart.
+The wall time of one run varies by up to 1.5x between calls on a shared 2-core
+VM, so each side is run several times, in turns (``--repeats`` calls of the
+compiled jaxpg program between ``--trl-repeats`` TRL trainings, each from the
+same SFT model and seed), and the medians are compared; the first jaxpg call
+(one-time setup of a fresh executable included) is reported beside them.
+
+A second jaxpg row compiles the same program with XLA's YNNPACK fusions off
+(``jax.jit(..., compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""})``,
+or ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=`` for a whole process):
+at this model size XLA's own CPU kernels are faster than YNNPACK's. Needs the
+``bench`` extra (torch, transformers, trl).
 
     python benchmarks/lm_trl.py                # defaults below
     python benchmarks/lm_trl.py --tiny         # a quick check that both run
@@ -45,6 +53,11 @@ import numpy as np
 from jaxpg.sequence import model, rl, sft, tasks
 
 RESULTS = Path(__file__).parent / "results"
+# jaxpg rows: compiler options of the compiled RL program.
+JAX_VARIANTS = {
+    "jaxpg": None,
+    "jaxpg, YNNPACK off": {"xla_cpu_experimental_ynn_fusion_type": ""},
+}
 WORDS = ["<pad>", "<eos>", *[str(d) for d in range(10)], "+", "="]
 
 
@@ -65,25 +78,36 @@ def run_jax(task, a):
         advantage="grpo", aggregation="token_mean", kl_placement="loss",
         kl_estimator="k3", beta=a.beta, lr=a.lr, clip_eps=0.2,
     )  # fmt: skip
-    train = jax.jit(rl.make_rl_train(task, cfg, rl_cfg))
+    train = rl.make_rl_train(task, cfg, rl_cfg)
     key = jax.random.key(a.seed)
-    t0 = time.perf_counter()
-    compiled = train.lower(key, ref, ref).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(compiled(key, ref, ref))
-    run_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(compiled(key, ref, ref))  # same inputs, same result
-    second_s = time.perf_counter() - t0
     ev = jax.jit(lambda p: rl.evaluate(jax.random.key(7), p, task, cfg, 512))
-    return {
-        "compile_s": compile_s,
-        "rl_s": run_s,
-        "rl_s_second_call": second_s,
-        "reference_accuracy": float(ev(ref)["accuracy"]),
-        "accuracy": float(ev(out.params)["accuracy"]),
-    }
+    out = {}
+    for name, options in JAX_VARIANTS.items():
+        t0 = time.perf_counter()
+        compiled = (
+            jax.jit(train, compiler_options=options).lower(key, ref, ref).compile()
+        )
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = jax.block_until_ready(compiled(key, ref, ref))
+        first_s = time.perf_counter() - t0
+        out[name] = {
+            "call": lambda c=compiled: jax.block_until_ready(c(key, ref, ref)),
+            "compile_s": compile_s,
+            "first_call_s": first_s,
+            "reference_accuracy": float(ev(ref)["accuracy"]),
+            "accuracy": float(ev(result.params)["accuracy"]),
+            "runs_s": [],
+        }
+    return out
+
+
+def time_jax(rows) -> None:
+    """One more timed call of every jaxpg variant (the same inputs and result)."""
+    for row in rows.values():
+        t0 = time.perf_counter()
+        row["call"]()
+        row["runs_s"].append(time.perf_counter() - t0)
 
 
 def run_trl(task, a):
@@ -186,6 +210,22 @@ def run_trl(task, a):
     return {"rl_s": rl_s, "accuracy": acc}
 
 
+def run_trl_repeats(task, a, between) -> dict:
+    """``a.trl_repeats`` TRL trainings (same SFT model and seed), ``between()``
+    before each and after the last."""
+    runs = []
+    for _ in range(a.trl_repeats):
+        between()
+        runs.append(run_trl(task, a))
+    between()
+    return {
+        "runs_s": [r["rl_s"] for r in runs],
+        "rl_s": float(np.median([r["rl_s"] for r in runs])),
+        "accuracy": runs[0]["accuracy"],
+        "accuracies": [r["accuracy"] for r in runs],
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="sort", choices=("sort",))
@@ -200,45 +240,60 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--beta", type=float, default=0.04)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=9, help="timed jaxpg calls")
+    p.add_argument("--trl-repeats", type=int, default=3, help="timed TRL trainings")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--jax-only", action="store_true", help="skip TRL; no file")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     if a.tiny:
         a.width, a.layers, a.prompts, a.group, a.updates, a.sft_steps = 8, 1, 2, 2, 2, 2
+        a.repeats, a.trl_repeats = 1, 1
+    if a.repeats < 1 or a.trl_repeats < 1:
+        p.error("--repeats and --trl-repeats must be >= 1")
     task = tasks.sort_task(3)
     jx = run_jax(task, a)
     tokens = a.updates * a.prompts * a.group * task.max_new_tokens
+
+    def between():  # jaxpg calls spread evenly between (and around) TRL runs
+        for _ in range(max(1, round(a.repeats / (a.trl_repeats + 1)))):
+            time_jax(jx)
+
     if a.jax_only:
-        print(
-            f"jaxpg: {tokens / jx['rl_s']:,.0f} RL tokens/s "
-            f"({jx['rl_s'] / a.updates * 1e3:.2f} ms/update; second call "
-            f"{jx['rl_s_second_call'] / a.updates * 1e3:.2f}), compile "
-            f"{jx['compile_s']:.1f} s, accuracy {jx['reference_accuracy']:.3f} -> "
-            f"{jx['accuracy']:.3f}"
-        )
-        return
-    th = run_trl(task, a)
-    rows = {
-        "jaxpg": {**jx, "tokens_per_s": tokens / jx["rl_s"]},
-        "trl": {**th, "tokens_per_s": tokens / th["rl_s"]},
-    }
-    ratio = rows["jaxpg"]["tokens_per_s"] / rows["trl"]["tokens_per_s"]
+        for _ in range(a.repeats):
+            time_jax(jx)
+    else:
+        th = run_trl_repeats(task, a, between)
+    rows = {}
+    for name, row in jx.items():
+        row.pop("call")
+        row["rl_s"] = float(np.median(row["runs_s"]))
+        rows[name] = row
+    if not a.jax_only:
+        rows["trl"] = th
+    for row in rows.values():
+        row["tokens_per_s"] = tokens / row["rl_s"]
     print(f"sort, {a.updates} updates x {a.prompts}x{a.group}, R={task.max_new_tokens}")
-    print("| learner | RL tokens/s | RL s | compile s | accuracy after RL |")
+    print("| learner | RL tokens/s (median) | RL s: median [min, max] (runs) |"
+          " compile s | accuracy after RL |")  # fmt: skip
     print("|---|---|---|---|---|")
     for name, row in rows.items():
+        runs = row["runs_s"]
         print(
-            f"| {name} | {row['tokens_per_s']:,.0f} | {row['rl_s']:.1f} | "
-            f"{row.get('compile_s', 0.0):.1f} | {row['accuracy']:.3f} |"
+            f"| {name} | {row['tokens_per_s']:,.0f} | {row['rl_s']:.2f} "
+            f"[{min(runs):.2f}, {max(runs):.2f}] ({len(runs)}) | "
+            f"{row.get('compile_s', float('nan')):.1f} | {row['accuracy']:.3f} |"
         )
-    print(f"jaxpg / TRL training tokens/s: {ratio:.1f}x")
-    second = jx["rl_s_second_call"]
-    print(
-        f"jaxpg second call of the compiled program: {second:.2f} s "
-        f"({tokens / second:,.0f} tokens/s)"
-    )
-    record = {"settings": vars(a), "rows": rows, "ratio": ratio,
+    for name, row in jx.items():
+        print(f"{name}: first call {row['first_call_s']:.2f} s")
+    if a.jax_only:
+        return
+    ratios = {
+        name: rows[name]["tokens_per_s"] / rows["trl"]["tokens_per_s"] for name in jx
+    }
+    for name, ratio in ratios.items():
+        print(f"{name} / TRL training tokens/s (medians): {ratio:.1f}x")
+    record = {"settings": vars(a), "rows": rows, "ratios": ratios,
               "machine": platform.platform()}  # fmt: skip
     if not a.tiny or a.out:
         path = Path(a.out) if a.out else RESULTS / "lm_trl_cpu.json"

@@ -45,6 +45,11 @@ SEED_SETS = {
     # Never used by any preset search: the held-out check for presets whose
     # search looked at both sets above.
     "200-215": range(200, 216),
+    # Search sets: settings are compared here before the checks above.
+    "300-315": range(300, 316),
+    "316-331": range(316, 332),
+    "332-347": range(332, 348),
+    "348-363": range(348, 364),
 }
 DEFAULT_SETS = ("0-15", "100-115")
 # The experiments issue's per-seed bar where it differs from the solved
