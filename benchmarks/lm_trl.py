@@ -81,6 +81,7 @@ def run_jax(task, a):
     train = rl.make_rl_train(task, cfg, rl_cfg)
     key = jax.random.key(a.seed)
     ev = jax.jit(lambda p: rl.evaluate(jax.random.key(7), p, task, cfg, 512))
+    reference_accuracy = float(ev(ref)["accuracy"])
     out = {}
     for name, options in JAX_VARIANTS.items():
         t0 = time.perf_counter()
@@ -95,7 +96,7 @@ def run_jax(task, a):
             "call": lambda c=compiled: jax.block_until_ready(c(key, ref, ref)),
             "compile_s": compile_s,
             "first_call_s": first_s,
-            "reference_accuracy": float(ev(ref)["accuracy"]),
+            "reference_accuracy": reference_accuracy,
             "accuracy": float(ev(result.params)["accuracy"]),
             "runs_s": [],
         }
