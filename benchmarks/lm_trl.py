@@ -256,8 +256,13 @@ def main() -> None:
     jx = run_jax(task, a)
     tokens = a.updates * a.prompts * a.group * task.max_new_tokens
 
-    def between():  # jaxpg calls spread evenly between (and around) TRL runs
-        for _ in range(max(1, round(a.repeats / (a.trl_repeats + 1)))):
+    # The --repeats jaxpg calls, spread evenly before, between and after the
+    # TRL runs.
+    gaps = a.trl_repeats + 1
+    calls = iter([a.repeats // gaps + (i < a.repeats % gaps) for i in range(gaps)])
+
+    def between():
+        for _ in range(next(calls)):
             time_jax(jx)
 
     if a.jax_only:
