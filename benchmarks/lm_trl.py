@@ -65,7 +65,8 @@ def _text(tokens) -> str:
     return " ".join(WORDS[t] for t in tokens)
 
 
-def run_jax(task, a):
+def jax_setup(task, a):
+    """``(model config, SFT reference params, RL config)`` of the settings."""
     cfg = model.TransformerConfig(
         vocab_size=tasks.VOCAB_SIZE, width=a.width, num_layers=a.layers,
         num_heads=a.heads, max_len=task.prompt_len + task.max_new_tokens,
@@ -78,6 +79,11 @@ def run_jax(task, a):
         advantage="grpo", aggregation="token_mean", kl_placement="loss",
         kl_estimator="k3", beta=a.beta, lr=a.lr, clip_eps=0.2,
     )  # fmt: skip
+    return cfg, ref, rl_cfg
+
+
+def run_jax(task, a):
+    cfg, ref, rl_cfg = jax_setup(task, a)
     train = rl.make_rl_train(task, cfg, rl_cfg)
     key = jax.random.key(a.seed)
     ev = jax.jit(lambda p: rl.evaluate(jax.random.key(7), p, task, cfg, 512))
@@ -227,8 +233,8 @@ def run_trl_repeats(task, a, between) -> dict:
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_settings(p: argparse.ArgumentParser) -> None:
+    """The model, task, batch and RL settings (shared with ``lm_ablate.py``)."""
     p.add_argument("--task", default="sort", choices=("sort",))
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--layers", type=int, default=2)
@@ -241,6 +247,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--beta", type=float, default=0.04)
     p.add_argument("--seed", type=int, default=0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_settings(p)
     p.add_argument("--repeats", type=int, default=9, help="timed jaxpg calls")
     p.add_argument("--trl-repeats", type=int, default=3, help="timed TRL trainings")
     p.add_argument("--tiny", action="store_true")
