@@ -9,13 +9,10 @@ compiled in this process:
 * ``YNNPACK off``: ``compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""}``;
 * ``rational-tanh GELU``: the same tanh-approximate GELU with ``tanh`` as one
   rational function (multiplies, adds, one divide) and a hand-written
-  derivative that reuses it. At ``[256, 128]`` alone it is about twice as fast
-  as ``jax.nn.gelu`` (forward) on this CPU;
+  derivative that reuses it;
 * ``weight gradients transposed``: Dense layers whose input is wider than
   their output multiply by ``optimization_barrier(W.T)``, so the backward pass
-  computes the weight gradient as the wide ``dy^T x`` product. Alone, the
-  MLP's 128 -> 32 projection then runs its forward and backward pass about 30%
-  faster;
+  computes the weight gradient as the wide ``dy^T x`` product;
 * ``decode attention elementwise``: in single-token decode steps the two
   attention products (``q k^T`` over the cache and ``attn v``) are written as
   broadcast products and sums instead of matrix products.
@@ -23,14 +20,18 @@ compiled in this process:
 The patched pieces (``flax.linen.gelu``, ``flax.linen.Dense``, the model
 module's ``jnp``) are swapped in only while a variant is traced.
 
-Timing: ``--repeats`` rounds; each round calls every compiled program once,
-the order rotated by one each round. A variant's figure is the median over
-rounds of its wall time over the unchanged program's wall time in the same
+Timing: every program is compiled ``--copies`` times (separate traces and
+executables: two compilations of one program can differ by several percent
+on this VM, so one copy per variant is not enough). ``--repeats`` rounds each
+call every compiled program once, the order rotated by one per round; a
+variant's time in a round is the mean over its copies. Its figure is the
+median over rounds of that time over the unchanged program's in the same
 round (paired ratios cancel the slow drifts of a shared VM), with a 95%
-bootstrap interval of that median. Written to
+bootstrap interval of that median. The changed pieces are also timed alone
+at the learner's shapes, the same way. Written to
 ``benchmarks/results/lm_ablate_cpu.json``.
 
-    python benchmarks/lm_ablate.py            # defaults of lm_trl.py, 24 rounds
+    python benchmarks/lm_ablate.py            # lm_trl.py's settings, 16 rounds
     python benchmarks/lm_ablate.py --tiny     # seconds, checks it runs
 """
 
@@ -144,74 +145,186 @@ VARIANTS = {
 OPTIONS = {"YNNPACK off": {"xla_cpu_experimental_ynn_fusion_type": ""}}
 
 
+def paired_rounds(programs: dict, repeats: int) -> dict[str, list[float]]:
+    """Wall seconds of each zero-argument program over ``repeats`` rounds, each
+    round calling every program once, the order rotated by one per round
+    (after one untimed call of each: compile and setup apart)."""
+    names, runs = list(programs), {name: [] for name in programs}
+    for program in programs.values():
+        jax.block_until_ready(program())
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            jax.block_until_ready(programs[name]())
+            runs[name].append(time.perf_counter() - t0)
+    return runs
+
+
+def paired_ratio(runs, base, rng) -> tuple[float, list[float]]:
+    """Median of the per-round ratios and its 95% bootstrap interval."""
+    ratio = np.asarray(runs) / np.asarray(base)
+    boot = np.median(rng.choice(ratio, (2000, len(ratio))), axis=1)
+    return float(np.median(ratio)), [float(np.percentile(boot, q)) for q in (2.5, 97.5)]
+
+
+def pieces(iters: int) -> dict[str, dict]:
+    """The changed pieces alone at the learner's shapes (256 rows), ``iters``
+    dependent calls in one compiled scan each: ``name -> {variant: fn}``."""
+    x = jax.random.normal(jax.random.key(0), (256, 128))
+    w = jax.random.normal(jax.random.key(1), (128, 32)) / math.sqrt(128)
+    dy = jax.random.normal(jax.random.key(2), (256, 32))
+
+    def looped(body, init):
+        def run():
+            return jax.lax.scan(lambda c, _: (body(c), None), init, None, iters)[0]
+
+        return jax.jit(run)
+
+    def gelu_fwd(f):
+        return looped(lambda c: f(c) * 0.999 + 1e-3 * x, x)
+
+    def gelu_grad(f):
+        def body(c):
+            return jax.grad(lambda v: jnp.sum(f(v) * x))(c) * 0.5 + 1e-3 * x
+
+        return looped(body, x)
+
+    def dense_grad(dense):
+        def loss(w_, x_):
+            return jnp.sum(jnp.tanh(dense(x_, w_)) * dy)
+
+        def body(c):
+            gw, gx = jax.grad(loss, argnums=(0, 1))(w + c, x + c)
+            return c + 1e-9 * (jnp.sum(gw) + jnp.sum(gx))
+
+        return looped(body, jnp.float32(0))
+
+    def plain(x_, w_):
+        return x_ @ w_
+
+    def transposed(x_, w_):
+        kernel_t = jax.lax.optimization_barrier(w_.T)
+        return jax.lax.dot_general(x_, kernel_t, (((1,), (1,)), ((), ())))
+
+    def gelu(v):
+        return jax.nn.gelu(v, approximate=True)
+
+    return {
+        "GELU forward, [256, 128]": {
+            "jax.nn.gelu": gelu_fwd(gelu),
+            "rational tanh": gelu_fwd(rational_gelu),
+        },
+        "GELU gradient, [256, 128]": {
+            "jax.nn.gelu": gelu_grad(gelu),
+            "rational tanh": gelu_grad(rational_gelu),
+        },
+        "128 -> 32 projection, tanh, both gradients, 256 rows": {
+            "x @ W": dense_grad(plain),
+            "transposed": dense_grad(transposed),
+        },
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_settings(p)
-    p.add_argument("--repeats", type=int, default=24, help="rounds of calls")
+    p.add_argument("--repeats", type=int, default=16, help="rounds of calls")
+    p.add_argument(
+        "--copies", type=int, default=3, help="compiled copies of each program"
+    )
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     if a.tiny:
         a.width, a.layers, a.prompts, a.group, a.updates, a.sft_steps = 8, 1, 2, 2, 2, 2
-        a.repeats = 2
-    if a.repeats < 1:
-        p.error("--repeats must be >= 1")
+        a.repeats, a.copies = 2, 2
+    if a.repeats < 1 or a.copies < 1:
+        p.error("--repeats and --copies must be >= 1")
     task = tasks.sort_task(3)
     cfg, ref, rl_cfg = jax_setup(task, a)
     key = jax.random.key(a.seed)
     ev = jax.jit(lambda q: rl.evaluate(jax.random.key(7), q, task, cfg, 512))
     programs, rows, texts_of = {}, {}, {}
     for name, patch in VARIANTS.items():
-        t0 = time.perf_counter()
-        train = rl.make_rl_train(task, cfg, rl_cfg)  # a fresh trace per variant
-        with patch():
-            lowered = jax.jit(train, compiler_options=OPTIONS.get(name)).lower(
-                key, ref, ref
-            )
-        compiled = lowered.compile()
-        compile_s = time.perf_counter() - t0
+        compile_s = []
+        for copy in range(a.copies):
+            t0 = time.perf_counter()
+            train = rl.make_rl_train(task, cfg, rl_cfg)  # a fresh trace each time
+            with patch():
+                lowered = jax.jit(train, compiler_options=OPTIONS.get(name)).lower(
+                    key, ref, ref
+                )
+            compiled = lowered.compile()
+            compile_s.append(time.perf_counter() - t0)
+            programs[name, copy] = compiled
         text = lowered.as_text()
         if name not in OPTIONS and "again" not in name and text in texts_of.values():
             raise RuntimeError(f"variant {name!r} traced to an unchanged program")
         texts_of[name] = text
         out = jax.block_until_ready(compiled(key, ref, ref))
-        programs[name] = compiled
         rows[name] = {
             "compile_s": compile_s,
             "accuracy": float(ev(out.params)["accuracy"]),
-            "runs_s": [],
         }
-    names = list(programs)
-    for r in range(a.repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            jax.block_until_ready(programs[name](key, ref, ref))
-            rows[name]["runs_s"].append(time.perf_counter() - t0)
-    base = np.asarray(rows["jaxpg"]["runs_s"])
+    times = paired_rounds(
+        {k: (lambda c=c: c(key, ref, ref)) for k, c in programs.items()}, a.repeats
+    )
+    # Per round, a variant's time is the mean over its compiled copies.
+    per_round = {
+        name: np.mean([times[name, c] for c in range(a.copies)], axis=0)
+        for name in rows
+    }
     rng = np.random.default_rng(0)
-    print(f"sort, {a.updates} updates x {a.prompts}x{a.group}; {a.repeats} rounds")
+    print(
+        f"sort, {a.updates} updates x {a.prompts}x{a.group}; {a.repeats} rounds, "
+        f"{a.copies} compiled copies of each program"
+    )
     print("| program | ms per update (median) | / unchanged, paired (95% CI) |"
           " accuracy after RL |")  # fmt: skip
     print("|---|---:|---:|---:|")
     for name, row in rows.items():
-        runs = np.asarray(row["runs_s"])
-        ratio = runs / base
-        boot = np.median(rng.choice(ratio, (2000, len(ratio))), axis=1)
+        ratio, ci = paired_ratio(per_round[name], per_round["jaxpg"], rng)
         row.update(
-            ms_per_update=float(np.median(runs)) / a.updates * 1e3,
-            paired_ratio=float(np.median(ratio)),
-            ratio_ci95=[float(np.percentile(boot, q)) for q in (2.5, 97.5)],
+            runs_s={c: times[name, c] for c in range(a.copies)},
+            ms_per_update=float(np.median(per_round[name])) / a.updates * 1e3,
+            paired_ratio=ratio,
+            ratio_ci95=ci,
         )
         print(
-            f"| {name} | {row['ms_per_update']:.2f} | {row['paired_ratio']:.3f} "
-            f"[{row['ratio_ci95'][0]:.3f}, {row['ratio_ci95'][1]:.3f}] | "
-            f"{row['accuracy']:.3f} |"
+            f"| {name} | {row['ms_per_update']:.2f} | {ratio:.3f} "
+            f"[{ci[0]:.3f}, {ci[1]:.3f}] | {row['accuracy']:.3f} |"
         )
+    iters = 150
+    alone = {}
+    print(f"\nPieces alone ({iters} calls per timing; rounds and copies as above)")
+    print("| piece | variant | us per call (median) | / first, paired (95% CI) |")
+    print("|---|---|---:|---:|")
+    built = [pieces(iters) for _ in range(a.copies)]  # separate executables
+    for piece, variants in built[0].items():
+        copies = range(a.copies)
+        times = paired_rounds(
+            {(v, c): built[c][piece][v] for v in variants for c in copies}, a.repeats
+        )
+        per_round = {
+            v: np.mean([times[v, c] for c in copies], axis=0) for v in variants
+        }
+        first = next(iter(per_round.values()))
+        alone[piece] = {}
+        for name, runs in per_round.items():
+            ratio, ci = paired_ratio(runs, first, rng)
+            us = float(np.median(runs)) / iters * 1e6
+            alone[piece][name] = {"us_per_call": us, "paired_ratio": ratio,
+                                  "ratio_ci95": ci}  # fmt: skip
+            print(
+                f"| {piece} | {name} | {us:.1f} | {ratio:.3f} "
+                f"[{ci[0]:.3f}, {ci[1]:.3f}] |"
+            )
     if a.tiny and not a.out:
         return
     path = Path(a.out) if a.out else RESULTS / "lm_ablate_cpu.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"settings": vars(a), "rows": rows, "machine": platform.platform()}
+    record = {"settings": vars(a), "rows": rows, "pieces_alone": alone,
+              "machine": platform.platform()}  # fmt: skip
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {path}")
 
