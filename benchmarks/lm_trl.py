@@ -22,6 +22,9 @@ VM, so each side is run several times, in turns (``--repeats`` calls of the
 compiled jaxpg program between ``--trl-repeats`` TRL trainings, each from the
 same SFT model and seed), and the medians are compared; the first jaxpg call
 (one-time setup of a fresh executable included) is reported beside them.
+Two compilations of one program can also differ by several percent here
+(``lm_ablate.py``), so each jaxpg row is compiled ``--copies`` times and each
+of its runs is the mean of one call of every copy.
 
 A second jaxpg row compiles the same program with XLA's YNNPACK fusions off
 (``jax.jit(..., compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""})``,
@@ -84,37 +87,46 @@ def jax_setup(task, a):
 
 def run_jax(task, a):
     cfg, ref, rl_cfg = jax_setup(task, a)
-    train = rl.make_rl_train(task, cfg, rl_cfg)
     key = jax.random.key(a.seed)
     ev = jax.jit(lambda p: rl.evaluate(jax.random.key(7), p, task, cfg, 512))
     reference_accuracy = float(ev(ref)["accuracy"])
     out = {}
     for name, options in JAX_VARIANTS.items():
-        t0 = time.perf_counter()
-        compiled = (
-            jax.jit(train, compiler_options=options).lower(key, ref, ref).compile()
-        )
-        compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        result = jax.block_until_ready(compiled(key, ref, ref))
-        first_s = time.perf_counter() - t0
+        copies, compile_s, first_s = [], [], []
+        for _ in range(a.copies):
+            train = rl.make_rl_train(task, cfg, rl_cfg)  # a fresh trace each time
+            t0 = time.perf_counter()
+            compiled = (
+                jax.jit(train, compiler_options=options).lower(key, ref, ref).compile()
+            )
+            compile_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            result = jax.block_until_ready(compiled(key, ref, ref))
+            first_s.append(time.perf_counter() - t0)
+            copies.append(compiled)
         out[name] = {
-            "call": lambda c=compiled: jax.block_until_ready(c(key, ref, ref)),
-            "compile_s": compile_s,
-            "first_call_s": first_s,
+            "copies": copies,
+            "compile_s": compile_s[0],
+            "first_call_s": first_s[0],
             "reference_accuracy": reference_accuracy,
             "accuracy": float(ev(result.params)["accuracy"]),
             "runs_s": [],
+            "copy_runs_s": [],
         }
-    return out
+    return out, (key, ref, ref)
 
 
-def time_jax(rows) -> None:
-    """One more timed call of every jaxpg variant (the same inputs and result)."""
+def time_jax(rows, args) -> None:
+    """One more timed call of every compiled copy of every jaxpg variant (the
+    same inputs and result); a variant's run is the mean over its copies."""
     for row in rows.values():
-        t0 = time.perf_counter()
-        row["call"]()
-        row["runs_s"].append(time.perf_counter() - t0)
+        times = []
+        for compiled in row["copies"]:
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(*args))
+            times.append(time.perf_counter() - t0)
+        row["copy_runs_s"].append(times)
+        row["runs_s"].append(float(np.mean(times)))
 
 
 def run_trl(task, a):
@@ -253,6 +265,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_settings(p)
     p.add_argument("--repeats", type=int, default=9, help="timed jaxpg calls")
+    p.add_argument(
+        "--copies", type=int, default=3, help="compiled copies of each jaxpg row"
+    )
     p.add_argument("--trl-repeats", type=int, default=3, help="timed TRL trainings")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--jax-only", action="store_true", help="skip TRL; no file")
@@ -260,11 +275,11 @@ def main() -> None:
     a = p.parse_args()
     if a.tiny:
         a.width, a.layers, a.prompts, a.group, a.updates, a.sft_steps = 8, 1, 2, 2, 2, 2
-        a.repeats, a.trl_repeats = 1, 1
-    if a.repeats < 1 or a.trl_repeats < 1:
-        p.error("--repeats and --trl-repeats must be >= 1")
+        a.repeats, a.trl_repeats, a.copies = 1, 1, 1
+    if a.repeats < 1 or a.trl_repeats < 1 or a.copies < 1:
+        p.error("--repeats, --trl-repeats and --copies must be >= 1")
     task = tasks.sort_task(3)
-    jx = run_jax(task, a)
+    jx, call_args = run_jax(task, a)
     tokens = a.updates * a.prompts * a.group * task.max_new_tokens
 
     # The --repeats jaxpg calls, spread evenly before, between and after the
@@ -274,16 +289,16 @@ def main() -> None:
 
     def between():
         for _ in range(next(calls)):
-            time_jax(jx)
+            time_jax(jx, call_args)
 
     if a.jax_only:
         for _ in range(a.repeats):
-            time_jax(jx)
+            time_jax(jx, call_args)
     else:
         th = run_trl_repeats(task, a, between)
     rows = {}
     for name, row in jx.items():
-        row.pop("call")
+        row.pop("copies")
         row["rl_s"] = float(np.median(row["runs_s"]))
         rows[name] = row
     if not a.jax_only:
