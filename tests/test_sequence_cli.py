@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+import jax
 import pytest
 
-from jaxpg.sequence import cli, sft
+from jaxpg.sequence import cli, model, sft
 
 
 def _parse(argv):
@@ -41,6 +42,37 @@ def test_lm_runs_sft_then_rl_and_records_the_reference_version(tmp_path, capsys)
     assert (out / "curves.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert ref_info["version"] in printed and "hacked at" in printed
+    # On CPU the RL program ran with YNNPACK off (the default), recorded.
+    expected = cli.NO_YNN if jax.default_backend() == "cpu" else None
+    assert record["compiler_options"] == expected
+
+
+@pytest.mark.parametrize(
+    ("xla_ynn", "backend", "expected"),
+    [
+        ("off", "cpu", cli.NO_YNN),
+        ("on", "cpu", None),
+        ("off", "gpu", None),
+    ],
+)
+def test_lm_compiler_options(xla_ynn, backend, expected):
+    assert cli.compiler_options(xla_ynn, backend) == expected
+    with pytest.raises(ValueError, match="--xla-ynn='maybe'"):
+        cli.compiler_options("maybe", backend)
+    assert _parse(["lm"]).xla_ynn == "off"
+
+
+def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys):
+    args = _parse(["lm", *TINY, "--updates", "2", "--seeds", "1"])
+    task, model_cfg, rl_cfg = cli.build_config(args)
+    params = model.init(jax.random.key(0), model_cfg)
+    unknown = {"xla_no_such_option_for_this_test": "1"}
+    metrics, _, _, _, used = cli._train(
+        task, model_cfg, rl_cfg, params, 1, 2, False, unknown
+    )
+    assert used is None
+    assert "not supported; using the defaults" in capsys.readouterr().out
+    assert metrics["reward"].shape == (1, 2)
 
 
 @pytest.mark.parametrize(
@@ -58,10 +90,6 @@ def test_lm_rejects_bad_settings(tmp_path, capsys, extra, message):
 
 
 def test_lm_refuses_a_reference_of_another_shape(tmp_path, capsys):
-    import jax
-
-    from jaxpg.sequence import model
-
     cfg = model.TransformerConfig(vocab_size=14, width=16, num_heads=2, max_len=8)
     params = jax.eval_shape(lambda k: model.init(k, cfg), jax.random.key(0))
     params = jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), params)
