@@ -49,9 +49,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from lm_trl import RESULTS, add_settings, jax_setup
+from lm_trl import RESULTS, add_settings, compile_copies, jax_setup
 
 from jaxpg.sequence import model, rl, tasks
+from jaxpg.sequence.cli import NO_YNN
 
 _C, _A = math.sqrt(2.0 / math.pi), 0.044715
 # tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 7.9053 (float32 rational minimax
@@ -142,7 +143,7 @@ VARIANTS = {
         model, "jnp", _ElementwiseDecodeJnp()
     ),
 }
-OPTIONS = {"YNNPACK off": {"xla_cpu_experimental_ynn_fusion_type": ""}}
+OPTIONS = {"YNNPACK off": NO_YNN}
 
 
 def paired_rounds(programs: dict, repeats: int) -> dict[str, list[float]]:
@@ -244,30 +245,23 @@ def main() -> None:
     cfg, ref, rl_cfg = jax_setup(task, a)
     key = jax.random.key(a.seed)
     ev = jax.jit(lambda q: rl.evaluate(jax.random.key(7), q, task, cfg, 512))
+    args = (key, ref, ref)
     programs, rows, texts_of = {}, {}, {}
     for name, patch in VARIANTS.items():
-        compile_s = []
-        for copy in range(a.copies):
-            t0 = time.perf_counter()
-            train = rl.make_rl_train(task, cfg, rl_cfg)  # a fresh trace each time
-            with patch():
-                lowered = jax.jit(train, compiler_options=OPTIONS.get(name)).lower(
-                    key, ref, ref
-                )
-            compiled = lowered.compile()
-            compile_s.append(time.perf_counter() - t0)
-            programs[name, copy] = compiled
-        text = lowered.as_text()
+        copies, compile_s, text = compile_copies(
+            task, cfg, rl_cfg, args, a.copies, OPTIONS.get(name), patch
+        )
         if name not in OPTIONS and "again" not in name and text in texts_of.values():
             raise RuntimeError(f"variant {name!r} traced to an unchanged program")
         texts_of[name] = text
-        out = jax.block_until_ready(compiled(key, ref, ref))
+        programs.update({(name, c): compiled for c, compiled in enumerate(copies)})
+        out = jax.block_until_ready(copies[-1](*args))
         rows[name] = {
             "compile_s": compile_s,
             "accuracy": float(ev(out.params)["accuracy"]),
         }
     times = paired_rounds(
-        {k: (lambda c=c: c(key, ref, ref)) for k, c in programs.items()}, a.repeats
+        {k: (lambda c=c: c(*args)) for k, c in programs.items()}, a.repeats
     )
     # Per round, a variant's time is the mean over its compiled copies.
     per_round = {

@@ -40,6 +40,7 @@ at this model size XLA's own CPU kernels are faster than YNNPACK's. Needs the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -54,12 +55,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpg.sequence import model, rl, sft, tasks
+from jaxpg.sequence.cli import NO_YNN
 
 RESULTS = Path(__file__).parent / "results"
 # jaxpg rows: compiler options of the compiled RL program.
 JAX_VARIANTS = {
     "jaxpg": None,
-    "jaxpg, YNNPACK off": {"xla_cpu_experimental_ynn_fusion_type": ""},
+    "jaxpg, YNNPACK off": NO_YNN,
 }
 WORDS = ["<pad>", "<eos>", *[str(d) for d in range(10)], "+", "="]
 
@@ -85,25 +87,36 @@ def jax_setup(task, a):
     return cfg, ref, rl_cfg
 
 
+def compile_copies(task, cfg, rl_cfg, args, copies, options=None, trace=None):
+    """``copies`` separately traced and compiled ``jax.jit(rl.make_rl_train(...))``
+    programs for ``args``: ``(compiled list, compile seconds list, HLO text of
+    the last)``. ``trace``: makes a context manager to hold while tracing."""
+    compiled, compile_s = [], []
+    for _ in range(copies):
+        t0 = time.perf_counter()
+        train = rl.make_rl_train(task, cfg, rl_cfg)  # a fresh trace each time
+        with (trace or contextlib.nullcontext)():
+            lowered = jax.jit(train, compiler_options=options).lower(*args)
+        compiled.append(lowered.compile())
+        compile_s.append(time.perf_counter() - t0)
+    return compiled, compile_s, lowered.as_text()
+
+
 def run_jax(task, a):
     cfg, ref, rl_cfg = jax_setup(task, a)
-    key = jax.random.key(a.seed)
+    args = (jax.random.key(a.seed), ref, ref)
     ev = jax.jit(lambda p: rl.evaluate(jax.random.key(7), p, task, cfg, 512))
     reference_accuracy = float(ev(ref)["accuracy"])
     out = {}
     for name, options in JAX_VARIANTS.items():
-        copies, compile_s, first_s = [], [], []
-        for _ in range(a.copies):
-            train = rl.make_rl_train(task, cfg, rl_cfg)  # a fresh trace each time
+        copies, compile_s, _ = compile_copies(
+            task, cfg, rl_cfg, args, a.copies, options
+        )
+        first_s = []
+        for compiled in copies:
             t0 = time.perf_counter()
-            compiled = (
-                jax.jit(train, compiler_options=options).lower(key, ref, ref).compile()
-            )
-            compile_s.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            result = jax.block_until_ready(compiled(key, ref, ref))
+            result = jax.block_until_ready(compiled(*args))
             first_s.append(time.perf_counter() - t0)
-            copies.append(compiled)
         out[name] = {
             "copies": copies,
             "compile_s": compile_s[0],
@@ -113,7 +126,7 @@ def run_jax(task, a):
             "runs_s": [],
             "copy_runs_s": [],
         }
-    return out, (key, ref, ref)
+    return out, args
 
 
 def time_jax(rows, args) -> None:

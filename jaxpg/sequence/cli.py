@@ -12,9 +12,9 @@ response length over updates, mean and range over seeds) are written to
 ``--out``.
 
 On CPU the RL program is compiled with XLA's YNNPACK fusions off
-(``--xla-ynn off``, the default): at the model sizes this command targets,
-XLA's own CPU kernels make an RL update 6-16% faster
-(``benchmarks/lm_ablate.py``; the same model up to float rounding). The
+(``--xla-ynn off``, the default): XLA's own CPU kernels made the RL update
+of ``benchmarks/lm_trl.py``'s setting (width 32, one seed) 6-16% faster in
+``benchmarks/lm_ablate.py`` (the same model up to float rounding). The
 options used are recorded in ``metrics.json``.
 
 :func:`register` adds the subcommand to an ``argparse`` subparsers object;
