@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -171,9 +172,11 @@ def sharded(
     r"""``jit(shard_map(vmap(fn)))``: ``fn`` of one member, mapped over ``P``.
 
     Each device applies ``jax.vmap(fn)`` to its ``P / D`` members; nothing
-    crosses devices. By default PRNG keys in the output are returned as their
-    raw data (``jax.random.key_data``), so that they can be gathered across
-    hosts; :func:`collect` wraps them again.
+    crosses devices. On a one-device layout it is ``jit(vmap(fn))``, the same
+    program without the ``shard_map`` (which there only costs tracing time).
+    By default PRNG keys in the output are returned as their raw data
+    (``jax.random.key_data``), so that they can be gathered across hosts;
+    :func:`collect` wraps them again.
 
     A chunked driver feeds the output back in (``state = f(state)``): build
     ``init = sharded(lambda seed: algo.init(jax.random.key(seed)), lay,
@@ -192,18 +195,39 @@ def sharded(
       A jitted function of the global arrays of :func:`place`, returning
       global arrays ``[P, ...]``; ``.lower(...)`` gives its program.
     """
-    spec = PartitionSpec(MEMBER_AXIS)
+    return _sharded(fn, lay, raw_keys, donate_argnums)[0]
+
+
+def _sharded(
+    fn: Callable[..., Any],
+    lay: Layout,
+    raw_keys: bool = True,
+    donate_argnums: int | Sequence[int] = (),
+) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """:func:`sharded`, and a dict whose ``"like"`` is set, when the function
+    is traced, to the abstract output of one member (what :func:`collect`
+    needs to turn raw key data back into keys) so that nobody traces ``fn`` a
+    second time to learn it."""
+    traced: dict[str, Any] = {}
 
     def local(*args: Any) -> Any:
         out = jax.vmap(fn, axis_name=_LOCAL_AXIS)(*args)
+        traced["like"] = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), out
+        )
         return jax.tree.map(_key_to_data, out) if raw_keys else out
 
+    if lay.mesh.size == 1:
+        # One device: the same program without shard_map, which only adds
+        # tracing and lowering time here.
+        return jax.jit(local, donate_argnums=donate_argnums), traced
     # check_vma=False: the member function is ordinary single-device code
     # (scans whose carries start as constants); nothing in it is collective.
+    spec = PartitionSpec(MEMBER_AXIS)
     mapped = jax.shard_map(
         local, mesh=lay.mesh, in_specs=spec, out_specs=spec, check_vma=False
     )
-    return jax.jit(mapped, donate_argnums=donate_argnums)
+    return jax.jit(mapped, donate_argnums=donate_argnums), traced
 
 
 def collect(out: Any, lay: Layout, like: Any = None) -> Any:
@@ -225,11 +249,18 @@ def collect(out: Any, lay: Layout, like: Any = None) -> Any:
 
         host = multihost_utils.process_allgather(out, tiled=True)
         out = jax.tree.map(lambda x: np.asarray(x)[:m], host)
-    else:
-        out = jax.tree.map(lambda x: x[:m], out)
+    elif lay.padded != m:
+        out = _unpad(out, m)
     if like is None:
         return out
     return jax.tree.map(_data_to_key, like, out)
+
+
+@partial(jax.jit, static_argnums=1)
+def _unpad(out: Any, m: int) -> Any:
+    # One program for the whole tree: slicing leaf by leaf would dispatch (and
+    # on a GPU compile) one small program per leaf shape.
+    return jax.tree.map(lambda x: x[:m], out)
 
 
 def map_members(
@@ -251,9 +282,9 @@ def map_members(
         raise ValueError("args has no arrays: cannot tell the member count")
     lay = layout(int(np.shape(leaves[0])[0]), devices)
     placed = place(args, lay)
-    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), placed)
-    like = jax.eval_shape(fn, *one)
-    return collect(sharded(fn, lay)(*placed), lay, like)
+    mapped, traced = _sharded(fn, lay)
+    out = mapped(*placed)
+    return collect(out, lay, traced["like"])
 
 
 def run_members(

@@ -326,6 +326,22 @@ def test_run_members_with_hparams_matches_vmap():
     )
 
 
+def test_run_members_traces_the_member_function_once():
+    # The output structure (which leaves are keys) is read off the one trace
+    # that builds the program: a second trace only to learn it would double
+    # the tracing time of a large training function.
+    traces = []
+
+    def train(key):
+        traces.append(None)
+        return {"x": jax.random.uniform(key), "key": jax.random.split(key)[0]}
+
+    got = parallel.run_members(train, np.arange(3))
+    assert len(traces) == 1
+    assert jax.dtypes.issubdtype(got["key"].dtype, jax.dtypes.prng_key)
+    assert got["x"].shape == (3,) and got["key"].shape == (3,)
+
+
 def test_sharded_state_with_keys_feeds_back_chunk_after_chunk():
     # A chunked driver: init from seeds, then step the [P] state twice on the
     # devices; equals two steps of the plain vmap.
