@@ -143,10 +143,12 @@ def main() -> None:
             f"{row['compile_s']:.1f} |"
         )
     record = {
-        "settings": vars(a),
+        "settings": {k: v for k, v in vars(a).items() if k != "out"},
         "responses": n,
         "response_len": r,
         "device": str(jax.devices()[0]),
+        "device_kind": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
         "machine": platform.platform(),
         "rows": rows,
     }

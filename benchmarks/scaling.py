@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -222,13 +223,29 @@ def _spawn(kind: str, timeout: float, **opts: Any) -> dict:
     for name, value in opts.items():
         cmd += [f"--{name.replace('_', '-')}", str(value)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return _failed(kind, opts, f"timed out after {timeout:g} s")
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}")
+        return _failed(kind, opts, proc.stderr[-4000:])
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     record["process_s"] = time.perf_counter() - t0
     print(f"  {kind} {opts}: {_short(record)}", flush=True)
     return record
+
+
+def _failed(kind: str, opts: dict, why: str) -> dict:
+    """The row of a child that did not finish. The other rows are kept; the
+    tables show this one as failed, the JSON keeps the last line of the reason
+    and stderr all of it."""
+    print(f"  {kind} {opts}: FAILED\n{why}", file=sys.stderr, flush=True)
+    lines = why.strip().splitlines()
+    row = {"seeds": opts["num_seeds"], "error": lines[-1] if lines else why}
+    for key in ("algo", "updates", "num_devices", "memory_envs", "memory_rollout"):
+        if key in opts:
+            row[key] = opts[key]
+    return row
 
 
 def _short(r: dict) -> str:
@@ -309,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         previous = json.loads(stem.with_suffix(".json").read_text())
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    command = _command(sys.argv)
     t_start = time.perf_counter()
     sections = {
         "seeds": lambda: _run_seeds(args, algos, seeds, solve_max),
@@ -318,55 +335,72 @@ def main(argv: list[str] | None = None) -> None:
     }
     record = {
         "date": now,
-        "machine": _machine(),
         "env": ENV,
         "threshold": THRESHOLD,
         "measured": dict(previous.get("measured", {})),
     }
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = stem.with_name(stem.name + ".partial.json")
     for part in PARTS:
         if part in parts:
             print(f"{part}:", flush=True)
-            record[part] = sections[part]()
+            record[part] = []
             record["measured"][part] = {"date": now, "command": command}
+            for row in sections[part]():
+                record[part].append(row)
+                # Every finished child is on disk at once: a run stopped from
+                # outside keeps what it measured.
+                partial.write_text(json.dumps(record, indent=1))
         else:
             record[part] = previous[part]
             record["measured"].setdefault(
                 part,
                 {"date": previous.get("date"), "command": previous.get("command")},
             )
+    # Only now does the parent start JAX's backend: on a GPU, a parent holding
+    # the device (and by default most of its memory) would starve the children.
+    record["machine"] = _machine()
     record["total_s"] = time.perf_counter() - t_start
     record["command"] = command
-    args.out.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
     stem.with_suffix(".md").write_text(_markdown(record))
     _plot(record, stem.with_suffix(".png"))
+    partial.unlink(missing_ok=True)
     print(f"wrote {stem}.json, .md, .png in {record['total_s']:.0f} s")
 
 
 PARTS = ("seeds", "devices", "memory")
 
 
-def _run_seeds(args, algos, seeds, solve_max) -> list[dict]:
-    rows: list[dict] = []
+def _command(argv: list[str]) -> str:
+    """The command line as recorded: the script's name, and no ``--out`` (where
+    the files went is not part of the measurement, and may be a machine path)."""
+    args, skip = [], False
+    for a in argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not a.startswith("--out="):
+            args.append(a)
+    return " ".join([Path(argv[0]).name, *args])
+
+
+def _run_seeds(args, algos, seeds, solve_max) -> Iterator[dict]:
     for algo in algos:
         for s in seeds:
-            rows.append(
-                _spawn(
-                    "train", args.timeout, algo=algo, num_seeds=s, updates=args.updates
-                )
+            yield _spawn(
+                "train", args.timeout, algo=algo, num_seeds=s, updates=args.updates
             )
             if s <= solve_max:
-                rows.append(
-                    _spawn("train", args.timeout, algo=algo, num_seeds=s, updates=0)
-                )
-    return rows
+                yield _spawn("train", args.timeout, algo=algo, num_seeds=s, updates=0)
 
 
-def _run_devices(args, algos) -> list[dict]:
-    device_rows: list[dict] = []
+def _run_devices(args, algos) -> Iterator[dict]:
     for algo in algos:
+        rows = []
         for d in args.devices:
-            r = _spawn(
+            row = _spawn(
                 "train",
                 args.timeout,
                 algo=algo,
@@ -374,20 +408,18 @@ def _run_devices(args, algos) -> list[dict]:
                 updates=args.updates,
                 num_devices=d,
             )
-            device_rows.append(r)
-        base = next(
-            (r for r in device_rows if r["algo"] == algo and r["devices"] == 1), None
-        )
-        for r in device_rows if base else []:
-            if r["algo"] == algo:
-                r["speedup"] = r["steps_per_s"] / base["steps_per_s"]
-                r["efficiency"] = r["speedup"] / r["devices"]
-    return device_rows
+            rows.append(row)
+            yield row  # speed-ups are filled in below, once the 1-device row exists
+        ok = [r for r in rows if "error" not in r]
+        base = next((r for r in ok if r["devices"] == 1), None)
+        for r in ok if base else []:
+            r["speedup"] = r["steps_per_s"] / base["steps_per_s"]
+            r["efficiency"] = r["speedup"] / r["devices"]
 
 
-def _run_memory(args) -> list[dict]:
-    return [
-        _spawn(
+def _run_memory(args) -> Iterator[dict]:
+    for u in args.memory_updates:
+        yield _spawn(
             "memory",
             args.timeout,
             num_seeds=args.memory_seeds,
@@ -395,8 +427,6 @@ def _run_memory(args) -> list[dict]:
             memory_envs=args.memory_envs,
             memory_rollout=args.memory_rollout,
         )
-        for u in args.memory_updates
-    ]
 
 
 def _machine() -> dict:
@@ -438,6 +468,10 @@ def _markdown(rec: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rec["seeds"]:
+        if "error" in r:
+            updates = "full" if r.get("updates") == 0 else r.get("updates")
+            lines.append(_failed_line([r.get("algo"), r["seeds"], updates], 9))
+            continue
         solved = r.get("solved_fraction")
         lines.append(
             f"| {r['algo']} | {r['seeds']} | {r['updates']} | {_fmt(r['steps_per_s'])} "
@@ -448,12 +482,25 @@ def _markdown(rec: dict) -> str:
         )
     lines += [
         "",
-        "## Devices (forced CPU devices share the same cores)",
+        "## Devices (forced CPU devices share the same cores)"
+        if m["platform"] == "cpu"
+        else "## Devices",
         "",
-        "| algo | seeds | devices | steps/s | speed-up | efficiency |",
-        "|---|---:|---:|---:|---:|---:|",
+        *(
+            [
+                "| algo | seeds | devices | steps/s | speed-up | efficiency |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
+            if rec["devices"]
+            else ["Not measured in this record."]
+        ),
     ]
     for r in rec["devices"]:
+        if "error" in r:
+            lines.append(
+                _failed_line([r.get("algo"), r["seeds"], r.get("num_devices")], 6)
+            )
+            continue
         lines.append(
             f"| {r['algo']} | {r['seeds']} | {r['devices']} | {_fmt(r['steps_per_s'])} "
             f"| {_fmt(r.get('speedup'), '.2f')} | {_fmt(r.get('efficiency'), '.2f')} |"
@@ -467,6 +514,9 @@ def _markdown(rec: dict) -> str:
         "|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rec["memory"]:
+        if "error" in r:
+            lines.append(_failed_line([r["seeds"], r.get("updates")], 9))
+            continue
         lines.append(
             f"| {r['seeds']} | {r['updates']} | {r['num_envs']} x {r['rollout_steps']} "
             f"| {'yes' if r.get('streamed') else 'no'} | {r['peak_rss_mib']:,.0f} "
@@ -474,16 +524,36 @@ def _markdown(rec: dict) -> str:
             f"| {r['train_state_mib']:.1f} | {_fmt(r['metrics_in_result_mib'], '.1f')} "
             f"| {r['wall_s']:.0f} |"
         )
+    errors = [r for part in PARTS for r in rec.get(part, []) if "error" in r]
+    if errors:
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- {_row_name(r)}: {r['error']}" for r in errors]
     return "\n".join(lines) + "\n"
+
+
+def _row_name(r: dict) -> str:
+    keys = ("algo", "seeds", "updates", "num_devices")
+    return ", ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None)
+
+
+def _failed_line(first: list, columns: int) -> str:
+    cells = ["–" if c is None else str(c) for c in first]
+    cells += ["failed"] + ["–"] * (columns - len(cells) - 1)
+    return "| " + " | ".join(cells) + " |"
 
 
 def _plot(rec: dict, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4), layout="constrained")
+    rec = {
+        **rec,
+        **{part: [r for r in rec.get(part, []) if "error" not in r] for part in PARTS},
+    }
+    panels = 3 if rec["devices"] else 2  # no devices panel when none were measured
+    fig = Figure(figsize=(4 * panels, 4), layout="constrained")
     FigureCanvasAgg(fig)
-    a, b, c = fig.subplots(1, 3)
+    a, b, c = [*fig.subplots(1, panels), None][:3]
     for algo in dict.fromkeys(r["algo"] for r in rec["seeds"]):
         short = [
             r for r in rec["seeds"] if r["algo"] == algo and "solved_fraction" not in r
@@ -507,17 +577,22 @@ def _plot(rec: dict, path: Path) -> None:
                 label=algo,
             )
         dev = [r for r in rec["devices"] if r["algo"] == algo]
-        c.plot(
-            [r["devices"] for r in dev], [r["speedup"] for r in dev], "o-", label=algo
-        )
+        if c is not None:
+            c.plot(
+                [r["devices"] for r in dev],
+                [r.get("speedup") for r in dev],
+                "o-",
+                label=algo,
+            )
     a.set(xscale="log", yscale="log", xlabel="seeds", ylabel="env steps/s (all seeds)")
     b.set(xscale="log", xlabel="seeds", ylabel="median time to solve (s)")
-    c.set(xlabel="devices", ylabel="speed-up over 1 device")
+    if c is not None:
+        c.set(xlabel="devices", ylabel="speed-up over 1 device")
+        c.set_title("devices")
     m = rec["machine"]
     a.set_title(f"throughput ({m['platform']}: {m['device_kind']})")
     b.set_title(f"time to return {rec['threshold']:g}")
-    c.set_title("devices")
-    for ax in (a, b, c):
+    for ax in (a, b, c)[:panels]:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
