@@ -29,8 +29,16 @@ of its runs is the mean of one call of every copy.
 A second jaxpg row compiles the same program with XLA's YNNPACK fusions off
 (``jax.jit(..., compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""})``,
 or ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=`` for a whole process):
-at this model size XLA's own CPU kernels are faster than YNNPACK's. Needs the
-``bench`` extra (torch, transformers, trl).
+at this model size XLA's own CPU kernels are faster than YNNPACK's.
+
+Two more rows lay each update's prompts over ``--cpu-devices`` CPU devices
+(``batch_sharding=rl.data_parallel()``: data parallel, XLA combines the
+gradients), with and without YNNPACK. The process is started with that many
+CPU devices (``jax_num_cpu_devices``); the one-device rows use the first. On
+one device XLA's CPU runtime runs this program on about one core (pinning the
+process to one core cost 14%), while PyTorch's intra-op threads use both; the
+devices give XLA a thread each. Needs the ``bench`` extra (torch,
+transformers, trl).
 
     python benchmarks/lm_trl.py                # defaults below
     python benchmarks/lm_trl.py --tiny         # a quick check that both run
@@ -49,6 +57,13 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if __name__ == "__main__":
+    # The CPU device count is fixed when JAX's backend starts, which importing
+    # jaxpg already does: it is set here, from the command line, first.
+    _early = argparse.ArgumentParser(add_help=False)
+    _early.add_argument("--cpu-devices", type=int, default=2)
+    _n = _early.parse_known_args()[0].cpu_devices
+    os.environ["JAX_NUM_CPU_DEVICES"] = str(max(_n, 1))
 
 import jax
 import jax.numpy as jnp
@@ -58,10 +73,13 @@ from jaxpg.sequence import model, rl, sft, tasks
 from jaxpg.sequence.cli import NO_YNN
 
 RESULTS = Path(__file__).parent / "results"
-# jaxpg rows: compiler options of the compiled RL program.
+# jaxpg rows: (compiler options of the compiled RL program, prompts laid
+# over all CPU devices).
 JAX_VARIANTS = {
-    "jaxpg": None,
-    "jaxpg, YNNPACK off": NO_YNN,
+    "jaxpg": (None, False),
+    "jaxpg, YNNPACK off": (NO_YNN, False),
+    "jaxpg, CPU devices": (None, True),
+    "jaxpg, CPU devices, YNNPACK off": (NO_YNN, True),
 }
 WORDS = ["<pad>", "<eos>", *[str(d) for d in range(10)], "+", "="]
 
@@ -87,14 +105,17 @@ def jax_setup(task, a):
     return cfg, ref, rl_cfg
 
 
-def compile_copies(task, cfg, rl_cfg, args, copies, options=None, trace=None):
+def compile_copies(
+    task, cfg, rl_cfg, args, copies, options=None, trace=None, batch_sharding=None
+):
     """``copies`` separately traced and compiled ``jax.jit(rl.make_rl_train(...))``
     programs for ``args``: ``(compiled list, compile seconds list, HLO text of
     the last)``. ``trace``: makes a context manager to hold while tracing."""
     compiled, compile_s = [], []
     for _ in range(copies):
         t0 = time.perf_counter()
-        train = rl.make_rl_train(task, cfg, rl_cfg)  # a fresh trace each time
+        # A fresh trace each time.
+        train = rl.make_rl_train(task, cfg, rl_cfg, batch_sharding=batch_sharding)
         with (trace or contextlib.nullcontext)():
             lowered = jax.jit(train, compiler_options=options).lower(*args)
         compiled.append(lowered.compile())
@@ -108,9 +129,10 @@ def run_jax(task, a):
     ev = jax.jit(lambda p: rl.evaluate(jax.random.key(7), p, task, cfg, 512))
     reference_accuracy = float(ev(ref)["accuracy"])
     out = {}
-    for name, options in JAX_VARIANTS.items():
+    for name, (options, devices) in JAX_VARIANTS.items():
+        sharding = rl.data_parallel() if devices else None
         copies, compile_s, _ = compile_copies(
-            task, cfg, rl_cfg, args, a.copies, options
+            task, cfg, rl_cfg, args, a.copies, options, batch_sharding=sharding
         )
         first_s = []
         for compiled in copies:
@@ -282,10 +304,17 @@ def main() -> None:
         "--copies", type=int, default=3, help="compiled copies of each jaxpg row"
     )
     p.add_argument("--trl-repeats", type=int, default=3, help="timed TRL trainings")
+    p.add_argument(
+        "--cpu-devices", type=int, default=2, help="CPU devices of the sharded rows"
+    )
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--jax-only", action="store_true", help="skip TRL; no file")
     p.add_argument("--out", default=None)
     a = p.parse_args()
+    if a.cpu_devices < 1:
+        p.error(f"--cpu-devices={a.cpu_devices} must be >= 1")
+    if jax.default_backend() == "cpu" and jax.device_count() != a.cpu_devices:
+        p.error(f"--cpu-devices={a.cpu_devices}: JAX started with {jax.devices()}")
     if a.tiny:
         a.width, a.layers, a.prompts, a.group, a.updates, a.sft_steps = 8, 1, 2, 2, 2, 2
         a.repeats, a.trl_repeats, a.copies = 1, 1, 1

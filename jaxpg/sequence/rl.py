@@ -21,6 +21,14 @@ Seeds: seed ``i`` is ``train(jax.random.key(i), params, ref_params)``;
 :func:`train_seeds` is ``jit(vmap)`` of it over keys with shared
 ``params``/``ref_params``.
 
+Devices: ``batch_sharding`` (:func:`make_rl`, :func:`make_rl_train`,
+:func:`rollout`) lays each update's ``P`` prompts, and with them everything
+computed per response, over devices; XLA's partitioner combines the gradients
+and the batch means across them (data parallelism; parameters replicated).
+The draws are the same as on one device (JAX's partitionable threefry), so
+the result differs only by float rounding. :func:`data_parallel` builds the
+sharding over all devices.
+
 Metrics per update (``[U]`` each, first epoch unless said): ``reward``
 (optimised; the proxy on a proxy task), ``true_reward``, ``accuracy`` (exact
 match), ``kl_exact`` (full-vocabulary :math:`\sum_t \mathrm{KL}_t` per response,
@@ -171,6 +179,39 @@ class Batch(NamedTuple):
     kl_estimate: Array  # [N] sum_t m k_t of the chosen estimator
 
 
+def data_parallel(devices: Any = None) -> jax.sharding.NamedSharding:
+    """The ``batch_sharding`` that splits the prompts over ``devices`` (default:
+    all devices): a one-dimensional mesh, axis ``"data"``, the prompt axis
+    sharded over it. ``num_prompts`` must be a multiple of the device count."""
+    devs = np.asarray(jax.devices() if devices is None else list(devices))
+    mesh = jax.sharding.Mesh(devs.reshape(-1), ("data",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+
+
+def _check_sharding(sharding: Any, task: Task, rl: RLConfig) -> None:
+    if sharding is None:
+        return
+    shape = (rl.num_prompts, task.prompt_len)
+    if not isinstance(sharding, jax.sharding.Sharding):
+        raise ValueError(
+            f"batch_sharding={sharding!r} is invalid: must be a "
+            "jax.sharding.Sharding (e.g. jaxpg.sequence.rl.data_parallel())"
+        )
+    try:
+        local = sharding.shard_shape(shape)
+    except Exception as e:  # JAX says why; its message is kept
+        raise ValueError(
+            f"batch_sharding={sharding!r} is invalid for the [num_prompts, "
+            f"prompt_len] = {list(shape)} prompt batch: {e}"
+        ) from e
+    if local[1] != shape[1] or rl.num_prompts % local[0]:
+        raise ValueError(
+            f"batch_sharding={sharding!r} is invalid: it must split only the "
+            f"prompt axis, evenly (num_prompts={rl.num_prompts} into shards of "
+            f"{local[0]}, prompt_len={shape[1]} into {local[1]})"
+        )
+
+
 def rollout(
     key: Array,
     params: Any,
@@ -178,11 +219,20 @@ def rollout(
     task: Task,
     model_cfg: TransformerConfig,
     rl: RLConfig,
+    *,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Rollout:
-    """Steps 1-4 of the module docstring, before any KL shaping."""
+    """Steps 1-4 of the module docstring, before any KL shaping.
+
+    ``batch_sharding``: lays the ``[P, Lp]`` prompts (and so every ``[N, ...]``
+    array after them) over devices; see the module docstring.
+    """
+    _check_sharding(batch_sharding, task, rl)
     prompt_key, sample_key = jax.random.split(key)
     r = rl.response_len(task)
     prompts = task.sample_prompts(prompt_key, rl.num_prompts)
+    if batch_sharding is not None:
+        prompts = jax.lax.with_sharding_constraint(prompts, batch_sharding)
     prompts = jnp.repeat(prompts, rl.group_size, axis=0)  # [N, Lp], grouped
     samples = sampling.sample(
         sample_key, params, model_cfg, prompts, r, eos_id=EOS, pad_id=PAD,
@@ -232,9 +282,14 @@ def make_batch(
     task: Task,
     model_cfg: TransformerConfig,
     rl: RLConfig,
+    *,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Batch:
     """Steps 1-5 of the module docstring (no gradient flows through it)."""
-    return score(rollout(key, params, ref_params, task, model_cfg, rl), rl)
+    ro = rollout(
+        key, params, ref_params, task, model_cfg, rl, batch_sharding=batch_sharding
+    )
+    return score(ro, rl)
 
 
 def loss_fn(
@@ -304,9 +359,13 @@ def make_rl(
     rl: RLConfig,
     *,
     optimizer: optax.GradientTransformation | None = None,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> RL:
     """``init(key, params) -> RLState``; ``update(state, ref_params, hyper=None)
     -> (state, metrics)`` with the metrics of the module docstring (scalars).
+
+    ``batch_sharding``: each update's prompts over devices (data parallel; see
+    the module docstring and :func:`data_parallel`).
 
     ``hyper`` (:class:`Hyperparams`, may be traced; default
     ``rl.hyperparams()``) sets beta and the learning rate. The default optimizer
@@ -319,6 +378,7 @@ def make_rl(
             f"max_new_tokens={rl.response_len(task)} < answer length "
             f"{task.answer_len} of task {task.name!r}"
         )
+    _check_sharding(batch_sharding, task, rl)
     scale_by_lr = optimizer is None
     if optimizer is None:
         optimizer = optax.chain(
@@ -333,7 +393,10 @@ def make_rl(
     ) -> tuple[RLState, dict[str, Array]]:
         hyper = rl.hyperparams() if hyper is None else hyper
         key, batch_key = jax.random.split(state.key)
-        ro = rollout(batch_key, state.params, ref_params, task, model_cfg, rl)
+        ro = rollout(
+            batch_key, state.params, ref_params, task, model_cfg, rl,
+            batch_sharding=batch_sharding,
+        )  # fmt: skip
         batch = score(ro, rl, hyper.beta)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -401,12 +464,15 @@ def make_rl_train(
     rl: RLConfig,
     *,
     optimizer: optax.GradientTransformation | None = None,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Callable[[Array, Any, Any], RLOutput]:
     """``train(key, params, ref_params, hyper=None) -> RLOutput``:
     ``rl.num_updates`` updates in one ``lax.scan`` (:func:`run_updates`),
-    starting from ``params`` (usually the SFT reference itself). ``hyper``:
-    see :func:`make_rl`."""
-    algo = make_rl(task, model_cfg, rl, optimizer=optimizer)
+    starting from ``params`` (usually the SFT reference itself). ``hyper``
+    and ``batch_sharding``: see :func:`make_rl`."""
+    algo = make_rl(
+        task, model_cfg, rl, optimizer=optimizer, batch_sharding=batch_sharding
+    )
 
     def train(
         key: Array, params: Any, ref_params: Any, hyper: Hyperparams | None = None
