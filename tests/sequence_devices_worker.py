@@ -21,7 +21,7 @@ jax.config.update("jax_num_cpu_devices", 2)
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from jaxpg.sequence import model, rl, tasks  # noqa: E402
+from jaxpg.sequence import cli, model, rl, tasks  # noqa: E402
 
 
 def main(out: Path) -> None:
@@ -83,6 +83,20 @@ def main(out: Path) -> None:
     }
     hlo = train2.lower(key, params, ref).compile().as_text()
     report["all_reduce_in_program"] = "all-reduce" in hlo
+
+    # jaxpg lm: 2 seeds laid over the 2 devices, against the first device.
+    chunk_cfg = dataclasses.replace(rl_cfg, num_updates=2)
+    runs = [
+        cli._train(task, cfg, chunk_cfg, params, 2, 2, False, None, devices=d)
+        for d in (jax.devices()[:1], None)
+    ]
+    report["cli_seed_devices"] = [
+        len(jax.tree.leaves(r[1])[0].sharding.device_set) for r in runs
+    ]
+    report["cli_metrics_max_diff"] = {
+        name: float(np.max(np.abs(v - runs[1][0][name])))
+        for name, v in runs[0][0].items()
+    }
 
     try:
         uneven = dataclasses.replace(rl_cfg, num_prompts=3)

@@ -58,3 +58,11 @@ def test_prompts_that_do_not_split_evenly_are_refused(report):
     message = report["uneven_error"]
     assert message is not None
     assert "batch_sharding=" in message and "[3, 4]" in message
+
+
+def test_jaxpg_lm_lays_its_seeds_over_the_devices(report):
+    # Seeds are independent: the same updates on their own devices, so the
+    # metrics agree up to float rounding (a seed run twice or dropped: O(1)).
+    assert report["cli_seed_devices"] == [1, 2]
+    for name, diff in report["cli_metrics_max_diff"].items():
+        assert diff < 1e-4, name

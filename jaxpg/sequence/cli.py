@@ -17,6 +17,11 @@ of ``benchmarks/lm_trl.py``'s setting (width 32, one seed) 6-16% faster in
 ``benchmarks/lm_ablate.py`` (the same model up to float rounding). The
 options used are recorded in ``metrics.json``.
 
+With several devices (GPUs, or CPU devices: ``JAX_NUM_CPU_DEVICES=2 jaxpg lm
+...`` gives XLA a thread per core) and a seed count that is a multiple of
+their number, the seeds are laid over the devices (no collective: each seed's
+updates stay on its device); otherwise they run on the first device.
+
 :func:`register` adds the subcommand to an ``argparse`` subparsers object;
 :func:`run` executes parsed arguments. Needs the ``cli`` extra (matplotlib,
 tqdm).
@@ -222,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         "model": dataclasses.asdict(model_cfg),
         "rl": dataclasses.asdict(rl_cfg),
         "seeds": args.seeds,
+        "devices": jax.device_count() if seed_layout(args.seeds) else 1,
         "compiler_options": options,
         "sft_s": sft_s,
         "compile_s": compile_s,
@@ -237,7 +243,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(task, model_cfg, rl_cfg, ref_params, num_seeds, chunk, progress, options):
+def seed_layout(num_seeds: int, devices: Any = None) -> Any:
+    """``(seed sharding, replicated sharding)`` over ``devices`` (default: all)
+    when there are several and ``num_seeds`` is a multiple of their number;
+    ``None`` otherwise (one device)."""
+    devs = list(jax.devices() if devices is None else devices)
+    if len(devs) < 2 or num_seeds % len(devs):
+        return None
+    mesh = jax.sharding.Mesh(np.array(devs), ("seeds",))
+    return (
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")),
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
+    )
+
+
+def _train(
+    task, model_cfg, rl_cfg, ref_params, num_seeds, chunk, progress, options,
+    devices=None,
+):  # fmt: skip
     algo = rlm.make_rl(task, model_cfg, rl_cfg)
 
     def run_chunk(states, ref):
@@ -247,6 +270,16 @@ def _train(task, model_cfg, rl_cfg, ref_params, num_seeds, chunk, progress, opti
     init = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))
     t0 = time.perf_counter()
     states = init(keys, ref_params)
+    devices = list(jax.devices() if devices is None else devices)
+    layout = seed_layout(num_seeds, devices)
+    if layout is not None:
+        states = jax.device_put(states, layout[0])
+        ref_params = jax.device_put(ref_params, layout[1])
+    elif len(devices) > 1:
+        print(
+            f"jaxpg lm: --seeds={num_seeds} is not a multiple of the "
+            f"{len(devices)} devices; running on one"
+        )
     lowered = jax.jit(run_chunk).lower(states, ref_params)
     try:
         compiled = lowered.compile(options)
