@@ -40,7 +40,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxpg import parallel
 from jaxpg.sequence import estimators as est
 from jaxpg.sequence import rl as rlm
 from jaxpg.sequence import sft, tasks
@@ -247,13 +249,12 @@ def seed_layout(num_seeds: int, devices: Any = None) -> Any:
     """``(seed sharding, replicated sharding)`` over ``devices`` (default: all)
     when there are several and ``num_seeds`` is a multiple of their number;
     ``None`` otherwise (one device)."""
-    devs = list(jax.devices() if devices is None else devices)
-    if len(devs) < 2 or num_seeds % len(devs):
+    lay = parallel.layout(num_seeds, devices)  # seeds are members
+    if lay.num_devices < 2 or lay.padded != num_seeds:
         return None
-    mesh = jax.sharding.Mesh(np.array(devs), ("seeds",))
     return (
-        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")),
-        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
+        NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS)),
+        NamedSharding(lay.mesh, PartitionSpec()),
     )
 
 
