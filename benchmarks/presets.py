@@ -70,10 +70,9 @@ def check(cfg: jaxpg.Config, episodes: int, sets=DEFAULT_SETS) -> dict:
     eval_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(EVAL_SEED), i))(
         seeds
     )
-    obs_norm = out.state.obs_norm if cfg.normalise_obs else None
-    returns = jax.jit(
-        jax.vmap(lambda p, k, o: jaxpg.evaluate(cfg, p, k, episodes, obs_norm=o))
-    )(out.params, eval_keys, obs_norm)
+    returns = jax.jit(jax.vmap(lambda p, k: jaxpg.evaluate(cfg, p, k, episodes)))(
+        out.params, eval_keys
+    )
     per_seed = np.asarray(returns, np.float64).mean(axis=1)
     print("per seed:", np.round(per_seed, 1).tolist(), flush=True)
     threshold = solved_threshold(cfg.env)

@@ -589,7 +589,6 @@ def _train(
         return 0
 
     t0 = time.perf_counter()
-    obs_norm = result.state.obs_norm if cfg.normalise_obs else None
     eval_returns = evaluate_seeds(
         cfg,
         result.params,
@@ -598,7 +597,6 @@ def _train(
         args.eval_episodes,
         False,
         0,
-        obs_norm,
     )
     eval_s = time.perf_counter() - t0
     metrics = rundir.read_metrics(

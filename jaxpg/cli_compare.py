@@ -128,10 +128,9 @@ def evaluate_seeds(
     episodes: int,
     deterministic: bool,
     round_: int,
-    obs_norm: Any = None,
 ) -> np.ndarray:
-    """``[S, E]`` returns of every seed's policy (``params``, and ``obs_norm``
-    when ``cfg.normalise_obs``, have a leading ``[S]``), keys
+    """``[S, E]`` returns of every seed's policy (``params`` as training
+    returns them, with a leading ``[S]``), keys
     ``fold_in(fold_in(key(EVAL_SEED), round_), seed)``."""
     from jaxpg.cli import EVAL_SEED
 
@@ -139,7 +138,7 @@ def evaluate_seeds(
     seeds = np.arange(first_seed, first_seed + num_seeds)
     keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(seeds)
     fn = _eval_fn(cfg, episodes, deterministic)
-    return np.asarray(fn(params, keys, obs_norm), dtype=np.float64)
+    return np.asarray(fn(params, keys), dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=4)
@@ -150,9 +149,7 @@ def _eval_fn(cfg: Config, episodes: int, deterministic: bool):
 
     return jax.jit(
         jax.vmap(
-            lambda p, k, o: evaluate(
-                cfg, p, k, episodes, deterministic=deterministic, obs_norm=o
-            )
+            lambda p, k: evaluate(cfg, p, k, episodes, deterministic=deterministic)
         )
     )
 
@@ -254,17 +251,19 @@ def _policy_target(cfg: Config, num_seeds: int, first_seed: int) -> Any:
     )
 
 
-def load_policy_params(directory: Path) -> tuple[Config, dict, Any, Any, str]:
-    """``(config, record, [S] policy params, [S] obs_norm, what)`` of a run
-    directory: the final parameters, or for an unfinished run its newest
-    valid checkpoint. ``obs_norm`` (the observation statistics the policy
-    acts through) is ``None`` unless ``cfg.normalise_obs``.
+def load_policy_params(directory: Path) -> tuple[Config, dict, Any, str]:
+    """``(config, record, [S] policy params, what)`` of a run directory: the
+    final parameters, or for an unfinished run its newest valid checkpoint.
+    The parameters are those training returns (carrying the observation
+    statistics when ``cfg.normalise_obs``).
 
     Raises:
       ValueError: not a run directory, custom parts, or nothing saved.
     """
     from jaxpg import rundir
     from jaxpg.checkpoint import CheckpointError, restore_latest, restore_tree
+    from jaxpg.networks import with_obs_norm
+    from jaxpg.train import policy_params
 
     cfg, record = rundir.load_run(directory)
     custom = {k: v for k, v in (record.get("custom") or {}).items() if v}
@@ -280,13 +279,12 @@ def load_policy_params(directory: Path) -> tuple[Config, dict, Any, Any, str]:
         obs_norm = None
         if cfg.normalise_obs:
             obs_norm = restore_tree(Path(directory) / rundir.OBS_NORM, target.obs_norm)
-        return cfg, record, params, obs_norm, "final parameters"
+        return cfg, record, with_obs_norm(params, obs_norm), "final parameters"
     try:
         step, state = restore_latest(Path(directory) / rundir.CHECKPOINTS, target)
     except CheckpointError as e:
         raise ValueError(f"{directory}: no final parameters and {e}") from None
-    obs_norm = state.obs_norm if cfg.normalise_obs else None
-    return cfg, record, state.params["policy"], obs_norm, f"checkpoint at update {step}"
+    return cfg, record, policy_params(cfg, state), f"checkpoint at update {step}"
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -302,7 +300,7 @@ def eval_command(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        cfg, record, params, obs_norm, what = load_policy_params(args.dir)
+        cfg, record, params, what = load_policy_params(args.dir)
     except ValueError as e:
         print(f"jaxpg eval: error: {e}", file=sys.stderr)
         return 2
@@ -315,7 +313,6 @@ def eval_command(args: argparse.Namespace) -> int:
         args.episodes,
         args.deterministic,
         args.round,
-        obs_norm,
     )
     summary = eval_summary(
         returns,

@@ -16,6 +16,12 @@ The default torso is :class:`MLPTorso` (flattens ``O``, then dense layers).
 and returns a distribution with batch shape ``[...]``; ``critic.apply``
 returns ``[...]`` values. Parameters: ``{"torso": ..., "head": ...}`` plus
 ``"log_std": [D]`` for Gaussian policies.
+
+A policy trained on normalised observations carries its statistics in its
+parameters (as brax keeps ``(normalizer_params, policy_params)`` together):
+``{"torso": ..., "head": ..., "obs_norm": RunningMeanStd}``. ``policy.apply``
+standardises the observations with them first, so the parameters that
+training returns are all that acting and evaluation need.
 """
 
 from __future__ import annotations
@@ -30,9 +36,32 @@ import jax.numpy as jnp
 
 from jaxpg.distributions import Categorical, DiagGaussian, Distribution
 from jaxpg.envs import EnvSpec
+from jaxpg.normalise import RunningMeanStd
 
 Array = jax.Array
 Params = Any
+
+OBS_NORM = "obs_norm"  # the parameters' entry for observation statistics
+
+
+def with_obs_norm(params: Params, obs_norm: RunningMeanStd | None) -> Params:
+    """Policy parameters that carry the observation statistics ``obs_norm``
+    (``[*O]`` leaves, or ``[S, *O]`` beside ``[S]``-stacked parameters);
+    ``obs_norm=None`` returns ``params`` unchanged."""
+    if obs_norm is None:
+        return params
+    if not isinstance(obs_norm, RunningMeanStd):
+        raise TypeError(
+            f"obs_norm={type(obs_norm).__name__} is invalid: must be a "
+            "jaxpg.normalise.RunningMeanStd (TrainOutput.state.obs_norm)"
+        )
+    return {**params, OBS_NORM: obs_norm}
+
+
+def carries_obs_norm(params: Params) -> bool:
+    """Whether policy parameters carry observation statistics."""
+    return isinstance(params, dict) and OBS_NORM in params
+
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
@@ -173,6 +202,8 @@ def make_policy(
         return params
 
     def apply(params: Params, obs: Array) -> Distribution:
+        if carries_obs_norm(params):
+            obs = params[OBS_NORM].normalise(obs)
         out = head.apply(params["head"], trunk_apply(params["torso"], obs))
         if spec.discrete:
             return Categorical(out)

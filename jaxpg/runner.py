@@ -62,7 +62,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxpg import parallel, rundir
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.train import make_algorithm
+from jaxpg.train import make_algorithm, policy_params
 
 __all__ = [
     "ChunkInfo",
@@ -475,7 +475,7 @@ def _run(
             metrics = {k: np.concatenate([c[k] for c in kept], axis=1) for k in kept[0]}
     steps = _total_steps(state.env_steps) - steps_before
     return RunResult(
-        params=state.params["policy"],
+        params=policy_params(cfg, state),
         metrics=metrics,
         state=state,
         compile_s=compile_s,

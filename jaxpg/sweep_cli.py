@@ -167,10 +167,7 @@ def run(args: argparse.Namespace) -> int:
     def member(seed: jax.Array, hp: Any) -> dict:
         out = train(jax.random.key(seed), hp)
         eval_key = jax.random.fold_in(jax.random.key(EVAL_SEED), seed)
-        obs_norm = out.state.obs_norm if cfg.normalise_obs else None
-        returns = evaluate(
-            cfg, out.params, eval_key, num_episodes=episodes, obs_norm=obs_norm
-        )
+        returns = evaluate(cfg, out.params, eval_key, num_episodes=episodes)
         return {
             "episode_return": out.metrics["episode_return"],
             "env_steps": out.metrics["env_steps"],

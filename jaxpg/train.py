@@ -26,11 +26,11 @@ from jaxpg.algorithms.base import (
     TrainState,
     critic_for,
     make_optimizer,
-    observing,
     policy_for,
 )
 from jaxpg.config import CUSTOM_ENV, Config, Hyperparams
 from jaxpg.envs import EnvSpec, env_spec, make_env
+from jaxpg.networks import carries_obs_norm, with_obs_norm
 from jaxpg.normalise import RunningMeanStd
 from jaxpg.parallel import run_members
 from jaxpg.rollout import EnvStepper, evaluate_episodes, make_stepper
@@ -42,7 +42,11 @@ class TrainOutput(NamedTuple):
     """What a training run returns.
 
     Attributes:
-      params: final parameters of the policy (pytree).
+      params: final parameters of the policy (pytree): everything acting
+        needs. With ``cfg.normalise_obs`` they carry the observation
+        statistics the policy was trained with under ``"obs_norm"`` (see
+        :mod:`jaxpg.networks`), so ``evaluate(cfg, out.params, key)`` works
+        for every config.
       metrics: ``{name: [num_updates]}`` per-update metrics; always
         ``episode_return`` (mean undiscounted return of the episodes that ended
         in that update, NaN if none) and ``env_steps`` (cumulative real
@@ -202,13 +206,21 @@ def make_train(
         state, metrics = jax.lax.scan(
             lambda s, _: algo.update(s), state, None, length=cfg.num_updates
         )
-        return TrainOutput(state.params["policy"], metrics, state)
+        return TrainOutput(policy_params(cfg, state), metrics, state)
 
     return train
 
 
 for _fn in (make_algorithm, make_train):
     _fn.__doc__ = _fn.__doc__.rstrip() + _PARTS_DOC + "\n    "
+
+
+def policy_params(cfg: Config, state: TrainState) -> Any:
+    """The policy object of a train state (any leading ``[S]`` axes): the
+    policy network's parameters, carrying ``state.obs_norm`` when
+    ``cfg.normalise_obs``."""
+    obs_norm = state.obs_norm if cfg.normalise_obs else None
+    return with_obs_norm(state.params["policy"], obs_norm)
 
 
 def seed_keys(num_seeds: int, first_seed: int = 0) -> Array:
@@ -304,16 +316,26 @@ def evaluate(
 
     Runs the episodes in parallel until each has ended (at most the time
     limit) with actions sampled from the policy (``deterministic=True``: its
-    mode). Jittable; vmap it over ``params``, ``key`` (and ``obs_norm``) to
-    evaluate many seeds. ``policy_network`` must be the torso the parameters
-    were trained with; ``critic_network`` and ``optimizer`` are accepted (so
-    one set of keywords serves every driver) and unused.
+    mode). Jittable; vmap it over ``params`` and ``key`` to evaluate many
+    seeds. ``policy_network`` must be the torso the parameters were trained
+    with; ``critic_network`` and ``optimizer`` are accepted (so one set of
+    keywords serves every driver) and unused.
 
     Args:
-      obs_norm: the observation statistics the policy was trained with
-        (``TrainOutput.state.obs_norm``); required when ``cfg.normalise_obs``,
-        refused otherwise.
+      cfg: the configuration the policy was trained with.
+      params: ``TrainOutput.params`` (which carry the observation statistics
+        when ``cfg.normalise_obs``), or the :class:`TrainOutput` itself.
+      key: PRNG key of the episodes.
+      num_episodes: episodes to run, an int >= 1.
+      obs_norm: observation statistics for bare network parameters (those
+        without an ``"obs_norm"`` entry) of a ``cfg.normalise_obs`` policy.
+
+    Raises:
+      ValueError: ``num_episodes`` < 1; a ``cfg.normalise_obs`` policy without
+        statistics; statistics for a policy trained on raw observations.
     """
+    if isinstance(params, TrainOutput):
+        params = params.params
     if (
         isinstance(num_episodes, bool)
         or not isinstance(num_episodes, int)
@@ -322,22 +344,28 @@ def evaluate(
         raise ValueError(
             f"num_episodes={num_episodes!r} is invalid: must be an int >= 1"
         )
-    if cfg.normalise_obs and obs_norm is None:
+    if obs_norm is not None:
+        if carries_obs_norm(params):
+            raise ValueError(
+                "obs_norm was given but params already carry observation "
+                "statistics ('obs_norm' entry): leave obs_norm out"
+            )
+        params = with_obs_norm(params, obs_norm)
+    if cfg.normalise_obs and not carries_obs_norm(params):
         raise ValueError(
-            "obs_norm=None is invalid: Config.normalise_obs=True, so evaluate "
-            "needs the observation statistics the policy was trained with "
-            "(obs_norm=TrainOutput.state.obs_norm)"
+            "params lack observation statistics: Config.normalise_obs=True, so "
+            "pass the parameters training returned (TrainOutput.params, which "
+            "carry them) or the TrainOutput itself"
         )
-    if not cfg.normalise_obs and obs_norm is not None:
+    if not cfg.normalise_obs and carries_obs_norm(params):
         raise ValueError(
-            "obs_norm was given but Config.normalise_obs=False: the policy was "
-            "trained on raw observations; leave obs_norm out"
+            "params carry observation statistics but Config.normalise_obs=False: "
+            "evaluate with the config the policy was trained with"
         )
     env, env_params, spec = resolve_env(cfg, env, env_params)
     stepper = make_stepper_for(cfg, env, env_params, spec, num_episodes)
     policy = policy_for(cfg, spec, policy_network)
-    apply = policy.apply
-    if obs_norm is not None:
-        apply = observing(apply, obs_norm.normalise)
     horizon = cfg.max_episode_steps or spec.max_episode_steps
-    return evaluate_episodes(key, stepper, apply, params, int(horizon), deterministic)
+    return evaluate_episodes(
+        key, stepper, policy.apply, params, int(horizon), deterministic
+    )

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import pytest
 
+import jaxpg
 from jaxpg import checkpoint, presets, rundir
 from jaxpg.cli import _default_out, build_parser, config_from_args, main
 from jaxpg.cli_compare import eval_summary, print_eval
@@ -216,6 +217,14 @@ def test_eval_restores_the_saved_policies(cli_run):
     assert _main("eval", str(out_dir), "--episodes", "5")[0] == 0
     fresh = _strict_json((out_dir / "eval.json").read_text())
     assert fresh["mean_per_seed"] != summary["mean_per_seed"]
+    # From Python, the saved policy is what training returns: it carries its
+    # observation statistics, and the documented evaluate call takes it.
+    from jaxpg.cli_compare import load_policy_params
+
+    cfg, _, params, _ = load_policy_params(out_dir)
+    first = jax.tree.map(lambda x: x[0], params)
+    assert "obs_norm" in first
+    assert jaxpg.evaluate(cfg, first, jax.random.key(0), num_episodes=2).shape == (2,)
 
 
 def test_eval_of_a_folder_without_a_run_is_an_error(tmp_path):

@@ -187,10 +187,17 @@ def test_evaluate_acts_through_the_saved_statistics(ppo_run):
         key, parts.stepper, parts.policy.apply, params, 500, deterministic=True
     )
     assert not np.array_equal(got, raw)  # the statistics matter here
-    with pytest.raises(ValueError, match=r"obs_norm=None.*normalise_obs=True"):
+    # The parameters training returns carry the statistics: the same episodes.
+    carried = jaxpg.networks.with_obs_norm(params, stats)
+    np.testing.assert_array_equal(
+        jaxpg.evaluate(PPO, carried, key, 6, deterministic=True), want
+    )
+    with pytest.raises(ValueError, match=r"lack observation statistics.*normalise_obs"):
         jaxpg.evaluate(PPO, params, key, 6)
+    with pytest.raises(ValueError, match="already carry"):
+        jaxpg.evaluate(PPO, carried, key, 6, obs_norm=stats)
     with pytest.raises(ValueError, match="normalise_obs=False"):
-        jaxpg.evaluate(PPO.replace(normalise_obs=False), params, key, 6, obs_norm=stats)
+        jaxpg.evaluate(PPO.replace(normalise_obs=False), carried, key, 6)
 
 
 def test_anneal_lr_follows_the_step_budget():
