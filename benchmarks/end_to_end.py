@@ -37,7 +37,7 @@ def child(seeds: int, steps: int, order: list[str]) -> dict:
         if path == "train_seeds":
             jax.block_until_ready(jaxpg.train_seeds(cfg, seeds))
         else:
-            keys = jaxpg.train.seed_keys(seeds)
+            keys = jaxpg.drivers.train.seed_keys(seeds)
             jax.block_until_ready(jax.jit(jax.vmap(jaxpg.make_train(cfg)))(keys))
         times[path] = time.perf_counter() - start
     return {

@@ -13,7 +13,7 @@ program per chunk and records:
   of the episodes that ended in each update) as well, stored as the means of at
   most 200 contiguous blocks of updates per seed (the JSON stays small);
 * **final score**: the last evaluation, per seed; IQM over seeds with a 95%
-  stratified bootstrap interval (:mod:`jaxpg.stats`, 2000 resamples);
+  stratified bootstrap interval (:mod:`jaxpg.analysis.stats`, 2000 resamples);
 * **time to threshold** (CartPole 475, Acrobot -100, Pendulum -200,
   MountainCarContinuous 90), in env steps per seed: first update whose
   training ``episode_return`` reaches it (``ttt_train``, jaxpg only, rejax does
@@ -58,11 +58,11 @@ import jax
 import numpy as np
 
 import jaxpg
-from jaxpg.batching import SEED_AXIS
+from jaxpg.analysis.plotting import common_grid_curves
+from jaxpg.analysis.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
 from jaxpg.config import Config
-from jaxpg.plotting import common_grid_curves
-from jaxpg.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
-from jaxpg.train import seed_keys, shard_seeds
+from jaxpg.drivers.train import seed_keys
+from jaxpg.kernels.batching import SEED_AXIS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -143,7 +143,7 @@ def run_jaxpg(
 
         return jax.vmap(one, axis_name=SEED_AXIS)(params, obs_norm, keys)
 
-    keys = shard_seeds(seed_keys(num_seeds))
+    keys = seed_keys(num_seeds)
     t0 = time.perf_counter()
     init_exe = jax.jit(jax.vmap(lambda k: algo.init(k), axis_name=SEED_AXIS))
     init_exe = init_exe.lower(keys).compile()
@@ -300,7 +300,7 @@ def throughput(cfg: Config, num_seeds: int, steps: int) -> dict[str, Any]:
     iteration = cfg.num_envs * cfg.rollout_steps
     steps = max(1, steps // iteration) * iteration
     cfg = cfg.replace(total_steps=steps)
-    keys = shard_seeds(seed_keys(num_seeds))
+    keys = seed_keys(num_seeds)
     program = jax.jit(jax.vmap(jaxpg.make_train(cfg), axis_name=SEED_AXIS))
     t0 = time.perf_counter()
     exe = program.lower(keys).compile()

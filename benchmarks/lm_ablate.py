@@ -52,7 +52,7 @@ import numpy as np
 from lm_trl import RESULTS, add_settings, compile_copies, jax_setup
 
 from jaxpg.sequence import model, rl, tasks
-from jaxpg.sequence.cli import NO_YNN
+from jaxpg.sequence.seeds import NO_YNN
 
 _C, _A = math.sqrt(2.0 / math.pi), 0.044715
 # tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 7.9053 (float32 rational minimax

@@ -70,7 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpg.sequence import model, rl, sft, tasks
-from jaxpg.sequence.cli import NO_YNN
+from jaxpg.sequence.seeds import NO_YNN
 
 RESULTS = Path(__file__).parent / "results"
 # jaxpg rows: (compiler options of the compiled RL program, prompts laid

@@ -5,7 +5,7 @@ chosen sets (default 0-15 and 100-115) in one compiled program
 (``jit(vmap(make_train(cfg)))``, the path users take), evaluates every final
 policy on ``--episodes`` fresh episodes with sampled actions, and reports per
 seed set: the seeds whose mean evaluated return reaches the environment's
-threshold (:func:`jaxpg.scores.solved_threshold`), the IQM with its 95%
+threshold (:func:`jaxpg.analysis.scores.solved_threshold`), the IQM with its 95%
 stratified bootstrap interval, and the worst seed. Seeds 100-115 were meant to
 be held out; the searches behind the Pendulum (PPO, A2C) and
 MountainCarContinuous (PPO, A2C) presets scored every setting on 0-15 and
@@ -35,9 +35,9 @@ import numpy as np
 
 import jaxpg
 from jaxpg import presets
-from jaxpg.cli import parse_setting
-from jaxpg.scores import solved_threshold
-from jaxpg.stats import iqm, stratified_bootstrap_ci
+from jaxpg.analysis.scores import solved_threshold
+from jaxpg.analysis.stats import iqm, stratified_bootstrap_ci
+from jaxpg.cli.options import parse_setting
 
 RESULTS = Path(__file__).parent / "results"
 SEED_SETS = {

@@ -1,6 +1,6 @@
 """Mean return of a uniformly random policy on each preset environment.
 
-These are the "random" anchors of ``jaxpg.scores`` (score normalisation for
+These are the "random" anchors of ``jaxpg.analysis.scores`` (score normalisation for
 ``jaxpg compare``). Actions are drawn uniformly (discrete: each action; box:
 uniform in the bounds), episodes run to termination or the env's time limit.
 

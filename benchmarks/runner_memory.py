@@ -1,6 +1,6 @@
 """Peak host memory of the chunked runner: metrics kept in memory vs streamed.
 
-Runs ``jaxpg.runner.run`` on the CartPole-v1 REINFORCE preset (budget cut to
+Runs ``jaxpg.drivers.runner.run`` on the CartPole-v1 REINFORCE preset (budget cut to
 ``--updates`` updates) once per mode, each in a fresh subprocess, and reports
 the peak resident set size (``ru_maxrss``) and the size of the metrics the run
 produced. "streamed" is what ``jaxpg train`` does (a run directory, metrics
@@ -24,7 +24,7 @@ import time
 
 def child(mode: str, seeds: int, updates: int) -> None:
     import jaxpg
-    from jaxpg.runner import run
+    from jaxpg.drivers.runner import run
 
     cfg = jaxpg.presets.get("CartPole-v1", "reinforce")
     cfg = cfg.replace(total_steps=updates * cfg.num_envs * cfg.rollout_steps)
@@ -33,7 +33,7 @@ def child(mode: str, seeds: int, updates: int) -> None:
         if mode == "streamed":
             res = run(cfg, seeds, progress=False, checkpoint_dir=f"{tmp}/run",
                       keep_metrics=False)  # fmt: skip
-            from jaxpg.rundir import read_metrics
+            from jaxpg.experiment.rundir import read_metrics
 
             nbytes = sum(v.nbytes for v in read_metrics(f"{tmp}/run").values())
         else:

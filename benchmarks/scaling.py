@@ -4,7 +4,7 @@ Three measurements on CartPole-v1, each in fresh subprocesses (a process's
 device count is fixed when JAX starts):
 
 * **Seeds** (``--seeds``, for each of ``--algos``): ``S`` seeds of the
-  algorithm's preset trained by :func:`jaxpg.parallel.run_members` on all
+  algorithm's preset trained by :func:`jaxpg.drivers.parallel.run_members` on all
   devices of the platform (CPU: one device). Compile (``lower().compile()``)
   is timed apart from the run. *Throughput*: env steps that fed the gradient,
   all seeds together, per second of a ``--updates``-update run (the same
@@ -20,7 +20,7 @@ device count is fixed when JAX starts):
   steps/s on ``D`` devices / (``D`` x steps/s on one). Forced CPU devices share
   the machine's cores: on 2 cores the ceiling is about 2x, whatever ``D``.
 * **Memory** (``--memory-seeds`` x ``--memory-updates``): a PPO run through
-  :func:`jaxpg.runner.run` (chunked; metrics streamed per chunk to a temporary
+  :func:`jaxpg.drivers.runner.run` (chunked; metrics streamed per chunk to a temporary
   run directory with ``keep_metrics=False``, and a final checkpoint) in a
   child process; peak host RSS (``getrusage``) and, where the device reports
   it, peak device memory (``memory_stats()["peak_bytes_in_use"]``). Several
@@ -75,7 +75,7 @@ def child_train(args: argparse.Namespace) -> dict:
     import numpy as np
 
     import jaxpg
-    from jaxpg import parallel
+    from jaxpg.drivers import parallel
 
     devices = jax.devices()[:wanted] if wanted else jax.devices()
     base = jaxpg.presets.get(ENV, args.algo)
@@ -153,7 +153,7 @@ def child_memory(args: argparse.Namespace) -> dict:
     import numpy as np
 
     import jaxpg
-    from jaxpg import runner
+    from jaxpg.drivers import runner
 
     cfg = jaxpg.presets.get(ENV, "ppo").replace(
         num_envs=args.memory_envs,
@@ -507,7 +507,7 @@ def _markdown(rec: dict) -> str:
         )
     lines += [
         "",
-        "## Memory (PPO through jaxpg.runner.run)",
+        "## Memory (PPO through jaxpg.drivers.runner.run)",
         "",
         "| seeds | updates | envs x steps | metrics streamed | peak host RSS MiB | "
         "peak device MiB | train state MiB | metrics held MiB | wall s |",

@@ -3,7 +3,7 @@
 What is measured, for each seed count ``S`` (``--seeds``), in one process:
 
 * **Training.** The plain ``jax.jit(jax.vmap(jaxpg.make_train(cfg)))`` that JAX
-  RL users write, applied to ``jaxpg.train.seed_keys(S)``, with ``cfg`` the
+  RL users write, applied to ``jaxpg.drivers.train.seed_keys(S)``, with ``cfg`` the
   ``CartPole-v1`` REINFORCE preset (``--steps`` overrides ``total_steps`` per seed,
   ``--num-envs`` the envs per seed). The function is lowered and compiled
   explicitly (``.lower(...).compile()``), and compile time is reported apart from
@@ -72,9 +72,9 @@ import numpy as np
 
 import jaxpg
 from jaxpg.config import Config
+from jaxpg.drivers.train import resolve_env, seed_keys
 from jaxpg.networks import make_policy
 from jaxpg.rollout import make_stepper
-from jaxpg.train import resolve_env, seed_keys
 
 Array = jax.Array
 

@@ -12,8 +12,21 @@ if "xla_cpu_multi_thread_eigen" not in _os.environ.get("XLA_FLAGS", ""):
         _os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     ).strip()
 
-from jaxpg import algorithms, envs, networks, parallel, presets, stats
-from jaxpg.advantages import (
+from jaxpg import algorithms, envs, networks, presets
+from jaxpg.algorithms import Algorithm, Parts, TrainState
+from jaxpg.analysis import stats
+from jaxpg.config import Config, Hyperparams
+from jaxpg.drivers import parallel
+from jaxpg.drivers.sweep import sweep
+from jaxpg.drivers.train import (
+    TrainOutput,
+    evaluate,
+    make_algorithm,
+    make_parts,
+    make_train,
+    train_seeds,
+)
+from jaxpg.kernels.advantages import (
     compute_advantages,
     group_normalised,
     leave_one_out,
@@ -21,26 +34,16 @@ from jaxpg.advantages import (
     no_baseline,
     standardise,
 )
-from jaxpg.algorithms import Algorithm, TrainState
-from jaxpg.config import Config, Hyperparams
-from jaxpg.distributions import Categorical, DiagGaussian
-from jaxpg.losses import (
+from jaxpg.kernels.distributions import Categorical, DiagGaussian
+from jaxpg.kernels.losses import (
     entropy_loss,
     kl_estimate,
     policy_gradient_loss,
     ppo_clip_loss,
     value_loss,
 )
-from jaxpg.returns import discounted_returns, generalized_advantage_estimation
+from jaxpg.kernels.returns import discounted_returns, generalized_advantage_estimation
 from jaxpg.rollout import Transition
-from jaxpg.sweep import sweep
-from jaxpg.train import (
-    TrainOutput,
-    evaluate,
-    make_algorithm,
-    make_train,
-    train_seeds,
-)
 
 __version__ = "0.1.0"
 
@@ -50,6 +53,7 @@ __all__ = [
     "Config",
     "DiagGaussian",
     "Hyperparams",
+    "Parts",
     "TrainOutput",
     "TrainState",
     "Transition",
@@ -64,6 +68,7 @@ __all__ = [
     "kl_estimate",
     "leave_one_out",
     "make_algorithm",
+    "make_parts",
     "make_train",
     "mean_baseline",
     "networks",

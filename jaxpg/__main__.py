@@ -2,6 +2,6 @@
 
 import sys
 
-from jaxpg.cli import main
+from jaxpg.cli.main import main
 
 sys.exit(main())

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpg.advantages import BASELINES
 from jaxpg.envs import known_envs
+from jaxpg.kernels.advantages import BASELINES
 from jaxpg.networks import ACTIVATIONS
 
 ALGOS = ("reinforce", "a2c", "ppo")
@@ -49,7 +49,7 @@ class Config:
         passed to :func:`jaxpg.make_train` as ``env=``.
       algo: ``"reinforce"``, ``"a2c"`` or ``"ppo"``.
       baseline: REINFORCE's baseline, one of ``none, mean, standardise, loo,
-        group, value`` (see :mod:`jaxpg.advantages`); ignored by a2c/ppo, which
+        group, value`` (see :mod:`jaxpg.kernels.advantages`); ignored by a2c/ppo, which
         always use a learned critic with GAE.
       num_envs: ``B``, parallel environments per seed.
       total_steps: env-step budget per seed. a2c/ppo make exactly
@@ -86,12 +86,12 @@ class Config:
         through the optimizer's injected hyperparameter, so ``lr`` stays
         sweepable. A user's optimizer brings its own schedule instead.
       normalise_obs: feed the networks observations standardised by a running
-        mean and variance (:class:`jaxpg.normalise.RunningMeanStd`, carried in
+        mean and variance (:class:`jaxpg.kernels.normalise.RunningMeanStd`, carried in
         the train state as ``obs_norm``, fixed within an update, saved with the
         policy and used by evaluation). Float observations only.
       scale_rewards: divide the rewards the learner sees by the running
         standard deviation of a discounted return
-        (:class:`jaxpg.normalise.RewardScaler`); reported returns stay raw.
+        (:class:`jaxpg.kernels.normalise.RewardScaler`); reported returns stay raw.
       max_episode_steps: a time limit jaxpg enforces (truncation); required when
         the env has no ``max_steps_in_episode`` of its own.
       init_log_std: initial ``log σ`` of the Gaussian head (continuous actions).

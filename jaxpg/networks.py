@@ -6,9 +6,9 @@ not flattened) to features ``[N, F]``; jaxpg adds the head that the action
 space needs:
 
 * ``Discrete(A)``: a linear layer to ``A`` logits, a
-  :class:`~jaxpg.distributions.Categorical`;
+  :class:`~jaxpg.kernels.distributions.Categorical`;
 * ``Box(D)``: a linear layer to the ``D`` means and a state-independent
-  ``log_std`` parameter, a :class:`~jaxpg.distributions.DiagGaussian`;
+  ``log_std`` parameter, a :class:`~jaxpg.kernels.distributions.DiagGaussian`;
 * critic: a linear layer to one value.
 
 The default torso is :class:`MLPTorso` (flattens ``O``, then dense layers).
@@ -34,9 +34,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxpg.distributions import Categorical, DiagGaussian, Distribution
 from jaxpg.envs import EnvSpec
-from jaxpg.normalise import RunningMeanStd
+from jaxpg.kernels.distributions import Categorical, DiagGaussian, Distribution
+from jaxpg.kernels.normalise import RunningMeanStd
 
 Array = jax.Array
 Params = Any
@@ -53,7 +53,7 @@ def with_obs_norm(params: Params, obs_norm: RunningMeanStd | None) -> Params:
     if not isinstance(obs_norm, RunningMeanStd):
         raise TypeError(
             f"obs_norm={type(obs_norm).__name__} is invalid: must be a "
-            "jaxpg.normalise.RunningMeanStd (TrainOutput.state.obs_norm)"
+            "jaxpg.kernels.normalise.RunningMeanStd (TrainOutput.state.obs_norm)"
         )
     return {**params, OBS_NORM: obs_norm}
 

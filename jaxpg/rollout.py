@@ -20,7 +20,7 @@ log-probabilities from stored observations and actions):
 Both, and evaluation, act through one function, :func:`actor_step` (policy ->
 sample -> env step -> a :class:`Transition`). Step ``t`` stores
 ``(s_t, a_t, r_t)`` and the flags of ``s_{t+1}``. Every loop whose length
-depends on data is a :func:`jaxpg.batching.while_loop`: under ``vmap`` it has
+depends on data is a :func:`jaxpg.kernels.batching.while_loop`: under ``vmap`` it has
 no whole-carry select and no collective across devices.
 """
 
@@ -32,9 +32,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxpg.batching import while_loop
 from jaxpg.envs import EnvSpec, EnvStepper, select_envs
 from jaxpg.envs import make_stepper as make_stepper  # re-exported
+from jaxpg.kernels.batching import while_loop
 
 Array = jax.Array
 

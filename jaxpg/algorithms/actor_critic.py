@@ -2,7 +2,7 @@ r"""A2C and PPO-clip: one actor-critic learner, two compositions of it.
 
 :func:`make_actor_critic` collects a streaming window
 (:func:`jaxpg.rollout.collect_window`), computes truncation-aware GAE(λ)
-(:func:`jaxpg.returns.generalized_advantage_estimation`) with ``V`` of the
+(:func:`jaxpg.kernels.returns.generalized_advantage_estimation`) with ``V`` of the
 *real* next state (``final_observation``) so that a time limit or the window's
 end is bootstrapped and a termination is not, then takes
 ``num_epochs × num_minibatches`` optimizer steps on
@@ -41,10 +41,10 @@ from jaxpg.algorithms.base import (
     schedule_learning_rate,
     update_statistics,
 )
-from jaxpg.batching import permutation
 from jaxpg.config import Config, Hyperparams
-from jaxpg.losses import policy_gradient_loss, ppo_clip_loss, value_loss
-from jaxpg.returns import generalized_advantage_estimation
+from jaxpg.kernels.batching import permutation
+from jaxpg.kernels.losses import policy_gradient_loss, ppo_clip_loss, value_loss
+from jaxpg.kernels.returns import generalized_advantage_estimation
 from jaxpg.rollout import collect_window
 
 Array = jax.Array

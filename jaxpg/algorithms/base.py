@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxpg.batching import while_loop
 from jaxpg.config import Config, Hyperparams
 from jaxpg.envs import EnvSpec
+from jaxpg.kernels.batching import while_loop
+from jaxpg.kernels.normalise import RewardScaler, RunningMeanStd
 from jaxpg.networks import Critic, Policy, make_critic, make_policy
-from jaxpg.normalise import RewardScaler, RunningMeanStd
 from jaxpg.rollout import RunningEpisodes
 
 Array = jax.Array
@@ -43,9 +43,9 @@ class TrainState:
       env_steps: ``[]`` int32, real transitions that fed the gradient so far.
       episode: the running return and length of each env's current episode
         (windowed rollouts carry episodes across updates).
-      obs_norm: :class:`~jaxpg.normalise.RunningMeanStd` of the observations
+      obs_norm: :class:`~jaxpg.kernels.normalise.RunningMeanStd` of the observations
         seen (``[*O]``); what the networks see when ``cfg.normalise_obs``.
-      reward_norm: :class:`~jaxpg.normalise.RewardScaler` (``[B]`` running
+      reward_norm: :class:`~jaxpg.kernels.normalise.RewardScaler` (``[B]`` running
         returns); used when ``cfg.scale_rewards``.
     """
 
@@ -335,7 +335,7 @@ def chunked_grad(
     ``loss_fn(params, rows, row_mask)`` must be a *sum* over rows (a loss that
     is linear in its rows), so the chunks add up to the loss of the whole
     batch; only ``ceil(count / chunk)`` chunks are computed (a
-    :func:`jaxpg.batching.while_loop`), so padding costs no forward or
+    :func:`jaxpg.kernels.batching.while_loop`), so padding costs no forward or
     backward pass.
 
     Returns ``(grads, aux)`` with ``aux`` the summed auxiliary outputs.

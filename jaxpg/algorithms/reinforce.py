@@ -3,7 +3,7 @@ r"""REINFORCE with a choice of baseline, on complete episodes.
 Per update: collect complete episodes (:func:`jaxpg.rollout.collect_episodes`),
 compute Monte-Carlo returns :math:`G_t = r_t + γ (1 - \text{done}_t) G_{t+1}`,
 turn them into advantages with a baseline (an advantage kernel of
-:mod:`jaxpg.advantages`, or a learned critic), and take one optimizer step on
+:mod:`jaxpg.kernels.advantages`, or a learned critic), and take one optimizer step on
 
 .. math:: L(\theta) = -\frac{1}{B\,T_s} \sum_{t,b} m_{t,b}
    \log\pi_\theta(a_{t,b}|s_{t,b})\,A_{t,b}
@@ -19,9 +19,10 @@ fitted to the returns; :math:`A = G - \mathrm{sg}(V(s))`, unbiased since
 An episode ended by the environment's time limit is a complete episode of the
 time-limited task: its return is the sum of its rewards up to the limit.
 
-The loss is assembled from the loss kernels of :mod:`jaxpg.losses`
-(:func:`~jaxpg.losses.policy_gradient_loss`, :func:`~jaxpg.losses.entropy_loss`,
-:func:`~jaxpg.losses.value_loss`) with explicit normalisers, evaluated in
+The loss is assembled from the loss kernels of :mod:`jaxpg.kernels.losses`
+(:func:`~jaxpg.kernels.losses.policy_gradient_loss`,
+:func:`~jaxpg.kernels.losses.entropy_loss`,
+:func:`~jaxpg.kernels.losses.value_loss`) with explicit normalisers, evaluated in
 chunks of packed valid rows whose losses add up to the whole batch's.
 """
 
@@ -34,13 +35,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxpg.advantages import (
-    group_normalised,
-    leave_one_out,
-    mean_baseline,
-    no_baseline,
-    standardise,
-)
 from jaxpg.algorithms.base import (
     Algorithm,
     Parts,
@@ -57,8 +51,20 @@ from jaxpg.algorithms.base import (
 )
 from jaxpg.config import Config
 from jaxpg.envs import EnvSpec
-from jaxpg.losses import entropy_loss, masked_mean, policy_gradient_loss, value_loss
-from jaxpg.returns import discounted_returns_prefix
+from jaxpg.kernels.advantages import (
+    group_normalised,
+    leave_one_out,
+    mean_baseline,
+    no_baseline,
+    standardise,
+)
+from jaxpg.kernels.losses import (
+    entropy_loss,
+    masked_mean,
+    policy_gradient_loss,
+    value_loss,
+)
+from jaxpg.kernels.returns import discounted_returns_prefix
 from jaxpg.rollout import collect_episodes
 
 Array = jax.Array

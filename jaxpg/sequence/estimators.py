@@ -46,7 +46,7 @@ Loss aggregation (:func:`aggregate`) of per-token terms :math:`x_{it}`:
   constant ``C`` (default ``R``): an unbiased estimate of :math:`\nabla J / C`.
 
 KL to the reference (per token, :math:`\log\rho_t = \log\pi_{ref} - \log\pi`,
-estimators from :func:`jaxpg.losses.kl_estimate`). What each placement's
+estimators from :func:`jaxpg.kernels.losses.kl_estimate`). What each placement's
 gradient follows, in expectation over on-policy samples (derived, then checked
 by enumeration in the tests):
 
@@ -70,7 +70,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxpg.losses import kl_estimate, masked_mean
+from jaxpg.kernels.losses import kl_estimate, masked_mean
 
 Array = jax.Array
 
@@ -186,7 +186,7 @@ def surrogate_terms(
 
 
 def kl_tokens(log_probs: Array, ref_log_probs: Array, kind: str) -> Array:
-    """Per-token KL estimate ``[N, R]`` (:func:`jaxpg.losses.kl_estimate`)."""
+    """Per-token KL estimate ``[N, R]`` (:func:`jaxpg.kernels.losses.kl_estimate`)."""
     if kind not in KL_ESTIMATORS:
         raise ValueError(f"kl_estimator={kind!r} is not one of {KL_ESTIMATORS}")
     return kl_estimate(log_probs, ref_log_probs, kind)

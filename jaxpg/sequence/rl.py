@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpg.losses import masked_mean
+from jaxpg.kernels.losses import masked_mean
 from jaxpg.sequence import estimators as est
 from jaxpg.sequence import sampling
 from jaxpg.sequence.model import TransformerConfig

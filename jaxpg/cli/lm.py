@@ -1,0 +1,394 @@
+r"""``jaxpg lm``: SFT warm start, then RL of a token policy on a verifiable task.
+
+Steps: (1) supervised warm start on the task's ground truth, or ``--reference
+DIR`` to reuse a saved one; the SFT model is frozen as the KL reference and
+saved to ``OUT/reference`` with its version hash; (2) ``--seeds`` RL runs in one
+compiled program (seed i starts from the reference with ``jax.random.key(i)``),
+in compiled chunks of updates so that a progress bar can advance; (3) every
+seed's final policy and the reference are evaluated on fresh prompts; a summary
+table is printed, ``metrics.json`` (settings, reference version, per-update
+metrics ``[S, U]``, summary) and ``curves.png`` (reward, accuracy, KL and
+response length over updates, mean and range over seeds) are written to
+``--out``.
+
+On CPU the RL program is compiled with XLA's YNNPACK fusions off
+(``--xla-ynn off``, the default): XLA's own CPU kernels made the RL update
+of ``benchmarks/lm_trl.py``'s setting (width 32, one seed) 6-16% faster in
+``benchmarks/lm_ablate.py`` (the same model up to float rounding). The
+options used are recorded in ``metrics.json``.
+
+With several devices (GPUs, or CPU devices: ``JAX_NUM_CPU_DEVICES=2 jaxpg lm
+...`` gives XLA a thread per core) and a seed count that is a multiple of
+their number, the seeds are laid over the devices (no collective: each seed's
+updates stay on its device); otherwise they run on the first device.
+
+:func:`register` adds the subcommand to an ``argparse`` subparsers object;
+:func:`run` executes parsed arguments. Needs the ``cli`` extra (matplotlib,
+tqdm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxpg.cli.options import (
+    PlainHelpFormatter,
+    add_cache_argument,
+    enable_compilation_cache,
+)
+from jaxpg.sequence import estimators as est
+from jaxpg.sequence import rl as rlm
+from jaxpg.sequence import sft, tasks
+from jaxpg.sequence.model import POSITIONS, TransformerConfig
+from jaxpg.sequence.seeds import compiler_options, seed_layout, train_seeds
+
+__all__ = ["build_config", "register", "run"]
+
+EVAL_SEED = 2_024_998
+PLOTTED = ("reward", "true_reward", "kl_exact", "response_length")
+
+_EXAMPLES = """\
+examples:
+  jaxpg lm --task sort --seeds 4                       # GRPO, k3 KL in the loss
+  jaxpg lm --task add --advantage rloo --kl-placement reward --kl-estimator k1
+  jaxpg lm --task sort_proxy --beta 0 --out runs/hack  # reward hacking, flagged
+"""
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``lm`` subcommand to ``subparsers`` (from ``add_subparsers``)."""
+    p = subparsers.add_parser(
+        "lm",
+        help="policy gradients for a token policy (SFT, then RL with a KL)",
+        description=__doc__.split("\n\n")[1],
+        epilog=_EXAMPLES,
+        formatter_class=PlainHelpFormatter,
+    )
+    d = rlm.RLConfig()
+    p.add_argument(
+        "--task", default="sort", choices=tasks.TASKS, help="task (%(default)s)"
+    )
+    p.add_argument("--digits", type=int, default=None, help="digits per operand")
+    p.add_argument(
+        "--reward", default="exact", choices=("exact", "partial"),
+        help="optimised reward of sort/add (sort_proxy: its proxy)",
+    )  # fmt: skip
+    p.add_argument(
+        "--seeds", type=int, default=4, help="RL runs in one program (%(default)s)"
+    )
+    p.add_argument("--out", default="runs/lm", help="output directory (%(default)s)")
+    g = p.add_argument_group("model")
+    g.add_argument("--width", type=int, default=32, help="model width (%(default)s)")
+    g.add_argument("--layers", type=int, default=2, help="layers (%(default)s)")
+    g.add_argument("--heads", type=int, default=2, help="heads (%(default)s)")
+    g.add_argument(
+        "--positions", default="learned", choices=POSITIONS,
+        help="position encoding (%(default)s)",
+    )  # fmt: skip
+    g = p.add_argument_group("supervised warm start (the reference)")
+    g.add_argument("--reference", default=None, help="load a saved reference DIR")
+    g.add_argument("--sft-steps", type=int, default=40, help="SFT steps (%(default)s)")
+    g.add_argument(
+        "--sft-lr", type=float, default=3e-3, help="SFT learning rate (%(default)s)"
+    )
+    g.add_argument(
+        "--sft-batch", type=int, default=64, help="SFT batch size (%(default)s)"
+    )
+    g = p.add_argument_group("RL")
+    g.add_argument(
+        "--updates", type=int, default=150, help="RL updates per seed (%(default)s)"
+    )
+    g.add_argument(
+        "--prompts", type=int, default=d.num_prompts,
+        help="prompts per update (%(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "--group", type=int, default=d.group_size,
+        help="samples per prompt (%(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "--max-new-tokens", type=int, default=None,
+        help="longest response (default: the task's)",
+    )  # fmt: skip
+    g.add_argument(
+        "--advantage", default=d.advantage, choices=est.ADVANTAGES,
+        help="advantage estimator (%(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "--aggregation", default="token_mean", choices=est.AGGREGATIONS,
+        help="how token losses are averaged (%(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "--kl-placement", default=d.kl_placement, choices=rlm.KL_PLACEMENTS,
+        help="KL to the reference in the loss or in the reward (%(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "--kl-estimator", default=d.kl_estimator, choices=est.KL_ESTIMATORS,
+        help="KL estimator (%(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "--beta", type=float, default=d.beta, help="KL coefficient (%(default)s)"
+    )
+    g.add_argument(
+        "--lr", type=float, default=2e-3, help="RL learning rate (%(default)s)"
+    )
+    g.add_argument(
+        "--epochs", type=int, default=d.epochs,
+        help="passes over each batch (%(default)s)",
+    )  # fmt: skip
+    g.add_argument("--clip-eps", type=float, default=0.2, help="0: no clipping")
+    g.add_argument(
+        "--temperature", type=float, default=d.temperature,
+        help="sampling temperature (%(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "--hack-window", type=int, default=10,
+        help="updates over which reward hacking is judged (%(default)s)",
+    )  # fmt: skip
+    g.add_argument("--chunk", type=int, default=None, help="updates per chunk")
+    g.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar and no elapsed-time line while compiling",
+    )
+    g.add_argument(
+        "--xla-ynn", default="off", choices=("on", "off"),
+        help="XLA's YNNPACK fusions for the RL program on CPU (default off: "
+        "XLA's own kernels, faster at these sizes)",
+    )  # fmt: skip
+    add_cache_argument(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def build_config(args: argparse.Namespace):
+    """``(task, model_cfg, rl_cfg)`` from parsed arguments (ValueError if bad)."""
+    kwargs = {} if args.digits is None else {"num_digits": args.digits}
+    if args.task != "sort_proxy":
+        kwargs["reward"] = args.reward
+    if args.max_new_tokens is not None:
+        kwargs["max_new_tokens"] = args.max_new_tokens
+    task = tasks.make_task(args.task, **kwargs)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds={args.seeds} is invalid: must be >= 1")
+    model_cfg = TransformerConfig(
+        vocab_size=tasks.VOCAB_SIZE,
+        width=args.width,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        max_len=task.prompt_len + task.max_new_tokens,
+        positions=args.positions,
+    )
+    rl_cfg = rlm.RLConfig(
+        num_prompts=args.prompts,
+        group_size=args.group,
+        num_updates=args.updates,
+        advantage=args.advantage,
+        aggregation=args.aggregation,
+        kl_placement=args.kl_placement,
+        kl_estimator=args.kl_estimator,
+        beta=args.beta,
+        lr=args.lr,
+        epochs=args.epochs,
+        clip_eps=args.clip_eps or None,
+        temperature=args.temperature,
+    )
+    return task, model_cfg, rl_cfg
+
+
+def _chunk(num_updates: int, requested: int | None) -> int:
+    if requested is not None:
+        if requested < 1 or num_updates % requested:
+            raise ValueError(
+                f"--chunk={requested} must be >= 1 and divide --updates={num_updates}"
+            )
+        return requested
+    divisors = [c for c in range(1, num_updates + 1) if num_updates % c == 0]
+    return min(divisors, key=lambda c: (abs(c - num_updates / 20), -c))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``jaxpg lm``; returns the exit status."""
+    try:
+        task, model_cfg, rl_cfg = build_config(args)
+        chunk = _chunk(rl_cfg.num_updates, args.chunk)
+    except ValueError as e:
+        print(f"jaxpg lm: error: {e}", file=sys.stderr)
+        return 2
+    enable_compilation_cache(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if args.reference:
+        ref_params, ref_cfg, info = sft.load_reference(args.reference)
+        if ref_cfg != model_cfg:
+            print(
+                f"jaxpg lm: error: reference model {ref_cfg} differs from the "
+                f"requested {model_cfg}",
+                file=sys.stderr,
+            )
+            return 2
+        version = info["version"]
+    else:
+        train_sft = sft.make_sft(
+            task, model_cfg, num_steps=args.sft_steps, batch_size=args.sft_batch,
+            lr=args.sft_lr,
+        )  # fmt: skip
+        ref_params = jax.jit(train_sft)(jax.random.key(10_000)).params
+        version = sft.save_reference(
+            out / "reference", ref_params, model_cfg, task=task.name,
+            sft_steps=args.sft_steps, sft_lr=args.sft_lr, sft_batch=args.sft_batch,
+        )  # fmt: skip
+    sft_s = time.perf_counter() - t0
+    print(
+        f"reference {version} ({'loaded' if args.reference else 'SFT'}, {sft_s:.1f}s)"
+    )
+
+    options = compiler_options(args.xla_ynn, jax.default_backend())
+    bar = _bar(not args.no_progress, rl_cfg.num_updates)
+
+    def on_chunk(size: int, m: dict) -> None:
+        if bar is not None:
+            bar.update(size)
+            bar.set_postfix(
+                reward=f"{m['reward'][:, -1].mean():.3f}",
+                acc=f"{m['accuracy'][:, -1].mean():.3f}",
+                kl=f"{m['kl_exact'][:, -1].mean():.3f}",
+            )
+
+    try:
+        metrics, final_params, compile_s, run_s, options = train_seeds(
+            task, model_cfg, rl_cfg, ref_params, args.seeds, chunk, options,
+            on_chunk=on_chunk, show_compile=not args.no_progress,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    evaluate = jax.jit(lambda key, p: rlm.evaluate(key, p, task, model_cfg, 512))
+    eval_key = jax.random.key(EVAL_SEED)
+    ref_eval = {k: float(v) for k, v in evaluate(eval_key, ref_params).items()}
+    finals = jax.vmap(lambda p: evaluate(eval_key, p))(final_params)
+    finals = {k: np.asarray(v) for k, v in finals.items()}
+    flags = rlm.reward_hacking_flag(
+        metrics["true_reward"], metrics["reward"], args.hack_window
+    )
+    summary = _summary(metrics, finals, ref_eval, flags, args.hack_window)
+    _print_table(summary, ref_eval, task, rl_cfg, compile_s, run_s, args.seeds)
+    record = {
+        "task": task.name,
+        "reference_version": version,
+        "model": dataclasses.asdict(model_cfg),
+        "rl": dataclasses.asdict(rl_cfg),
+        "seeds": args.seeds,
+        "devices": jax.device_count() if seed_layout(args.seeds) else 1,
+        "compiler_options": options,
+        "sft_s": sft_s,
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "reference_eval": ref_eval,
+        "summary": summary,
+        "metrics": {k: v.tolist() for k, v in metrics.items()},
+        "hack_flag": flags.tolist(),
+    }
+    (out / "metrics.json").write_text(json.dumps(record) + "\n")
+    _plot(metrics, flags, out / "curves.png", task, rl_cfg, version)
+    print(f"wrote {out / 'metrics.json'} and {out / 'curves.png'}")
+    return 0
+
+
+def _bar(progress: bool, total: int):
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="upd", desc="RL", file=sys.stderr)
+
+
+def _summary(metrics, finals, ref_eval, flags, window) -> dict:
+    tail = max(1, metrics["reward"].shape[1] // 10)
+    first = np.where(flags.any(axis=1), flags.argmax(axis=1), -1)
+    return {
+        "final_accuracy": finals["accuracy"].tolist(),
+        "final_true_reward": finals["true_reward"].tolist(),
+        "final_reward": finals["reward"].tolist(),
+        "last_kl_exact": metrics["kl_exact"][:, -tail:].mean(axis=1).tolist(),
+        "max_kl_exact": metrics["kl_exact"].max(axis=1).tolist(),
+        "last_length": metrics["response_length"][:, -tail:].mean(axis=1).tolist(),
+        "hack_first_update": first.tolist(),
+        "hack_window": window,
+        "reference_accuracy": ref_eval["accuracy"],
+    }
+
+
+def _print_table(summary, ref_eval, task, rl_cfg, compile_s, run_s, num_seeds):
+    print(
+        f"\n{task.name}: {rl_cfg.advantage}, {rl_cfg.aggregation}, KL "
+        f"{rl_cfg.kl_estimator} in the {rl_cfg.kl_placement} (beta={rl_cfg.beta}), "
+        f"{rl_cfg.num_updates} updates x {rl_cfg.num_prompts}x{rl_cfg.group_size}"
+    )
+    head = f"{'seed':>4} {'accuracy':>9} {'true':>7} {'reward':>7} {'KL':>7} "
+    print(head + f"{'length':>7} {'hacked at':>9}")
+    print(
+        f"{'ref':>4} {ref_eval['accuracy']:9.3f} {ref_eval['true_reward']:7.3f} "
+        f"{ref_eval['reward']:7.3f} {0.0:7.3f} {'':>7} {'':>9}"
+    )
+    s = summary
+    for i in range(num_seeds):
+        hacked = s["hack_first_update"][i]
+        print(
+            f"{i:>4} {s['final_accuracy'][i]:9.3f} {s['final_true_reward'][i]:7.3f} "
+            f"{s['final_reward'][i]:7.3f} {s['last_kl_exact'][i]:7.3f} "
+            f"{s['last_length'][i]:7.2f} {hacked if hacked >= 0 else '-':>9}"
+        )
+    print(
+        f"mean {np.mean(s['final_accuracy']):9.3f} "
+        f"{np.mean(s['final_true_reward']):7.3f} {np.mean(s['final_reward']):7.3f} "
+        f"{np.mean(s['last_kl_exact']):7.3f} {np.mean(s['last_length']):7.2f} "
+        f"{sum(h >= 0 for h in s['hack_first_update'])}/{num_seeds:<7}"
+    )
+    print(f"compile {compile_s:.1f}s, run {run_s:.1f}s (accuracy: 512 fresh prompts)")
+
+
+def _plot(metrics, flags, path, task, rl_cfg, version) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    titles = {
+        "reward": "optimised reward" + (" (proxy)" if task.has_proxy else ""),
+        "true_reward": "true reward (exact match)",
+        "kl_exact": "KL(pi || ref), exact, per response",
+        "response_length": "response length",
+    }
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4 * len(PLOTTED), 3.2))
+    x = np.arange(1, metrics["reward"].shape[1] + 1)
+    for ax, name in zip(axes, PLOTTED, strict=True):
+        v = metrics[name]
+        ax.plot(x, v.mean(axis=0), color="C0", label=f"mean of {v.shape[0]} seeds")
+        ax.fill_between(x, v.min(axis=0), v.max(axis=0), color="C0", alpha=0.2)
+        if flags.any():
+            first = int(np.min(np.where(flags.any(axis=1), flags.argmax(axis=1), 1e9)))
+            ax.axvline(x[first], color="C3", ls="--", label="hacking flagged")
+        ax.set_title(titles[name], fontsize=9)
+        ax.set_xlabel("update")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(
+        f"{task.name}: {rl_cfg.advantage}, KL {rl_cfg.kl_estimator} in "
+        f"{rl_cfg.kl_placement}, beta={rl_cfg.beta}; reference {version}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,212 @@
+r"""What the ``jaxpg`` commands share: ``--set FIELD=VALUE`` parsing, the
+multi-host options, strict JSON and the machine's name. No computation."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxpg.config import Config
+from jaxpg.drivers import parallel
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+# Sphinx markup of the docstrings the help texts come from: ":func:`x`",
+# "``x``", "`x`" and "~" in a role target.
+_ROLE = re.compile(r":(?:func|mod|class|data|attr|meth|math|obj):`~?([^`]*)`")
+_LITERAL = re.compile(r"``([^`]*)``|`([^`]*)`")
+
+
+def plain(text: str) -> str:
+    """``text`` without Sphinx markup: roles and literals become their words."""
+    text = _ROLE.sub(r"\1", text)
+    return _LITERAL.sub(lambda m: m.group(1) or m.group(2) or "", text)
+
+
+class PlainHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help in plain words: keeps the description's line breaks (examples),
+    strips the Sphinx markup of docstrings from every text."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain(super()._expand_help(action))
+
+
+def hidden_widths(text: str) -> tuple[int, ...]:
+    """Parse ``64,64`` into ``(64, 64)`` (an argparse type)."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of ints, e.g. 64,64"
+        ) from None
+
+
+_SETTABLE = tuple(name for name in _FIELDS if name not in ("env", "algo"))
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """Parse ``--set FIELD=VALUE`` into ``(field, value)``, typed like the
+    field's default (``none`` for an optional field, ``true``/``false`` for a
+    flag, comma-separated ints for ``hidden``)."""
+    name, sep, raw = text.partition("=")
+    name, raw = name.strip(), raw.strip()
+    if not sep or name not in _SETTABLE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not FIELD=VALUE with FIELD one of {', '.join(_SETTABLE)}"
+        )
+    kind = str(_FIELDS[name].type)
+    try:
+        if raw.lower() == "none" and "None" in kind:
+            return name, None
+        if kind == "bool":
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return name, raw.lower() in ("true", "1")
+        if kind.startswith("tuple"):
+            return name, hidden_widths(raw)
+        if kind.startswith("int"):
+            return name, int(raw)
+        if kind.startswith("float"):
+            return name, float(raw)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {raw!r} is not a valid {kind} for {name}"
+        ) from None
+    return name, raw
+
+
+_ENV = {
+    "coordinator": "JAX_COORDINATOR_ADDRESS",
+    "num_processes": "JAX_NUM_PROCESSES",
+    "process_id": "JAX_PROCESS_ID",
+}
+
+
+def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--coordinator``, ``--num-processes`` and ``--process-id``.
+
+    Defaults come from ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID``. ``--coordinator auto`` lets JAX detect the cluster
+    (SLURM, Open MPI, Kubernetes, Cloud TPU). Without any of them the command
+    runs as one process.
+    """
+    group = parser.add_argument_group(
+        "multi-host",
+        "one process per host, all started with the same command; members are "
+        "split over the devices of all processes and process 0 writes the output",
+    )
+    group.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        default=os.environ.get(_ENV["coordinator"]),
+        help="address of process 0's coordinator, or 'auto' to detect the "
+        "cluster (default: $JAX_COORDINATOR_ADDRESS; none: one process)",
+    )
+    group.add_argument(
+        "--num-processes",
+        type=int,
+        metavar="N",
+        default=_env_int("num_processes"),
+        help="number of processes (default: $JAX_NUM_PROCESSES)",
+    )
+    group.add_argument(
+        "--process-id",
+        type=int,
+        metavar="I",
+        default=_env_int("process_id"),
+        help="this process's index in [0, N) (default: $JAX_PROCESS_ID)",
+    )
+
+
+def initialize_from_args(args: argparse.Namespace) -> bool:
+    """:func:`jaxpg.parallel.initialize` from the options of
+    :func:`add_distributed_arguments`.
+
+    Returns:
+      Whether ``jax.distributed`` was initialised.
+    """
+    return parallel.initialize(
+        getattr(args, "coordinator", None),
+        getattr(args, "num_processes", None),
+        getattr(args, "process_id", None),
+    )
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(_ENV[name])
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"${_ENV[name]}={raw!r} is invalid: must be an int") from None
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with arrays as nested lists and NaN and inf as ``None``, so
+    that ``json.dumps(..., allow_nan=False)`` writes strict JSON."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.ndarray | jax.Array | np.generic):
+        return strict_json(np.asarray(obj).tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def device_name() -> str:
+    """``"platform: count x kind"`` of the devices JAX uses."""
+    devices = jax.devices()
+    return f"{devices[0].platform}: {len(devices)} x {devices[0].device_kind}"
+
+
+CACHE_ENV = "JAXPG_CACHE_DIR"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "jaxpg" / "xla"
+
+
+def add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--compile-cache DIR`` and ``--no-compile-cache``."""
+    parser.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        default=None,
+        help="keep compiled programs in DIR so that the same command compiles "
+        f"again in about a second (default: ${CACHE_ENV}, else {DEFAULT_CACHE_DIR})",
+    )
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="compile everything afresh, keep nothing on disk",
+    )
+
+
+def enable_compilation_cache(args: argparse.Namespace) -> str | None:
+    """Turn on JAX's persistent compilation cache in the directory the options
+    of :func:`add_cache_argument` name (``$JAXPG_CACHE_DIR`` set to the empty
+    string also turns it off); returns the directory, or ``None``."""
+    if getattr(args, "no_compile_cache", False):
+        return None
+    path = getattr(args, "compile_cache", None)
+    if path is None:
+        path = os.environ.get(CACHE_ENV, str(DEFAULT_CACHE_DIR))
+    if not path:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # Every program is worth keeping: the defaults skip programs that compile
+    # in under a second, and a command compiles several.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return str(path)

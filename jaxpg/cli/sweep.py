@@ -1,0 +1,416 @@
+r"""``jaxpg sweep``: every setting × every seed in one program, compared.
+
+``jaxpg sweep --grid lr=1e-3,3e-3 --grid ent_coef=0,0.01 --seeds 8 --out DIR``
+trains the grid's settings (``itertools.product`` in the order the ``--grid``
+options are given; see :mod:`jaxpg.drivers.sweep`) with ``--seeds`` seeds each,
+evaluates every final policy inside the same program, prints one row per
+setting (the IQM over seeds of the evaluated return with a 95% bootstrap
+interval, and the seeds whose evaluated return reaches ``--solved-at``), marks
+the best setting (highest IQM) with ``*`` and writes ``DIR/sweep.json`` and
+``DIR/sweep.png`` (final scores with intervals; learning curves).
+``--random lr=1e-4:1e-2 --num-settings 16`` draws log-uniform settings from
+``--search-seed`` instead (``:linear`` for a uniform range).
+
+Members (settings × seeds) are laid out over all devices of all processes
+(:mod:`jaxpg.drivers.parallel`); ``--coordinator``, ``--num-processes`` and
+``--process-id`` join several hosts, and process 0 writes the outputs.
+
+Wiring: ``register(subparsers)`` adds the subcommand to the ``jaxpg`` parser
+(append it to :data:`jaxpg.cli.main.SUBCOMMANDS`) and sets ``args.func`` (also
+``args.run``), which returns the exit status. Needs the ``cli`` extra
+(matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import jaxpg
+from jaxpg import presets
+from jaxpg.analysis.scores import ENV_SCORES, solved_threshold
+from jaxpg.cli.options import (
+    PlainHelpFormatter,
+    add_cache_argument,
+    add_distributed_arguments,
+    device_name,
+    enable_compilation_cache,
+    initialize_from_args,
+    parse_setting,
+    strict_json,
+)
+from jaxpg.config import ALGOS, Config
+from jaxpg.drivers import parallel
+from jaxpg.drivers.evaluation import EVAL_SEED, eval_keys
+from jaxpg.drivers.progress import elapsed
+
+__all__ = ["register", "run"]
+
+
+_EXAMPLES = """\
+examples:
+  jaxpg sweep --grid lr=1e-3,3e-3,1e-2 --grid ent_coef=0,0.01 --seeds 8
+  jaxpg sweep --algo ppo --random lr=1e-4:3e-3 --random clip_eps=0.1:0.3:linear \\
+      --num-settings 16 --seeds 4 --out runs/ppo-search
+  # several hosts (one process each, same command), e.g. under SLURM:
+  srun jaxpg sweep --grid lr=1e-3,3e-3 --seeds 64 --coordinator auto
+"""
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``sweep`` subcommand to ``subparsers`` (from
+    ``parser.add_subparsers()``); parsed arguments carry ``func`` (and
+    ``run``), the command."""
+    p = subparsers.add_parser(
+        "sweep",
+        help="train a grid (or random search) of settings x seeds in one program",
+        description=__doc__.split("\n\n")[1],
+        epilog=_EXAMPLES,
+        formatter_class=PlainHelpFormatter,
+    )
+    p.add_argument("--env", default="CartPole-v1", help="environment (%(default)s)")
+    p.add_argument(
+        "--algo", default="reinforce", choices=ALGOS, help="algorithm (%(default)s)"
+    )
+    p.add_argument(
+        "--preset",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start from the tuned preset of (--env, --algo) (default: when one "
+        "exists)",
+    )
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        type=_grid_option,
+        metavar="FIELD=V1,V2,...",
+        help="values of one sweepable field (repeatable; the last varies fastest)",
+    )
+    p.add_argument(
+        "--random",
+        action="append",
+        default=[],
+        type=_range_option,
+        metavar="FIELD=LOW:HIGH[:linear]",
+        help="random search: a log-uniform (or :linear) range (repeatable)",
+    )
+    p.add_argument(
+        "--num-settings", type=int, default=8, metavar="K",
+        help="settings drawn by --random (%(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--search-seed", type=int, default=0, metavar="N",
+        help="seed of the --random draws (%(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--seeds", type=int, default=8, metavar="S",
+        help="seeds per setting (%(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="env-step budget per member (total_steps; default: the base config's)",
+    )
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no elapsed-time line while the sweep compiles and trains",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        type=parse_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="set a Config field of the base config (repeatable)",
+    )
+    p.add_argument(
+        "--eval-episodes", type=int, default=32, metavar="N",
+        help="evaluation episodes per member after training (%(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--solved-at",
+        type=float,
+        metavar="R",
+        help="evaluated return at which a seed counts as solved (default: the "
+        f"env's, known for {', '.join(ENV_SCORES)})",
+    )
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="default runs/sweep-ENV-ALGO"
+    )
+    add_cache_argument(p)
+    add_distributed_arguments(p)
+    p.set_defaults(run=run, func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed ``jaxpg sweep``; returns the exit status (2: bad options)."""
+    try:
+        joined = initialize_from_args(args)
+        cfg, source = _base_config(args)
+        settings_spec = _settings_spec(args)
+    except ValueError as e:
+        print(f"jaxpg sweep: error: {e}", file=sys.stderr)
+        return 2
+    import jax
+
+    enable_compilation_cache(args)
+    from jaxpg.drivers.sweep import grid_settings, random_settings
+    from jaxpg.drivers.train import evaluate, make_train
+
+    try:
+        if isinstance(settings_spec, dict):
+            settings = grid_settings(settings_spec)
+        else:
+            settings = random_settings(
+                jax.random.key(args.search_seed), dict(settings_spec), args.num_settings
+            )
+        hparams = [cfg.replace(**s).hyperparams() for s in settings]
+    except ValueError as e:
+        print(f"jaxpg sweep: error: {e}", file=sys.stderr)
+        return 2
+    k, s = len(settings), args.seeds
+    solved_at = (
+        args.solved_at if args.solved_at is not None else solved_threshold(cfg.env)
+    )
+    out_dir = args.out or Path("runs") / f"sweep-{cfg.env}-{cfg.algo}"
+    writer = jax.process_index() == 0
+    if writer:
+        print(
+            f"jaxpg sweep  {cfg.env} / {cfg.algo}  ({source})\n"
+            f"  {k} settings x {s} seeds = {k * s} members on "
+            f"{jax.device_count()} device(s), {jax.process_count()} process(es)"
+        )
+    train = make_train(cfg)
+    episodes = args.eval_episodes
+
+    def member(seed: jax.Array, hp: Any) -> dict:
+        out = train(jax.random.key(seed), hp)
+        eval_key = eval_keys(seed[None])[0]
+        returns = evaluate(cfg, out.params, eval_key, num_episodes=episodes)
+        return {
+            "episode_return": out.metrics["episode_return"],
+            "env_steps": out.metrics["env_steps"],
+            "eval": returns,
+        }
+
+    member_hp = jax.tree.map(
+        lambda *xs: np.repeat(np.stack([np.asarray(x) for x in xs]), s, axis=0),
+        *hparams,
+    )
+    seeds = np.tile(np.arange(s, dtype=np.int32), k)
+    t0 = time.perf_counter()
+    with elapsed(f"compiling and training {k * s} members", args.progress and writer):
+        result = parallel.map_members(member, (seeds, member_hp))
+    result = {
+        n: np.asarray(v).reshape((k, s, *np.shape(v)[1:])) for n, v in result.items()
+    }
+    total_s = time.perf_counter() - t0
+    if not writer:
+        return 0
+    rows = [_summarise(result["eval"][i], solved_at) for i in range(k)]
+    finite = [r["iqm"]["estimate"] for r in rows]
+    best = int(np.nanargmax(finite)) if np.isfinite(finite).any() else None
+    _print_table(settings, rows, best, solved_at, s)
+    print(f"compile + train + eval {total_s:.1f} s; {device_name()}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "jaxpg_version": jaxpg.__version__,
+        "jax_version": jax.__version__,
+        "config": dataclasses.asdict(cfg),
+        "config_source": source,
+        "search": (
+            {"grid": settings_spec}
+            if isinstance(settings_spec, dict)
+            else {
+                "random": {n: list(r) for n, r in settings_spec},
+                "search_seed": args.search_seed,
+            }
+        ),
+        "seeds": list(range(s)),
+        "eval": {
+            "episodes": episodes,
+            "key": f"fold_in(fold_in(key({EVAL_SEED}), 0), seed)",
+            "confidence": 0.95,
+        },
+        "solved_at": solved_at,
+        "results": [
+            {"setting": st, **row} for st, row in zip(settings, rows, strict=True)
+        ],
+        "best": best,
+        "curves": _curves(result),
+        "total_s": total_s,
+        "device": device_name(),
+        "processes": jax.process_count(),
+        "distributed": joined,
+    }
+    (out_dir / "sweep.json").write_text(
+        json.dumps(strict_json(record), allow_nan=False)
+    )
+    _plot(settings, rows, best, record["curves"], out_dir / "sweep.png", cfg)
+    print(f"wrote {out_dir / 'sweep.json'} and {out_dir / 'sweep.png'}")
+    return 0
+
+
+def _base_config(args: argparse.Namespace) -> tuple[Config, str]:
+    overrides = dict(args.settings)
+    if args.steps is not None:
+        overrides["total_steps"] = args.steps
+    has_preset = (args.env, args.algo) in presets.names()
+    if args.preset and not has_preset:
+        presets.get(args.env, args.algo)  # raises, listing the presets
+    if has_preset and args.preset is not False:
+        cfg = presets.get(args.env, args.algo).replace(**overrides)
+        source = f"preset {args.env}/{args.algo}"
+    else:
+        cfg = Config(env=args.env, algo=args.algo, **overrides)
+        source = "Config defaults"
+    if overrides:
+        source += " + " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    for name in ("seeds", "eval_episodes", "num_settings"):
+        value = getattr(args, name)
+        if value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag}={value} is invalid: must be an integer >= 1")
+    return cfg, source
+
+
+def _settings_spec(args: argparse.Namespace) -> dict | list:
+    if bool(args.grid) == bool(args.random):
+        raise ValueError(
+            "give --grid FIELD=V1,V2 or --random FIELD=LOW:HIGH (one kind)"
+        )
+    pairs = args.grid or args.random
+    names = [n for n, _ in pairs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"field(s) {', '.join(repeated)} given more than once")
+    return dict(args.grid) if args.grid else list(args.random)
+
+
+def _grid_option(text: str) -> tuple[str, list[float]]:
+    name, sep, raw = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip(), [float(v) for v in raw.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not FIELD=V1,V2,... with numbers, e.g. lr=1e-3,3e-3"
+        ) from None
+
+
+def _range_option(text: str) -> tuple[str, tuple]:
+    name, sep, raw = text.partition("=")
+    parts = raw.split(":")
+    try:
+        if not sep or len(parts) not in (2, 3):
+            raise ValueError
+        scale = parts[2].strip() if len(parts) == 3 else "log"
+        return name.strip(), (float(parts[0]), float(parts[1]), scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not FIELD=LOW:HIGH[:linear], e.g. lr=1e-4:1e-2"
+        ) from None
+
+
+def _summarise(eval_returns: np.ndarray, solved_at: float | None) -> dict:
+    """One setting's row from its ``[S, episodes]`` evaluated returns."""
+    from jaxpg.analysis.stats import bootstrap_ci, iqm
+
+    per_seed = eval_returns.mean(axis=1)
+    finite = per_seed[np.isfinite(per_seed)]
+    if finite.size:
+        ci = bootstrap_ci(finite, stat=iqm)._asdict()
+    else:
+        ci = {"estimate": math.nan, "low": math.nan, "high": math.nan}
+    return {
+        "eval_per_seed": per_seed.tolist(),
+        "nonfinite_seeds": int(per_seed.size - finite.size),
+        "iqm": ci,
+        "solved": None if solved_at is None else int(np.sum(finite >= solved_at)),
+    }
+
+
+def _print_table(settings, rows, best, solved_at, num_seeds) -> None:
+    names = list(dict.fromkeys(n for st in settings for n in st))
+    label = [" ".join(f"{n}={st[n]:g}" for n in names) for st in settings]
+    width = max(len("setting"), *map(len, label))
+    solved_head = f"solved (>= {solved_at:g})" if solved_at is not None else ""
+    print()
+    print(f"  {'setting':<{width}}  {'IQM':>9}  {'95% CI':>21}  {solved_head}")
+    for i, (text, row) in enumerate(zip(label, rows, strict=True)):
+        c = row["iqm"]
+        mark = "*" if i == best else " "
+        solved = f"{row['solved']}/{num_seeds}" if row["solved"] is not None else ""
+        print(
+            f"{mark} {text:<{width}}  {c['estimate']:>9.1f}  "
+            f"[{c['low']:>9.1f}, {c['high']:>9.1f}]  {solved}"
+        )
+    print("* best setting (highest IQM of the evaluated return over seeds)")
+
+
+def _curves(result: dict, num_points: int = 100) -> list[dict]:
+    """Per setting: the mean training curve over seeds on a common step grid."""
+    from jaxpg.analysis.plotting import common_grid_curves
+
+    curves = []
+    for steps, returns in zip(
+        result["env_steps"], result["episode_return"], strict=True
+    ):
+        grid, c = common_grid_curves(steps, returns, num_points)
+        mean = c.mean(axis=0) if c.shape[0] else np.zeros((0,))
+        curves.append({"env_steps": grid.tolist(), "mean_return": mean.tolist()})
+    return curves
+
+
+def _plot(settings, rows, best, curves, path: Path, cfg: Config) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    names = list(dict.fromkeys(n for st in settings for n in st))
+    labels = ["\n".join(f"{n}={st[n]:.3g}" for n in names) for st in settings]
+    x = np.arange(len(settings))
+    est = np.array([r["iqm"]["estimate"] for r in rows], float)
+    low = np.array([r["iqm"]["low"] for r in rows], float)
+    high = np.array([r["iqm"]["high"] for r in rows], float)
+    colors = ["C3" if i == best else "C0" for i in x]
+    left.bar(x, est, color=colors, alpha=0.35)
+    left.errorbar(x, est, yerr=[est - low, high - est], fmt="none", ecolor="k")
+    left.set_xticks(x, labels, fontsize=7)
+    left.set_ylabel("evaluated return: IQM over seeds, 95% CI")
+    left.set_title("final score (best in red)")
+    for i, c in enumerate(curves):
+        if c["env_steps"]:
+            right.plot(
+                c["env_steps"],
+                c["mean_return"],
+                color="C3" if i == best else None,
+                lw=2 if i == best else 1,
+                label=labels[i].replace("\n", " "),
+            )
+    right.set_xlabel("env steps (per seed)")
+    right.set_ylabel("training return (mean over seeds)")
+    right.set_title(f"{cfg.env} {cfg.algo}")
+    if len(curves) <= 12:
+        right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.savefig(str(path), dpi=110)

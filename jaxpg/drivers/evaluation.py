@@ -1,0 +1,138 @@
+r"""Evaluation of many seeds, as ``jaxpg train``, ``jaxpg eval`` and
+``jaxpg sweep`` do it, and the policies saved in a run directory.
+
+Every command evaluates seed ``i`` of key round ``r`` (round 0 is training's
+own evaluation, ``jaxpg eval`` defaults to round 1) with the key
+``fold_in(fold_in(key(EVAL_SEED), r), i)``: independent of training's keys,
+and the same for the same seed wherever it runs.
+
+Shapes: ``S`` seeds, ``E`` episodes.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxpg.config import Config
+from jaxpg.drivers.imports import load_object
+from jaxpg.drivers.train import evaluate, make_algorithm, policy_params, seed_keys
+from jaxpg.experiment import rundir
+from jaxpg.networks import with_obs_norm
+
+Array = jax.Array
+
+__all__ = [
+    "EVAL_SEED",
+    "eval_keys",
+    "evaluate_seeds",
+    "load_policy",
+    "policy_target",
+    "recorded_algorithm",
+]
+
+EVAL_SEED = 2_024_999
+
+
+def eval_keys(seeds: Any, round_: int = 0) -> Array:
+    """``[S]`` evaluation keys ``fold_in(fold_in(key(EVAL_SEED), round_), seed)``
+    of the seeds ``[S]`` (ints or a traced int array)."""
+    base = jax.random.fold_in(jax.random.key(EVAL_SEED), round_)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jax.numpy.asarray(seeds))
+
+
+def evaluate_seeds(
+    cfg: Config,
+    params: Any,
+    num_seeds: int,
+    first_seed: int,
+    episodes: int,
+    deterministic: bool,
+    round_: int,
+) -> np.ndarray:
+    """``[S, E]`` returns of every seed's policy (``params`` as training
+    returns them, with a leading ``[S]``), keys
+    ``fold_in(fold_in(key(EVAL_SEED), round_), seed)``."""
+    keys = eval_keys(np.arange(first_seed, first_seed + num_seeds), round_)
+    fn = _eval_fn(cfg, episodes, deterministic)
+    return np.asarray(fn(params, keys), dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=4)
+def _eval_fn(cfg: Config, episodes: int, deterministic: bool):
+    """The jitted ``[S]`` evaluation (kept: evaluating again does not
+    compile again)."""
+    return jax.jit(
+        jax.vmap(
+            lambda p, k: evaluate(cfg, p, k, episodes, deterministic=deterministic)
+        )
+    )
+
+
+def recorded_algorithm(record: dict) -> str | None:
+    """The import path of the user's algorithm a run directory's record names
+    (``custom.algorithm`` of the form ``module:function``), else ``None``."""
+    described = (record.get("custom") or {}).get("algorithm")
+    if described and ":" in described and "(" not in described:
+        return described
+    return None
+
+
+def policy_target(
+    cfg: Config, num_seeds: int, first_seed: int, algorithm: Any = None
+) -> Any:
+    """The abstract ``[S]`` train state (shapes, dtypes, shardings) of the run
+    (of the user's ``algorithm`` when given)."""
+    algo = make_algorithm(cfg, algorithm=algorithm)
+    keys = seed_keys(num_seeds, first_seed)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+        jax.eval_shape(jax.vmap(algo.init), keys),
+    )
+
+
+def load_policy(directory: Path) -> tuple[Config, dict, Any, str]:
+    """``(config, record, [S] policy params, what)`` of a run directory: the
+    final parameters, or for an unfinished run its newest valid checkpoint.
+    The parameters are those training returns (carrying the observation
+    statistics when ``cfg.normalise_obs``).
+
+    Raises:
+      ValueError: not a run directory, custom parts, or nothing saved.
+    """
+    from jaxpg.experiment.checkpoint import (
+        CheckpointError,
+        restore_latest,
+        restore_tree,
+    )
+
+    cfg, record = rundir.load_run(directory)
+    custom = {k: v for k, v in (record.get("custom") or {}).items() if v}
+    algorithm = None
+    path = recorded_algorithm(record)
+    if path is not None:  # an algorithm named by import path is rebuilt
+        del custom["algorithm"]
+        algorithm = load_object(path, "the run's algorithm")
+    if custom:
+        raise ValueError(
+            f"{directory} was trained with custom parts ({', '.join(custom)}), "
+            "which cannot be rebuilt from config.json: evaluate it from Python"
+        )
+    target = policy_target(cfg, record["num_seeds"], record["first_seed"], algorithm)
+    params_dir = Path(directory) / rundir.PARAMS
+    if params_dir.is_dir():
+        params = restore_tree(params_dir, target.params["policy"])
+        obs_norm = None
+        if cfg.normalise_obs:
+            obs_norm = restore_tree(Path(directory) / rundir.OBS_NORM, target.obs_norm)
+        return cfg, record, with_obs_norm(params, obs_norm), "final parameters"
+    try:
+        step, state = restore_latest(Path(directory) / rundir.CHECKPOINTS, target)
+    except CheckpointError as e:
+        raise ValueError(f"{directory}: no final parameters and {e}") from None
+    return cfg, record, policy_params(cfg, state), f"checkpoint at update {step}"

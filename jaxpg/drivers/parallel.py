@@ -1,0 +1,457 @@
+r"""Members (settings × seeds) laid out over every device, on one host or many.
+
+A *member* is one independent training run: a seed, or a (setting, seed) pair
+of a sweep. :func:`run_members` trains ``M`` members in one compiled program
+with ``jax.shard_map`` over a one-dimensional :class:`jax.sharding.Mesh` of
+all devices (axis :data:`MEMBER_AXIS`); each device ``vmap``\ s its local
+members. Members never talk to each other, so the program has no cross-device
+collective at all: a device runs its share start to finish at its own pace.
+
+Conventions:
+
+- Member ``m`` of a run with seeds ``seeds`` uses the key
+  ``jax.random.key(seeds[m])``, created on the device that trains it: seed
+  ``i`` is the same run whatever the layout, device count or host.
+- ``M`` need not divide the device count ``D``: the members are padded to
+  ``P = ceil(M / D) * D`` by repeating the last member, device ``j`` trains
+  members ``[j P/D, (j+1) P/D)`` (so the padding sits on the last devices),
+  and the padding is dropped from the result. There is no silent fallback to
+  one device.
+- Devices are ordered by ``(process_index, id)``: with several processes
+  (hosts), each process trains a contiguous block of members on its own
+  devices, and :func:`collect` gathers the blocks on every process (process
+  0 writes the outputs).
+
+Hosts join with JAX's own runtime, :func:`jax.distributed.initialize`
+(:func:`initialize`, or :func:`add_distributed_arguments` and
+:func:`initialize_from_args` in a command line). On CPU the processes need
+CPU collectives for the final gather; :func:`initialize` selects gloo unless
+another implementation is configured.
+
+Shapes: ``M`` members, ``P`` padded members, ``D`` devices.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.extend.backend
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+__all__ = [
+    "MEMBER_AXIS",
+    "Layout",
+    "broadcast_arrays",
+    "broadcast_object",
+    "collect",
+    "initialize",
+    "layout",
+    "map_members",
+    "place",
+    "run_members",
+    "sharded",
+]
+
+MEMBER_AXIS = "members"
+
+# The name jaxpg's loops reduce their predicates over (see jaxpg.kernels.batching).
+# Bound on the *local* vmap inside each shard, it never crosses a device.
+try:
+    from jaxpg.kernels.batching import SEED_AXIS as _LOCAL_AXIS
+except ImportError:  # pragma: no cover - kept importable by the drivers
+    _LOCAL_AXIS = None
+
+
+class Layout(NamedTuple):
+    """How ``M`` members sit on the devices.
+
+    Attributes:
+      mesh: a one-dimensional mesh over the devices, axis :data:`MEMBER_AXIS`.
+      num_members: ``M``, the real members.
+      padded: ``P``, ``M`` rounded up to a multiple of the device count.
+    """
+
+    mesh: Mesh
+    num_members: int
+    padded: int
+
+    @property
+    def num_devices(self) -> int:
+        """``D``, devices in the mesh."""
+        return self.mesh.devices.size
+
+    @property
+    def per_device(self) -> int:
+        """Members each device trains (``P / D``)."""
+        return self.padded // self.num_devices
+
+
+def layout(num_members: int, devices: Sequence[Any] | None = None) -> Layout:
+    """The layout of ``num_members`` members over ``devices``.
+
+    Args:
+      num_members: ``M >= 1``.
+      devices: the devices to use; default: all devices of all processes
+        (``jax.devices()``).
+
+    Returns:
+      :class:`Layout`.
+
+    Raises:
+      ValueError: ``num_members`` is not a positive int or ``devices`` is
+        empty or repeats a device.
+    """
+    if (
+        isinstance(num_members, bool)
+        or not isinstance(num_members, int | np.integer)
+        or num_members < 1
+    ):
+        raise ValueError(f"num_members={num_members!r} is invalid: must be an int >= 1")
+    devs = list(jax.devices() if devices is None else devices)
+    if not devs:
+        raise ValueError("devices=[] is invalid: need at least one device")
+    if len({(d.process_index, d.id) for d in devs}) != len(devs):
+        raise ValueError(f"devices={devs!r} is invalid: a device is repeated")
+    devs.sort(key=lambda d: (d.process_index, d.id))
+    num = len(devs)
+    padded = -(-int(num_members) // num) * num
+    return Layout(Mesh(np.array(devs), (MEMBER_AXIS,)), int(num_members), padded)
+
+
+def place(args: Any, lay: Layout) -> Any:
+    r"""Pad host arrays of ``M`` members to ``P`` and lay them out.
+
+    Every process passes the same full host arrays (they are small: seeds and
+    hyperparameters); each keeps only the rows of its own devices.
+
+    Args:
+      args: a pytree of array-likes with a leading ``[M]`` axis (no PRNG keys:
+        pass integer seeds and make keys inside the member function).
+      lay: the layout.
+
+    Returns:
+      The same pytree of global ``jax.Array``\ s ``[P, ...]``, sharded over
+      the mesh along their first axis.
+
+    Raises:
+      ValueError: a leaf does not have ``M`` rows.
+    """
+    sharding = NamedSharding(lay.mesh, PartitionSpec(MEMBER_AXIS))
+
+    def one(x: Any) -> jax.Array:
+        a = np.asarray(x)
+        if a.ndim == 0 or a.shape[0] != lay.num_members:
+            raise ValueError(
+                f"an argument of shape {a.shape} is invalid: every leaf needs a "
+                f"leading axis of num_members={lay.num_members}"
+            )
+        pad = lay.padded - lay.num_members
+        if pad:
+            a = np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])
+        return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
+
+    return jax.tree.map(one, args)
+
+
+def sharded(
+    fn: Callable[..., Any],
+    lay: Layout,
+    *,
+    raw_keys: bool = True,
+    donate_argnums: int | Sequence[int] = (),
+) -> Callable[..., Any]:
+    r"""``jit(shard_map(vmap(fn)))``: ``fn`` of one member, mapped over ``P``.
+
+    Each device applies ``jax.vmap(fn)`` to its ``P / D`` members; nothing
+    crosses devices. On a one-device layout it is ``jit(vmap(fn))``, the same
+    program without the ``shard_map`` (which there only costs tracing time).
+    By default PRNG keys in the output are returned as their raw data
+    (``jax.random.key_data``), so that they can be gathered across hosts;
+    :func:`collect` wraps them again.
+
+    A chunked driver feeds the output back in (``state = f(state)``): build
+    ``init = sharded(lambda seed: algo.init(jax.random.key(seed)), lay,
+    raw_keys=False)`` and ``step = sharded(one_chunk, lay, raw_keys=False)``
+    and keep the ``[P]`` state on the devices between calls (with
+    ``donate_argnums=0`` the step reuses the state's memory).
+
+    Args:
+      fn: ``fn(*member_args) -> pytree`` for one member (jittable).
+      lay: the layout.
+      raw_keys: return PRNG keys as raw data (``False``: as keys).
+      donate_argnums: arguments whose buffers the call may reuse (as
+        :func:`jax.jit`).
+
+    Returns:
+      A jitted function of the global arrays of :func:`place`, returning
+      global arrays ``[P, ...]``; ``.lower(...)`` gives its program.
+    """
+    return _sharded(fn, lay, raw_keys, donate_argnums)[0]
+
+
+def _sharded(
+    fn: Callable[..., Any],
+    lay: Layout,
+    raw_keys: bool = True,
+    donate_argnums: int | Sequence[int] = (),
+) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """:func:`sharded`, and a dict whose ``"like"`` is set, when the function
+    is traced, to the abstract output of one member (what :func:`collect`
+    needs to turn raw key data back into keys) so that nobody traces ``fn`` a
+    second time to learn it."""
+    traced: dict[str, Any] = {}
+
+    def local(*args: Any) -> Any:
+        out = jax.vmap(fn, axis_name=_LOCAL_AXIS)(*args)
+        traced["like"] = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), out
+        )
+        return jax.tree.map(_key_to_data, out) if raw_keys else out
+
+    if lay.mesh.size == 1:
+        # One device: the same program without shard_map, which only adds
+        # tracing and lowering time here.
+        return jax.jit(local, donate_argnums=donate_argnums), traced
+    # check_vma=False: the member function is ordinary single-device code
+    # (scans whose carries start as constants); nothing in it is collective.
+    spec = PartitionSpec(MEMBER_AXIS)
+    mapped = jax.shard_map(
+        local, mesh=lay.mesh, in_specs=spec, out_specs=spec, check_vma=False
+    )
+    return jax.jit(mapped, donate_argnums=donate_argnums), traced
+
+
+def collect(out: Any, lay: Layout, like: Any = None) -> Any:
+    r"""Drop the padding; with several processes, gather on every process.
+
+    Args:
+      out: global arrays ``[P, ...]`` from :func:`sharded`.
+      lay: the layout.
+      like: the abstract output of one member (``jax.eval_shape``), used to
+        turn raw key data back into PRNG keys; ``None`` leaves it raw.
+
+    Returns:
+      ``[M, ...]`` arrays: ``jax.Array``\ s on one process, NumPy arrays
+      (identical on every process) with several.
+    """
+    m = lay.num_members
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        host = multihost_utils.process_allgather(out, tiled=True)
+        out = jax.tree.map(lambda x: np.asarray(x)[:m], host)
+    elif lay.padded != m:
+        out = _unpad(out, m)
+    if like is None:
+        return out
+    return jax.tree.map(_data_to_key, like, out)
+
+
+@partial(jax.jit, static_argnums=1)
+def _unpad(out: Any, m: int) -> Any:
+    # One program for the whole tree: slicing leaf by leaf would dispatch (and
+    # on a GPU compile) one small program per leaf shape.
+    return jax.tree.map(lambda x: x[:m], out)
+
+
+def map_members(
+    fn: Callable[..., Any], args: Any, *, devices: Sequence[Any] | None = None
+) -> Any:
+    r"""Apply ``fn`` to each of ``M`` members, laid out over all devices.
+
+    Args:
+      fn: ``fn(*member_args) -> pytree`` for one member (jittable).
+      args: a tuple of pytrees of host array-likes with a leading ``[M]``
+        axis (no PRNG keys).
+      devices: default: all devices of all processes.
+
+    Returns:
+      The outputs with a leading ``[M]`` axis (see :func:`collect`).
+    """
+    leaves = jax.tree.leaves(args)
+    if not leaves:
+        raise ValueError("args has no arrays: cannot tell the member count")
+    lay = layout(int(np.shape(leaves[0])[0]), devices)
+    placed = place(args, lay)
+    mapped, traced = _sharded(fn, lay)
+    out = mapped(*placed)
+    return collect(out, lay, traced["like"])
+
+
+def run_members(
+    train: Callable[..., Any],
+    seeds: Any,
+    hparams: Any = None,
+    *,
+    devices: Sequence[Any] | None = None,
+) -> Any:
+    r"""Train ``M`` members over all devices: member ``m`` is
+    ``train(jax.random.key(seeds[m]), hparams[m])``.
+
+    Args:
+      train: ``train(key)`` or ``train(key, hparams)`` (as
+        :func:`jaxpg.make_train` returns), pure and jittable.
+      seeds: ``[M]`` integer seeds in ``[0, 2**31)``.
+      hparams: ``None`` (``train(key)``), or a pytree of ``[M]`` arrays
+        (e.g. a :class:`jaxpg.Hyperparams` of ``[M]`` float32).
+      devices: default: all devices of all processes.
+
+    Returns:
+      ``train``'s output with a leading ``[M]`` axis on every leaf.
+
+    Raises:
+      ValueError: ``seeds`` is not a non-empty 1-D array of such integers.
+    """
+    s = np.asarray(seeds)
+    if s.ndim != 1 or s.size == 0 or s.dtype.kind not in "iu":
+        raise ValueError(
+            f"seeds with shape {s.shape} and dtype {s.dtype} is invalid: must be "
+            "a non-empty 1-D array of ints"
+        )
+    if s.min() < 0 or s.max() >= 2**31:
+        raise ValueError(
+            f"seeds in [{s.min()}, {s.max()}] are invalid: must be in [0, 2**31)"
+        )
+    s = s.astype(np.int32)
+    if hparams is None:
+        return map_members(
+            lambda seed: train(jax.random.key(seed)), (s,), devices=devices
+        )
+
+    def member(seed: jax.Array, hp: Any) -> Any:
+        return train(jax.random.key(seed), hp)
+
+    return map_members(member, (s, hparams), devices=devices)
+
+
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _key_to_data(x: Any) -> Any:
+    return jax.random.key_data(x) if _is_key(x) else x
+
+
+def _data_to_key(like: Any, x: Any) -> Any:
+    if not _is_key(like):
+        return x
+    # The key type of an abstract value carries its implementation.
+    return jax.random.wrap_key_data(x, impl=getattr(like.dtype, "_impl", None))
+
+
+# --------------------------------------------------------------------------
+# Several processes (hosts)
+
+
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
+    """Join the processes of a multi-host run with :func:`jax.distributed.initialize`.
+
+    Call it before any JAX computation. Nothing happens when no coordinator is
+    given (or ``num_processes == 1``): one process. ``coordinator="auto"``
+    leaves the coordinator, process count and id to JAX's cluster detection.
+    CPU collectives (needed to gather results on CPU hosts) are set to gloo
+    unless ``jax_cpu_collectives_implementation`` is already set.
+
+    Args:
+      coordinator: ``"host:port"`` of process 0, ``"auto"``, or ``None``.
+      num_processes: ``N >= 1``; required with an address.
+      process_id: ``0 <= id < N``; required with an address.
+
+    Returns:
+      Whether ``jax.distributed`` was initialised.
+
+    Raises:
+      ValueError: an address without a valid process count and id, or a count
+        or id given without an address.
+    """
+    for name, value in (("num_processes", num_processes), ("process_id", process_id)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int)
+        ):
+            raise ValueError(f"{name}={value!r} is invalid: must be an int")
+    if coordinator is None:
+        if num_processes not in (None, 1) or process_id not in (None, 0):
+            raise ValueError(
+                f"num_processes={num_processes!r} / process_id={process_id!r} "
+                "need a coordinator address (--coordinator HOST:PORT or 'auto')"
+            )
+        return False
+    if coordinator != "auto":
+        if num_processes is None or num_processes < 1:
+            raise ValueError(
+                f"num_processes={num_processes!r} is invalid: with coordinator="
+                f"{coordinator!r} it must be an int >= 1"
+            )
+        if process_id is None or not 0 <= process_id < num_processes:
+            raise ValueError(
+                f"process_id={process_id!r} is invalid: must be an int in "
+                f"[0, {num_processes})"
+            )
+        if num_processes == 1:
+            return False
+    if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs = (
+        {}
+        if coordinator == "auto"
+        else {
+            "coordinator_address": coordinator,
+            "num_processes": num_processes,
+            "process_id": process_id,
+        }
+    )
+    try:
+        jax.distributed.initialize(**kwargs)
+    except RuntimeError as e:
+        if "before any JAX calls" not in str(e):
+            raise
+        # Importing gymnax (hence jaxpg) creates a few constant arrays, which
+        # starts the local backend before anything has run on it. Drop that
+        # backend so that jax.distributed can start the clients of all
+        # processes (arrays made so far stay valid on the old client).
+        jax.extend.backend.clear_backends()
+        jax.distributed.initialize(**kwargs)
+    return True
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Process 0's ``obj`` (JSON-serialisable) on every process.
+
+    Every process must call it (a collective); the others' ``obj`` is
+    ignored. With one process it returns ``obj``.
+    """
+    if jax.process_count() == 1:
+        return obj
+    data = b""
+    if jax.process_index() == 0:
+        data = json.dumps(obj).encode()
+    size = int(broadcast_arrays(np.int64(len(data))))
+    buf = np.zeros((size,), np.uint8)
+    if jax.process_index() == 0:
+        buf[:] = np.frombuffer(data, np.uint8)
+    return json.loads(broadcast_arrays(buf).tobytes().decode())
+
+
+def broadcast_arrays(tree: Any) -> Any:
+    """Process 0's NumPy arrays on every process, bit for bit.
+
+    Every process must call it with arrays of the same shapes and dtypes
+    (the others' values are ignored). Unlike
+    ``multihost_utils.broadcast_one_to_all`` (a sum with zeros), the bits are
+    kept: ``-0.0`` and NaN payloads survive. Returns NumPy arrays.
+    """
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(tree, tiled=False)
+    return jax.tree.map(lambda x: np.array(np.asarray(x)[0]), gathered)

@@ -1,0 +1,828 @@
+r"""Run many seeds in compiled chunks, driven from the host: progress, streamed
+metrics, checkpoints, exact resume.
+
+``train_seeds`` compiles the whole run into one program, which shows nothing
+until it ends and keeps ``[S, U]`` metrics of every seed in memory. :func:`run`
+compiles ``vmap(init)`` and a *chunk* program (``vmap`` over seeds of a
+``lax.scan`` of ``update`` over ``chunk`` updates), and calls it repeatedly,
+so between calls the host can advance a progress bar, write the chunk's
+metrics to disk, call a user callback and save a checkpoint. There are no host
+callbacks inside the program: the host reads a chunk's metrics while the next
+chunk runs. The result equals ``jax.jit(jax.vmap(make_train(cfg)))`` of the
+same keys (the same random draws, metrics equal up to float rounding).
+
+Chunking: ``chunk`` updates per call (:func:`default_chunk`: a divisor of
+``U`` near ``U / 20`` when one is close, found in constant time), then one
+*remainder* chunk of ``U mod chunk`` updates when ``chunk`` does not divide
+``U`` (a second compiled program, never ``U`` calls of one update).
+
+Run directory (``checkpoint_dir``, see :mod:`jaxpg.experiment.rundir`): metrics are
+appended per chunk, a checkpoint of the whole ``[S]`` train state is written
+at chunk boundaries (every ``checkpoint_every`` updates, rounded up to the
+next boundary, at the end, and on SIGINT/SIGTERM), and ``resume=True``
+continues from the newest valid checkpoint with the same chunking, so an
+interrupted and resumed run ends bit-identical to the uninterrupted one on the
+same machine.
+
+Devices and processes: the seeds are split over all devices of all processes
+by :mod:`jaxpg.drivers.parallel` (``shard_map`` over a mesh, each device ``vmap``\ s
+its share), any seed count: ``S`` is padded to ``P``, a multiple of the
+device count, by repeating the last seed, and the padding never leaves the
+runner. Metrics (streamed, returned, given to the callback), checkpoints and
+the returned state hold exactly the ``S`` real seeds; on resume the ``[S]``
+checkpoint is padded again the same way, so resuming stays bit-identical.
+With several processes (after :func:`jax.distributed.initialize`, see
+:func:`jaxpg.drivers.parallel.initialize`) every process calls :func:`run` with the
+same arguments and trains its share on its own devices; process 0 alone
+reads and writes the run directory (the others may pass the same path: they
+never touch it), the state and metrics are gathered on every process at
+checkpoints and at the end, and a stop (signal or callback) on any process
+stops all of them at the same chunk boundary.
+
+Shapes: ``S`` seeds, ``P`` padded seeds, ``U = cfg.num_updates`` updates.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import shutil
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxpg.algorithms.base import TrainState
+from jaxpg.config import Config
+from jaxpg.drivers import parallel
+from jaxpg.drivers.progress import ProgressBar, compiling
+from jaxpg.drivers.train import make_algorithm, policy_params
+from jaxpg.experiment import rundir
+
+__all__ = [
+    "ChunkInfo",
+    "RunResult",
+    "chunk_plan",
+    "default_chunk",
+    "prepare_run_dir",
+    "run",
+]
+
+# Entries of a run directory that ``overwrite=True`` removes (nothing else).
+_RUN_ENTRIES = (
+    rundir.CONFIG,
+    rundir.VERSIONS,
+    rundir.PROGRESS,
+    rundir.METRICS,
+    rundir.CHECKPOINTS,
+    rundir.PARAMS,
+    rundir.SUMMARY,
+    "eval.json",
+    "learning_curve.png",
+    "tensorboard",
+)
+
+
+class RunResult(NamedTuple):
+    """What :func:`run` returns.
+
+    Attributes:
+      params: ``[S, ...]`` final policy parameters (pytree, on this
+        process's first local device; the same on every process).
+      metrics: ``{name: np.ndarray [S, u]}`` per-update metrics on the host
+        for the ``u`` updates done (see :class:`jaxpg.TrainOutput`); empty
+        with ``keep_metrics=False``. On a resumed run with several
+        processes, processes other than 0 (which do not read the run
+        directory) hold only the updates this call ran.
+      state: the ``[S]``-batched :class:`~jaxpg.TrainState` (as ``params``).
+      compile_s: seconds spent lowering and compiling ``init`` and chunks.
+      run_s: seconds spent running this call's chunks (restore included).
+      steps_per_s: real env steps of all seeds together per second of
+        ``run_s``, for the updates this call ran.
+      updates_done: ``u``, updates done (``U`` unless interrupted).
+      interrupted: stopped early by SIGINT/SIGTERM or the callback; the run
+        directory then holds a checkpoint at ``updates_done``.
+      signal: the signal number that stopped the run, else ``None``.
+      run_dir: the run directory, or ``None`` (also on processes other than
+        0, which do not write it).
+    """
+
+    params: Any
+    metrics: dict[str, np.ndarray]
+    state: TrainState
+    compile_s: float
+    run_s: float
+    steps_per_s: float
+    updates_done: int = 0
+    interrupted: bool = False
+    signal: int | None = None
+    run_dir: Path | None = None
+
+
+class ChunkInfo(NamedTuple):
+    """What the ``callback`` of :func:`run` receives after every chunk.
+
+    Attributes:
+      start: index of the chunk's first update.
+      metrics: ``{name: np.ndarray [S, n]}`` the chunk's metrics (host).
+      num_updates: ``U``.
+    """
+
+    start: int
+    metrics: dict[str, np.ndarray]
+    num_updates: int
+
+
+_WINDOW = 64  # divisor candidates default_chunk looks at (constant time)
+
+
+def default_chunk(num_updates: int, num_chunks: int = 20) -> int:
+    """Updates per compiled call, chosen in constant time.
+
+    The divisor of ``num_updates`` nearest ``num_updates / num_chunks`` among
+    the candidates within 25% of it (at most 64 are tried); without one,
+    ``ceil(num_updates / num_chunks)``, and the run ends with a remainder
+    chunk.
+    """
+    if num_updates < 1 or num_chunks < 1:
+        raise ValueError(
+            f"num_updates={num_updates!r}, num_chunks={num_chunks!r}: both must be >= 1"
+        )
+    target = num_updates / num_chunks
+    if target <= 1:
+        return 1
+    centre = round(target)
+    for offset in range(_WINDOW // 2):
+        for d in (centre + offset, centre - offset):
+            near = 0 < d <= num_updates and abs(d - target) <= 0.25 * target
+            if near and num_updates % d == 0:
+                return d
+    return -(-num_updates // num_chunks)
+
+
+def chunk_plan(num_updates: int, chunk: int) -> tuple[int, int, int]:
+    """``(chunk, num_full, remainder)``: ``num_full`` calls of ``chunk``
+    updates, then one of ``remainder`` (0: none)."""
+    return chunk, num_updates // chunk, num_updates % chunk
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} is invalid: must be an int >= {low}")
+
+
+def run(
+    cfg: Config,
+    num_seeds: int,
+    *,
+    env: Any = None,
+    env_params: Any = None,
+    chunk_updates: int | None = None,
+    progress: bool = True,
+    first_seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    keep_metrics: bool = True,
+    callback: Callable[[ChunkInfo], bool | None] | None = None,
+    handle_signals: bool | None = None,
+    policy_network: Any = None,
+    critic_network: Any = None,
+    optimizer: Any = None,
+    algorithm: Any = None,
+) -> RunResult:
+    """Train seeds ``first_seed .. first_seed + num_seeds - 1`` in chunks.
+
+    Seed ``i`` is ``make_train(cfg)(jax.random.key(i))``, on whichever device
+    and process trains it. The seeds are split over all devices of all
+    processes (see the module docstring); with several processes call it on
+    every process with the same arguments.
+
+    Args:
+      cfg: the run's configuration.
+      num_seeds: ``S >= 1``.
+      env, env_params: a gymnax-API environment (see :func:`jaxpg.make_train`).
+      chunk_updates: updates per compiled call, ``>= 1`` (the last call runs
+        the remainder). Default: :func:`default_chunk`; on resume, the run's
+        own.
+      progress: show a tqdm bar over env steps (postfix: the latest mean
+        episode return). Needs ``tqdm`` (the ``cli`` extra); without it the run
+        is silent.
+      first_seed: seed of the first run.
+      checkpoint_dir: a run directory (:mod:`jaxpg.experiment.rundir`): config, versions
+        and progress files, metrics streamed per chunk, checkpoints, final
+        parameters. ``None``: nothing is written. With several processes
+        only process 0 reads and writes it.
+      resume: continue the run in ``checkpoint_dir`` from its newest valid
+        checkpoint (its config must equal ``cfg``); start it when the directory
+        holds no run yet.
+      overwrite: replace a run already in ``checkpoint_dir``.
+      checkpoint_every: also checkpoint at the first chunk boundary at least
+        this many updates after the previous checkpoint (``None``: only at the
+        end and on a signal). Chunks are no longer than this.
+      keep_checkpoints: newest valid checkpoints kept, ``>= 1``.
+      keep_metrics: return the metrics in :attr:`RunResult.metrics`. With a run
+        directory and ``False``, host memory stays flat however many chunks
+        run (the metrics are on disk).
+      callback: called on the host after each chunk with a
+        :class:`ChunkInfo`; a truthy return stops the run at this boundary
+        (with a checkpoint when there is a run directory). With several
+        processes it is called on every process with the metrics of all
+        seeds, and a truthy return on any of them stops all.
+      handle_signals: on SIGINT/SIGTERM, stop at the next chunk boundary and
+        checkpoint instead of raising (a second signal raises). Default: on
+        when there is a run directory and this is the main thread.
+      policy_network, critic_network, optimizer, algorithm: passed to
+        :func:`jaxpg.make_algorithm` when not ``None``.
+
+    Returns:
+      :class:`RunResult`.
+
+    Raises:
+      ValueError: an invalid argument (the message names it).
+      jaxpg.experiment.rundir.RunDirError: ``checkpoint_dir`` holds another run, a run
+        with a different config (the differing fields are listed), or is a
+        non-empty directory that is not a run directory.
+    """
+    _check_int("num_seeds", num_seeds, 1)
+    _check_int("first_seed", first_seed, 0)
+    if first_seed + num_seeds > 2**31:
+        raise ValueError(
+            f"first_seed={first_seed} + num_seeds={num_seeds} is invalid: seeds "
+            "must be below 2**31"
+        )
+    _check_int("keep_checkpoints", keep_checkpoints, 1)
+    if checkpoint_every is not None:
+        _check_int("checkpoint_every", checkpoint_every, 1)
+    if chunk_updates is not None:
+        _check_int("chunk_updates", chunk_updates, 1)
+    enabled = (
+        handle_signals
+        if handle_signals is not None
+        else checkpoint_dir is not None
+        and threading.current_thread() is threading.main_thread()
+    )
+    # Signals are caught from here on: one that arrives while compiling stops
+    # the run at the first chunk boundary, with a checkpoint.
+    with _Stopper(enabled) as stopper:
+        return _run(
+            cfg,
+            num_seeds,
+            stopper,
+            env=env,
+            env_params=env_params,
+            chunk_updates=chunk_updates,
+            progress=progress,
+            first_seed=first_seed,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            overwrite=overwrite,
+            checkpoint_every=checkpoint_every,
+            keep_checkpoints=keep_checkpoints,
+            keep_metrics=keep_metrics,
+            callback=callback,
+            policy_network=policy_network,
+            critic_network=critic_network,
+            optimizer=optimizer,
+            algorithm=algorithm,
+        )
+
+
+def _run(
+    cfg: Config,
+    num_seeds: int,
+    stopper: _Stopper,
+    *,
+    env: Any,
+    env_params: Any,
+    chunk_updates: int | None,
+    progress: bool,
+    first_seed: int,
+    checkpoint_dir: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    checkpoint_every: int | None,
+    keep_checkpoints: int,
+    keep_metrics: bool,
+    callback: Callable[[ChunkInfo], bool | None] | None,
+    policy_network: Any,
+    critic_network: Any,
+    optimizer: Any,
+    algorithm: Any,
+) -> RunResult:
+    num_updates = cfg.num_updates
+    parts = {
+        "policy_network": policy_network,
+        "critic_network": critic_network,
+        "optimizer": optimizer,
+        "algorithm": algorithm,
+    }
+    custom = {
+        "env": _describe(env),
+        **{k: _describe(v) for k, v in parts.items()},
+    }
+
+    has_dir = checkpoint_dir is not None
+    # Process 0 alone reads and writes the run directory: ``out`` is None on
+    # the others, and ``has_dir`` (the same everywhere) drives the collective
+    # steps (gathering the state for a checkpoint).
+    out = Path(checkpoint_dir) if has_dir and jax.process_index() == 0 else None
+
+    def open_run_dir() -> dict[str, Any]:
+        resuming, given_chunk = False, chunk_updates
+        if out is not None:
+            resuming, stored_chunk = prepare_run_dir(out, resume, overwrite)
+            if given_chunk is None and stored_chunk is not None:
+                given_chunk = stored_chunk
+        chunk = given_chunk or default_chunk(num_updates)
+        if checkpoint_every is not None and given_chunk is None:
+            chunk = min(chunk, checkpoint_every)
+        chunk = min(chunk, num_updates)
+        record = rundir.run_record(cfg, num_seeds, first_seed, chunk, custom)
+        if out is not None and resuming:
+            stored = rundir.read_json(out / rundir.CONFIG)
+            differ = rundir.diff_run(stored, record)
+            if differ:
+                raise rundir.RunDirError(
+                    f"cannot resume {out}: the run differs from the stored one in "
+                    + "; ".join(differ)
+                )
+        elif out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            rundir.write_json(out / rundir.CONFIG, record)
+            rundir.write_json(out / rundir.VERSIONS, rundir.versions())
+        return {"resuming": resuming, "chunk": chunk}
+
+    opened = _from_process_zero(open_run_dir) if has_dir else open_run_dir()
+    resuming, chunk = opened["resuming"], opened["chunk"]
+
+    given = {k: v for k, v in parts.items() if v is not None}
+    if given:
+        accepted = inspect.signature(make_algorithm).parameters
+        unknown = [k for k in given if k not in accepted]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        if unknown and not takes_any:
+            raise TypeError(
+                f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
+            )
+    _, num_full, remainder = chunk_plan(num_updates, chunk)
+    lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
+    t0 = time.perf_counter()
+    plural = "s" if num_seeds > 1 else ""
+    with compiling(
+        f"{cfg.env} / {cfg.algo}, {num_seeds} seed{plural}",
+        progress and jax.process_index() == 0,
+    ):
+        if env is None and env_params is None and not given:
+            progs = _cached_programs(cfg, num_seeds, lengths)
+        else:
+            algo = make_algorithm(cfg, env, env_params, **given)
+            progs = _compile(algo, num_seeds, lengths)
+    compile_s = time.perf_counter() - t0
+    lay = progs.layout
+
+    ckpt_dir = None if out is None else out / rundir.CHECKPOINTS
+    t0 = time.perf_counter()
+    start = 0
+    state = None
+    if resuming:
+        start, state = _resume(out, progs, chunk, num_full, num_updates)
+    if state is None:
+        seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
+        state = progs.init(*parallel.place((seeds,), lay))
+    steps_before = _total_steps(_real(state.env_steps, lay))
+    kept: list[dict[str, np.ndarray]] = []
+    total = _step_budget(cfg, num_seeds, num_updates)
+    shown = progress and jax.process_index() == 0
+    bar = ProgressBar(shown, total, num_seeds, initial=steps_before)
+    last_ckpt = start
+    done = start
+    if out is not None:
+        _write_progress(out, start, num_updates, "running", None)
+
+    def dispatch(state, at):
+        size = chunk if at < num_full * chunk else remainder
+        new_state, metrics = progs.chunks[size](state)
+        return new_state, metrics, size
+
+    try:
+        u = start  # updates dispatched so far
+        inflight = None  # (first update, metrics on device) of a chunk
+        if u < num_updates:
+            state, metrics, size = dispatch(state, u)
+            inflight, u = (u, metrics), u + size
+        while inflight is not None:
+            due = has_dir and (
+                u == num_updates
+                or (checkpoint_every is not None and u - last_ckpt >= checkpoint_every)
+            )
+            following = None
+            if u < num_updates and not due and not _agree(stopper):
+                # Dispatch the next chunk before reading this one's
+                # metrics, so the device does not wait for the host.
+                state, metrics, size = dispatch(state, u)
+                following, u = (u, metrics), u + size
+            first, metrics = inflight
+            host = _host_metrics(metrics, lay)
+            done = first + next(iter(host.values())).shape[1]
+            if out is not None:
+                rundir.write_metrics_chunk(out, first, host)
+            if keep_metrics:
+                kept.append(host)
+            bar.advance(host)
+            if callback is not None and callback(ChunkInfo(first, host, num_updates)):
+                stopper.stop = True
+            del host, metrics
+            if following is None:
+                # ``state`` is at the boundary ``done == u``.
+                stop = _agree(stopper)
+                if has_dir and (due or stop):
+                    real = _real(state, lay, progs.member)  # every process
+                    _checkpoint(out, ckpt_dir, done, real, keep_checkpoints)
+                    del real
+                    last_ckpt = done
+                if u == num_updates or stop:
+                    break
+                state, metrics, size = dispatch(state, u)
+                following, u = (u, metrics), u + size
+            inflight = following
+        if done == num_updates:
+            bar.finish()
+        state = jax.block_until_ready(state)
+        run_s = time.perf_counter() - t0
+    finally:
+        bar.close()
+    state = _real(state, lay, progs.member)
+
+    interrupted = done < num_updates
+    if out is not None:
+        if not interrupted:
+            from jaxpg.experiment.checkpoint import save_tree
+
+            save_tree(out / rundir.PARAMS, state.params["policy"])
+            if cfg.normalise_obs:
+                save_tree(out / rundir.OBS_NORM, state.obs_norm)
+        _write_progress(
+            out,
+            done,
+            num_updates,
+            "interrupted" if interrupted else "finished",
+            done if last_ckpt == done else last_ckpt,
+        )
+    metrics: dict[str, np.ndarray] = {}
+    if keep_metrics:
+        if out is not None and start > 0:
+            metrics = rundir.read_metrics(out)
+        elif kept:
+            metrics = {k: np.concatenate([c[k] for c in kept], axis=1) for k in kept[0]}
+    steps = _total_steps(state.env_steps) - steps_before
+    return RunResult(
+        params=policy_params(cfg, state),
+        metrics=metrics,
+        state=state,
+        compile_s=compile_s,
+        run_s=run_s,
+        steps_per_s=steps / run_s if run_s > 0 else 0.0,
+        updates_done=done,
+        interrupted=interrupted,
+        signal=stopper.signum,
+        run_dir=out,
+    )
+
+
+def _describe(part: Any) -> str | None:
+    """A stable description of a part passed as a Python object: a flax
+    module's repr (its fields), else the type (a repr with a memory address
+    would differ in every process and block resuming)."""
+    if part is None:
+        return None
+    import flax.linen as nn
+
+    if isinstance(part, nn.Module):
+        return repr(part)
+    if isinstance(part, functools.partial):
+        given = ", ".join(f"{k}={_describe(v)}" for k, v in part.keywords.items())
+        return f"partial({_describe(part.func)}, {given})"
+    if inspect.isfunction(part) and "<" not in part.__qualname__:
+        return f"{part.__module__}:{part.__qualname__}"  # an import path
+    name = f"{type(part).__module__}.{type(part).__qualname__}"
+    env_name = getattr(part, "name", None)
+    return f"{name}({env_name!r})" if isinstance(env_name, str) else name
+
+
+def prepare_run_dir(
+    out: Path, resume: bool, overwrite: bool
+) -> tuple[bool, int | None]:
+    """Check (and with ``overwrite``, clear) a run directory before any
+    training; ``(resuming, the run's chunk_updates)``.
+
+    Raises:
+      jaxpg.experiment.rundir.RunDirError: ``out`` is a file, is not writable, holds a
+        run while neither ``resume`` nor ``overwrite`` is set, or is a
+        non-empty folder that is not a run directory.
+    """
+    if out.exists() and not out.is_dir():
+        raise rundir.RunDirError(f"checkpoint_dir={str(out)!r} is a file, not a folder")
+    has_run = (out / rundir.CONFIG).is_file()
+    if has_run and resume:
+        return True, rundir.read_json(out / rundir.CONFIG).get("chunk_updates")
+    if has_run and not overwrite:
+        raise rundir.RunDirError(
+            f"{out} already holds a run: resume it (resume=True, jaxpg train "
+            "--resume) or replace it (overwrite=True, --overwrite)"
+        )
+    if has_run:
+        for name in _RUN_ENTRIES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    elif out.is_dir() and any(out.iterdir()):
+        raise rundir.RunDirError(
+            f"{out} is not empty and holds no jaxpg run (no {rundir.CONFIG}); "
+            "choose a new or empty folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".jaxpg-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise rundir.RunDirError(f"cannot write to {out}: {e}") from None
+    return False, None
+
+
+def _restore(
+    out: Path, state_spec: Any, chunk: int, num_full: int, num_updates: int
+) -> tuple[int, Any]:
+    from jaxpg.experiment.checkpoint import CheckpointError, list_steps, restore_latest
+
+    ckpt_dir = out / rundir.CHECKPOINTS
+    if not list_steps(ckpt_dir):
+        warnings.warn(
+            f"{out} has no checkpoint yet: starting from update 0", stacklevel=3
+        )
+        rundir.drop_metrics_from(out, 0)
+        return 0, None
+    try:
+        step, state = restore_latest(ckpt_dir, state_spec)
+    except CheckpointError as e:
+        warnings.warn(f"{e}: starting from update 0", stacklevel=3)
+        rundir.drop_metrics_from(out, 0)
+        return 0, None
+    boundary = step == num_updates or (step % chunk == 0 and step <= num_full * chunk)
+    if not boundary:
+        raise rundir.RunDirError(
+            f"checkpoint at update {step} is not a boundary of chunks of {chunk}"
+        )
+    rundir.drop_metrics_from(out, step)
+    return step, state
+
+
+def _checkpoint(
+    out: Path | None, ckpt_dir: Path | None, step: int, state: Any, keep: int
+) -> None:
+    if out is None or ckpt_dir is None:
+        return  # not process 0
+    from jaxpg.experiment.checkpoint import prune, save
+
+    save(ckpt_dir, step, state)
+    prune(ckpt_dir, keep)
+
+
+def _write_progress(
+    out: Path, done: int, total: int, status: str, checkpoint: int | None
+) -> None:
+    rundir.write_json(
+        out / rundir.PROGRESS,
+        {
+            "updates_done": int(done),
+            "num_updates": int(total),
+            "status": status,
+            "latest_checkpoint": checkpoint,
+        },
+    )
+
+
+def _total_steps(env_steps: Any) -> int:
+    return int(np.sum(np.asarray(jax.device_get(env_steps), dtype=np.int64)))
+
+
+def _step_budget(cfg: Config, num_seeds: int, num_updates: int) -> int:
+    """Env steps of all seeds at the end: exact for a2c/ppo, the budget for
+    REINFORCE (which collects at least it, unless its updates run out)."""
+    if cfg.algo == "reinforce":
+        return num_seeds * cfg.total_steps
+    return num_seeds * num_updates * cfg.num_envs * cfg.rollout_steps
+
+
+class _Stopper:
+    """Turns SIGINT/SIGTERM into a stop request at the next chunk boundary
+    (a second signal gets the previous handler: Ctrl-C twice raises)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.stop = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        self.stop = True
+        self.signum = signum
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def __enter__(self):
+        if self.enabled:
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+        return False
+
+
+class _Programs(NamedTuple):
+    """A run's compiled programs over the layout of its seeds.
+
+    Attributes:
+      layout: the seeds over all devices (:func:`jaxpg.drivers.parallel.layout`).
+      init: ``[P]`` int32 seeds (placed) -> ``[P]`` state.
+      chunks: ``{length: [P] state -> ([P] state, [P, length] metrics)}``,
+        the state donated.
+      member: the abstract state of one seed.
+      restore: ``[P]`` state with raw key data (placed) -> ``[P]`` state.
+    """
+
+    layout: parallel.Layout
+    init: Any
+    chunks: dict[int, Any]
+    member: Any
+    restore: Any
+
+
+def _compile(algo: Any, num_seeds: int, lengths: tuple[int, ...]) -> _Programs:
+    """The programs of a run of ``num_seeds`` seeds, compiled (``restore`` is
+    compiled on first use)."""
+    lay = parallel.layout(num_seeds)
+
+    def init_one(seed: jax.Array) -> TrainState:
+        return algo.init(jax.random.key(seed))
+
+    def chunk_program(length: int):
+        def one_seed(s):
+            return jax.lax.scan(lambda c, _: algo.update(c), s, None, length=length)
+
+        return parallel.sharded(one_seed, lay, raw_keys=False, donate_argnums=0)
+
+    seeds = jax.ShapeDtypeStruct(
+        (lay.padded,),
+        np.int32,
+        sharding=NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS)),
+    )
+    init_exe = parallel.sharded(init_one, lay, raw_keys=False).lower(seeds).compile()
+    # Chunks are lowered for the state's abstract values *and shardings*.
+    state_spec = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        init_exe.out_info,
+    )
+    chunks = {n: chunk_program(n).lower(state_spec).compile() for n in lengths}
+    member = jax.eval_shape(init_one, jax.ShapeDtypeStruct((), np.int32))
+
+    def restore_one(raw: Any) -> TrainState:
+        return jax.tree.map(parallel._data_to_key, member, raw)
+
+    restore = parallel.sharded(restore_one, lay, raw_keys=False)
+    return _Programs(lay, init_exe, chunks, member, restore)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_programs(cfg: Config, num_seeds: int, lengths: tuple[int, ...]):
+    """:func:`_compile` for a config-built run, kept for the process: running
+    or resuming the same run again in one process does not compile again
+    (the seeds are an argument: any ``first_seed`` reuses them)."""
+    return _compile(make_algorithm(cfg), num_seeds, lengths)
+
+
+def _real(tree: Any, lay: parallel.Layout, member: Any = None) -> Any:
+    """The ``S`` real seeds of ``[P]`` arrays, on this process's first local
+    device; with several processes gathered on every process (a collective:
+    all of them call it). ``member``: the abstract value of one seed, needed
+    when ``tree`` holds PRNG keys."""
+    m = lay.num_members
+    device = jax.local_devices()[0]
+    if jax.process_count() == 1:
+        return jax.tree.map(lambda x: jax.device_put(x, device)[:m], tree)
+    from jax.experimental import multihost_utils
+
+    raw = jax.tree.map(parallel._key_to_data, tree)
+    full = multihost_utils.process_allgather(raw, tiled=True)
+    real = jax.tree.map(lambda x: jax.device_put(np.asarray(x)[:m], device), full)
+    return real if member is None else jax.tree.map(parallel._data_to_key, member, real)
+
+
+def _host_metrics(metrics: dict[str, Any], lay: parallel.Layout) -> dict:
+    """``{name: np.ndarray [S, n]}``: a chunk's metrics of the real seeds, as
+    owned NumPy copies (on CPU, ``device_get`` may return views that keep the
+    device buffers alive); gathered on every process when there are several."""
+    m = lay.num_members
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        full = multihost_utils.process_allgather(metrics, tiled=True)
+    else:
+        full = jax.device_get(metrics)
+    return {k: np.array(np.asarray(v)[:m]) for k, v in full.items()}
+
+
+def _resume(
+    out: Path | None, progs: _Programs, chunk: int, num_full: int, num_updates: int
+) -> tuple[int, Any]:
+    """``(start, [P] state or None)``: process 0 restores the ``[S]``
+    checkpoint, every process receives it and places its share (padded as at
+    the start, by repeating the last seed)."""
+    lay = progs.layout
+    device = jax.local_devices()[0]
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(
+            (lay.num_members, *x.shape),
+            x.dtype,
+            sharding=jax.sharding.SingleDeviceSharding(device),
+        ),
+        progs.member,
+    )
+    restored: dict[str, Any] = {}
+
+    def read() -> dict[str, Any]:
+        assert out is not None
+        start, state = _restore(out, target, chunk, num_full, num_updates)
+        restored["state"] = state
+        return {"start": start, "restored": state is not None}
+
+    info = _from_process_zero(read)
+    if not info["restored"]:
+        return info["start"], None
+    state = restored.get("state")
+    if state is None:  # not process 0: receives process 0's arrays
+        spec = jax.eval_shape(lambda t: jax.tree.map(parallel._key_to_data, t), target)
+        raw = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), spec)
+    else:
+        raw = jax.tree.map(lambda x: np.asarray(parallel._key_to_data(x)), state)
+    raw = parallel.broadcast_arrays(raw)
+    return info["start"], progs.restore(*parallel.place((raw,), lay))
+
+
+def _agree(stopper: _Stopper) -> bool:
+    """Whether to stop at this boundary: ``stopper.stop``, with several
+    processes OR-ed over all of them (a collective) so that all stop at the
+    same boundary."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.int32(stopper.stop))
+        stopper.stop = bool(np.any(flags))
+    return stopper.stop
+
+
+def _from_process_zero(fn: Callable[[], Any]) -> Any:
+    """``fn()`` (a JSON-serialisable result) run on process 0 alone and
+    returned on every process; what it raises is raised on every process
+    (:class:`~jaxpg.experiment.rundir.RunDirError` as itself, anything else as a
+    ``RuntimeError`` on the other processes)."""
+    if jax.process_count() == 1:
+        return fn()
+    reply: dict[str, Any] | None = None
+    error: Exception | None = None
+    if jax.process_index() == 0:
+        try:
+            reply = {"ok": fn()}
+        except Exception as e:  # shared, then raised here too
+            error = e
+            reply = {
+                "error": str(e),
+                "type": type(e).__name__,
+                "run_dir": isinstance(e, rundir.RunDirError),
+            }
+    reply = parallel.broadcast_object(reply)
+    if error is not None:
+        raise error
+    if "error" in reply:
+        if reply["run_dir"]:
+            raise rundir.RunDirError(reply["error"])
+        raise RuntimeError(f"process 0 failed: {reply['type']}: {reply['error']}")
+    return reply["ok"]

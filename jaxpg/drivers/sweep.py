@@ -1,0 +1,271 @@
+r"""Hyperparameter sweeps: every setting × every seed in one compiled program.
+
+The sweepable fields are those of :class:`jaxpg.Hyperparams` (:data:`SWEEPABLE`:
+``lr, gamma, ent_coef, vf_coef, gae_lambda, clip_eps``): traced scalars that
+``make_train(cfg)``'s ``train(key, hparams)`` takes as an argument, so one
+program serves every setting. Anything else (``num_envs``, ``hidden``, ...)
+changes shapes or control flow and needs a program of its own: sweep it with a
+Python loop over :func:`sweep` calls.
+
+Conventions:
+
+- A *grid* ``{"lr": [1e-3, 3e-3], "ent_coef": [0.0, 0.01]}`` expands to the
+  settings ``itertools.product`` gives in the grid's key order (the last key
+  varies fastest): ``[{lr: 1e-3, ent_coef: 0.0}, {lr: 1e-3, ent_coef: 0.01},
+  {lr: 3e-3, ent_coef: 0.0}, {lr: 3e-3, ent_coef: 0.01}]``.
+- Setting ``k``, seed ``i`` is the run
+  ``make_train(cfg.replace(**settings[k]))(jax.random.key(first_seed + i))``:
+  the same random draws, the same result up to float rounding. The same seed
+  index uses the same key in every setting (common random numbers).
+- Members (settings × seeds, setting-major) are laid out over all devices by
+  :func:`jaxpg.drivers.parallel.run_members`.
+
+Shapes: ``K`` settings, ``S`` seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpg.config import Config, Hyperparams
+from jaxpg.drivers.parallel import run_members
+from jaxpg.drivers.train import TrainOutput, make_train
+
+__all__ = ["SWEEPABLE", "grid_settings", "random_settings", "sweep"]
+
+SWEEPABLE: tuple[str, ...] = Hyperparams._fields
+
+
+def _check_field(name: Any, what: str) -> None:
+    if name not in SWEEPABLE:
+        static = "a Config field that changes shapes or control flow"
+        known = "is not a Config field"
+        kind = (
+            static
+            if isinstance(name, str) and name in Config.__dataclass_fields__
+            else known
+        )
+        raise ValueError(
+            f"{what} {name!r} cannot be swept in one program ({kind}): sweepable "
+            f"fields are {', '.join(SWEEPABLE)}. Run one sweep per value of "
+            "any other field."
+        )
+
+
+def grid_settings(grid: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
+    """Every combination of a grid, in ``itertools.product`` order.
+
+    Args:
+      grid: ``{field: [values]}`` over fields of :data:`SWEEPABLE`; the last
+        key varies fastest.
+
+    Returns:
+      ``K = prod(len(values))`` settings, each ``{field: float}``.
+
+    Raises:
+      ValueError: an unknown or non-sweepable field, or an empty or
+        non-numeric list of values.
+    """
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError(
+            f"grid={grid!r} is invalid: must be a non-empty dict "
+            f"{{field: [values]}} over {', '.join(SWEEPABLE)}"
+        )
+    axes = []
+    for name, values in grid.items():
+        _check_field(name, "grid field")
+        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+            raise ValueError(
+                f"grid[{name!r}]={values!r} is invalid: must be a non-empty list "
+                "of numbers"
+            )
+        axes.append([_number(name, v) for v in values])
+    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def random_settings(
+    key: jax.Array,
+    ranges: Mapping[str, tuple],
+    num_settings: int,
+) -> list[dict[str, float]]:
+    r"""``num_settings`` settings drawn at random from ranges, reproducibly.
+
+    A range ``(low, high)`` is log-uniform: :math:`\exp U(\log low,
+    \log high)` (``0 < low <= high``); ``(low, high, "linear")`` is uniform on
+    ``[low, high]``. Each field draws from its own subkey
+    ``fold_in(key, position in ranges)``, so the same key and ranges give the
+    same settings on every machine.
+
+    Args:
+      key: a PRNG key (``jax.random.key(seed)``).
+      ranges: ``{field: (low, high[, "log" | "linear"])}`` over
+        :data:`SWEEPABLE`.
+      num_settings: ``K >= 1``.
+
+    Returns:
+      ``K`` settings, each ``{field: float}``.
+
+    Raises:
+      ValueError: an unknown or non-sweepable field, a malformed range, or
+        an invalid ``num_settings``.
+    """
+    if (
+        isinstance(num_settings, bool)
+        or not isinstance(num_settings, int)
+        or num_settings < 1
+    ):
+        raise ValueError(
+            f"num_settings={num_settings!r} is invalid: must be an int >= 1"
+        )
+    if not isinstance(ranges, Mapping) or not ranges:
+        raise ValueError(
+            f"ranges={ranges!r} is invalid: must be a non-empty dict "
+            "{field: (low, high[, 'log' | 'linear'])}"
+        )
+    columns = {}
+    for pos, (name, spec) in enumerate(ranges.items()):
+        _check_field(name, "range field")
+        low, high, scale = _parse_range(name, spec)
+        u = np.asarray(
+            jax.random.uniform(
+                jax.random.fold_in(key, pos), (num_settings,), jnp.float32
+            ),
+            np.float64,
+        )
+        if scale == "log":
+            values = np.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        else:
+            values = low + u * (high - low)
+        columns[name] = [float(v) for v in values]
+    return [
+        {name: col[k] for name, col in columns.items()} for k in range(num_settings)
+    ]
+
+
+def sweep(
+    cfg: Config,
+    grid: Mapping[str, Sequence[float]] | Sequence[Mapping[str, float]],
+    num_seeds: int,
+    env: Any = None,
+    env_params: Any = None,
+    *,
+    policy_network: Any = None,
+    critic_network: Any = None,
+    optimizer: Any = None,
+    algorithm: Any = None,
+    first_seed: int = 0,
+    devices: Sequence[Any] | None = None,
+) -> tuple[list[dict[str, float]], TrainOutput]:
+    r"""Train every setting of ``grid`` with ``num_seeds`` seeds in one program.
+
+    Args:
+      cfg: the base configuration; each setting replaces its fields.
+      grid: ``{field: [values]}`` (expanded by :func:`grid_settings`), or an
+        explicit list of settings ``[{field: value}, ...]`` (e.g. from
+        :func:`random_settings`), over :data:`SWEEPABLE`.
+      num_seeds: ``S >= 1``; seed ``i`` uses ``jax.random.key(first_seed + i)``
+        in every setting.
+      env, env_params: a gymnax-API environment (see :func:`jaxpg.make_train`).
+      policy_network, critic_network, optimizer, algorithm: passed to
+        :func:`jaxpg.make_train`. ``lr`` cannot be swept with a custom
+        ``optimizer`` (its learning rate is its own).
+      first_seed: seed of the first run.
+      devices: devices to lay the members over; default: all of them.
+
+    Returns:
+      ``(settings, outputs)``: the ``K`` settings in order and a
+      :class:`jaxpg.TrainOutput` whose leaves have leading ``[K, S]`` axes.
+
+    Raises:
+      ValueError: a field that is not sweepable (the message lists the
+        sweepable ones), a value the config rejects (the config's message), or
+        an invalid ``num_seeds`` / ``first_seed``.
+    """
+    if isinstance(grid, Mapping):
+        settings = grid_settings(grid)
+    else:
+        settings = _explicit_settings(grid)
+    for name, value in (("num_seeds", num_seeds), ("first_seed", first_seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}={value!r} is invalid: must be an int >= 0")
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds={num_seeds!r} is invalid: must be an int >= 1")
+    if optimizer is not None and any("lr" in s for s in settings):
+        raise ValueError(
+            "sweeping 'lr' with a custom optimizer= is invalid: the optimizer "
+            "brings its own learning rate (sweep its schedule in a loop, or "
+            "drop optimizer= to sweep Adam's lr)"
+        )
+    # Each setting is validated as a whole config (the config's own errors).
+    hparams = [cfg.replace(**s).hyperparams() for s in settings]
+    k, s = len(settings), num_seeds
+    member_hp = jax.tree.map(
+        lambda *xs: np.repeat(np.stack([np.asarray(x) for x in xs]), s, axis=0),
+        *hparams,
+    )
+    seeds = np.tile(np.arange(first_seed, first_seed + s), k)
+    extensions = {
+        name: value
+        for name, value in (
+            ("policy_network", policy_network),
+            ("critic_network", critic_network),
+            ("optimizer", optimizer),
+            ("algorithm", algorithm),
+        )
+        if value is not None
+    }
+    train = make_train(cfg, env, env_params, **extensions)
+    out = run_members(train, seeds, member_hp, devices=devices)
+    out = jax.tree.map(lambda x: x.reshape((k, s, *x.shape[1:])), out)
+    return settings, out
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"{name}={value!r} is invalid: must be a number")
+    return float(value)
+
+
+def _parse_range(name: str, spec: Any) -> tuple[float, float, str]:
+    allowed = "must be (low, high) (log-uniform) or (low, high, 'log' | 'linear')"
+    if (
+        not isinstance(spec, Sequence)
+        or isinstance(spec, str)
+        or len(spec) not in (2, 3)
+    ):
+        raise ValueError(f"ranges[{name!r}]={spec!r} is invalid: {allowed}")
+    low, high = _number(name, spec[0]), _number(name, spec[1])
+    scale = spec[2] if len(spec) == 3 else "log"
+    if scale not in ("log", "linear"):
+        raise ValueError(f"ranges[{name!r}]={spec!r} is invalid: {allowed}")
+    if not low <= high or (scale == "log" and not low > 0):
+        raise ValueError(
+            f"ranges[{name!r}]={spec!r} is invalid: needs low <= high"
+            + (" and low > 0 for a log-uniform range" if scale == "log" else "")
+        )
+    return low, high, scale
+
+
+def _explicit_settings(grid: Any) -> list[dict[str, float]]:
+    if isinstance(grid, str) or not isinstance(grid, Sequence) or not grid:
+        raise ValueError(
+            f"grid={grid!r} is invalid: must be a dict {{field: [values]}} or a "
+            "non-empty list of settings {field: value}"
+        )
+    settings = []
+    for setting in grid:
+        if not isinstance(setting, Mapping):
+            raise ValueError(
+                f"setting {setting!r} is invalid: must be a dict {{field: value}}"
+            )
+        for name in setting:
+            _check_field(name, "setting field")
+        settings.append({name: _number(name, v) for name, v in setting.items()})
+    return settings

@@ -1,0 +1,3 @@
+"""Experiment records: run directories (:mod:`~jaxpg.experiment.rundir`),
+orbax checkpoints (:mod:`~jaxpg.experiment.checkpoint`) and TensorBoard logs
+(:mod:`~jaxpg.experiment.tblog`)."""

@@ -1,0 +1,279 @@
+r"""Checkpoints of the whole train state: orbax on disk, verified on restore.
+
+A checkpoint is the ``[S]``-batched :class:`~jaxpg.TrainState` of every seed
+(parameters, optimizer state, env states, observations, typed PRNG keys,
+hyperparameters, counters, and whatever else the state carries), written with
+``orbax.checkpoint`` into ``<directory>/<updates:012d>/``. In a multi-process
+run process 0 alone writes them, from NumPy copies (PRNG keys as their raw
+data, made keys again on restore). The state is treated
+as an opaque pytree: its structure comes from the caller's abstract target.
+
+Writing is atomic in two steps: orbax writes to a temporary directory and
+renames it, then jaxpg adds ``jaxpg_manifest.json`` (size and SHA-256 of every
+file). A step directory without a manifest (a write cut short) or whose files
+do not match it (a truncated or corrupted file) is *invalid*;
+:func:`restore_latest` skips it with a warning and restores the newest valid
+one, so a crash during a save costs at most one checkpoint interval.
+
+Needs the ``checkpoint`` extra (``orbax-checkpoint``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = [
+    "MANIFEST",
+    "CheckpointError",
+    "list_steps",
+    "prune",
+    "restore",
+    "restore_latest",
+    "restore_tree",
+    "save",
+    "save_tree",
+    "verify",
+]
+
+MANIFEST = "jaxpg_manifest.json"
+_STATE = "state"
+
+
+class CheckpointError(RuntimeError):
+    """No valid checkpoint could be restored."""
+
+
+def _checkpointer():
+    try:
+        import orbax.checkpoint as ocp
+    except ImportError as e:  # pragma: no cover - the extra is installed in CI
+        raise ImportError(
+            "checkpoints need orbax-checkpoint: pip install 'jaxpg[checkpoint]'"
+        ) from e
+    if jax.process_count() > 1:
+        # In a multi-process run one process (process 0) writes and reads
+        # jaxpg's checkpoints, with arrays it holds whole: no barrier with
+        # the other processes, which never call this.
+        me = jax.process_index()
+        options = ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me}
+        )
+        return ocp.StandardCheckpointer(multiprocessing_options=options)
+    return ocp.StandardCheckpointer()
+
+
+def _step_dir(directory: Path, step: int) -> Path:
+    # orbax wants absolute paths.
+    return Path(directory).absolute() / f"{step:012d}"
+
+
+def _file_digests(root: Path) -> dict[str, list]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            out[path.relative_to(root).as_posix()] = [
+                path.stat().st_size,
+                digest.hexdigest(),
+            ]
+    return out
+
+
+def save(directory: str | os.PathLike, step: int, state: Any) -> Path:
+    """Write ``state`` as checkpoint ``step`` (updates done) under ``directory``.
+
+    An existing checkpoint of the same step is replaced.
+
+    Args:
+      directory: the checkpoints folder (created if missing).
+      step: ``>= 0``, the number of updates the state has done.
+      state: a pytree of arrays (typed PRNG keys included).
+
+    Returns:
+      The step directory.
+    """
+    path = _step_dir(Path(directory), step)
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckptr = _checkpointer()
+    try:
+        ckptr.save(path / _STATE, _savable(state))
+        ckptr.wait_until_finished()
+    finally:
+        ckptr.close()
+    manifest = {"step": int(step), "files": _file_digests(path)}
+    tmp = path / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest))
+    tmp.replace(path / MANIFEST)
+    return path
+
+
+def list_steps(directory: str | os.PathLike) -> list[int]:
+    """Steps of the checkpoint directories under ``directory``, ascending
+    (valid or not)."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return sorted(
+        int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()
+    )
+
+
+def verify(directory: str | os.PathLike, step: int) -> str | None:
+    """``None`` if checkpoint ``step`` is complete and intact, else why not."""
+    path = _step_dir(Path(directory), step)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        return "no manifest (the write did not finish)"
+    except (OSError, ValueError) as e:
+        return f"unreadable manifest ({e})"
+    found = _file_digests(path)
+    expected = manifest.get("files", {})
+    if set(found) != set(expected):
+        missing = sorted(set(expected) - set(found))
+        extra = sorted(set(found) - set(expected))
+        return f"files differ from the manifest (missing {missing}, extra {extra})"
+    bad = [name for name in expected if list(expected[name]) != found[name]]
+    if bad:
+        return f"size or checksum mismatch in {', '.join(bad)}"
+    return None
+
+
+def restore(directory: str | os.PathLike, step: int, target: Any) -> Any:
+    """Read checkpoint ``step`` into the structure of ``target``.
+
+    Args:
+      directory: the checkpoints folder.
+      step: which checkpoint.
+      target: a pytree of arrays or ``jax.ShapeDtypeStruct`` (with the
+        shardings to restore onto), e.g. ``jax.eval_shape`` of the init.
+
+    Raises:
+      CheckpointError: the checkpoint is invalid (see :func:`verify`) or orbax
+        cannot read it.
+    """
+    problem = verify(directory, step)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {step} in {directory} is invalid: {problem}")
+    abstract = jax.tree.map(_abstract, target)
+    ckptr = _checkpointer()
+    try:
+        restored = ckptr.restore(_step_dir(Path(directory), step) / _STATE, abstract)
+        return _keys_like(abstract, restored)
+    except Exception as e:
+        raise CheckpointError(
+            f"checkpoint {step} in {directory} could not be read: {e}"
+        ) from e
+    finally:
+        ckptr.close()
+
+
+def restore_latest(directory: str | os.PathLike, target: Any) -> tuple[int, Any]:
+    """``(step, state)`` of the newest checkpoint that restores.
+
+    Invalid checkpoints newer than it are skipped with a :class:`UserWarning`
+    that names them and says why.
+
+    Raises:
+      CheckpointError: there is no valid checkpoint.
+    """
+    steps = list_steps(directory)
+    for step in reversed(steps):
+        try:
+            return step, restore(directory, step, target)
+        except CheckpointError as e:
+            warnings.warn(f"{e}; falling back to the previous one", stacklevel=2)
+    raise CheckpointError(
+        f"no valid checkpoint in {directory} (found steps: {steps or 'none'})"
+    )
+
+
+def prune(directory: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` *valid* checkpoints (and every
+    invalid one older than the newest valid)."""
+    steps = list_steps(directory)
+    valid = [s for s in steps if verify(directory, s) is None]
+    kept = set(valid[-keep:]) if keep > 0 else set()
+    newest = valid[-1] if valid else -1
+    for step in steps:
+        if step not in kept and step <= newest:
+            shutil.rmtree(_step_dir(Path(directory), step), ignore_errors=True)
+
+
+def _savable(tree: Any) -> Any:
+    """``tree`` as orbax saves it from this process. With several processes
+    orbax refuses arrays one process holds whole, so the writing process
+    saves them as NumPy arrays (PRNG keys as their raw key data)."""
+    from jaxpg.drivers.parallel import _is_key
+
+    if jax.process_count() == 1:
+        return tree
+
+    def host(x: Any) -> Any:
+        if _is_key(x):
+            x = jax.random.key_data(x)
+        return np.asarray(x) if isinstance(x, jax.Array) else x
+
+    return jax.tree.map(host, tree)
+
+
+def _keys_like(abstract: Any, tree: Any) -> Any:
+    """PRNG keys where the target has them (a checkpoint written by a
+    multi-process run holds their raw data)."""
+    from jaxpg.drivers.parallel import _data_to_key, _is_key
+
+    def wrap(like: Any, x: Any) -> Any:
+        if _is_key(x) or not _is_key(like):
+            return x
+        key = _data_to_key(like, x)
+        sharding = getattr(like, "sharding", None)
+        return key if sharding is None else jax.device_put(key, sharding)
+
+    return jax.tree.map(wrap, abstract, tree)
+
+
+def _abstract(x: Any) -> Any:
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return x
+    sharding = getattr(x, "sharding", None)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+
+def save_tree(path: str | os.PathLike, tree: Any) -> Path:
+    """Write a pytree of arrays (e.g. final parameters) to ``path`` with
+    orbax, replacing what is there."""
+    path = Path(path).absolute()
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckptr = _checkpointer()
+    try:
+        ckptr.save(path, _savable(tree))
+        ckptr.wait_until_finished()
+    finally:
+        ckptr.close()
+    return path
+
+
+def restore_tree(path: str | os.PathLike, target: Any) -> Any:
+    """Read :func:`save_tree`'s pytree into the structure of ``target``."""
+    ckptr = _checkpointer()
+    try:
+        abstract = jax.tree.map(_abstract, target)
+        return _keys_like(abstract, ckptr.restore(Path(path).absolute(), abstract))
+    finally:
+        ckptr.close()

@@ -1,0 +1,265 @@
+r"""Run directories: a multi-seed run on disk, self-describing and resumable.
+
+Layout of ``DIR`` (written by :func:`jaxpg.drivers.runner.run` with
+``checkpoint_dir=DIR``; ``jaxpg train --out DIR`` adds the rest)::
+
+    config.json        the Config (every field), seeds, chunking: enough to
+                       rebuild the run (see load_run)
+    versions.json      jaxpg, Python, jax, jaxlib, flax, optax, gymnax, orbax,
+                       numpy versions and the device
+    progress.json      updates done / total, status (running, interrupted,
+                       finished), latest checkpoint
+    metrics/           one .npz per chunk, {name: [S, n]} for updates
+                       [start, start + n): streamed, so a crash keeps them
+    checkpoints/       orbax checkpoints of the whole [S] train state
+                       (jaxpg.experiment.checkpoint), one folder per update count
+    params/            orbax: the final [S] policy parameters
+    summary.json       (CLI) evaluation per seed, IQM, seeds solved, timings
+    eval.json          (jaxpg eval) a later evaluation
+    learning_curve.png (CLI)
+    tensorboard/       (--tensorboard) one event-file run per seed
+
+Metrics conventions: ``episode_return`` is NaN where no episode ended in that
+update; ``num_episodes`` tells the two NaNs apart (0: none ended; > 0 and a
+NaN return: the return itself was NaN). ``nonfinite`` is the number of
+rejected (non-finite) gradient steps in the update: 0/1 for REINFORCE and A2C,
+0 to ``num_epochs * num_minibatches`` for PPO.
+
+Shapes: ``S`` seeds, ``U`` updates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxpg.config import Config
+
+__all__ = [
+    "CONFIG",
+    "RunDirError",
+    "config_from_dict",
+    "config_to_dict",
+    "diff_run",
+    "load_run",
+    "read_metrics",
+    "read_progress",
+    "versions",
+    "write_json",
+    "write_metrics_chunk",
+]
+
+CONFIG = "config.json"
+VERSIONS = "versions.json"
+PROGRESS = "progress.json"
+METRICS = "metrics"
+CHECKPOINTS = "checkpoints"
+PARAMS = "params"
+OBS_NORM = "obs_norm"  # the observation statistics, with cfg.normalise_obs
+SUMMARY = "summary.json"
+FORMAT_VERSION = 1
+
+_PACKAGES = (
+    "jaxpg",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "gymnax",
+    "orbax-checkpoint",
+    "numpy",
+)
+
+
+class RunDirError(ValueError):
+    """The directory is not a run directory, or does not match the run."""
+
+
+def write_json(path: str | os.PathLike, record: Any) -> None:
+    """Write strict JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, jaxpg and its main dependencies, and the device."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    import jax
+
+    devices = jax.devices()
+    out["device"] = f"{devices[0].platform}: {len(devices)} x {devices[0].device_kind}"
+    return out
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Every Config field as JSON values (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_from_dict(fields: dict[str, Any]) -> Config:
+    """The Config of :func:`config_to_dict` (lists become tuples again).
+
+    Raises:
+      RunDirError: a field this jaxpg's Config does not know.
+    """
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise RunDirError(
+            f"config.json has fields this jaxpg does not know: {', '.join(unknown)}"
+        )
+    return Config(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    )
+
+
+def run_record(
+    cfg: Config,
+    num_seeds: int,
+    first_seed: int,
+    chunk_updates: int,
+    custom: dict[str, str | None],
+) -> dict[str, Any]:
+    """What ``config.json`` holds."""
+    return {
+        "format": FORMAT_VERSION,
+        "config": config_to_dict(cfg),
+        "num_seeds": num_seeds,
+        "first_seed": first_seed,
+        "seeds": f"jax.random.key(i) for i in [{first_seed}, {first_seed + num_seeds})",
+        "num_updates": cfg.num_updates,
+        "chunk_updates": chunk_updates,
+        # Parts passed as Python objects cannot be rebuilt from JSON; their
+        # repr says what the run used (resume must pass the same ones).
+        "custom": custom,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+    }
+
+
+def load_run(directory: str | os.PathLike) -> tuple[Config, dict[str, Any]]:
+    """``(config, record)`` of the run in ``directory`` (``config.json``).
+
+    Raises:
+      RunDirError: ``directory`` holds no readable ``config.json``.
+    """
+    path = Path(directory) / CONFIG
+    try:
+        record = read_json(path)
+    except FileNotFoundError:
+        raise RunDirError(
+            f"{directory} is not a jaxpg run directory (no {CONFIG})"
+        ) from None
+    except ValueError as e:
+        raise RunDirError(f"{path} is not valid JSON: {e}") from None
+    return config_from_dict(record["config"]), record
+
+
+def diff_run(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The differing entries of two ``config.json`` records, as
+    ``"name: stored -> current"`` (Config fields by name, plus ``num_seeds``,
+    ``first_seed``, ``chunk_updates`` and custom parts)."""
+    out = []
+    old, new = stored["config"], current["config"]
+    for name in sorted(set(old) | set(new)):
+        if old.get(name, "<absent>") != new.get(name, "<absent>"):
+            out.append(f"{name}: {old.get(name, '<absent>')!r} -> "
+                       f"{new.get(name, '<absent>')!r}")  # fmt: skip
+    for name in ("num_seeds", "first_seed", "chunk_updates", "custom"):
+        if stored.get(name) != current.get(name):
+            out.append(f"{name}: {stored.get(name)!r} -> {current.get(name)!r}")
+    return out
+
+
+def write_metrics_chunk(
+    directory: str | os.PathLike, start: int, metrics: dict[str, np.ndarray]
+) -> Path:
+    """Write the ``[S, n]`` metrics of updates ``[start, start + n)`` as one
+    ``.npz`` (atomically)."""
+    n = next(iter(metrics.values())).shape[1]
+    folder = Path(directory) / METRICS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{start:012d}-{start + n:012d}.npz"
+    tmp = folder / (path.name + ".tmp")
+    with tmp.open("wb") as f:
+        np.savez(f, **metrics)
+    tmp.replace(path)
+    return path
+
+
+def metric_chunks(directory: str | os.PathLike) -> list[tuple[int, int, Path]]:
+    """``(start, end, path)`` of the metric files, by start."""
+    folder = Path(directory) / METRICS
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in folder.glob("*.npz"):
+        start, _, end = path.stem.partition("-")
+        if start.isdigit() and end.isdigit():
+            out.append((int(start), int(end), path))
+    return sorted(out)
+
+
+def drop_metrics_from(directory: str | os.PathLike, update: int) -> None:
+    """Delete metric files of chunks that end after ``update`` (a resume from
+    the checkpoint at ``update`` writes them again)."""
+    for _, end, path in metric_chunks(directory):
+        if end > update:
+            path.unlink()
+
+
+def read_metrics(
+    directory: str | os.PathLike, names: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """The streamed metrics ``{name: [S, u]}`` of the contiguous updates
+    ``[0, u)`` on disk (all metrics, or only ``names``).
+
+    Raises:
+      RunDirError: no metrics were written, or a name is unknown.
+    """
+    parts: list[dict[str, np.ndarray]] = []
+    expected = 0
+    for start, end, path in metric_chunks(directory):
+        if start != expected:
+            break
+        with np.load(path) as data:
+            keys = data.files if names is None else names
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise RunDirError(
+                    f"unknown metric(s) {missing}; the run has {sorted(data.files)}"
+                )
+            parts.append({k: data[k] for k in keys})
+        expected = end
+    if not parts:
+        raise RunDirError(f"{directory} holds no metrics")
+    return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
+
+
+def read_progress(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """``progress.json`` of the run, or ``None``."""
+    try:
+        return read_json(Path(directory) / PROGRESS)
+    except FileNotFoundError:
+        return None

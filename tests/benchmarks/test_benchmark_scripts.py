@@ -1,0 +1,93 @@
+"""Bookkeeping of the benchmark scripts that does not need a benchmark run:
+a failed or stopped child must not lose the rows measured before it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def scaling():
+    spec = importlib.util.spec_from_file_location("scaling", BENCH / "scaling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(seeds, devices=(), memory=()):
+    return {
+        "date": "2026-01-01T00:00:00+00:00",
+        "env": "CartPole-v1",
+        "threshold": 475.0,
+        "measured": {},
+        "seeds": list(seeds),
+        "devices": list(devices),
+        "memory": list(memory),
+        "machine": {
+            "platform": "gpu",
+            "device_kind": "X",
+            "device_count": 1,
+            "cpu_count": 4,
+        },
+        "total_s": 1.0,
+        "command": "scaling.py",
+    }
+
+
+def test_a_child_that_times_out_becomes_a_failed_row(scaling):
+    row = scaling._spawn("train", 1e-3, algo="ppo", num_seeds=4, updates=2)
+    assert row == {
+        "seeds": 4,
+        "error": "timed out after 0.001 s",
+        "algo": "ppo",
+        "updates": 2,
+    }
+
+
+def test_markdown_and_plot_keep_good_rows_next_to_failed_ones(scaling, tmp_path):
+    good = {
+        "algo": "ppo",
+        "seeds": 1,
+        "updates": 2,
+        "steps_per_s": 1000.0,
+        "compile_s": 1.0,
+        "run_s": 0.5,
+    }
+    failed = {"algo": "ppo", "seeds": 64, "updates": 0, "error": "CUDA OOM"}
+    text = scaling._markdown(_record([good, failed]))
+    assert "| ppo | 1 | 2 | 1,000 | 1.0 | 0.5 |" in text
+    assert "| ppo | 64 | full | failed |" in text
+    assert "- algo=ppo, seeds=64, updates=0: CUDA OOM" in text
+    # No device rows: said so, and the figure has no devices panel.
+    assert "## Devices\n\nNot measured in this record." in text
+    scaling._plot(_record([good, failed]), tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").stat().st_size > 0
+
+
+def test_recorded_command_leaves_out_the_output_directory(scaling):
+    argv = ["benchmarks/scaling.py", "--seeds", "1,4", "--out", "/x/y", "--out=/z"]
+    assert scaling._command(argv) == "scaling.py --seeds 1,4"
+
+
+def test_every_finished_child_is_written_at_once(scaling, tmp_path, monkeypatch):
+    # A run stopped from outside after its first child keeps that child's row.
+    rows = iter([{"algo": "ppo", "seeds": 1, "updates": 2, "steps_per_s": 1.0}])
+
+    def first_then_stop(*_):
+        yield next(rows)
+        partial = json.loads((tmp_path / "scaling_cpu.partial.json").read_text())
+        assert partial["seeds"] == [
+            {"algo": "ppo", "seeds": 1, "updates": 2, "steps_per_s": 1.0}
+        ]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scaling, "_run_seeds", first_then_stop)
+    monkeypatch.setattr(scaling, "jax_platform_is_cpu", lambda: True)
+    with pytest.raises(KeyboardInterrupt):
+        scaling.main(["--algos", "ppo", "--seeds", "1", "--out", str(tmp_path)])

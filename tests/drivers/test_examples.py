@@ -1,0 +1,69 @@
+"""The README's extension-point examples train: a CNN torso on Breakout-MinAtar
+and AdamW with a cosine schedule on CartPole."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxpg
+
+
+class SmallCNN(nn.Module):
+    """``[N, 10, 10, 4]`` MinAtar frames -> ``[N, 64]`` features."""
+
+    @nn.compact
+    def __call__(self, obs):
+        x = nn.relu(nn.Conv(16, (3, 3), padding="VALID")(obs.astype(jnp.float32)))
+        return nn.relu(nn.Dense(64)(x.reshape((x.shape[0], -1))))
+
+
+@pytest.mark.slow
+def test_cnn_policy_learns_breakout_minatar():
+    """A uniformly random policy scores 0.40 per episode on Breakout-MinAtar
+    (measured: 256 episodes, std 0.66, so its SE is 0.04). After 29 PPO updates
+    (60k steps) the CNN policy's mean over 64 evaluation episodes must be at
+    least 2.0, five times the random score; this run evaluated at 5.1, and an
+    evaluation mean over 64 episodes has an SE of about 0.3 (episode std about
+    2), so the margin is many SE."""
+    cfg = jaxpg.Config(
+        env="Breakout-MinAtar",
+        algo="ppo",
+        num_envs=32,
+        rollout_steps=64,
+        total_steps=60_000,
+        lr=2e-3,
+        ent_coef=0.01,
+        max_grad_norm=0.5,
+    )
+    net = dict(policy_network=SmallCNN(), critic_network=SmallCNN())
+    out = jax.jit(jaxpg.make_train(cfg, **net))(jax.random.key(0))
+    assert out.params["torso"]["params"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)
+    rets = jax.jit(
+        lambda p, k: jaxpg.evaluate(cfg, p, k, 64, policy_network=SmallCNN())
+    )(out.params, jax.random.key(100))
+    assert float(jnp.mean(rets)) >= 2.0, np.asarray(rets)
+
+
+@pytest.mark.slow
+def test_adamw_cosine_schedule_solves_cartpole_quickly():
+    """The CartPole PPO preset with AdamW and a cosine-decayed learning rate in
+    place of the default Adam: after 60k steps both seeds evaluate above 300
+    (random: about 22; measured 457 and 451 here)."""
+    cfg = jaxpg.presets.get("CartPole-v1", "ppo").replace(total_steps=60_000)
+    num_steps = cfg.num_updates * cfg.num_epochs * cfg.num_minibatches
+    tx = optax.chain(
+        optax.clip_by_global_norm(0.5),
+        optax.adamw(optax.cosine_decay_schedule(2.5e-3, num_steps), weight_decay=1e-4),
+    )
+    outs = jax.jit(jax.vmap(jaxpg.make_train(cfg, optimizer=tx)))(
+        jaxpg.drivers.train.seed_keys(2)
+    )
+    rets = jax.jit(jax.vmap(lambda p, k: jaxpg.evaluate(cfg, p, k, 32)))(
+        outs.params, jaxpg.drivers.train.seed_keys(2, 100)
+    )
+    assert np.all(np.asarray(rets).mean(axis=1) > 300), np.asarray(rets).mean(1)

@@ -1,0 +1,121 @@
+"""A user's algorithm runs through jaxpg's drivers: ``make_train``,
+``train_seeds``, ``sweep``, the runner and ``jaxpg train --algorithm``."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+
+import jax
+import numpy as np
+import pytest
+from my_algorithms import half_step_a2c
+
+import jaxpg
+from jaxpg.algorithms import a2c_policy_loss, make_actor_critic
+from jaxpg.drivers import runner
+from jaxpg.experiment import rundir
+
+CFG = jaxpg.Config(
+    env="CartPole-v1", algo="a2c", num_envs=4, rollout_steps=8, total_steps=96,
+    hidden=(8,),
+)  # fmt: skip
+SAME_AS_A2C = functools.partial(make_actor_critic, policy_loss=a2c_policy_loss)
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _assert_same(a, b):
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def default_a2c():
+    return jax.jit(jaxpg.make_train(CFG))(jax.random.key(0))
+
+
+def test_a_composition_equal_to_a2c_trains_bit_identically(default_a2c):
+    out = jax.jit(jaxpg.make_train(CFG, algorithm=SAME_AS_A2C))(jax.random.key(0))
+    _assert_same(out.params, default_a2c.params)
+    _assert_same(out.metrics, default_a2c.metrics)
+
+
+def test_the_users_loss_is_the_one_that_trains(default_a2c):
+    out = jax.jit(jaxpg.make_train(CFG, algorithm=half_step_a2c))(jax.random.key(0))
+    # Same data in the first update (same keys, same initial policy) ...
+    np.testing.assert_array_equal(
+        out.metrics["env_steps"], default_a2c.metrics["env_steps"]
+    )
+    # ... but half the policy-gradient step: other parameters.
+    assert not np.allclose(
+        _leaves(out.params)[0], _leaves(default_a2c.params)[0], atol=0, rtol=0
+    )
+    # The estimate is half A2C's policy gradient at the same state.
+    state = jaxpg.make_algorithm(CFG).init(jax.random.key(1))
+    ours = jaxpg.make_algorithm(CFG, algorithm=half_step_a2c).estimate(state)[0]
+    theirs = jaxpg.make_algorithm(CFG).estimate(state)[0]
+    for x, y in zip(_leaves(ours["policy"]), _leaves(theirs["policy"]), strict=True):
+        np.testing.assert_allclose(x, 0.5 * y, rtol=1e-5, atol=1e-7)
+
+
+def test_train_seeds_sweep_and_runner_take_the_algorithm(default_a2c):
+    outs = jaxpg.train_seeds(CFG, num_seeds=2, algorithm=SAME_AS_A2C)
+    np.testing.assert_allclose(
+        _leaves(jax.tree.map(lambda x: x[0], outs.params))[0],
+        _leaves(default_a2c.params)[0],
+        rtol=1e-5,
+    )
+    _, swept = jaxpg.sweep(CFG, {"lr": [CFG.lr]}, 1, algorithm=half_step_a2c)
+    single = jax.jit(jaxpg.make_train(CFG, algorithm=half_step_a2c))(jax.random.key(0))
+    np.testing.assert_allclose(
+        _leaves(jax.tree.map(lambda x: x[0, 0], swept.params))[0],
+        _leaves(single.params)[0],
+        rtol=1e-5,
+    )
+    result = runner.run(CFG, 1, progress=False, algorithm=half_step_a2c)
+    np.testing.assert_allclose(
+        _leaves(jax.tree.map(lambda x: x[0], result.params))[0],
+        _leaves(single.params)[0],
+        rtol=1e-5,
+    )
+
+
+def test_an_invalid_algorithm_is_named():
+    with pytest.raises(TypeError, match=r"algorithm=3 is invalid"):
+        jaxpg.make_train(CFG, algorithm=3)
+    with pytest.raises(TypeError, match=r"returned dict.*jaxpg.Algorithm"):
+        jaxpg.make_train(CFG, algorithm=lambda cfg, parts: {})
+
+
+def test_jaxpg_train_takes_an_algorithm_by_import_path(tmp_path):
+    pytest.importorskip("orbax.checkpoint")
+    from jaxpg.cli.main import main
+
+    out = tmp_path / "run"
+    argv = [
+        "train", "--env", "CartPole-v1", "--algo", "a2c", "--seeds", "1",
+        "--num-envs", "4", "--rollout-steps", "8", "--steps", "96",
+        "--hidden", "8", "--eval-episodes", "2", "--no-progress",
+        "--algorithm", "my_algorithms:half_step_a2c", "--out", str(out),
+    ]  # fmt: skip
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        assert main(argv) == 0, stderr.getvalue()
+        record = json.loads((out / "config.json").read_text())
+        assert record["custom"]["algorithm"] == "my_algorithms:half_step_a2c"
+        assert main(["eval", str(out), "--episodes", "2"]) == 0, stderr.getvalue()
+        bad = [*argv[:-4], "--algorithm", "my_algorithms:nope", "--out", str(out)]
+        assert main([*bad, "--overwrite"]) == 2
+    assert "my_algorithms:nope" in stderr.getvalue()
+    # The final parameters are those of the user's algorithm.
+    from jaxpg.drivers.evaluation import load_policy
+
+    cfg = rundir.load_run(out)[0]
+    single = jax.jit(jaxpg.make_train(cfg, algorithm=half_step_a2c))(jax.random.key(0))
+    saved = jax.tree.map(lambda x: x[0], load_policy(out)[2])
+    np.testing.assert_allclose(_leaves(saved)[0], _leaves(single.params)[0], rtol=1e-5)
