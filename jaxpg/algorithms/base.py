@@ -293,15 +293,27 @@ def apply_gradients(
     grad_norm = optax.tree.norm(grads)
     updates, new_opt_state = tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
-    # Both checks: a finite gradient can still give non-finite parameters
-    # (an overflowing step, a NaN learning rate in a sweep).
-    finite = jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(new_params))
-    take = finite & ~jnp.asarray(skip)
-    keep = lambda new, old: jax.tree.map(  # noqa: E731
-        lambda a, b: jnp.where(take, a, b), new, old
+    (params, opt_state), nonfinite = keep_if_finite(
+        grad_norm, (new_params, new_opt_state), (params, opt_state), skip
     )
-    metrics = {"grad_norm": grad_norm, "nonfinite": (~finite).astype(jnp.float32)}
-    return keep(new_params, params), keep(new_opt_state, opt_state), metrics
+    return params, opt_state, {"grad_norm": grad_norm, "nonfinite": nonfinite}
+
+
+def keep_if_finite(
+    grad_norm: Array, new: Any, old: Any, skip: Array | bool = False
+) -> tuple[Any, Array]:
+    """The guard of every optimizer step in jaxpg (the token side's too):
+    ``(new if the step is finite and not skipped else old, nonfinite)``.
+
+    A step is non-finite when ``grad_norm`` or the norm of ``new``'s first
+    element (the parameters) is NaN or inf: a finite gradient can still give
+    non-finite parameters (an overflowing step, a NaN learning rate in a
+    sweep). ``nonfinite`` is ``[]`` float32, 1 for a rejected step.
+    """
+    finite = jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(new[0]))
+    take = finite & ~jnp.asarray(skip)
+    kept = jax.tree.map(lambda a, b: jnp.where(take, a, b), new, old)
+    return kept, (~finite).astype(jnp.float32)
 
 
 def pack_rows(mask: Array, chunk: int, **arrays: Array) -> tuple[dict, Array]:

@@ -32,6 +32,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -45,6 +48,7 @@ from jaxpg.cli.options import (
     add_cache_argument,
     enable_compilation_cache,
 )
+from jaxpg.experiment.checkpoint import CheckpointError
 from jaxpg.sequence import estimators as est
 from jaxpg.sequence import rl as rlm
 from jaxpg.sequence import sft, tasks
@@ -85,7 +89,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=int, default=4, help="RL runs in one program (%(default)s)"
     )
-    p.add_argument("--out", default="runs/lm", help="output directory (%(default)s)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run directory (default: runs/lm-TASK, or the first free -2, -3, ...)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help="continue the interrupted run in DIR from its checkpoint, with its "
+        "options; the result is bit-identical to an uninterrupted run",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in --out",
+    )
     g = p.add_argument_group("model")
     g.add_argument("--width", type=int, default=32, help="model width (%(default)s)")
     g.add_argument("--layers", type=int, default=2, help="layers (%(default)s)")
@@ -167,6 +187,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     add_cache_argument(p)
     p.set_defaults(func=run)
+    p.set_defaults(defaults={a.dest: a.default for a in p._actions})
     return p
 
 
@@ -216,19 +237,87 @@ def _chunk(num_updates: int, requested: int | None) -> int:
     return min(divisors, key=lambda c: (abs(c - num_updates / 20), -c))
 
 
+# What a run directory records of the command line: everything that changes
+# the run (not where it is written, how it shows progress, or the cache).
+_NOT_RECORDED = frozenset(
+    {"func", "command", "out", "resume", "overwrite", "no_progress",
+     "compile_cache", "no_compile_cache", "defaults", "help"}
+)  # fmt: skip
+RUN_FILE = "lm_config.json"
+
+
+def _recorded(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_RECORDED}
+
+
+def _resume_args(args: argparse.Namespace, defaults: dict[str, Any]) -> Path:
+    """Fill ``args`` with the options of the run in ``--resume``; an option
+    given on the command line must agree with the run's (ValueError naming
+    it). Returns the run directory."""
+    out = Path(args.resume)
+    if args.out is not None or args.overwrite:
+        raise ValueError("--resume DIR cannot be combined with --out or --overwrite")
+    try:
+        stored = json.loads((out / RUN_FILE).read_text())["options"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(
+            f"--resume {out}: not a jaxpg lm run directory ({e})"
+        ) from None
+    differ = [
+        f"--{k.replace('_', '-')}: run has {stored[k]!r}, command line {v!r}"
+        for k, v in _recorded(args).items()
+        if k in stored and v != defaults.get(k) and v != stored[k]
+    ]
+    if differ:
+        raise ValueError(f"--resume {out}: options differ: " + "; ".join(differ))
+    for k, v in stored.items():
+        setattr(args, k, v)
+    return out
+
+
+def _new_out(args: argparse.Namespace) -> Path:
+    """The run directory of a new run (refused if it holds a run, unless
+    ``--overwrite``)."""
+    if args.out is None:
+        base = Path("runs") / f"lm-{args.task}"
+        out, n = base, 1
+        while out.exists():
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
+        return out
+    out = Path(args.out)
+    if (out / RUN_FILE).exists():
+        if not args.overwrite:
+            raise ValueError(
+                f"--out {out} holds a jaxpg lm run: continue it with --resume "
+                f"{out}, or replace it with --overwrite"
+            )
+        shutil.rmtree(out)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``jaxpg lm``; returns the exit status."""
+    defaults = getattr(args, "defaults", None) or {}
     try:
+        resuming = args.resume is not None
+        out = _resume_args(args, defaults) if resuming else _new_out(args)
         task, model_cfg, rl_cfg = build_config(args)
         chunk = _chunk(rl_cfg.num_updates, args.chunk)
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
         return 2
     enable_compilation_cache(args)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        (out / RUN_FILE).write_text(
+            json.dumps({"options": _recorded(args), "jaxpg": _version()}) + "\n"
+        )
     t0 = time.perf_counter()
-    if args.reference:
+    if resuming and not args.reference:
+        ref_params, _, info = sft.load_reference(out / "reference")
+        version = info["version"]
+    elif args.reference:
         ref_params, ref_cfg, info = sft.load_reference(args.reference)
         if ref_cfg != model_cfg:
             print(
@@ -266,13 +355,34 @@ def run(args: argparse.Namespace) -> int:
             )
 
     try:
-        metrics, final_params, compile_s, run_s, options = train_seeds(
+        result = train_seeds(
             task, model_cfg, rl_cfg, ref_params, args.seeds, chunk, options,
-            on_chunk=on_chunk, show_compile=not args.no_progress,
+            on_chunk=on_chunk, show_compile=not args.no_progress, run_dir=out,
+            resume=resuming,
         )  # fmt: skip
+    except CheckpointError as e:
+        print(f"jaxpg lm: error: cannot resume {out}: {e}", file=sys.stderr)
+        return 2
     finally:
         if bar is not None:
             bar.close()
+    if result.interrupted:
+        name = signal.Signals(result.signal).name if result.signal else "stop"
+        print(
+            f"jaxpg lm: interrupted ({name}) at update {result.updates_done}/"
+            f"{rl_cfg.num_updates}; checkpoint saved; resume with: "
+            f"jaxpg lm --resume {shlex.quote(str(out))}",
+            file=sys.stderr,
+        )
+        return 128 + int(result.signal) if result.signal else 1
+    metrics, final_params = result.metrics, result.params
+    compile_s, run_s, options = result.compile_s, result.run_s, result.options
+    rejected = np.sum(metrics["nonfinite"] > 0, axis=1)
+    if rejected.any():
+        print(
+            "non-finite updates rejected (parameters kept): "
+            + ", ".join(f"seed {i}: {int(n)}" for i, n in enumerate(rejected) if n)
+        )
     evaluate = jax.jit(lambda key, p: rlm.evaluate(key, p, task, model_cfg, 512))
     eval_key = jax.random.key(EVAL_SEED)
     ref_eval = {k: float(v) for k, v in evaluate(eval_key, ref_params).items()}
@@ -298,6 +408,7 @@ def run(args: argparse.Namespace) -> int:
         "summary": summary,
         "metrics": {k: v.tolist() for k, v in metrics.items()},
         "hack_flag": flags.tolist(),
+        "nonfinite_updates": rejected.tolist(),
     }
     (out / "metrics.json").write_text(json.dumps(record) + "\n")
     _plot(metrics, flags, out / "curves.png", task, rl_cfg, version)
@@ -392,3 +503,9 @@ def _plot(metrics, flags, path, task, rl_cfg, version) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _version() -> str:
+    import jaxpg
+
+    return jaxpg.__version__

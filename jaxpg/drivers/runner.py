@@ -47,7 +47,6 @@ from __future__ import annotations
 import functools
 import inspect
 import shutil
-import signal
 import threading
 import time
 import warnings
@@ -63,6 +62,7 @@ from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
 from jaxpg.drivers import parallel
 from jaxpg.drivers.progress import ProgressBar, compiling
+from jaxpg.drivers.signals import Stopper
 from jaxpg.drivers.train import make_algorithm, policy_params
 from jaxpg.experiment import rundir
 
@@ -273,7 +273,7 @@ def run(
     )
     # Signals are caught from here on: one that arrives while compiling stops
     # the run at the first chunk boundary, with a checkpoint.
-    with _Stopper(enabled) as stopper:
+    with Stopper(enabled) as stopper:
         return _run(
             cfg,
             num_seeds,
@@ -300,7 +300,7 @@ def run(
 def _run(
     cfg: Config,
     num_seeds: int,
-    stopper: _Stopper,
+    stopper: Stopper,
     *,
     env: Any,
     env_params: Any,
@@ -626,37 +626,6 @@ def _step_budget(cfg: Config, num_seeds: int, num_updates: int) -> int:
     return num_seeds * num_updates * cfg.num_envs * cfg.rollout_steps
 
 
-class _Stopper:
-    """Turns SIGINT/SIGTERM into a stop request at the next chunk boundary
-    (a second signal gets the previous handler: Ctrl-C twice raises)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.stop = False
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum, frame):
-        self.stop = True
-        self.signum = signum
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    def __enter__(self):
-        if self.enabled:
-            for s in self.SIGNALS:
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous = {}
-        return False
-
-
 class _Programs(NamedTuple):
     """A run's compiled programs over the layout of its seeds.
 
@@ -787,7 +756,7 @@ def _resume(
     return info["start"], progs.restore(*parallel.place((raw,), lay))
 
 
-def _agree(stopper: _Stopper) -> bool:
+def _agree(stopper: Stopper) -> bool:
     """Whether to stop at this boundary: ``stopper.stop``, with several
     processes OR-ed over all of them (a collective) so that all stop at the
     same boundary."""

@@ -34,7 +34,9 @@ Metrics per update (``[U]`` each, first epoch unless said): ``reward``
 match), ``kl_exact`` (full-vocabulary :math:`\sum_t \mathrm{KL}_t` per response,
 mean over N), ``kl_estimate`` (:math:`\sum_t k_t` of the chosen estimator),
 ``entropy`` (per token), ``response_length``, ``clip_frac`` (over all epochs),
-``loss``, ``grad_norm``.
+``loss``, ``grad_norm``, ``nonfinite`` (1 when an epoch's step was not
+finite and was rejected: the parameters and optimizer state are kept, as on
+the gymnax side, and the other seeds of a vmapped run are unaffected).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxpg.algorithms.base import keep_if_finite
 from jaxpg.kernels.losses import masked_mean
 from jaxpg.sequence import estimators as est
 from jaxpg.sequence import sampling
@@ -403,11 +406,18 @@ def make_rl(
         def epoch(carry, _):
             params, opt_state = carry
             (loss, aux), grads = grad_fn(params, batch, model_cfg, rl, hyper.beta)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
+            updates, new_opt_state = optimizer.update(grads, opt_state, params)
             if scale_by_lr:
                 updates = jax.tree.map(lambda u: -hyper.lr * u, updates)
-            params = optax.apply_updates(params, updates)
-            aux = {**aux, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+            grad_norm = optax.tree.norm(grads)
+            # The same guard as every gymnax-side step: a non-finite step is
+            # rejected (parameters and optimizer state kept) and reported.
+            (params, opt_state), nonfinite = keep_if_finite(
+                grad_norm,
+                (optax.apply_updates(params, updates), new_opt_state),
+                (params, opt_state),
+            )
+            aux = {**aux, "loss": loss, "grad_norm": grad_norm, "nonfinite": nonfinite}
             return (params, opt_state), aux
 
         (params, opt_state), aux = jax.lax.scan(
@@ -415,6 +425,7 @@ def make_rl(
         )
         metrics = {name: value[0] for name, value in aux.items()}
         metrics["clip_frac"] = jnp.mean(aux["clip_frac"])
+        metrics["nonfinite"] = jnp.max(aux["nonfinite"])  # any epoch rejected
         metrics.update(
             reward=jnp.mean(batch.reward),
             true_reward=jnp.mean(batch.true_reward),

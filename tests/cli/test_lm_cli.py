@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import signal
 
 import jax
 import pytest
 
 from jaxpg.cli import lm as cli
-from jaxpg.sequence import model, seeds, sft
+from jaxpg.experiment import checkpoint
+from jaxpg.sequence import model, rl, seeds, sft
 
 
 def _parse(argv):
@@ -26,10 +30,19 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_lm_runs_sft_then_rl_and_records_the_reference_version(tmp_path, capsys):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One uninterrupted tiny ``jaxpg lm`` run: ``(out, printed)``."""
+    out = tmp_path_factory.mktemp("lm") / "run"
     args = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *TINY])
-    assert args.func(args) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert args.func(args) == 0
+    return out, printed.getvalue()
+
+
+def test_lm_runs_sft_then_rl_and_records_the_reference_version(full_run):
+    out, printed = full_run
     record = json.loads((out / "metrics.json").read_text())
     ref_info = json.loads((out / "reference" / "reference.json").read_text())
     params, _, _ = sft.load_reference(out / "reference")
@@ -41,7 +54,6 @@ def test_lm_runs_sft_then_rl_and_records_the_reference_version(tmp_path, capsys)
         assert len(record["metrics"][name][0]) == 4
     assert len(record["summary"]["final_accuracy"]) == 2
     assert (out / "curves.png").stat().st_size > 1000
-    printed = capsys.readouterr().out
     assert ref_info["version"] in printed and "hacked at" in printed
     # On CPU the RL program ran with YNNPACK off (the default), recorded.
     expected = seeds.NO_YNN if jax.default_backend() == "cpu" else None
@@ -68,9 +80,8 @@ def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys):
     task, model_cfg, rl_cfg = cli.build_config(args)
     params = model.init(jax.random.key(0), model_cfg)
     unknown = {"xla_no_such_option_for_this_test": "1"}
-    metrics, _, _, _, used = seeds.train_seeds(
-        task, model_cfg, rl_cfg, params, 1, 2, unknown
-    )
+    result = seeds.train_seeds(task, model_cfg, rl_cfg, params, 1, 2, unknown)
+    metrics, used = result.metrics, result.options
     assert used is None
     assert "not supported; using the defaults" in capsys.readouterr().out
     assert metrics["reward"].shape == (1, 2)
@@ -100,3 +111,66 @@ def test_lm_refuses_a_reference_of_another_shape(tmp_path, capsys):
     )
     assert args.func(args) == 2
     assert "differs from the requested" in capsys.readouterr().err
+
+
+def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypatch):
+    """SIGINT after the first chunk: the run checkpoints at update 2 and exits
+    130; ``--resume`` (options from the run directory, reference loaded, no
+    SFT) ends with the metrics, evaluation and final state of the
+    uninterrupted run, bit for bit."""
+    full, _ = full_run
+    out = tmp_path / "cut"
+    real = cli.train_seeds
+
+    def interrupted(*args, on_chunk=None, **kwargs):
+        def hook(size, metrics):
+            on_chunk(size, metrics)
+            signal.raise_signal(signal.SIGINT)
+
+        return real(*args, on_chunk=hook, **kwargs)
+
+    monkeypatch.setattr(cli, "train_seeds", interrupted)
+    args = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *TINY])
+    assert args.func(args) == 128 + signal.SIGINT
+    assert checkpoint.list_steps(out / "checkpoints") == [2]
+    assert not (out / "metrics.json").exists()
+    monkeypatch.setattr(cli, "train_seeds", real)
+    # A new run into the same directory is refused; the run is kept.
+    again = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *TINY])
+    assert again.func(again) == 2
+    # Resuming with a different option is refused, naming it.
+    clash = _parse(["lm", "--resume", str(out), "--lr", "0.5"])
+    assert clash.func(clash) == 2
+    resumed = _parse(["lm", "--resume", str(out), "--no-progress"])
+    assert resumed.func(resumed) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    want = json.loads((full / "metrics.json").read_text())
+    for key in ("metrics", "summary", "reference_eval", "reference_version"):
+        assert got[key] == want[key], key
+    like = checkpoint.restore(full / "checkpoints", 4, _abstract_state(full))
+    state = checkpoint.restore(out / "checkpoints", 4, _abstract_state(full))
+    for a, b in zip(jax.tree.leaves(like), jax.tree.leaves(state), strict=True):
+        a = (
+            jax.random.key_data(a)
+            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+            else a
+        )
+        b = (
+            jax.random.key_data(b)
+            if jax.dtypes.issubdtype(b.dtype, jax.dtypes.prng_key)
+            else b
+        )
+        assert (a == b).all()
+
+
+def _abstract_state(run_dir):
+    """The abstract ``[S]`` RL state of the run in ``run_dir``."""
+    options = json.loads((run_dir / cli.RUN_FILE).read_text())["options"]
+    args = _parse(["lm"])
+    for k, v in options.items():
+        setattr(args, k, v)
+    task, model_cfg, rl_cfg = cli.build_config(args)
+    algo = rl.make_rl(task, model_cfg, rl_cfg)
+    ref = jax.eval_shape(lambda: model.init(jax.random.key(0), model_cfg))
+    keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), args.seeds))
+    return jax.eval_shape(jax.vmap(algo.init, in_axes=(0, None)), keys, ref)

@@ -225,13 +225,13 @@ def test_signal_requests_a_stop_and_a_second_signal_gets_the_old_handler(name):
     import os
     import signal
 
-    from jaxpg.drivers.runner import _Stopper
+    from jaxpg.drivers.signals import Stopper
 
     signum = getattr(signal, name)
     start = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL
     previous = signal.signal(signum, start)
     try:
-        with _Stopper(True) as stopper:
+        with Stopper(True) as stopper:
             os.kill(os.getpid(), signum)
             assert _wait_for(lambda: stopper.stop)
             assert stopper.signum == signum

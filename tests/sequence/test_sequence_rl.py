@@ -52,3 +52,43 @@ def test_run_updates_equals_single_updates_in_a_loop():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="num_updates=0"):
         rl.run_updates(algo, state, ref, 0)
+
+
+def test_a_diverging_seed_is_rejected_by_the_guard_and_the_others_unaffected():
+    """Two seeds in one vmapped program, the second with a NaN learning rate:
+    its every step is rejected (``nonfinite`` = 1, parameters and optimizer
+    state kept bit for bit), and the first seed's run is that of its own
+    unbatched program (same draws; parameters up to float rounding)."""
+    task = tasks.sort_task(2)
+    cfg = model.TransformerConfig(
+        vocab_size=tasks.VOCAB_SIZE, width=8, num_layers=1, num_heads=2,
+        max_len=task.prompt_len + task.max_new_tokens,
+    )  # fmt: skip
+    rl_cfg = rl.RLConfig(num_prompts=2, group_size=3, lr=1e-2, beta=0.1)
+    algo = rl.make_rl(task, cfg, rl_cfg)
+    ref = jax.jit(model.init, static_argnums=1)(jax.random.key(0), cfg)
+    keys = jax.random.split(jax.random.key(1), 2)
+    states = jax.vmap(algo.init, in_axes=(0, None))(keys, ref)
+    good = rl_cfg.hyperparams()
+    hyper = jax.tree.map(lambda x: np.stack([x, x]), good)
+    hyper = hyper._replace(lr=np.array([rl_cfg.lr, np.nan], np.float32))
+
+    def two(state, hp):
+        for _ in range(2):
+            state, m = algo.update(state, ref, hp)
+        return state, m
+
+    out, metrics = jax.jit(jax.vmap(two))(states, hyper)
+    assert metrics["nonfinite"].tolist() == [0.0, 1.0]
+    diverged = jax.tree.map(lambda x: x[1], (out.params, out.opt_state))
+    initial = jax.tree.map(lambda x: x[1], (states.params, states.opt_state))
+    for a, b in zip(jax.tree.leaves(diverged), jax.tree.leaves(initial), strict=True):
+        np.testing.assert_array_equal(a, b)
+    solo, solo_metrics = jax.jit(two)(jax.tree.map(lambda x: x[0], states), good)
+    assert float(solo_metrics["reward"]) == float(metrics["reward"][0])
+    for a, b in zip(
+        jax.tree.leaves(solo.params),
+        jax.tree.leaves(jax.tree.map(lambda x: x[0], out.params)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
