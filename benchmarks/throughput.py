@@ -32,7 +32,7 @@ What is measured, for each seed count ``S`` (``--seeds``), in one process:
   untimed), so that the process's one-time costs fall on neither. On a GPU
   the first program compiled at a new batch shape also pays XLA's autotuning
   (about 2 s on an H200); that still falls on ``train_seeds``, which is called
-  first (the README gives the order-swapped figures).
+  first (docs/benchmarks.md gives the order-swapped figures).
 * With ``--torch-json`` pointing to an existing file written by
   ``benchmarks/torch_reinforce.py`` (its ``steps_per_second``: the textbook
   one-env PyTorch loop), the speed-up of jaxpg training over it.

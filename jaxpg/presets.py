@@ -1,7 +1,7 @@
 """Tuned configurations, one per ``(env, algo)`` pair.
 
 ``presets.get(env_name, algo)`` returns a :class:`~jaxpg.config.Config`. The
-README's learning table says which of them solve their environment.
+learning table of docs/benchmarks.md says which of them solve their environment.
 """
 
 from __future__ import annotations
