@@ -51,6 +51,13 @@ SEED_SETS = {
     "316-331": range(316, 332),
     "332-347": range(332, 348),
     "348-363": range(348, 364),
+    # Fresh check sets, used by no search and no earlier check.
+    "400-415": range(400, 416),
+    "500-515": range(500, 516),
+    "600-615": range(600, 616),
+    "700-715": range(700, 716),
+    "800-815": range(800, 816),
+    "900-915": range(900, 916),
 }
 DEFAULT_SETS = ("0-15", "100-115")
 # The experiments issue's per-seed bar where it differs from the solved
