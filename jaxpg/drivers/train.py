@@ -224,22 +224,8 @@ def make_train(
 
     Args:
       cfg: the run's configuration.
-      env, env_params: as :func:`make_algorithm`.
-      policy_network: a ``flax.linen.Module`` torso mapping observations
-        ``[N, *O]`` (original shape and dtype) to features ``[N, F]``; jaxpg
-        adds the action head. Default: an MLP from ``cfg.hidden`` and
-        ``cfg.activation``.
-      critic_network: the same for the value network (when the algorithm has
-        one).
-      optimizer: any ``optax.GradientTransformation`` (with its own learning
-        rate or schedule). Default: Adam with the traced ``lr`` of the
-        hyperparameters (and ``cfg.max_grad_norm`` clipping).
-      algorithm: your algorithm, ``algorithm(cfg, parts) -> Algorithm``
-        (e.g. ``functools.partial(jaxpg.algorithms.make_actor_critic,
-        policy_loss=my_loss)``), built from the :class:`Parts` that ``cfg``
-        and the keywords above describe; ``cfg.algo`` then only says which
-        parts (a critic for ``a2c``, ``ppo`` and ``baseline="value"``).
-        Default: ``jaxpg.algorithms.ALGORITHMS[cfg.algo]``.
+      env, env_params, policy_network, critic_network, optimizer, algorithm:
+        the parts, as :func:`make_algorithm` takes them.
     """
     algo = make_algorithm(
         cfg,
