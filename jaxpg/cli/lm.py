@@ -43,6 +43,7 @@ from typing import Any
 import jax
 import numpy as np
 
+import jaxpg
 from jaxpg.cli.options import (
     PlainHelpFormatter,
     add_cache_argument,
@@ -311,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not resuming:
         (out / RUN_FILE).write_text(
-            json.dumps({"options": _recorded(args), "jaxpg": _version()}) + "\n"
+            json.dumps({"options": _recorded(args), "jaxpg": jaxpg.__version__}) + "\n"
         )
     t0 = time.perf_counter()
     if resuming and not args.reference:
@@ -503,9 +504,3 @@ def _plot(metrics, flags, path, task, rl_cfg, version) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _version() -> str:
-    import jaxpg
-
-    return jaxpg.__version__

@@ -20,6 +20,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxpg.drivers import parallel
 from jaxpg.drivers.progress import compiling
 from jaxpg.drivers.signals import Stopper
+from jaxpg.experiment import rundir
 from jaxpg.sequence import rl as rlm
 
 __all__ = ["NO_YNN", "SeedsResult", "compiler_options", "seed_layout", "train_seeds"]
@@ -107,8 +108,6 @@ def train_seeds(
       jaxpg.experiment.checkpoint.CheckpointError: ``resume`` and no valid
         checkpoint (nothing on disk is changed).
     """
-    from jaxpg.experiment import rundir
-
     num_updates = rl_cfg.num_updates
     if num_updates % chunk:
         raise ValueError(f"chunk={chunk} must divide num_updates={num_updates}")
@@ -133,9 +132,9 @@ def train_seeds(
         )
     start = 0
     ckpt_dir = None if run_dir is None else Path(run_dir) / rundir.CHECKPOINTS
+    if ckpt_dir is not None:
+        from jaxpg.experiment import checkpoint  # orbax: the checkpoint extra
     if resume:
-        from jaxpg.experiment import checkpoint
-
         if ckpt_dir is None:
             raise ValueError("resume=True needs run_dir")
         start, states = checkpoint.restore_latest(ckpt_dir, states)
@@ -171,8 +170,6 @@ def train_seeds(
             if on_chunk is not None:
                 on_chunk(chunk, m)
         if ckpt_dir is not None and done > start:
-            from jaxpg.experiment import checkpoint
-
             checkpoint.save(ckpt_dir, done, states)
             checkpoint.prune(ckpt_dir, 2)
     run_s = time.perf_counter() - t0

@@ -11,19 +11,24 @@ from jaxpg.sequence import model, rl, tasks
 K = 3
 
 
-def test_run_updates_equals_single_updates_in_a_loop():
-    """``run_updates(algo, state, ref, K)`` (one ``lax.scan``, one call) against
-    ``algo.update`` called K times from Python: the same keys and step count,
-    the same draws (rewards and accuracies exactly), parameters and the other
-    metrics equal up to float rounding (two separately compiled programs)."""
+def _small_rl():
+    """``(rl_cfg, algo, reference params)`` of a tiny sort task and model."""
     task = tasks.sort_task(2)
     cfg = model.TransformerConfig(
         vocab_size=tasks.VOCAB_SIZE, width=8, num_layers=1, num_heads=2,
         max_len=task.prompt_len + task.max_new_tokens,
     )  # fmt: skip
     rl_cfg = rl.RLConfig(num_prompts=2, group_size=3, lr=1e-2, beta=0.1)
-    algo = rl.make_rl(task, cfg, rl_cfg)
     ref = jax.jit(model.init, static_argnums=1)(jax.random.key(0), cfg)
+    return rl_cfg, rl.make_rl(task, cfg, rl_cfg), ref
+
+
+def test_run_updates_equals_single_updates_in_a_loop():
+    """``run_updates(algo, state, ref, K)`` (one ``lax.scan``, one call) against
+    ``algo.update`` called K times from Python: the same keys and step count,
+    the same draws (rewards and accuracies exactly), parameters and the other
+    metrics equal up to float rounding (two separately compiled programs)."""
+    _, algo, ref = _small_rl()
     state = jax.jit(algo.init)(jax.random.key(1), ref)
 
     scanned, stacked = jax.jit(rl.run_updates, static_argnums=(0, 3))(
@@ -59,14 +64,7 @@ def test_a_diverging_seed_is_rejected_by_the_guard_and_the_others_unaffected():
     its every step is rejected (``nonfinite`` = 1, parameters and optimizer
     state kept bit for bit), and the first seed's run is that of its own
     unbatched program (same draws; parameters up to float rounding)."""
-    task = tasks.sort_task(2)
-    cfg = model.TransformerConfig(
-        vocab_size=tasks.VOCAB_SIZE, width=8, num_layers=1, num_heads=2,
-        max_len=task.prompt_len + task.max_new_tokens,
-    )  # fmt: skip
-    rl_cfg = rl.RLConfig(num_prompts=2, group_size=3, lr=1e-2, beta=0.1)
-    algo = rl.make_rl(task, cfg, rl_cfg)
-    ref = jax.jit(model.init, static_argnums=1)(jax.random.key(0), cfg)
+    rl_cfg, algo, ref = _small_rl()
     keys = jax.random.split(jax.random.key(1), 2)
     states = jax.vmap(algo.init, in_axes=(0, None))(keys, ref)
     good = rl_cfg.hyperparams()
