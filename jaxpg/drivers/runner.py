@@ -94,8 +94,10 @@ class RunResult(NamedTuple):
     """What :func:`run` returns.
 
     Attributes:
-      params: ``[S, ...]`` final policy parameters (pytree, on this
-        process's first local device; the same on every process).
+      params: ``[S, ...]`` final policy parameters as
+        :attr:`jaxpg.TrainOutput.params` (carrying the observation statistics
+        with ``cfg.normalise_obs``; on this process's first local device; the
+        same on every process).
       metrics: ``{name: np.ndarray [S, u]}`` per-update metrics on the host
         for the ``u`` updates done (see :class:`jaxpg.TrainOutput`); empty
         with ``keep_metrics=False``. On a resumed run with several

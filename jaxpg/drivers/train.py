@@ -284,6 +284,10 @@ def train_seeds(
     Memory: the whole output, every per-update metric of every seed included,
     is returned at once. For long runs of many seeds use
     :func:`jaxpg.drivers.runner.run`, which brings metrics to the host per chunk.
+
+    Args:
+      env, env_params, policy_network, critic_network, optimizer, algorithm:
+        the parts, as :func:`make_algorithm` takes them.
     """
     if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds!r} is invalid: must be an int >= 1")
