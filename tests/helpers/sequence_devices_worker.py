@@ -19,7 +19,7 @@ import jax
 
 jax.config.update("jax_num_cpu_devices", 2)
 
-import jax.numpy as jnp  # noqa: E402
+import nan_rewards  # noqa: E402  (beside this file)
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
@@ -89,7 +89,9 @@ def main(out: Path) -> None:
     # jaxpg lm: 3 seeds over the 2 devices (padded to 4, the padding dropped),
     # against the first device; seed 1's first update gets a NaN reward.
     chunk_cfg = dataclasses.replace(rl_cfg, num_updates=2)
-    poisoned = tasks.with_reward(task, nan_reward(task, chunk_cfg, seed=1))
+    poisoned = nan_rewards.poisoned(
+        task, chunk_cfg.num_prompts, chunk_cfg.group_size, seed=1
+    )
     runs = [
         seeds.train_seeds(poisoned, cfg, chunk_cfg, params, 3, 1, None, devices=d)
         for d in (jax.devices()[:1], None)
@@ -130,24 +132,6 @@ def main(out: Path) -> None:
     except ValueError as e:
         report["uneven_error"] = str(e)
     (out / "report.json").write_text(json.dumps(report, indent=1))
-
-
-def nan_reward(task, rl_cfg, seed):
-    """The task's reward, NaN on the prompts of ``seed``'s first update (its
-    key split as :func:`jaxpg.sequence.rl.make_rl`'s update splits it)."""
-    _, batch_key = jax.random.split(jax.random.key(seed))
-    prompt_key, _ = jax.random.split(batch_key)
-    bad = np.repeat(
-        np.asarray(task.sample_prompts(prompt_key, rl_cfg.num_prompts)),
-        rl_cfg.group_size,
-        axis=0,
-    )
-
-    def reward(prompts, responses, mask):
-        hit = jnp.all(prompts == bad)
-        return jnp.where(hit, jnp.nan, task.reward(prompts, responses, mask))
-
-    return reward
 
 
 def _max_diff(a, b) -> float:
