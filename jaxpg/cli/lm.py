@@ -208,19 +208,6 @@ def build_config(args: argparse.Namespace):
     checks.positive_int("--sft-batch", args.sft_batch)
     checks.learning_rate("--sft-lr", args.sft_lr)
     checks.positive_int("--hack-window", args.hack_window)
-    if args.reference:
-        defaults = getattr(args, "defaults", None) or {}
-        unused = [
-            f"--{k.replace('_', '-')}"
-            for k in ("sft_steps", "sft_lr", "sft_batch")
-            if k in defaults and getattr(args, k) != defaults[k]
-        ]
-        if unused:
-            raise ValueError(
-                f"{', '.join(unused)} has no effect with --reference "
-                f"{args.reference} (the reference is loaded, not trained): "
-                "drop it, or drop --reference"
-            )
     model_cfg = TransformerConfig(
         vocab_size=tasks.VOCAB_SIZE,
         width=args.width,
@@ -244,6 +231,18 @@ def build_config(args: argparse.Namespace):
         temperature=args.temperature,
     )
     return task, model_cfg, rl_cfg
+
+
+def _unused_sft_options(args: argparse.Namespace, defaults: dict[str, Any]) -> list:
+    """The SFT options given with ``--reference``, which loads the reference
+    instead of training it (they are validated all the same)."""
+    if not args.reference:
+        return []
+    return [
+        f"--{k.replace('_', '-')}"
+        for k in ("sft_steps", "sft_lr", "sft_batch")
+        if k in defaults and getattr(args, k) != defaults[k]
+    ]
 
 
 def _chunk(num_updates: int, requested: int | None) -> int:
@@ -330,6 +329,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
         return 2
+    unused = _unused_sft_options(args, defaults)
+    if unused and not resuming:
+        print(
+            f"jaxpg lm: {', '.join(unused)} not used: --reference "
+            f"{args.reference} is loaded, not trained",
+            file=sys.stderr,
+        )
     enable_compilation_cache(args)
     out.mkdir(parents=True, exist_ok=True)
     if not resuming:
