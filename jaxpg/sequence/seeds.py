@@ -166,7 +166,7 @@ def train_seeds(
     with Stopper(enabled) as stopper:
         while done < num_updates and not stopper.stop:
             states, m = compiled(states, ref_params)
-            m = _host(m, lay)
+            m = parallel.host_members(m, lay)
             if run_dir is not None:
                 rundir.write_metrics_chunk(run_dir, done, m)
             else:
@@ -174,7 +174,7 @@ def train_seeds(
             done += chunk
             if on_chunk is not None:
                 on_chunk(chunk, m)
-        states = _real(states, lay)
+        states = parallel.real_members(states, lay)
         if ckpt_dir is not None and done > start:
             checkpoint.save(ckpt_dir, done, states)
             checkpoint.prune(ckpt_dir, 2)
@@ -205,20 +205,6 @@ def _real_spec(states: Any, lay: parallel.Layout) -> Any:
     )
 
 
-def _real(states: Any, lay: parallel.Layout) -> Any:
-    """The ``S`` real seeds of ``[P]`` states, on this process's first device
-    (gathered from every process when there are several: a collective)."""
-    device = jax.local_devices()[0]
-    if jax.process_count() == 1:
-        return jax.tree.map(
-            lambda x: jax.device_put(x, device)[: lay.num_members], states
-        )
-    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), states)
-    raw = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, states)
-    real = parallel.collect(raw, lay, like)
-    return jax.tree.map(lambda x: jax.device_put(x, device), real)
-
-
 def _placed(real: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
     """``[S]`` states padded to ``[P]`` (the last seed repeated, as at the
     start) and laid over the devices."""
@@ -237,13 +223,3 @@ def _placed(real: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
         real,
         placed,
     )
-
-
-def _host(metrics: dict[str, Any], lay: parallel.Layout) -> dict[str, np.ndarray]:
-    """``{name: [S, n]}`` owned NumPy copies of a chunk's ``[P, n]`` metrics
-    (the padding dropped; gathered from every process when there are
-    several)."""
-    m = lay.num_members
-    if jax.process_count() > 1:
-        return {k: np.array(v) for k, v in parallel.collect(metrics, lay).items()}
-    return {k: np.array(np.asarray(v)[:m]) for k, v in jax.device_get(metrics).items()}
