@@ -210,10 +210,11 @@ def clip_by_global_norm_per_network(max_norm: float) -> optax.GradientTransforma
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _default_optimizer(
+def _adam_chain(
     learning_rate: Array | float,
     max_grad_norm: float | None,
     per_network: bool,
+    eps: float,
 ) -> optax.GradientTransformation:
     parts = []
     if max_grad_norm is not None:
@@ -224,27 +225,50 @@ def _default_optimizer(
         )
         parts.append(clip(max_grad_norm))
     parts += [
-        optax.scale_by_adam(eps=1e-5),
+        optax.scale_by_adam(eps=eps),
         optax.scale_by_learning_rate(learning_rate),
     ]
     return optax.chain(*parts)
 
 
-def make_optimizer(cfg: Config) -> optax.GradientTransformation:
-    """jaxpg's default: Adam (``eps=1e-5``) after global-norm clipping when
-    ``cfg.max_grad_norm`` is set (per network with ``cfg.clip_per_network``),
-    with the learning rate injected (``optax.inject_hyperparams``) so that it
-    is a traced value in the optimizer state: :func:`make_init` sets it from
-    ``hparams.lr``, and with ``cfg.anneal_lr`` every update sets it to
-    :func:`annealed_learning_rate`."""
+def injected_adam(
+    learning_rate: float,
+    max_grad_norm: float | None = None,
+    *,
+    per_network: bool = False,
+    eps: float = 1e-5,
+) -> optax.GradientTransformation:
+    """jaxpg's default optimizer, for both halves (gymnax and token policies):
+    global-norm clipping when ``max_grad_norm`` is set (per network with
+    ``per_network``), then Adam (``eps``), then the learning rate, injected
+    with ``optax.inject_hyperparams`` so that it is a traced value in the
+    optimizer state (:func:`set_learning_rate` sets it: a sweep vmaps it, a
+    schedule changes it every update without recompiling).
+
+    Args:
+      learning_rate: the initial learning rate (float32 in the state).
+      max_grad_norm: clip the gradient's global norm to it; ``None``: no clip.
+      per_network: clip each top-level entry of a dict of gradients apart
+        (:func:`clip_by_global_norm_per_network`).
+      eps: Adam's epsilon.
+    """
     build = functools.partial(
-        _default_optimizer,
-        max_grad_norm=cfg.max_grad_norm,
-        per_network=cfg.clip_per_network,
+        _adam_chain, max_grad_norm=max_grad_norm, per_network=per_network, eps=eps
     )
-    # per_network shapes the chain: static, not a traced hyperparameter.
-    return optax.inject_hyperparams(build, static_args=("per_network",))(
-        learning_rate=cfg.lr
+    # per_network and eps shape the chain: static, not traced hyperparameters.
+    return optax.inject_hyperparams(build, static_args=("per_network", "eps"))(
+        learning_rate=learning_rate
+    )
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    """jaxpg's default for ``cfg``: :func:`injected_adam` (``eps=1e-5``) with
+    ``cfg.lr``, clipping at ``cfg.max_grad_norm`` when it is set (per network
+    with ``cfg.clip_per_network``). The learning rate is a traced value in the
+    optimizer state: :func:`make_init` sets it from ``hparams.lr``, and with
+    ``cfg.anneal_lr`` every update sets it to :func:`annealed_learning_rate`."""
+    return injected_adam(
+        cfg.lr, cfg.max_grad_norm, per_network=cfg.clip_per_network, eps=1e-5
     )
 
 

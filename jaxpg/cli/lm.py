@@ -18,9 +18,10 @@ of ``benchmarks/lm_trl.py``'s setting (width 32, one seed) 6-16% faster in
 options used are recorded in ``metrics.json``.
 
 With several devices (GPUs, or CPU devices: ``JAX_NUM_CPU_DEVICES=2 jaxpg lm
-...`` gives XLA a thread per core) and a seed count that is a multiple of
-their number, the seeds are laid over the devices (no collective: each seed's
-updates stay on its device); otherwise they run on the first device.
+...`` gives XLA a thread per core) the seeds are laid over the devices as
+``jaxpg train`` lays its seeds (no collective: each seed's updates stay on its
+device; a seed count that is not a multiple of the device count is padded by
+repeating the last seed, and the padding is dropped).
 
 :func:`register` adds the subcommand to an ``argparse`` subparsers object;
 :func:`run` executes parsed arguments. Needs the ``cli`` extra (matplotlib,
@@ -48,13 +49,14 @@ from jaxpg.cli.options import (
     PlainHelpFormatter,
     add_cache_argument,
     enable_compilation_cache,
+    strict_json,
 )
 from jaxpg.experiment.checkpoint import CheckpointError
+from jaxpg.sequence import checks, sft, tasks
 from jaxpg.sequence import estimators as est
 from jaxpg.sequence import rl as rlm
-from jaxpg.sequence import sft, tasks
 from jaxpg.sequence.model import POSITIONS, TransformerConfig
-from jaxpg.sequence.seeds import compiler_options, seed_layout, train_seeds
+from jaxpg.sequence.seeds import compiler_options, train_seeds
 
 __all__ = ["build_config", "register", "run"]
 
@@ -202,6 +204,10 @@ def build_config(args: argparse.Namespace):
     task = tasks.make_task(args.task, **kwargs)
     if args.seeds < 1:
         raise ValueError(f"--seeds={args.seeds} is invalid: must be >= 1")
+    checks.positive_int("--sft-steps", args.sft_steps)
+    checks.positive_int("--sft-batch", args.sft_batch)
+    checks.learning_rate("--sft-lr", args.sft_lr)
+    checks.positive_int("--hack-window", args.hack_window)
     model_cfg = TransformerConfig(
         vocab_size=tasks.VOCAB_SIZE,
         width=args.width,
@@ -225,6 +231,18 @@ def build_config(args: argparse.Namespace):
         temperature=args.temperature,
     )
     return task, model_cfg, rl_cfg
+
+
+def _unused_sft_options(args: argparse.Namespace, defaults: dict[str, Any]) -> list:
+    """The SFT options given with ``--reference``, which loads the reference
+    instead of training it (they are validated all the same)."""
+    if not args.reference:
+        return []
+    return [
+        f"--{k.replace('_', '-')}"
+        for k in ("sft_steps", "sft_lr", "sft_batch")
+        if k in defaults and getattr(args, k) != defaults[k]
+    ]
 
 
 def _chunk(num_updates: int, requested: int | None) -> int:
@@ -302,12 +320,22 @@ def run(args: argparse.Namespace) -> int:
     defaults = getattr(args, "defaults", None) or {}
     try:
         resuming = args.resume is not None
-        out = _resume_args(args, defaults) if resuming else _new_out(args)
+        if resuming:
+            out = _resume_args(args, defaults)
         task, model_cfg, rl_cfg = build_config(args)
         chunk = _chunk(rl_cfg.num_updates, args.chunk)
+        if not resuming:  # after validating: --overwrite deletes the old run
+            out = _new_out(args)
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
         return 2
+    unused = _unused_sft_options(args, defaults)
+    if unused and not resuming:
+        print(
+            f"jaxpg lm: {', '.join(unused)} not used: --reference "
+            f"{args.reference} is loaded, not trained",
+            file=sys.stderr,
+        )
     enable_compilation_cache(args)
     out.mkdir(parents=True, exist_ok=True)
     if not resuming:
@@ -400,7 +428,7 @@ def run(args: argparse.Namespace) -> int:
         "model": dataclasses.asdict(model_cfg),
         "rl": dataclasses.asdict(rl_cfg),
         "seeds": args.seeds,
-        "devices": jax.device_count() if seed_layout(args.seeds) else 1,
+        "devices": result.devices,
         "compiler_options": options,
         "sft_s": sft_s,
         "compile_s": compile_s,
@@ -411,7 +439,10 @@ def run(args: argparse.Namespace) -> int:
         "hack_flag": flags.tolist(),
         "nonfinite_updates": rejected.tolist(),
     }
-    (out / "metrics.json").write_text(json.dumps(record) + "\n")
+    # Standard JSON: a NaN or inf (a seed that diverged) is written as null.
+    (out / "metrics.json").write_text(
+        json.dumps(strict_json(record), allow_nan=False) + "\n"
+    )
     _plot(metrics, flags, out / "curves.png", task, rl_cfg, version)
     print(f"wrote {out / 'metrics.json'} and {out / 'curves.png'}")
     return 0

@@ -49,10 +49,12 @@ __all__ = [
     "broadcast_arrays",
     "broadcast_object",
     "collect",
+    "host_members",
     "initialize",
     "layout",
     "map_members",
     "place",
+    "real_members",
     "run_members",
     "sharded",
 ]
@@ -257,6 +259,32 @@ def _unpad(out: Any, m: int) -> Any:
     # One program for the whole tree: slicing leaf by leaf would dispatch (and
     # on a GPU compile) one small program per leaf shape.
     return jax.tree.map(lambda x: x[:m], out)
+
+
+def real_members(tree: Any, lay: Layout) -> Any:
+    r"""The ``M`` real members of ``[P]`` global arrays (PRNG keys included),
+    on this process's first local device; with several processes gathered
+    on every process (a collective: all of them call it). What a chunked
+    driver checkpoints and returns between its chunks of ``[P]`` state."""
+    device = jax.local_devices()[0]
+    if jax.process_count() == 1:
+        return jax.tree.map(
+            lambda x: jax.device_put(x, device)[: lay.num_members], tree
+        )
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), tree)
+    real = collect(jax.tree.map(_key_to_data, tree), lay, like)
+    return jax.tree.map(lambda x: jax.device_put(x, device), real)
+
+
+def host_members(tree: dict[str, Any], lay: Layout) -> dict[str, np.ndarray]:
+    r"""``{name: [M, ...]}`` owned NumPy copies of ``[P, ...]`` global arrays
+    (a chunk's metrics), the padding dropped; gathered from every process
+    when there are several (a collective). Owned: on CPU, ``device_get`` may
+    return views that keep the device buffers alive."""
+    if jax.process_count() > 1:
+        return {k: np.array(v) for k, v in collect(tree, lay).items()}
+    m = lay.num_members
+    return {k: np.array(np.asarray(v)[:m]) for k, v in jax.device_get(tree).items()}
 
 
 def map_members(

@@ -52,39 +52,47 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpg.algorithms.base import keep_if_finite
+from jaxpg.algorithms.base import injected_adam, keep_if_finite, set_learning_rate
 from jaxpg.kernels.losses import masked_mean
+from jaxpg.sequence import checks, sampling
 from jaxpg.sequence import estimators as est
-from jaxpg.sequence import sampling
 from jaxpg.sequence.model import TransformerConfig
 from jaxpg.sequence.tasks import EOS, PAD, Task
 
 Array = jax.Array
 
 KL_PLACEMENTS = ("none", "reward", "loss")
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 @dataclasses.dataclass(frozen=True)
 class RLConfig:
-    """Static settings of sequence-level RL (validated on construction).
+    """Static settings of sequence-level RL (validated on construction:
+    ``ValueError`` naming the field, the value and what is allowed).
 
     Attributes:
-      num_prompts: ``P`` prompts per update.
-      group_size: ``G`` samples per prompt.
-      num_updates: updates of one :func:`make_rl_train` run.
-      max_new_tokens: response budget ``R``; ``None``: the task's default.
+      num_prompts: ``P >= 1`` prompts per update.
+      group_size: ``G >= 1`` samples per prompt (``>= 2`` for rloo, grpo).
+      num_updates: updates of one :func:`make_rl_train` run, ``>= 1``.
+      max_new_tokens: response budget ``R >= 1``; ``None``: the task's default.
       advantage: one of :data:`.estimators.ADVANTAGES`.
       aggregation: one of :data:`.estimators.AGGREGATIONS`.
-      loss_norm: the constant of ``aggregation="constant"``; ``None``: ``R``.
+      loss_norm: the constant ``> 0`` of ``aggregation="constant"``; ``None``:
+        ``R``.
       kl_placement: ``"none"``, ``"reward"`` or ``"loss"``.
       kl_estimator: ``"k1"``, ``"k2"`` or ``"k3"``.
-      beta: KL coefficient.
-      lr: Adam learning rate (when no ``optimizer`` is passed).
-      max_grad_norm: global-norm clipping of the default optimizer.
-      epochs: gradient steps per batch (PPO-style reuse needs ``clip_eps``).
-      clip_eps: PPO ratio clip, or ``None``.
-      temperature: sampling temperature (ratios correct for it).
-      top_k: sampling top-k, or ``None``.
+      beta: KL coefficient, finite ``>= 0``.
+      lr: Adam learning rate (when no ``optimizer`` is passed), in
+        ``(0, 1]`` (:data:`.checks.MAX_LR`).
+      max_grad_norm: global-norm clipping of the default optimizer, ``> 0``.
+      epochs: gradient steps per batch ``>= 1`` (PPO-style reuse needs
+        ``clip_eps``).
+      clip_eps: PPO ratio clip ``> 0``, or ``None``.
+      temperature: sampling temperature, finite ``> 0`` (ratios correct for
+        it).
+      top_k: sampling top-k ``>= 1``, or ``None``.
+
+    Numbers must be finite in float32, where they are used.
     """
 
     num_prompts: int = 16
@@ -105,10 +113,29 @@ class RLConfig:
     top_k: int | None = None
 
     def __post_init__(self):
+        # Numbers first (NaN, inf, a bool, a string: named), NumPy scalars
+        # become Python ones so that the config stays hashable and JSON-able.
+        def field(name: str, check, *args, **kwargs) -> None:
+            value = check(f"RLConfig.{name}", getattr(self, name), *args, **kwargs)
+            object.__setattr__(self, name, value)
+
         for name in ("num_prompts", "group_size", "num_updates", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: must be an int >= 1")
+            field(name, checks.positive_int)
+        if self.num_updates > _INT32_MAX:  # the int32 step counter
+            raise ValueError(
+                f"RLConfig.num_updates={self.num_updates} is invalid: must be "
+                f"<= {_INT32_MAX}"
+            )
+        for name in ("max_new_tokens", "top_k"):
+            if getattr(self, name) is not None:
+                field(name, checks.positive_int)
+        field("lr", checks.learning_rate)
+        field("beta", checks.number, 0.0)
+        field("max_grad_norm", checks.number, 0.0, low_open=True)
+        field("temperature", checks.number, 0.0, low_open=True)
+        for name in ("clip_eps", "loss_norm"):
+            if getattr(self, name) is not None:
+                field(name, checks.number, 0.0, low_open=True)
         choices = {
             "advantage": est.ADVANTAGES,
             "aggregation": est.AGGREGATIONS,
@@ -129,14 +156,6 @@ class RLConfig:
             raise ValueError(
                 f"epochs={self.epochs} reuses samples: set clip_eps (e.g. 0.2)"
             )
-        if self.clip_eps is not None and not self.clip_eps > 0:
-            raise ValueError(f"clip_eps={self.clip_eps} must be > 0 or None")
-        if not self.beta >= 0:
-            raise ValueError(f"beta={self.beta} must be >= 0")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature={self.temperature} must be > 0")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={self.max_new_tokens} must be >= 1")
 
     def response_len(self, task: Task) -> int:
         return self.max_new_tokens or task.max_new_tokens
@@ -251,11 +270,28 @@ def rollout(
         logp = sampling.token_log_probs(logits, responses)
     ro = Rollout(
         prompts, responses, mask, samples.log_probs, logp, ref_logits,
-        task.reward(prompts, responses, mask),
-        task.true_reward(prompts, responses, mask),
-        task.accuracy(prompts, responses, mask),
+        *scores(task, prompts, responses, mask, "num_prompts * group_size"),
     )  # fmt: skip
     return jax.tree.map(jax.lax.stop_gradient, ro)
+
+
+def scores(
+    task: Task, prompts: Array, responses: Array, mask: Array, what: str
+) -> tuple[Array, Array, Array]:
+    """``(reward, true_reward, accuracy)`` of ``N`` responses, each ``[N]``
+    float32; a task function (a user's ``reward_fn``) that returns another
+    shape raises ValueError naming it and ``[N]`` (``what`` says where ``N``
+    comes from)."""
+    n = responses.shape[0]
+    return tuple(
+        checks.check_rewards(
+            f"task.{name} ({task.name})",
+            getattr(task, name)(prompts, responses, mask),
+            n,
+            f"N = {what} = {n}",
+        )
+        for name in ("reward", "true_reward", "accuracy")
+    )
 
 
 def score(ro: Rollout, rl: RLConfig, beta: Array | float | None = None) -> Batch:
@@ -372,9 +408,10 @@ def make_rl(
 
     ``hyper`` (:class:`Hyperparams`, may be traced; default
     ``rl.hyperparams()``) sets beta and the learning rate. The default optimizer
-    is global-norm clipping then Adam with ``hyper.lr``; a user ``optimizer``
-    (any optax transformation, its own learning rate included) replaces it and
-    ``hyper.lr`` is unused.
+    is :func:`default_optimizer` (the gymnax side's injected-learning-rate
+    Adam), whose learning rate each update sets to ``hyper.lr``; a user
+    ``optimizer`` (any optax transformation, its own learning rate included)
+    replaces it and ``hyper.lr`` is unused.
     """
     if rl.response_len(task) < task.answer_len:
         raise ValueError(
@@ -382,11 +419,9 @@ def make_rl(
             f"{task.answer_len} of task {task.name!r}"
         )
     _check_sharding(batch_sharding, task, rl)
-    scale_by_lr = optimizer is None
+    lr_injected = optimizer is None
     if optimizer is None:
-        optimizer = optax.chain(
-            optax.clip_by_global_norm(rl.max_grad_norm), optax.scale_by_adam()
-        )
+        optimizer = default_optimizer(rl)
 
     def init(key: Array, params: Any) -> RLState:
         return RLState(params, optimizer.init(params), key, jnp.zeros((), jnp.int32))
@@ -406,9 +441,12 @@ def make_rl(
         def epoch(carry, _):
             params, opt_state = carry
             (loss, aux), grads = grad_fn(params, batch, model_cfg, rl, hyper.beta)
-            updates, new_opt_state = optimizer.update(grads, opt_state, params)
-            if scale_by_lr:
-                updates = jax.tree.map(lambda u: -hyper.lr * u, updates)
+            # This update's (possibly traced) learning rate; a rejected step
+            # below keeps the state as it was, rate included.
+            stepping = (
+                set_learning_rate(opt_state, hyper.lr) if lr_injected else opt_state
+            )
+            updates, new_opt_state = optimizer.update(grads, stepping, params)
             grad_norm = optax.tree.norm(grads)
             # The same guard as every gymnax-side step: a non-finite step is
             # rejected (parameters and optimizer state kept) and reported.
@@ -436,6 +474,15 @@ def make_rl(
         return RLState(params, opt_state, key, state.step + 1), metrics
 
     return RL(init, update)
+
+
+def default_optimizer(rl: RLConfig) -> optax.GradientTransformation:
+    """The token side's default optimizer: the gymnax side's
+    :func:`jaxpg.algorithms.base.injected_adam` (global-norm clipping at
+    ``rl.max_grad_norm``, Adam with optax's ``eps=1e-8``, the learning rate
+    injected into the optimizer state, ``rl.lr`` at init). :func:`make_rl`'s
+    ``update`` sets the injected rate to ``hyper.lr`` before each update."""
+    return injected_adam(rl.lr, rl.max_grad_norm, eps=1e-8)
 
 
 def run_updates(
@@ -522,17 +569,23 @@ def evaluate(
 ) -> dict[str, Array]:
     """Mean ``accuracy``, ``true_reward`` and ``reward`` of sampled responses to
     ``num_prompts`` fresh prompts (scalars)."""
+    checks.positive_int("evaluate: num_prompts", num_prompts)
+    if max_new_tokens is not None:
+        checks.positive_int("evaluate: max_new_tokens", max_new_tokens)
     prompt_key, sample_key = jax.random.split(key)
-    r = max_new_tokens or task.max_new_tokens
+    r = task.max_new_tokens if max_new_tokens is None else max_new_tokens
     prompts = task.sample_prompts(prompt_key, num_prompts)
     s = sampling.sample(
         sample_key, params, model_cfg, prompts, r, eos_id=EOS, pad_id=PAD,
         temperature=temperature,
     )  # fmt: skip
+    reward, true_reward, accuracy = scores(
+        task, prompts, s.responses, s.mask, "num_prompts"
+    )
     return {
-        "accuracy": jnp.mean(task.accuracy(prompts, s.responses, s.mask)),
-        "true_reward": jnp.mean(task.true_reward(prompts, s.responses, s.mask)),
-        "reward": jnp.mean(task.reward(prompts, s.responses, s.mask)),
+        "accuracy": jnp.mean(accuracy),
+        "true_reward": jnp.mean(true_reward),
+        "reward": jnp.mean(reward),
     }
 
 

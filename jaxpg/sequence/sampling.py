@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpg.sequence import model
+from jaxpg.sequence import checks, model
 from jaxpg.sequence.model import TransformerConfig
 
 Array = jax.Array
@@ -49,7 +49,9 @@ def sampling_log_probs(
     return jax.nn.log_softmax(logits, axis=-1)
 
 
-def _check(cfg: TransformerConfig, prompts: Array, max_new_tokens: int, top_k):
+def _check(
+    cfg: TransformerConfig, prompts: Array, max_new_tokens: int, top_k, temperature
+):
     if prompts.ndim != 2:
         raise ValueError(f"prompts must be [N, Lp], got shape {prompts.shape}")
     if max_new_tokens < 1:
@@ -61,6 +63,8 @@ def _check(cfg: TransformerConfig, prompts: Array, max_new_tokens: int, top_k):
         )
     if top_k is not None and not 1 <= top_k <= cfg.vocab_size:
         raise ValueError(f"top_k={top_k} must be in [1, vocab_size={cfg.vocab_size}]")
+    if isinstance(temperature, int | float):  # a traced one is the caller's
+        checks.number("temperature", temperature, 0.0, low_open=True)
 
 
 def _step_outputs(noise, logits, done, eos_id, pad_id, temperature, top_k):
@@ -159,7 +163,8 @@ def sample(
       prompts: ``[N, Lp]`` int32.
       max_new_tokens: ``R`` (static).
       eos_id, pad_id: token ids (static).
-      temperature: ``T > 0`` (may be traced).
+      temperature: ``T > 0``, finite (may be traced; a Python number is
+        checked: ValueError).
       top_k: keep only the ``top_k`` largest logits (static), or ``None``.
       group_size: ``G`` (static): rows ``g G .. g G + G - 1`` share a prompt
         (the layout of :func:`.rl.rollout`), whose prefill then runs once per
@@ -168,7 +173,7 @@ def sample(
     Returns:
       :class:`Samples` with ``[N, R]`` arrays.
     """
-    _check(cfg, prompts, max_new_tokens, top_k)
+    _check(cfg, prompts, max_new_tokens, top_k, temperature)
     n, prompt_len = prompts.shape
     _check_groups(n, group_size)
     last, cache = _prefill(
@@ -215,7 +220,7 @@ def sample_without_cache(
     """Reference sampler: the full forward pass over prompt + response so far
     at every step (no cache). Same arguments, keys and result as :func:`sample`;
     ``R`` times the work. For tests and the throughput benchmark."""
-    _check(cfg, prompts, max_new_tokens, top_k)
+    _check(cfg, prompts, max_new_tokens, top_k, temperature)
     n, prompt_len = prompts.shape
     noise = _gumbel_noise(key, max_new_tokens, n, cfg.vocab_size)
 

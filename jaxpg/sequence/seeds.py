@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -37,17 +36,12 @@ def compiler_options(xla_ynn: str, backend: str) -> dict[str, str] | None:
     return dict(NO_YNN) if xla_ynn == "off" and backend == "cpu" else None
 
 
-def seed_layout(num_seeds: int, devices: Any = None) -> Any:
-    """``(seed sharding, replicated sharding)`` over ``devices`` (default: all)
-    when there are several and ``num_seeds`` is a multiple of their number;
-    ``None`` otherwise (one device)."""
-    lay = parallel.layout(num_seeds, devices)  # seeds are members
-    if lay.num_devices < 2 or lay.padded != num_seeds:
-        return None
-    return (
-        NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS)),
-        NamedSharding(lay.mesh, PartitionSpec()),
-    )
+def seed_layout(num_seeds: int, devices: Any = None) -> parallel.Layout:
+    """The seeds over ``devices`` (default: all devices of all processes), as
+    the gymnax runner lays its members (:func:`jaxpg.drivers.parallel.layout`):
+    ``S`` padded to ``P``, a multiple of the device count, by repeating the
+    last seed; the padding never leaves :func:`train_seeds`."""
+    return parallel.layout(num_seeds, devices)  # seeds are members
 
 
 class SeedsResult(NamedTuple):
@@ -63,6 +57,7 @@ class SeedsResult(NamedTuple):
       interrupted: a signal stopped the run at a chunk boundary (checkpointed
         when there is a run directory).
       signal: that signal's number, else ``None``.
+      devices: devices the seeds were laid over (:func:`seed_layout`).
     """
 
     metrics: dict[str, np.ndarray]
@@ -73,21 +68,31 @@ class SeedsResult(NamedTuple):
     updates_done: int
     interrupted: bool = False
     signal: int | None = None
+    devices: int = 1
 
 
 def train_seeds(
     task, model_cfg, rl_cfg, ref_params, num_seeds, chunk, options=None,
     devices=None, on_chunk=None, show_compile=False, run_dir=None, resume=False,
-    handle_signals=None,
+    handle_signals=None, first_seed=0,
 ) -> SeedsResult:  # fmt: skip
-    """Train seeds ``0..num_seeds-1`` of :func:`jaxpg.sequence.make_rl` from
-    the reference ``ref_params``, ``chunk`` updates per compiled call.
+    """Train seeds ``first_seed .. first_seed + num_seeds - 1`` of
+    :func:`jaxpg.sequence.make_rl` from the reference ``ref_params``,
+    ``chunk`` updates per compiled call.
 
     Seed ``i`` starts from ``jax.random.key(i)``. The seeds are laid over
-    ``devices`` (default: all) by :func:`seed_layout`, or run on the first
-    device (with a printed notice) when their count is not a multiple.
+    ``devices`` (default: all devices of all processes) by
+    :func:`seed_layout`: any seed count on any device count, the last seed
+    repeated on the last devices to fill them (that padding is computed and
+    dropped: it is in no metric, checkpoint or result). Each seed's updates
+    stay on its device (no collective); a seed's run equals its run on one
+    device up to float rounding.
 
     Args:
+      task, model_cfg, rl_cfg: what :func:`jaxpg.sequence.make_rl` takes.
+      ref_params: the frozen reference, which every seed starts from.
+      num_seeds: ``S >= 1``.
+      chunk: updates per compiled call; must divide ``rl_cfg.num_updates``.
       options: XLA compiler options (:func:`compiler_options`); an XLA that
         does not know them compiles with its defaults (printed).
       on_chunk: called after every chunk with ``(updates in the chunk,
@@ -100,6 +105,7 @@ def train_seeds(
         result is bit-identical to the uninterrupted run.
       handle_signals: stop at the next chunk boundary on SIGINT/SIGTERM (and
         checkpoint) instead of raising; default: when there is a ``run_dir``.
+      first_seed: the first seed's number (a seed alone: ``num_seeds=1``).
 
     Returns:
       :class:`SeedsResult`.
@@ -113,23 +119,17 @@ def train_seeds(
         raise ValueError(f"chunk={chunk} must divide num_updates={num_updates}")
     algo = rlm.make_rl(task, model_cfg, rl_cfg)
 
-    def run_chunk(states, ref):
-        return jax.vmap(lambda s: rlm.run_updates(algo, s, ref, chunk))(states)
-
-    keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
-    init = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))
+    lay = seed_layout(num_seeds, devices)
+    members = NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS))
+    replicated = NamedSharding(lay.mesh, PartitionSpec())
     t0 = time.perf_counter()
-    states = init(keys, ref_params)
-    devices = list(jax.devices() if devices is None else devices)
-    layout = seed_layout(num_seeds, devices)
-    if layout is not None:
-        states = jax.device_put(states, layout[0])
-        ref_params = jax.device_put(ref_params, layout[1])
-    elif len(devices) > 1:
-        print(
-            f"jaxpg lm: --seeds={num_seeds} is not a multiple of the "
-            f"{len(devices)} devices; running on one"
-        )
+    ref_params = jax.device_put(ref_params, replicated)
+    init = jax.jit(
+        jax.vmap(lambda seed, ref: algo.init(jax.random.key(seed), ref), (0, None)),
+        out_shardings=members,
+    )
+    seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
+    states = init(*parallel.place((seeds,), lay), ref_params)  # [P]
     start = 0
     ckpt_dir = None if run_dir is None else Path(run_dir) / rundir.CHECKPOINTS
     if ckpt_dir is not None:
@@ -137,14 +137,19 @@ def train_seeds(
     if resume:
         if ckpt_dir is None:
             raise ValueError("resume=True needs run_dir")
-        start, states = checkpoint.restore_latest(ckpt_dir, states)
+        start, real = checkpoint.restore_latest(ckpt_dir, _real_spec(states, lay))
         if start % chunk or start > num_updates:
             raise ValueError(
                 f"checkpoint at update {start} does not fall on a chunk boundary "
                 f"of {chunk} updates in {num_updates}"
             )
+        states = _placed(real, lay, members)
         rundir.drop_metrics_from(run_dir, start)
-    lowered = jax.jit(run_chunk).lower(states, ref_params)
+    run_chunk = jax.jit(
+        jax.vmap(lambda s, ref: rlm.run_updates(algo, s, ref, chunk), (0, None)),
+        out_shardings=members,
+    )
+    lowered = run_chunk.lower(states, ref_params)
     with compiling(f"the RL program, {num_seeds} seeds", show_compile):
         try:
             compiled = lowered.compile(options)
@@ -161,7 +166,7 @@ def train_seeds(
     with Stopper(enabled) as stopper:
         while done < num_updates and not stopper.stop:
             states, m = compiled(states, ref_params)
-            m = {k: np.array(v) for k, v in jax.device_get(m).items()}
+            m = parallel.host_members(m, lay)
             if run_dir is not None:
                 rundir.write_metrics_chunk(run_dir, done, m)
             else:
@@ -169,6 +174,7 @@ def train_seeds(
             done += chunk
             if on_chunk is not None:
                 on_chunk(chunk, m)
+        states = parallel.real_members(states, lay)
         if ckpt_dir is not None and done > start:
             checkpoint.save(ckpt_dir, done, states)
             checkpoint.prune(ckpt_dir, 2)
@@ -179,5 +185,41 @@ def train_seeds(
         metrics = {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
     return SeedsResult(
         metrics, states.params, compile_s, run_s, options, done,
-        done < num_updates, stopper.signum,
+        done < num_updates, stopper.signum, lay.num_devices,
     )  # fmt: skip
+
+
+def _is_key(x: Any) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _real_spec(states: Any, lay: parallel.Layout) -> Any:
+    """The abstract ``[S]`` states on this process's first device (what a
+    checkpoint holds: the real seeds, whatever the layout)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(
+            (lay.num_members, *x.shape[1:]), x.dtype, sharding=device
+        ),
+        states,
+    )
+
+
+def _placed(real: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
+    """``[S]`` states padded to ``[P]`` (the last seed repeated, as at the
+    start) and laid over the devices."""
+    raw = jax.tree.map(
+        lambda x: np.asarray(jax.random.key_data(x) if _is_key(x) else x), real
+    )
+    placed = parallel.place(raw, lay)
+    return jax.tree.map(
+        lambda like, x: (
+            jax.device_put(
+                jax.random.wrap_key_data(x, impl=jax.random.key_impl(like)), members
+            )
+            if _is_key(like)
+            else x
+        ),
+        real,
+        placed,
+    )

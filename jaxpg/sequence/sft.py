@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import optax
 from flax import serialization
 
-from jaxpg.sequence import model, sampling
+from jaxpg.algorithms.base import injected_adam
+from jaxpg.sequence import checks, model, sampling
 from jaxpg.sequence.model import TransformerConfig
 from jaxpg.sequence.tasks import PAD, Task
 
@@ -67,11 +68,11 @@ def make_sft(
 
     Pure and jittable; ``jax.vmap`` over keys gives several SFT seeds.
     """
-    if num_steps < 1 or batch_size < 1:
-        raise ValueError(
-            f"num_steps={num_steps} and batch_size={batch_size} must be >= 1"
-        )
-    optimizer = optax.adam(lr)
+    num_steps = checks.positive_int("make_sft: num_steps", num_steps)
+    batch_size = checks.positive_int("make_sft: batch_size", batch_size)
+    lr = checks.learning_rate("make_sft: lr", lr)
+    # optax.adam(lr) through the shared plumbing (the rate injected).
+    optimizer = injected_adam(lr, None, eps=1e-8)
     r = task.max_new_tokens
 
     def loss_fn(params, prompts):

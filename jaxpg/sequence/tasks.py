@@ -128,7 +128,7 @@ def sort_task(
     exact, partial = _scorers(answers)
     la = num_digits + 1
     return Task(
-        "sort", num_digits + 1, la, max_new_tokens or la,
+        "sort", num_digits + 1, la, _budget(max_new_tokens, la),
         sample_prompts, answers, _pick(reward, exact, partial), exact, exact,
     )  # fmt: skip
 
@@ -162,7 +162,7 @@ def add_task(
     exact, partial = _scorers(answers)
     la = n_d + 2
     return Task(
-        "add", 2 * n_d + 2, la, max_new_tokens or la,
+        "add", 2 * n_d + 2, la, _budget(max_new_tokens, la),
         sample_prompts, answers, _pick(reward, exact, partial), exact, exact,
     )  # fmt: skip
 
@@ -173,7 +173,7 @@ def sort_proxy_task(
     """``sort`` optimised on ``partial + length_bonus * |y|`` (a flawed proxy)."""
     _positive("num_digits", num_digits)
     la = num_digits + 1
-    max_new_tokens = max_new_tokens or la + 4
+    max_new_tokens = _budget(max_new_tokens, la, la + 4)
     task = sort_task(num_digits, max_new_tokens, reward="partial")
 
     def proxy(prompts, responses, mask):
@@ -213,6 +213,23 @@ def _pick(reward: str, exact: RewardFn, partial: RewardFn) -> RewardFn:
     if reward not in ("exact", "partial"):
         raise ValueError(f"reward={reward!r} is not one of ('exact', 'partial')")
     return exact if reward == "exact" else partial
+
+
+def _budget(max_new_tokens: int | None, answer_len: int, default: int | None = None):
+    """The response budget: ``default`` (the answer length) for ``None``,
+    else an int that holds the answer."""
+    if max_new_tokens is None:
+        return answer_len if default is None else default
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < answer_len
+    ):
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens!r} is invalid: must be an int >= "
+            f"the answer length {answer_len} (EOS included), or None"
+        )
+    return max_new_tokens
 
 
 def _positive(name: str, value: int) -> None:

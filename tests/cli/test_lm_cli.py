@@ -9,11 +9,12 @@ import json
 import signal
 
 import jax
+import nan_rewards
 import pytest
 
 from jaxpg.cli import lm as cli
 from jaxpg.experiment import checkpoint
-from jaxpg.sequence import model, rl, seeds, sft
+from jaxpg.sequence import model, rl, seeds, sft, tasks
 
 
 def _parse(argv):
@@ -30,13 +31,28 @@ TINY = [
 ]  # fmt: skip
 
 
+@contextlib.contextmanager
+def _nan_in_seed_1():
+    """``jaxpg lm``'s task optimised on a reward that is NaN in seed 1's first
+    update (what a user's reward function may do)."""
+    make = tasks.make_task
+
+    def make_task(name, **kwargs):
+        return nan_rewards.poisoned(make(name, **kwargs), 2, 2, seed=1)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tasks, "make_task", make_task)
+        yield
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """One uninterrupted tiny ``jaxpg lm`` run: ``(out, printed)``."""
+    """One uninterrupted tiny ``jaxpg lm`` run whose seed 1 meets a NaN
+    reward in its first update: ``(out, printed)``."""
     out = tmp_path_factory.mktemp("lm") / "run"
     args = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *TINY])
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    with contextlib.redirect_stdout(printed), _nan_in_seed_1():
         assert args.func(args) == 0
     return out, printed.getvalue()
 
@@ -58,6 +74,26 @@ def test_lm_runs_sft_then_rl_and_records_the_reference_version(full_run):
     # On CPU the RL program ran with YNNPACK off (the default), recorded.
     expected = seeds.NO_YNN if jax.default_backend() == "cpu" else None
     assert record["compiler_options"] == expected
+
+
+def test_lm_rejects_and_reports_a_nan_update_and_writes_standard_json(full_run):
+    """Seed 1's first update has a NaN reward: it is rejected (parameters
+    kept), counted in ``nonfinite_updates`` and printed; ``metrics.json`` is
+    standard JSON (the NaN means of that update are ``null``, no ``NaN``
+    token); seed 1 still trains and evaluates to finite numbers."""
+    out, printed = full_run
+    text = (out / "metrics.json").read_text()
+
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    record = json.loads(text, parse_constant=refuse)
+    assert record["nonfinite_updates"] == [0, 1]
+    assert record["metrics"]["nonfinite"] == [[0, 0, 0, 0], [1, 0, 0, 0]]
+    assert record["metrics"]["reward"][1][0] is None  # the NaN mean
+    assert all(v is not None for v in record["metrics"]["reward"][1][1:])
+    assert all(v is not None for v in record["summary"]["final_accuracy"])
+    assert "non-finite updates rejected (parameters kept): seed 1: 1" in printed
 
 
 @pytest.mark.parametrize(
@@ -93,12 +129,31 @@ def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys):
         (["--chunk", "3"], "--chunk=3 must be >= 1 and divide --updates=4"),
         (["--seeds", "0"], "--seeds=0 is invalid"),
         (["--epochs", "2", "--clip-eps", "0"], "epochs=2 reuses samples"),
+        (["--lr", "nan"], "RLConfig.lr=nan is invalid: must be a finite number > 0"),
+        (["--lr", "1e30"], "RLConfig.lr=1e+30 is invalid"),
+        (["--beta", "inf"], "RLConfig.beta=inf is invalid: must be a finite number"),
+        (["--temperature", "inf"], "RLConfig.temperature=inf is invalid"),
+        (["--temperature", "0"], "RLConfig.temperature=0.0 is invalid"),
+        (["--max-new-tokens", "0"], "max_new_tokens=0 is invalid"),
+        (["--sft-steps", "0"], "--sft-steps=0 is invalid: must be an int >= 1"),
+        (["--sft-lr", "nan"], "--sft-lr=nan is invalid"),
+        (["--hack-window", "0"], "--hack-window=0 is invalid"),
+        # Validated although --reference makes SFT options unused.
+        (["--reference", "some/ref", "--sft-steps", "0"], "--sft-steps=0 is invalid"),
     ],
 )
 def test_lm_rejects_bad_settings(tmp_path, capsys, extra, message):
     args = _parse(["lm", "--out", str(tmp_path), *TINY, *extra])
     assert args.func(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_lm_overwrite_with_a_bad_setting_keeps_the_existing_run(tmp_path, capsys):
+    (tmp_path / cli.RUN_FILE).write_text('{"options": {}}')
+    args = _parse(["lm", "--out", str(tmp_path), "--overwrite", *TINY, "--lr", "-1"])
+    assert args.func(args) == 2
+    assert "RLConfig.lr=-1.0 is invalid" in capsys.readouterr().err
+    assert (tmp_path / cli.RUN_FILE).read_text() == '{"options": {}}'
 
 
 def test_lm_refuses_a_reference_of_another_shape(tmp_path, capsys):
@@ -110,7 +165,10 @@ def test_lm_refuses_a_reference_of_another_shape(tmp_path, capsys):
         ["lm", "--out", str(tmp_path), "--reference", str(tmp_path / "ref"), *TINY]
     )
     assert args.func(args) == 2
-    assert "differs from the requested" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "differs from the requested" in err
+    # TINY's --sft-steps is not used with --reference: said, not silent.
+    assert "--sft-steps not used: --reference" in err
 
 
 def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypatch):
@@ -131,7 +189,8 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
 
     monkeypatch.setattr(cli, "train_seeds", interrupted)
     args = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *TINY])
-    assert args.func(args) == 128 + signal.SIGINT
+    with _nan_in_seed_1():
+        assert args.func(args) == 128 + signal.SIGINT
     assert checkpoint.list_steps(out / "checkpoints") == [2]
     assert not (out / "metrics.json").exists()
     monkeypatch.setattr(cli, "train_seeds", real)
@@ -142,7 +201,8 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
     clash = _parse(["lm", "--resume", str(out), "--lr", "0.5"])
     assert clash.func(clash) == 2
     resumed = _parse(["lm", "--resume", str(out), "--no-progress"])
-    assert resumed.func(resumed) == 0
+    with _nan_in_seed_1():
+        assert resumed.func(resumed) == 0
     got = json.loads((out / "metrics.json").read_text())
     want = json.loads((full / "metrics.json").read_text())
     for key in ("metrics", "summary", "reference_eval", "reference_version"):

@@ -4,7 +4,8 @@
 
 Token-policy RL with each update's prompts laid over the 2 devices
 (``batch_sharding=data_parallel()``) against the same program on one device;
-writes OUT_DIR/report.json.
+``jaxpg lm``'s seed runner with 3 seeds over the 2 devices against one device,
+a NaN reward in one seed; writes OUT_DIR/report.json.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import jax
 
 jax.config.update("jax_num_cpu_devices", 2)
 
+import nan_rewards  # noqa: E402  (beside this file)
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
@@ -84,19 +86,44 @@ def main(out: Path) -> None:
     hlo = train2.lower(key, params, ref).compile().as_text()
     report["all_reduce_in_program"] = "all-reduce" in hlo
 
-    # jaxpg lm: 2 seeds laid over the 2 devices, against the first device.
+    # jaxpg lm: 3 seeds over the 2 devices (padded to 4, the padding dropped),
+    # against the first device; seed 1's first update gets a NaN reward.
     chunk_cfg = dataclasses.replace(rl_cfg, num_updates=2)
+    poisoned = nan_rewards.poisoned(
+        task, chunk_cfg.num_prompts, chunk_cfg.group_size, seed=1
+    )
     runs = [
-        seeds.train_seeds(task, cfg, chunk_cfg, params, 2, 2, None, devices=d)
+        seeds.train_seeds(poisoned, cfg, chunk_cfg, params, 3, 1, None, devices=d)
         for d in (jax.devices()[:1], None)
     ]
-    report["cli_seed_devices"] = [
-        len(jax.tree.leaves(r[1])[0].sharding.device_set) for r in runs
-    ]
+    report["cli_seed_devices"] = [r.devices for r in runs]
+    report["cli_shapes"] = [list(r.metrics["reward"].shape) for r in runs]
+    report["cli_nonfinite"] = [r.metrics["nonfinite"].tolist() for r in runs]
     report["cli_metrics_max_diff"] = {
-        name: float(np.max(np.abs(v - runs[1][0][name])))
-        for name, v in runs[0][0].items()
+        name: float(np.nanmax(np.abs(v - runs[1].metrics[name])))
+        for name, v in runs[0].metrics.items()
     }
+    report["cli_params_max_diff"] = _max_diff(runs[0].params, runs[1].params)
+    # Without the guard, the NaN seed's parameters would all be NaN.
+    report["cli_params_finite"] = [
+        all(bool(np.isfinite(x).all()) for x in jax.tree.leaves(r.params)) for r in runs
+    ]
+    # The other seeds, bit for bit, against the same program without the NaN.
+    clean = seeds.train_seeds(
+        task, cfg, chunk_cfg, params, 3, 1, None, devices=jax.devices()[:1]
+    )
+    report["cli_clean_nonfinite"] = clean.metrics["nonfinite"].tolist()
+    report["cli_others_identical"] = all(
+        np.array_equal(clean.metrics[k][i], runs[0].metrics[k][i])
+        for k in clean.metrics
+        for i in (0, 2)
+    ) and all(
+        np.array_equal(a[i], b[i])
+        for a, b in zip(
+            jax.tree.leaves(clean.params), jax.tree.leaves(runs[0].params), strict=True
+        )
+        for i in (0, 2)
+    )
 
     try:
         uneven = dataclasses.replace(rl_cfg, num_prompts=3)
@@ -105,6 +132,13 @@ def main(out: Path) -> None:
     except ValueError as e:
         report["uneven_error"] = str(e)
     (out / "report.json").write_text(json.dumps(report, indent=1))
+
+
+def _max_diff(a, b) -> float:
+    return max(
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Token-policy RL laid over 2 CPU devices (``batch_sharding``) equals the
-one-device program up to float rounding. Runs tests/sequence_devices_worker.py
-in a fresh interpreter (a process's device count is fixed when JAX starts)."""
+"""Token-policy RL laid over 2 CPU devices (``batch_sharding``, and the seeds
+of ``jaxpg lm``) equals the one-device program up to float rounding; a NaN
+reward in one seed is rejected there and leaves the others unaffected. Runs
+tests/helpers/sequence_devices_worker.py in a fresh interpreter (a process's
+device count is fixed when JAX starts)."""
 
 from __future__ import annotations
 
@@ -60,9 +62,33 @@ def test_prompts_that_do_not_split_evenly_are_refused(report):
     assert "batch_sharding=" in message and "[3, 4]" in message
 
 
-def test_jaxpg_lm_lays_its_seeds_over_the_devices(report):
-    # Seeds are independent: the same updates on their own devices, so the
-    # metrics agree up to float rounding (a seed run twice or dropped: O(1)).
+def test_jaxpg_lm_lays_three_seeds_over_two_devices_as_on_one(report):
+    """3 seeds on 2 devices (padded to 4 by repeating the last seed, as the
+    gymnax runner does; no fallback to one device) against the same 3 seeds
+    on one device: the padding is dropped, the draws are the same (rewards
+    and lengths exactly) and the rest agrees up to float rounding (each
+    device sums a batch of 2 seeds instead of 3)."""
     assert report["cli_seed_devices"] == [1, 2]
+    assert report["cli_shapes"] == [[3, 2], [3, 2]]
     for name, diff in report["cli_metrics_max_diff"].items():
-        assert diff < 1e-4, name
+        # Metrics are means over 6 responses; a seed run twice, dropped or
+        # swapped would differ by O(1), rounding by ~1e-7.
+        exact = name in ("reward", "true_reward", "accuracy", "response_length")
+        assert diff == 0.0 if exact else diff < 1e-4, name
+    # Two Adam steps of lr 1e-2: Adam's first steps are sign-like, so the
+    # rounding of near-zero gradient entries can move a parameter by a
+    # fraction of one step (3.6e-4 measured); another seed's parameters would
+    # differ by whole steps (>= 1e-2).
+    assert report["cli_params_max_diff"] < 2e-3
+
+
+def test_a_nan_reward_in_one_seed_is_rejected_and_the_others_unaffected(report):
+    """Seed 1's first update gets a NaN reward (a user reward_fn): that update
+    is rejected and reported (``nonfinite``), on one device and on two; its
+    parameters stay finite; seeds 0 and 2 are bit-identical to the same
+    program's run without the NaN."""
+    want = [[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]
+    assert report["cli_nonfinite"] == [want, want]
+    assert report["cli_clean_nonfinite"] == [[0.0, 0.0]] * 3
+    assert report["cli_params_finite"] == [True, True]
+    assert report["cli_others_identical"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from jaxpg.sequence import model, rl, tasks
@@ -11,13 +12,19 @@ from jaxpg.sequence import model, rl, tasks
 K = 3
 
 
-def _small_rl():
-    """``(rl_cfg, algo, reference params)`` of a tiny sort task and model."""
+def _task_and_model():
+    """A tiny sort task and model: ``(task, model_cfg)``."""
     task = tasks.sort_task(2)
     cfg = model.TransformerConfig(
         vocab_size=tasks.VOCAB_SIZE, width=8, num_layers=1, num_heads=2,
         max_len=task.prompt_len + task.max_new_tokens,
     )  # fmt: skip
+    return task, cfg
+
+
+def _small_rl():
+    """``(rl_cfg, algo, reference params)`` of :func:`_task_and_model`."""
+    task, cfg = _task_and_model()
     rl_cfg = rl.RLConfig(num_prompts=2, group_size=3, lr=1e-2, beta=0.1)
     ref = jax.jit(model.init, static_argnums=1)(jax.random.key(0), cfg)
     return rl_cfg, rl.make_rl(task, cfg, rl_cfg), ref
@@ -90,3 +97,42 @@ def test_a_diverging_seed_is_rejected_by_the_guard_and_the_others_unaffected():
         strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_injected_learning_rate_update_equals_the_former_manual_scaling():
+    """The default optimizer is the gymnax side's injected-learning-rate Adam
+    (``jaxpg.algorithms.base.injected_adam``). One update with it, at the
+    config's rate and at a traced ``hyper.lr`` that differs from the one the
+    state was initialised with, against the former formula written out:
+    ``params - lr * adam(clip(grads))`` with optax's Adam (``eps=1e-8``) on the
+    same batch. Both sides run in one compiled program; the rate enters as
+    ``(-1 * lr) * u`` against ``-lr * u`` (the same float32 number), so the
+    parameters agree bit for bit."""
+    rl_cfg, algo, ref = _small_rl()
+    state = jax.jit(algo.init)(jax.random.key(1), ref)
+    task, cfg = _task_and_model()
+    former = optax.chain(
+        optax.clip_by_global_norm(rl_cfg.max_grad_norm), optax.scale_by_adam()
+    )
+
+    def both(state, hyper):
+        new, _ = algo.update(state, ref, hyper)
+        _, batch_key = jax.random.split(state.key)
+        ro = rl.rollout(batch_key, state.params, ref, task, cfg, rl_cfg)
+        batch = rl.score(ro, rl_cfg, hyper.beta)
+        grads = jax.grad(lambda p: rl.loss_fn(p, batch, cfg, rl_cfg, hyper.beta)[0])(
+            state.params
+        )
+        u, _ = former.update(grads, former.init(state.params), state.params)
+        want = jax.tree.map(lambda p, g: p + -hyper.lr * g, state.params, u)
+        return new, want
+
+    both = jax.jit(both)
+    for lr in (rl_cfg.lr, 3e-3):
+        hyper = rl_cfg.hyperparams()._replace(lr=np.float32(lr))
+        new, want = both(state, hyper)
+        assert float(new.opt_state.hyperparams["learning_rate"]) == np.float32(lr)
+        for a, b in zip(
+            jax.tree.leaves(new.params), jax.tree.leaves(want), strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
