@@ -30,11 +30,15 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import gymnax
-import jax
-import jax.numpy as jnp
-import numpy as np
-from gymnax.environments import spaces
+from jaxpg.envs import lazy_imports
+
+lazy_imports.defer()  # before gymnax: its render-only imports load on use
+
+import gymnax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from gymnax.environments import spaces  # noqa: E402
 
 Array = jax.Array
 
