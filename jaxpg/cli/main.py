@@ -436,9 +436,11 @@ def _exit_if_stuck(code: int) -> None:
 
 def _default_out(cfg: Config) -> Path:
     """``runs/<env>-<algo>``, or the first free ``-2``, ``-3``, ... after it."""
+    from jaxpg.experiment.rundir import is_empty
+
     base = Path("runs") / f"{cfg.env}-{cfg.algo}"
     out, n = base, 1
-    while out.exists() and (not out.is_dir() or any(out.iterdir())):
+    while out.exists() and (not out.is_dir() or not is_empty(out)):
         n += 1
         out = base.with_name(f"{base.name}-{n}")
     return out

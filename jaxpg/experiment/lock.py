@@ -1,7 +1,7 @@
 r"""An OS-level lock on a run directory: one process at a time trains, resumes
 or overwrites it.
 
-The lock is ``fcntl.flock`` on ``DIR/.jaxpg.lock``, held for as long as the
+The lock is ``fcntl.flock`` on ``DIR/.jaxpg-lock``, held for as long as the
 process works on the directory. The operating system releases it when the
 process ends, however it ends (``kill -9`` included), so a lock left by a dead
 process never blocks: there is nothing stale to clean up. The file itself
@@ -27,7 +27,7 @@ from jaxpg.experiment.rundir import RunDirError
 
 __all__ = ["LOCK", "RunLockedError", "hold", "locked_by"]
 
-LOCK = ".jaxpg.lock"
+LOCK = ".jaxpg-lock"
 
 try:
     import fcntl

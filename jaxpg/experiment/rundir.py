@@ -11,7 +11,7 @@ Layout of ``DIR`` (written by :func:`jaxpg.drivers.runner.run` with
                        finished), latest checkpoint
     checksums.json     size and SHA-256 of config.json, every metrics chunk,
                        params/ and obs_norm/ (jaxpg.experiment.integrity)
-    .jaxpg.lock        the lock a live run holds (jaxpg.experiment.lock)
+    .jaxpg-lock        the lock a live run holds (jaxpg.experiment.lock)
     metrics/           one .npz per chunk, {name: [S, n]} for updates
                        [start, start + n): streamed, so a crash keeps them
     checkpoints/       orbax checkpoints of the whole [S] train state
@@ -326,7 +326,7 @@ def is_empty(directory: str | os.PathLike) -> bool:
     """Whether ``directory`` holds nothing but jaxpg's own leftovers (its
     lock, a temporary file of an interrupted write)."""
     return not any(
-        p.name != ".jaxpg.lock" and not p.name.endswith(".tmp")
+        p.name != ".jaxpg-lock" and not p.name.endswith(".tmp")
         for p in Path(directory).iterdir()
     )
 

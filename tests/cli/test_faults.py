@@ -351,3 +351,51 @@ def test_malformed_config_json_is_one_sentence(copy, record):
         code, stdout, err = _main(*argv)
         assert code == 2 and stdout == "", err
         assert err.count("\n") == 1 and "config.json" in err, err
+
+
+@contextlib.contextmanager
+def _read_only_copy(run: Path, where: Path):
+    """``run`` copied onto a tmpfs mounted read-only (needs root; permissions
+    alone do not stop root)."""
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a read-only mount needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(where)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        shutil.copytree(run, where / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        yield where / "run"
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def test_read_only_disk_is_one_sentence_before_any_work(finished, tmp_path):
+    with _read_only_copy(finished, tmp_path / "ro") as run:
+        for argv in (
+            ["train", "--resume", run],
+            ["eval", run, "--episodes", "2"],
+            ["compare", run, "--out", run.parent / "compare"],
+        ):
+            code, stdout, err = _main(*argv)
+            assert code == 2 and stdout == "", (argv, err)
+            assert "Traceback" not in err and err.count("\n") == 1, err
+            assert "Read-only file system" in err or "is not writable" in err, err
+
+
+def test_progress_names_each_checkpoint_as_it_is_written(finished, tmp_path):
+    from jaxpg.drivers.runner import run
+
+    cfg, record = rundir.load_run(finished)
+    out = tmp_path / "run"
+    seen = {}
+
+    def look(info):  # after chunk [start, start + 1), before its checkpoint
+        seen[info.start] = rundir.read_progress(out)
+
+    run(cfg, record["num_seeds"], progress=False, checkpoint_dir=out,
+        checkpoint_every=2, callback=look)  # fmt: skip
+    assert seen[0] == {"updates_done": 0, "num_updates": 6, "status": "running",
+                       "latest_checkpoint": None}  # fmt: skip
+    assert seen[3]["latest_checkpoint"] == 2 and seen[3]["updates_done"] == 2
+    assert seen[5]["latest_checkpoint"] == 4
