@@ -466,6 +466,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+    from jaxpg.drivers.memory import OutOfMemoryError
     from jaxpg.experiment.guard import SaveFailedError
     from jaxpg.experiment.rundir import RunDirError, config_from_dict, config_to_dict
 
@@ -497,6 +498,9 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     except SaveFailedError as e:
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 1
+    except OutOfMemoryError as e:
+        print(f"jaxpg train: error: {e}", file=sys.stderr)
+        return 2
     except RunDirError as e:
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 2

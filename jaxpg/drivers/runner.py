@@ -59,7 +59,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import parallel
+from jaxpg.drivers import memory, parallel
 from jaxpg.drivers.progress import ProgressBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.drivers.train import make_algorithm, policy_params
@@ -241,6 +241,9 @@ def run(
 
     Raises:
       ValueError: an invalid argument (the message names it).
+      jaxpg.drivers.memory.OutOfMemoryError: the compiled run needs more memory
+        than the device has free (checked before running; the message gives
+        both numbers and the largest seed count that fits).
       jaxpg.experiment.rundir.RunDirError: ``checkpoint_dir`` holds another run, a run
         with a different config (the differing fields are listed), or is a
         non-empty directory that is not a run directory; another process is
@@ -396,6 +399,13 @@ def _run(
             progs = _compile(algo, num_seeds, lengths)
     compile_s = time.perf_counter() - t0
     lay = progs.layout
+    # Before anything runs: a run too large for the device can hang in XLA.
+    memory.check_fits(
+        [progs.init, *progs.chunks.values()],
+        num_seeds,
+        lay.per_device,
+        lay.num_devices,
+    )
 
     t0 = time.perf_counter()
     start = 0

@@ -399,3 +399,33 @@ def test_progress_names_each_checkpoint_as_it_is_written(finished, tmp_path):
                        "latest_checkpoint": None}  # fmt: skip
     assert seen[3]["latest_checkpoint"] == 2 and seen[3]["updates_done"] == 2
     assert seen[5]["latest_checkpoint"] == 4
+
+
+# -- too many seeds (item 1) ---------------------------------------------------
+
+
+def test_too_many_seeds_fail_fast_with_both_numbers(finished, tmp_path, monkeypatch):
+    from jaxpg.drivers import memory, parallel
+    from jaxpg.drivers.runner import _cached_programs, run
+
+    cfg, record = rundir.load_run(finished)
+    progs = _cached_programs(cfg, 2, (record["chunk_updates"],))  # compiled before
+    programs = [progs.init, *progs.chunks.values()]
+    need = max(memory.program_bytes(p) for p in programs)
+    lay = parallel.layout(2)
+    # A device with one byte too few (a fake limit: the real one is far away).
+    monkeypatch.setattr(memory, "available_bytes", lambda d: (need - 1, "fake", False))
+    fit = int((need - 1) // (need / lay.per_device)) * lay.num_devices
+    t0 = time.perf_counter()
+    with pytest.raises(memory.OutOfMemoryError) as raised:
+        run(cfg, 2, progress=False, chunk_updates=record["chunk_updates"])
+    message = str(raised.value)
+    assert f"2 seeds need {memory._size(need)} per device" in message
+    assert f"but {memory._size(need - 1)} of fake is free" in message
+    assert f"at most about {fit} seeds fit" in message
+    code, _, err = _main("train", *TINY, "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1 and "at most about" in err, err
+    assert time.perf_counter() - t0 < 30  # compiled already; nothing ran
+    # With exactly enough, the run is allowed.
+    monkeypatch.setattr(memory, "available_bytes", lambda d: (need, "fake", False))
+    memory.check_fits(programs, 2, lay.per_device, lay.num_devices)
