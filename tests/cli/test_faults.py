@@ -429,3 +429,17 @@ def test_too_many_seeds_fail_fast_with_both_numbers(finished, tmp_path, monkeypa
     # With exactly enough, the run is allowed.
     monkeypatch.setattr(memory, "available_bytes", lambda d: (need, "fake", False))
     memory.check_fits(programs, 2, lay.per_device, lay.num_devices)
+
+
+def test_evaluate_names_a_key_that_is_not_a_key_and_params_of_another_env():
+    import jax
+
+    import jaxpg
+
+    cfg = jaxpg.Config(hidden=(8,))
+    params = jaxpg.make_algorithm(cfg).init(jax.random.key(0)).params["policy"]
+    with pytest.raises(TypeError, match="key=3 is invalid: must be a PRNG key"):
+        jaxpg.evaluate(cfg, params, 3, num_episodes=2)
+    acrobot = cfg.replace(env="Acrobot-v1")
+    with pytest.raises(ValueError, match="params do not fit the policy of cfg"):
+        jaxpg.evaluate(acrobot, params, jax.random.key(1), num_episodes=2)
