@@ -270,21 +270,15 @@ def run(
         else checkpoint_dir is not None
         and threading.current_thread() is threading.main_thread()
     )
-    # Process 0 holds the run directory's lock until the run ends.
-    locked = (
-        lock.hold(checkpoint_dir)
-        if checkpoint_dir is not None
-        and jax.process_index() == 0
-        and not Path(checkpoint_dir).is_file()
-        else contextlib.nullcontext()
-    )
     # Signals are caught from here on: one that arrives while compiling stops
-    # the run at the first chunk boundary, with a checkpoint.
-    with locked, Stopper(enabled) as stopper:
+    # the run at the first chunk boundary, with a checkpoint. ``held`` keeps
+    # the run directory's lock (process 0) until the run ends.
+    with contextlib.ExitStack() as held, Stopper(enabled) as stopper:
         return _run(
             cfg,
             num_seeds,
             stopper,
+            held,
             env=env,
             env_params=env_params,
             chunk_updates=chunk_updates,
@@ -309,6 +303,7 @@ def _run(
     cfg: Config,
     num_seeds: int,
     stopper: Stopper,
+    held: contextlib.ExitStack,
     *,
     env: Any,
     env_params: Any,
@@ -349,6 +344,8 @@ def _run(
     def open_run_dir() -> dict[str, Any]:
         resuming, given_chunk = False, chunk_updates
         if out is not None:
+            if not out.is_file():  # (a file is refused just below)
+                held.enter_context(lock.hold(out))
             resuming, stored_chunk = prepare_run_dir(out, resume, overwrite, start_over)
             if given_chunk is None and stored_chunk is not None:
                 given_chunk = stored_chunk

@@ -189,7 +189,8 @@ def test_resume_with_intact_checkpoints_of_another_run_is_refused_then_starts_ov
     assert _snapshot(copy) == before
     # Asked explicitly, the run starts again from update 0 and ends as the
     # original did.
-    code, _stdout, err = _main("train", "--resume", copy, "--start-over")
+    with pytest.warns(UserWarning, match="starting from update 0"):
+        code, _, err = _main("train", "--resume", copy, "--start-over")
     assert code == 0, err
     again, first = rundir.read_metrics(copy), rundir.read_metrics(finished)
     for name in first:
