@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxpg.cli.options import PlainHelpFormatter
+from jaxpg.cli.options import PlainHelpFormatter, check_output_dir
 from jaxpg.drivers.evaluation import evaluate_seeds, load_policy
 
 __all__ = [
@@ -208,14 +208,17 @@ def eval_command(args: argparse.Namespace) -> int:
     from jaxpg.analysis.scores import solved_threshold
     from jaxpg.experiment import rundir
 
-    if args.episodes < 1:
-        print(
-            f"jaxpg eval: error: --episodes={args.episodes} is invalid: must be "
-            "an integer >= 1",
-            file=sys.stderr,
-        )
-        return 2
     try:
+        if args.episodes < 1:
+            raise ValueError(
+                f"--episodes={args.episodes} is invalid: must be an integer >= 1"
+            )
+        if args.round < 0:
+            raise ValueError(
+                f"--round={args.round} is invalid: must be an integer >= 0"
+            )
+        rundir.load_run(args.dir)  # a run directory, before the write check
+        check_output_dir(Path(args.dir), "DIR (where eval.json goes)")
         cfg, record, params, what = load_policy(args.dir)
     except ValueError as e:
         print(f"jaxpg eval: error: {e}", file=sys.stderr)
@@ -321,6 +324,7 @@ def compare_command(args: argparse.Namespace) -> int:
     from jaxpg.experiment import rundir
 
     try:
+        check_output_dir(args.out, "--out")  # before any work
         table, envs, dropped = _load_scores(args)
         if args.raw and len(envs) > 1:
             raise ValueError(f"--raw needs runs of one environment, got {envs}")

@@ -26,12 +26,15 @@ Needs the ``cli`` extra (matplotlib, tqdm) and ``checkpoint`` (orbax).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import math
+import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -215,7 +218,15 @@ def _add_train(sub: Any) -> None:
     train.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the run already in --out",
+        help="replace the run already in --out (refused while another process "
+        "is training it)",
+    )
+    train.add_argument(
+        "--start-over",
+        action="store_true",
+        help="with --resume: when no checkpoint of the run restores (or it has "
+        "none), start it again from update 0, deleting its metrics and "
+        "checkpoints; without it such a resume is refused and nothing is deleted",
     )
     train.add_argument(
         "--checkpoint-every",
@@ -386,17 +397,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return args.func(args)
+        code = args.func(args)
     except KeyboardInterrupt:
         print(f"jaxpg {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    except OSError as e:  # a full or read-only disk, a vanished folder
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"jaxpg {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        code = 1
+    if argv is None:
+        _exit_if_stuck(code)
+    return code
+
+
+# How long the command waits, when it is done, for threads a library left
+# running (orbax's writers after a failed save) before it exits anyway.
+EXIT_GRACE_S = 10.0
+
+
+def _exit_if_stuck(code: int) -> None:
+    """As the ``jaxpg`` command (not when called from Python): exit with
+    ``code`` even when a library left a non-daemon thread blocked (Python
+    would wait for it forever), after ``EXIT_GRACE_S`` seconds."""
+    deadline = time.monotonic() + EXIT_GRACE_S
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            print(
+                f"jaxpg: thread {thread.name!r} did not finish; exiting anyway",
+                file=sys.stderr,
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
 
 
 def _default_out(cfg: Config) -> Path:
     """``runs/<env>-<algo>``, or the first free ``-2``, ``-3``, ... after it."""
+    from jaxpg.experiment.rundir import is_empty
+
     base = Path("runs") / f"{cfg.env}-{cfg.algo}"
     out, n = base, 1
-    while out.exists() and (not out.is_dir() or any(out.iterdir())):
+    while out.exists() and (not out.is_dir() or not is_empty(out)):
         n += 1
         out = base.with_name(f"{base.name}-{n}")
     return out
@@ -412,14 +456,21 @@ def train_command(args: argparse.Namespace) -> int:
     shared with the others, which write nothing and exit with the same
     status).
     """
-    from jaxpg.experiment.rundir import RunDirError, config_from_dict, config_to_dict
-
     try:
         initialize_from_args(args)
     except ValueError as e:
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 2
-    opened = _open_run(args) if jax.process_index() == 0 else None
+    with contextlib.ExitStack() as held:
+        return _train_command(args, held)
+
+
+def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+    from jaxpg.drivers.memory import OutOfMemoryError
+    from jaxpg.experiment.guard import SaveFailedError
+    from jaxpg.experiment.rundir import RunDirError, config_from_dict, config_to_dict
+
+    opened = _open_run(args, held) if jax.process_index() == 0 else None
     if jax.process_count() > 1:
         if isinstance(opened, dict):
             reply = {**opened, "cfg": config_to_dict(opened["cfg"])}
@@ -444,18 +495,30 @@ def train_command(args: argparse.Namespace) -> int:
             opened["first_seed"],
             opened["algorithm"],
         )
+    except SaveFailedError as e:
+        print(f"jaxpg train: error: {e}", file=sys.stderr)
+        return 1
+    except OutOfMemoryError as e:
+        print(f"jaxpg train: error: {e}", file=sys.stderr)
+        return 2
     except RunDirError as e:
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 2
 
 
-def _open_run(args: argparse.Namespace) -> dict[str, Any] | int:
+def _open_run(
+    args: argparse.Namespace, held: contextlib.ExitStack
+) -> dict[str, Any] | int:
     """The run ``jaxpg train`` starts or resumes (config, source, seeds, run
-    directory, checked and ready), or the exit status of an error (printed)."""
+    directory, checked, locked in ``held`` and ready), or the exit status of an
+    error (printed)."""
+    from jaxpg.experiment import lock
     from jaxpg.experiment.rundir import RunDirError, load_run
 
     try:
         algorithm = args.algorithm
+        if args.start_over and args.resume is None:
+            raise ValueError("--start-over needs --resume DIR")
         if args.resume is not None:
             cfg, source, num_seeds, first_seed = _resume_config(args)
             out = args.resume
@@ -470,7 +533,7 @@ def _open_run(args: argparse.Namespace) -> dict[str, Any] | int:
     except ValueError as e:  # RunDirError included
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 2
-    from jaxpg.drivers.runner import prepare_run_dir
+    from jaxpg.experiment.guard import prepare_run_dir
 
     needed = [("orbax.checkpoint", "checkpoint")]
     if args.tensorboard:
@@ -484,8 +547,11 @@ def _open_run(args: argparse.Namespace) -> dict[str, Any] | int:
             )
             return 2
     try:
-        # Before anything is compiled: a bad --out fails now, not after training.
-        prepare_run_dir(out, args.resume is not None, args.overwrite)
+        # Before anything is compiled: a bad --out fails now, not after
+        # training. The lock is held until the command ends.
+        if not Path(out).is_file():
+            held.enter_context(lock.hold(out))
+        prepare_run_dir(out, args.resume is not None, args.overwrite, args.start_over)
     except RunDirError as e:
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 2
@@ -546,6 +612,7 @@ def _train(
             checkpoint_dir=out,
             resume=args.resume is not None,
             overwrite=args.overwrite,
+            start_over=args.start_over,
             checkpoint_every=args.checkpoint_every,
             keep_metrics=False,
             callback=logger,

@@ -1,5 +1,6 @@
 r"""What the ``jaxpg`` commands share: ``--set FIELD=VALUE`` parsing, the
-multi-host options, strict JSON and the machine's name. No computation."""
+multi-host options, strict JSON, the machine's name and output folders checked
+before any work. No computation."""
 
 from __future__ import annotations
 
@@ -210,3 +211,23 @@ def enable_compilation_cache(args: argparse.Namespace) -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return str(path)
+
+
+def check_output_dir(path: Path, option: str) -> None:
+    """Fail now, before anything is computed, when ``path`` cannot become a
+    writable folder (``jaxpg lm`` may call it too).
+
+    Raises:
+      ValueError: ``path`` (or a parent) is a file, or the nearest existing
+        folder is not writable; the message names ``option`` and ``path``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: {existing} is not writable")

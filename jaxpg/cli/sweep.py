@@ -41,6 +41,7 @@ from jaxpg.cli.options import (
     PlainHelpFormatter,
     add_cache_argument,
     add_distributed_arguments,
+    check_output_dir,
     device_name,
     enable_compilation_cache,
     initialize_from_args,
@@ -163,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         joined = initialize_from_args(args)
         cfg, source = _base_config(args)
         settings_spec = _settings_spec(args)
+        out_dir = args.out or Path("runs") / f"sweep-{cfg.env}-{cfg.algo}"
+        check_output_dir(out_dir, "--out")  # before compiling, not after training
     except ValueError as e:
         print(f"jaxpg sweep: error: {e}", file=sys.stderr)
         return 2
@@ -187,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
     solved_at = (
         args.solved_at if args.solved_at is not None else solved_threshold(cfg.env)
     )
-    out_dir = args.out or Path("runs") / f"sweep-{cfg.env}-{cfg.algo}"
     writer = jax.process_index() == 0
     if writer:
         print(

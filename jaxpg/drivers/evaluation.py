@@ -12,6 +12,7 @@ Shapes: ``S`` seeds, ``E`` episodes.
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from jaxpg.config import Config
 from jaxpg.drivers.imports import load_object
 from jaxpg.drivers.train import evaluate, make_algorithm, policy_params, seed_keys
-from jaxpg.experiment import rundir
+from jaxpg.experiment import integrity, rundir
 from jaxpg.networks import with_obs_norm
 
 Array = jax.Array
@@ -100,10 +101,14 @@ def load_policy(directory: Path) -> tuple[Config, dict, Any, str]:
     """``(config, record, [S] policy params, what)`` of a run directory: the
     final parameters, or for an unfinished run its newest valid checkpoint.
     The parameters are those training returns (carrying the observation
-    statistics when ``cfg.normalise_obs``).
+    statistics when ``cfg.normalise_obs``). Their files are checked against
+    the run's ``checksums.json`` first (a run without one, from an older
+    jaxpg, is read with a warning); final parameters without the observation
+    statistics they need fall back to the newest checkpoint, with a warning.
 
     Raises:
-      ValueError: not a run directory, custom parts, or nothing saved.
+      ValueError: not a run directory, custom parts, nothing saved, or a
+        saved file that is damaged (named).
     """
     from jaxpg.experiment.checkpoint import (
         CheckpointError,
@@ -125,11 +130,37 @@ def load_policy(directory: Path) -> tuple[Config, dict, Any, str]:
         )
     target = policy_target(cfg, record["num_seeds"], record["first_seed"], algorithm)
     params_dir = Path(directory) / rundir.PARAMS
-    if params_dir.is_dir():
-        params = restore_tree(params_dir, target.params["policy"])
-        obs_norm = None
-        if cfg.normalise_obs:
-            obs_norm = restore_tree(Path(directory) / rundir.OBS_NORM, target.obs_norm)
+    obs_dir = Path(directory) / rundir.OBS_NORM
+    final = params_dir.is_dir()
+    if final and cfg.normalise_obs and not obs_dir.is_dir():
+        warnings.warn(
+            f"{obs_dir} is missing (the observation statistics of the final "
+            "parameters): evaluating the newest checkpoint instead",
+            stacklevel=2,
+        )
+        final = False
+    if final:
+        bad = integrity.problems(directory, rundir.PARAMS, rundir.OBS_NORM)
+        if bad is None:
+            warnings.warn(
+                f"{directory} has no {integrity.CHECKSUMS} (written by an older "
+                "jaxpg): its parameters are not verified",
+                stacklevel=2,
+            )
+        elif bad:
+            raise ValueError(
+                "the saved policy is damaged: " + "; ".join(m for _, m in bad)
+            )
+        try:
+            params = restore_tree(params_dir, target.params["policy"])
+            obs_norm = None
+            if cfg.normalise_obs:
+                obs_norm = restore_tree(obs_dir, target.obs_norm)
+        except Exception as e:  # orbax: unreadable or of another run
+            raise ValueError(
+                f"{params_dir} (or {obs_dir.name}/) cannot be read: "
+                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            ) from None
         return cfg, record, with_obs_norm(params, obs_norm), "final parameters"
     try:
         step, state = restore_latest(Path(directory) / rundir.CHECKPOINTS, target)

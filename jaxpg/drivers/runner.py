@@ -44,12 +44,11 @@ Shapes: ``S`` seeds, ``P`` padded seeds, ``U = cfg.num_updates`` updates.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-import shutil
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,11 +59,12 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import parallel
+from jaxpg.drivers import memory, parallel
 from jaxpg.drivers.progress import ProgressBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.drivers.train import make_algorithm, policy_params
-from jaxpg.experiment import rundir
+from jaxpg.experiment import guard, integrity, lock, rundir
+from jaxpg.experiment.guard import prepare_run_dir
 
 __all__ = [
     "ChunkInfo",
@@ -74,20 +74,6 @@ __all__ = [
     "prepare_run_dir",
     "run",
 ]
-
-# Entries of a run directory that ``overwrite=True`` removes (nothing else).
-_RUN_ENTRIES = (
-    rundir.CONFIG,
-    rundir.VERSIONS,
-    rundir.PROGRESS,
-    rundir.METRICS,
-    rundir.CHECKPOINTS,
-    rundir.PARAMS,
-    rundir.SUMMARY,
-    "eval.json",
-    "learning_curve.png",
-    "tensorboard",
-)
 
 
 class RunResult(NamedTuple):
@@ -192,6 +178,7 @@ def run(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    start_over: bool = False,
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 2,
     keep_metrics: bool = True,
@@ -226,8 +213,11 @@ def run(
         only process 0 reads and writes it.
       resume: continue the run in ``checkpoint_dir`` from its newest valid
         checkpoint (its config must equal ``cfg``); start it when the directory
-        holds no run yet.
+        holds no run yet. Refused, with nothing deleted, when the run has
+        checkpoints of which none restores, or metrics but no checkpoint.
       overwrite: replace a run already in ``checkpoint_dir``.
+      start_over: with ``resume``, start the run again from update 0 when no
+        checkpoint restores (its metrics and checkpoints are deleted).
       checkpoint_every: also checkpoint at the first chunk boundary at least
         this many updates after the previous checkpoint (``None``: only at the
         end and on a signal). Chunks are no longer than this.
@@ -251,9 +241,16 @@ def run(
 
     Raises:
       ValueError: an invalid argument (the message names it).
+      jaxpg.drivers.memory.OutOfMemoryError: the compiled run needs more memory
+        than the device has free (checked before running; the message gives
+        both numbers and the largest seed count that fits).
       jaxpg.experiment.rundir.RunDirError: ``checkpoint_dir`` holds another run, a run
         with a different config (the differing fields are listed), or is a
-        non-empty directory that is not a run directory.
+        non-empty directory that is not a run directory; another process is
+        using it (:mod:`jaxpg.experiment.lock`); a resume cannot restore or
+        finds a damaged file (named); or a save failed
+        (:class:`jaxpg.experiment.guard.SaveFailedError`, naming the previous
+        good checkpoint).
     """
     _check_int("num_seeds", num_seeds, 1)
     _check_int("first_seed", first_seed, 0)
@@ -274,12 +271,14 @@ def run(
         and threading.current_thread() is threading.main_thread()
     )
     # Signals are caught from here on: one that arrives while compiling stops
-    # the run at the first chunk boundary, with a checkpoint.
-    with Stopper(enabled) as stopper:
+    # the run at the first chunk boundary, with a checkpoint. ``held`` keeps
+    # the run directory's lock (process 0) until the run ends.
+    with contextlib.ExitStack() as held, Stopper(enabled) as stopper:
         return _run(
             cfg,
             num_seeds,
             stopper,
+            held,
             env=env,
             env_params=env_params,
             chunk_updates=chunk_updates,
@@ -288,6 +287,7 @@ def run(
             checkpoint_dir=checkpoint_dir,
             resume=resume,
             overwrite=overwrite,
+            start_over=start_over,
             checkpoint_every=checkpoint_every,
             keep_checkpoints=keep_checkpoints,
             keep_metrics=keep_metrics,
@@ -303,6 +303,7 @@ def _run(
     cfg: Config,
     num_seeds: int,
     stopper: Stopper,
+    held: contextlib.ExitStack,
     *,
     env: Any,
     env_params: Any,
@@ -312,6 +313,7 @@ def _run(
     checkpoint_dir: str | Path | None,
     resume: bool,
     overwrite: bool,
+    start_over: bool,
     checkpoint_every: int | None,
     keep_checkpoints: int,
     keep_metrics: bool,
@@ -342,7 +344,9 @@ def _run(
     def open_run_dir() -> dict[str, Any]:
         resuming, given_chunk = False, chunk_updates
         if out is not None:
-            resuming, stored_chunk = prepare_run_dir(out, resume, overwrite)
+            if not out.is_file():  # (a file is refused just below)
+                held.enter_context(lock.hold(out))
+            resuming, stored_chunk = prepare_run_dir(out, resume, overwrite, start_over)
             if given_chunk is None and stored_chunk is not None:
                 given_chunk = stored_chunk
         chunk = given_chunk or default_chunk(num_updates)
@@ -361,6 +365,7 @@ def _run(
         elif out is not None:
             out.mkdir(parents=True, exist_ok=True)
             rundir.write_json(out / rundir.CONFIG, record)
+            integrity.record(out, rundir.CONFIG)
             rundir.write_json(out / rundir.VERSIONS, rundir.versions())
         return {"resuming": resuming, "chunk": chunk}
 
@@ -391,13 +396,19 @@ def _run(
             progs = _compile(algo, num_seeds, lengths)
     compile_s = time.perf_counter() - t0
     lay = progs.layout
+    # Before anything runs: a run too large for the device can hang in XLA.
+    memory.check_fits(
+        [progs.init, *progs.chunks.values()],
+        num_seeds,
+        lay.per_device,
+        lay.num_devices,
+    )
 
-    ckpt_dir = None if out is None else out / rundir.CHECKPOINTS
     t0 = time.perf_counter()
     start = 0
     state = None
     if resuming:
-        start, state = _resume(out, progs, chunk, num_full, num_updates)
+        start, state = _resume(out, progs, chunk, num_full, num_updates, start_over)
     if state is None:
         seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
         state = progs.init(*parallel.place((seeds,), lay))
@@ -409,7 +420,9 @@ def _run(
     last_ckpt = start
     done = start
     if out is not None:
-        _write_progress(out, start, num_updates, "running", None)
+        guard.write_progress(
+            out, start, num_updates, "running", start if resuming and start else None
+        )
 
     def dispatch(state, at):
         size = chunk if at < num_full * chunk else remainder
@@ -449,7 +462,10 @@ def _run(
                 stop = _agree(stopper)
                 if has_dir and (due or stop):
                     real = _real(state, lay, progs.member)  # every process
-                    _checkpoint(out, ckpt_dir, done, real, keep_checkpoints)
+                    if out is not None:  # process 0
+                        guard.save_checkpoint(
+                            out, done, real, keep_checkpoints, done, num_updates
+                        )
                     del real
                     last_ckpt = done
                 if u == num_updates or stop:
@@ -468,12 +484,11 @@ def _run(
     interrupted = done < num_updates
     if out is not None:
         if not interrupted:
-            from jaxpg.experiment.checkpoint import save_tree
-
-            save_tree(out / rundir.PARAMS, state.params["policy"])
+            final = {rundir.PARAMS: state.params["policy"]}
             if cfg.normalise_obs:
-                save_tree(out / rundir.OBS_NORM, state.obs_norm)
-        _write_progress(
+                final[rundir.OBS_NORM] = state.obs_norm
+            guard.save_final(out, final, done, num_updates)
+        guard.write_progress(
             out,
             done,
             num_updates,
@@ -521,66 +536,16 @@ def _describe(part: Any) -> str | None:
     return f"{name}({env_name!r})" if isinstance(env_name, str) else name
 
 
-def prepare_run_dir(
-    out: Path, resume: bool, overwrite: bool
-) -> tuple[bool, int | None]:
-    """Check (and with ``overwrite``, clear) a run directory before any
-    training; ``(resuming, the run's chunk_updates)``.
-
-    Raises:
-      jaxpg.experiment.rundir.RunDirError: ``out`` is a file, is not writable, holds a
-        run while neither ``resume`` nor ``overwrite`` is set, or is a
-        non-empty folder that is not a run directory.
-    """
-    if out.exists() and not out.is_dir():
-        raise rundir.RunDirError(f"checkpoint_dir={str(out)!r} is a file, not a folder")
-    has_run = (out / rundir.CONFIG).is_file()
-    if has_run and resume:
-        return True, rundir.read_json(out / rundir.CONFIG).get("chunk_updates")
-    if has_run and not overwrite:
-        raise rundir.RunDirError(
-            f"{out} already holds a run: resume it (resume=True, jaxpg train "
-            "--resume) or replace it (overwrite=True, --overwrite)"
-        )
-    if has_run:
-        for name in _RUN_ENTRIES:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    elif out.is_dir() and any(out.iterdir()):
-        raise rundir.RunDirError(
-            f"{out} is not empty and holds no jaxpg run (no {rundir.CONFIG}); "
-            "choose a new or empty folder"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".jaxpg-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise rundir.RunDirError(f"cannot write to {out}: {e}") from None
-    return False, None
-
-
 def _restore(
-    out: Path, state_spec: Any, chunk: int, num_full: int, num_updates: int
+    out: Path,
+    state_spec: Any,
+    chunk: int,
+    num_full: int,
+    num_updates: int,
+    start_over: bool,
 ) -> tuple[int, Any]:
-    from jaxpg.experiment.checkpoint import CheckpointError, list_steps, restore_latest
-
-    ckpt_dir = out / rundir.CHECKPOINTS
-    if not list_steps(ckpt_dir):
-        warnings.warn(
-            f"{out} has no checkpoint yet: starting from update 0", stacklevel=3
-        )
-        rundir.drop_metrics_from(out, 0)
-        return 0, None
-    try:
-        step, state = restore_latest(ckpt_dir, state_spec)
-    except CheckpointError as e:
-        warnings.warn(f"{e}: starting from update 0", stacklevel=3)
-        rundir.drop_metrics_from(out, 0)
+    step, state = guard.restore(out, state_spec, start_over, stacklevel=4)
+    if state is None:
         return 0, None
     boundary = step == num_updates or (step % chunk == 0 and step <= num_full * chunk)
     if not boundary:
@@ -589,31 +554,6 @@ def _restore(
         )
     rundir.drop_metrics_from(out, step)
     return step, state
-
-
-def _checkpoint(
-    out: Path | None, ckpt_dir: Path | None, step: int, state: Any, keep: int
-) -> None:
-    if out is None or ckpt_dir is None:
-        return  # not process 0
-    from jaxpg.experiment.checkpoint import prune, save
-
-    save(ckpt_dir, step, state)
-    prune(ckpt_dir, keep)
-
-
-def _write_progress(
-    out: Path, done: int, total: int, status: str, checkpoint: int | None
-) -> None:
-    rundir.write_json(
-        out / rundir.PROGRESS,
-        {
-            "updates_done": int(done),
-            "num_updates": int(total),
-            "status": status,
-            "latest_checkpoint": checkpoint,
-        },
-    )
 
 
 def _total_steps(env_steps: Any) -> int:
@@ -722,7 +662,12 @@ def _host_metrics(metrics: dict[str, Any], lay: parallel.Layout) -> dict:
 
 
 def _resume(
-    out: Path | None, progs: _Programs, chunk: int, num_full: int, num_updates: int
+    out: Path | None,
+    progs: _Programs,
+    chunk: int,
+    num_full: int,
+    num_updates: int,
+    start_over: bool,
 ) -> tuple[int, Any]:
     """``(start, [P] state or None)``: process 0 restores the ``[S]``
     checkpoint, every process receives it and places its share (padded as at
@@ -741,7 +686,7 @@ def _resume(
 
     def read() -> dict[str, Any]:
         assert out is not None
-        start, state = _restore(out, target, chunk, num_full, num_updates)
+        start, state = _restore(out, target, chunk, num_full, num_updates, start_over)
         restored["state"] = state
         return {"start": start, "restored": state is not None}
 

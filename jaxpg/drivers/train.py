@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -344,7 +345,9 @@ def evaluate(
 
     Raises:
       ValueError: ``num_episodes`` < 1; a ``cfg.normalise_obs`` policy without
-        statistics; statistics for a policy trained on raw observations.
+        statistics; statistics for a policy trained on raw observations;
+        parameters of another policy (another env or network).
+      TypeError: ``key`` is not a PRNG key.
     """
     if isinstance(params, TrainOutput):
         params = params.params
@@ -374,10 +377,25 @@ def evaluate(
             "params carry observation statistics but Config.normalise_obs=False: "
             "evaluate with the config the policy was trained with"
         )
+    is_key = isinstance(key, jax.Array) and (
+        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,))
+    )
+    if not is_key:
+        raise TypeError(
+            f"key={key!r} is invalid: must be a PRNG key, e.g. jax.random.key(0)"
+        )
     env, env_params, spec = resolve_env(cfg, env, env_params)
     stepper = make_stepper_for(cfg, env, env_params, spec, num_episodes)
     policy = policy_for(cfg, spec, policy_network)
     horizon = cfg.max_episode_steps or spec.max_episode_steps
-    return evaluate_episodes(
-        key, stepper, policy.apply, params, int(horizon), deterministic
-    )
+    try:
+        return evaluate_episodes(
+            key, stepper, policy.apply, params, int(horizon), deterministic
+        )
+    except flax.errors.FlaxError as e:
+        raise ValueError(
+            f"params do not fit the policy of cfg (env {cfg.env!r}, hidden "
+            f"{cfg.hidden}): evaluate with the config they were trained with "
+            f"({str(e).split(' (https')[0]})"
+        ) from None

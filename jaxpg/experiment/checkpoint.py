@@ -20,16 +20,19 @@ Needs the ``checkpoint`` extra (``orbax-checkpoint``).
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import json
 import os
 import shutil
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+
+from jaxpg.experiment.integrity import digests
 
 __all__ = [
     "MANIFEST",
@@ -49,7 +52,38 @@ _STATE = "state"
 
 
 class CheckpointError(RuntimeError):
-    """No valid checkpoint could be restored."""
+    """No valid checkpoint could be restored, or a save failed.
+
+    Attributes:
+      no_space: the failure was a full disk (ENOSPC), however orbax or the
+        operating system reported it.
+    """
+
+    no_space: bool = False
+
+
+# How long a failed save waits for orbax's writer threads to wind down.
+_CLOSE_TIMEOUT_S = 30.0
+
+
+def _no_space(error: BaseException) -> bool:
+    while error is not None:
+        if getattr(error, "errno", None) == errno.ENOSPC:
+            return True
+        text = str(error)
+        if "No space left on device" in text or "os_error_code='28'" in text:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _close_bounded(ckptr: Any) -> None:
+    """Close ``ckptr`` after a failed save without waiting more than
+    ``_CLOSE_TIMEOUT_S`` for its writer threads (a failed write may leave
+    them blocked)."""
+    closer = threading.Thread(target=ckptr.close, daemon=True)
+    closer.start()
+    closer.join(_CLOSE_TIMEOUT_S)
 
 
 def _checkpointer():
@@ -77,18 +111,28 @@ def _step_dir(directory: Path, step: int) -> Path:
 
 
 def _file_digests(root: Path) -> dict[str, list]:
-    out = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name != MANIFEST:
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            out[path.relative_to(root).as_posix()] = [
-                path.stat().st_size,
-                digest.hexdigest(),
-            ]
-    return out
+    return digests(root, skip=(MANIFEST,))
+
+
+def _write_tree(path: Path, tree: Any, what: str, after: Any = None) -> None:
+    """orbax-write ``tree`` to ``path`` (then ``after()``); on failure remove
+    what was written and raise :class:`CheckpointError`."""
+    ckptr = _checkpointer()
+    try:
+        ckptr.save(path, _savable(tree))
+        ckptr.wait_until_finished()
+        if after is not None:
+            after()
+    except BaseException as e:
+        _close_bounded(ckptr)
+        shutil.rmtree(path.parent if after is not None else path, ignore_errors=True)
+        if not isinstance(e, Exception):
+            raise
+        reason = "no space left on device" if _no_space(e) else f"{e}"
+        error = CheckpointError(f"saving {what} to {path} failed: {reason}")
+        error.no_space = _no_space(e)
+        raise error from e
+    ckptr.close()
 
 
 def save(directory: str | os.PathLike, step: int, state: Any) -> Path:
@@ -103,21 +147,23 @@ def save(directory: str | os.PathLike, step: int, state: Any) -> Path:
 
     Returns:
       The step directory.
+
+    Raises:
+      CheckpointError: the write failed (a full disk: ``no_space`` is set);
+        nothing of the step is left behind, older checkpoints are untouched.
     """
     path = _step_dir(Path(directory), step)
     if path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ckptr = _checkpointer()
-    try:
-        ckptr.save(path / _STATE, _savable(state))
-        ckptr.wait_until_finished()
-    finally:
-        ckptr.close()
-    manifest = {"step": int(step), "files": _file_digests(path)}
-    tmp = path / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest))
-    tmp.replace(path / MANIFEST)
+
+    def manifest() -> None:
+        record = {"step": int(step), "files": _file_digests(path)}
+        tmp = path / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(path / MANIFEST)
+
+    _write_tree(path / _STATE, state, f"checkpoint {step}", after=manifest)
     return path
 
 
@@ -260,12 +306,7 @@ def save_tree(path: str | os.PathLike, tree: Any) -> Path:
     if path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ckptr = _checkpointer()
-    try:
-        ckptr.save(path, _savable(tree))
-        ckptr.wait_until_finished()
-    finally:
-        ckptr.close()
+    _write_tree(path, tree, path.name)
     return path
 
 

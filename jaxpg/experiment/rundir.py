@@ -9,6 +9,9 @@ Layout of ``DIR`` (written by :func:`jaxpg.drivers.runner.run` with
                        numpy versions and the device
     progress.json      updates done / total, status (running, interrupted,
                        finished), latest checkpoint
+    checksums.json     size and SHA-256 of config.json, every metrics chunk,
+                       params/ and obs_norm/ (jaxpg.experiment.integrity)
+    .jaxpg-lock        the lock a live run holds (jaxpg.experiment.lock)
     metrics/           one .npz per chunk, {name: [S, n]} for updates
                        [start, start + n): streamed, so a crash keeps them
     checkpoints/       orbax checkpoints of the whole [S] train state
@@ -37,12 +40,14 @@ import json
 import os
 import platform
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jaxpg.config import Config
+from jaxpg.experiment import integrity
 
 __all__ = [
     "CONFIG",
@@ -85,11 +90,16 @@ class RunDirError(ValueError):
 
 
 def write_json(path: str | os.PathLike, record: Any) -> None:
-    """Write strict JSON atomically (temporary file, then rename)."""
+    """Write strict JSON atomically (temporary file, then rename); a failed
+    write (a full disk) leaves neither the file nor the temporary one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
+    text = json.dumps(record, indent=1, allow_nan=False) + "\n"
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -162,8 +172,11 @@ def load_run(directory: str | os.PathLike) -> tuple[Config, dict[str, Any]]:
     """``(config, record)`` of the run in ``directory`` (``config.json``).
 
     Raises:
-      RunDirError: ``directory`` holds no readable ``config.json``.
+      RunDirError: ``directory`` is a file, holds no readable ``config.json``,
+        or one that is malformed or differs from its recorded checksum.
     """
+    if Path(directory).is_file():
+        raise RunDirError(f"{directory} is a file, not a jaxpg run directory")
     path = Path(directory) / CONFIG
     try:
         record = read_json(path)
@@ -173,7 +186,26 @@ def load_run(directory: str | os.PathLike) -> tuple[Config, dict[str, Any]]:
         ) from None
     except ValueError as e:
         raise RunDirError(f"{path} is not valid JSON: {e}") from None
-    return config_from_dict(record["config"]), record
+    except OSError as e:
+        raise RunDirError(f"cannot read {path}: {e.strerror or e}") from None
+    bad = integrity.problems(directory, CONFIG)
+    if bad:
+        raise RunDirError(bad[0][1])
+    if not isinstance(record, dict):
+        raise RunDirError(f"{path} is not a jaxpg run record (not a JSON object)")
+    missing = [k for k in ("config", "num_seeds", "first_seed") if k not in record]
+    if missing or not isinstance(record["config"], dict):
+        raise RunDirError(
+            f"{path} is not a jaxpg run record (it lacks "
+            f"{', '.join(missing) or 'a config object'})"
+        )
+    try:
+        cfg = config_from_dict(record["config"])
+    except TypeError as e:
+        raise RunDirError(f"{path}: malformed config: {e}") from None
+    except ValueError as e:
+        raise RunDirError(f"{path}: invalid config: {e}") from None
+    return cfg, record
 
 
 def diff_run(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -202,9 +234,13 @@ def write_metrics_chunk(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{start:012d}-{start + n:012d}.npz"
     tmp = folder / (path.name + ".tmp")
-    with tmp.open("wb") as f:
-        np.savez(f, **metrics)
-    tmp.replace(path)
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, **metrics)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    integrity.record(directory, f"{METRICS}/{path.name}")
     return path
 
 
@@ -227,6 +263,7 @@ def drop_metrics_from(directory: str | os.PathLike, update: int) -> None:
     for _, end, path in metric_chunks(directory):
         if end > update:
             path.unlink()
+            integrity.forget(directory, f"{METRICS}/{path.name}")
 
 
 def read_metrics(
@@ -236,25 +273,62 @@ def read_metrics(
     ``[0, u)`` on disk (all metrics, or only ``names``).
 
     Raises:
-      RunDirError: no metrics were written, or a name is unknown.
+      RunDirError: no metrics were written, a name is unknown, or a chunk
+        is missing, unreadable or differs from its checksum (named).
     """
+    check_metrics(directory)
     parts: list[dict[str, np.ndarray]] = []
-    expected = 0
-    for start, end, path in metric_chunks(directory):
-        if start != expected:
-            break
-        with np.load(path) as data:
-            keys = data.files if names is None else names
-            missing = [k for k in keys if k not in data.files]
-            if missing:
-                raise RunDirError(
-                    f"unknown metric(s) {missing}; the run has {sorted(data.files)}"
-                )
-            parts.append({k: data[k] for k in keys})
-        expected = end
+    for _, _, path in metric_chunks(directory):
+        try:
+            with np.load(path) as data:
+                keys = data.files if names is None else names
+                missing = [k for k in keys if k not in data.files]
+                if missing:
+                    raise RunDirError(
+                        f"unknown metric(s) {missing}; the run has {sorted(data.files)}"
+                    )
+                parts.append({k: data[k] for k in keys})
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            if isinstance(e, RunDirError):
+                raise
+            raise RunDirError(f"metrics file {path} is unreadable: {e}") from None
     if not parts:
         raise RunDirError(f"{directory} holds no metrics")
     return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
+
+
+def check_metrics(directory: str | os.PathLike, upto: int | None = None) -> None:
+    """Check the metric chunks of updates ``[0, upto)`` (all when ``None``)
+    before reading them: contiguous from update 0, each readable size and
+    SHA-256 as recorded in ``checksums.json`` (when the run has one).
+
+    Raises:
+      RunDirError: naming the first missing or damaged file.
+    """
+    expected = 0
+    for start, end, _ in metric_chunks(directory):
+        if upto is not None and start >= upto:
+            break
+        if start != expected:
+            raise RunDirError(
+                f"metrics of updates [{expected}, {start}) are missing from "
+                f"{Path(directory) / METRICS} (a chunk file was deleted); the "
+                f"run's history is incomplete"
+            )
+        expected = end
+    for name, problem in integrity.problems(directory, METRICS) or []:
+        start = Path(name).name.partition("-")[0]
+        if upto is None or (start.isdigit() and int(start) < upto):
+            raise RunDirError(f"metrics file {problem}")
+
+
+def is_empty(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds nothing but jaxpg's own leftovers (its
+    lock, a temporary file of an interrupted write)."""
+    return not any(
+        p.name != ".jaxpg-lock" and not p.name.endswith(".tmp")
+        for p in Path(directory).iterdir()
+    )
 
 
 def read_progress(directory: str | os.PathLike) -> dict[str, Any] | None:
