@@ -65,7 +65,7 @@ from jaxpg.kernels.losses import (
     value_loss,
 )
 from jaxpg.kernels.returns import discounted_returns_prefix
-from jaxpg.rollout import collect_episodes
+from jaxpg.rollout import collect_episodes, default_loop_chunk
 
 Array = jax.Array
 
@@ -104,6 +104,7 @@ def make_reinforce(
     policy, critic, tx, spec = parts.policy, parts.critic, parts.optimizer, parts.spec
     baseline = BASELINE_FNS["standardise"] if baseline is None else baseline
     buffer_len = buffer_length(cfg, spec)
+    loop_chunk = cfg.loop_chunk or default_loop_chunk()
     chunk = cfg.num_envs * cfg.rollout_steps
     # A constant normaliser keeps the estimate exactly proportional to ∇J
     # (dividing by the random number of steps would bias it).
@@ -143,6 +144,7 @@ def make_reinforce(
             state.obs,
             jnp.where(in_budget, cfg.rollout_steps, 0),
             buffer_len,
+            loop_chunk,
         )
         mask = batch.mask
         rewards, reward_norm = batch.rewards, state.reward_norm
@@ -151,7 +153,7 @@ def make_reinforce(
                 rewards, batch.dones, hp.gamma, mask
             )
         returns = discounted_returns_prefix(
-            rewards, hp.gamma * (1.0 - batch.dones), batch.num_steps
+            rewards, hp.gamma * (1.0 - batch.dones), batch.num_steps, loop_chunk
         )
         if critic is not None:
             weights = returns * mask

@@ -32,7 +32,12 @@ from jaxpg.drivers.parallel import run_members
 from jaxpg.envs import EnvSpec, env_spec, make_env
 from jaxpg.kernels.normalise import RunningMeanStd
 from jaxpg.networks import carries_obs_norm, with_obs_norm
-from jaxpg.rollout import EnvStepper, evaluate_episodes, make_stepper
+from jaxpg.rollout import (
+    EnvStepper,
+    default_loop_chunk,
+    evaluate_episodes,
+    make_stepper,
+)
 
 Array = jax.Array
 
@@ -379,5 +384,11 @@ def evaluate(
     policy = policy_for(cfg, spec, policy_network)
     horizon = cfg.max_episode_steps or spec.max_episode_steps
     return evaluate_episodes(
-        key, stepper, policy.apply, params, int(horizon), deterministic
+        key,
+        stepper,
+        policy.apply,
+        params,
+        int(horizon),
+        deterministic,
+        cfg.loop_chunk or default_loop_chunk(),
     )
