@@ -653,7 +653,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.loop_chunks is None:
         loop_chunks = [default_loop_chunk()]
     else:
-        loop_chunks = parse_ints(args.loop_chunks)
+        try:
+            loop_chunks = parse_ints(args.loop_chunks)
+        except ValueError:
+            loop_chunks = []
         if not loop_chunks or min(loop_chunks) < 1:
             parser.error(
                 f"--loop-chunks {args.loop_chunks!r}: give ints >= 1, e.g. 1,4,16,64"
