@@ -27,17 +27,13 @@ from jaxpg.algorithms.base import (
     make_optimizer,
     policy_for,
 )
+from jaxpg.algorithms.reinforce import loop_chunk
 from jaxpg.config import CUSTOM_ENV, Config, Hyperparams
 from jaxpg.drivers.parallel import run_members
 from jaxpg.envs import EnvSpec, env_spec, make_env
 from jaxpg.kernels.normalise import RunningMeanStd
 from jaxpg.networks import carries_obs_norm, with_obs_norm
-from jaxpg.rollout import (
-    EnvStepper,
-    default_loop_chunk,
-    evaluate_episodes,
-    make_stepper,
-)
+from jaxpg.rollout import EnvStepper, evaluate_episodes, make_stepper
 
 Array = jax.Array
 
@@ -390,5 +386,5 @@ def evaluate(
         params,
         int(horizon),
         deterministic,
-        cfg.loop_chunk or default_loop_chunk(),
+        loop_chunk(cfg),
     )
