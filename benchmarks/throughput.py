@@ -26,6 +26,19 @@ What is measured, for each seed count ``S`` (``--seeds``), in one process:
   gradient over the env slots the episode loop stepped, per seed (a seed's
   envs idle until its longest included episode ends) and for the whole batch
   (under ``vmap`` the loop also runs until the slowest seed is done).
+* **Learner apart from the rollout.** From the training run's final state, one
+  update (``algo.update``, vmapped over the seeds) and its collection alone
+  (:func:`jaxpg.algorithms.reinforce.rollout`: the same episodes, the same
+  key) are compiled and timed in turns; the learner (returns, baseline, the
+  second forward pass, the backward pass, the optimizer step) takes the
+  difference. The step budget is lifted for these calls (a spent budget
+  collects nothing). It is the split at the trained policy, whose episodes
+  are the longest of the run.
+* **Episode-loop chunk** (``--loop-chunks``, default the platform's
+  :data:`jaxpg.rollout.LOOP_CHUNK`): the episode loops test their predicate
+  every ``K`` steps. Training, its compile time and the learner split are
+  measured for each ``K`` against the one ceiling, all timed in turns; the
+  first ``K`` fills the row's main columns.
 * **Plain vmap vs ``train_seeds``**: one end-to-end call of each (compile and
   run together, as a user sees them), to show that the plain vmap is not a
   slower path. Both paths are warmed up once first (one update, one seed,
@@ -49,6 +62,7 @@ Usage::
 
     python benchmarks/throughput.py --seeds 1,16,256 \\
         --torch-json benchmarks/results/torch_reinforce.json
+    python benchmarks/throughput.py --seeds 1,16,256 --loop-chunks 1,4,16,64
 
 Writes ``benchmarks/results/throughput_<platform>.json`` and ``.md``.
 """
@@ -71,10 +85,11 @@ import jaxlib
 import numpy as np
 
 import jaxpg
-from jaxpg.config import Config
-from jaxpg.drivers.train import resolve_env, seed_keys
+from jaxpg.algorithms.reinforce import loop_chunk, rollout
+from jaxpg.config import INT32_MAX, Config
+from jaxpg.drivers.train import make_algorithm, make_parts, resolve_env, seed_keys
 from jaxpg.networks import make_policy
-from jaxpg.rollout import make_stepper
+from jaxpg.rollout import default_loop_chunk, make_stepper
 
 Array = jax.Array
 
@@ -157,17 +172,21 @@ def rollout_utilisation(
 
 
 def prepare_training(
-    cfg: Config, num_seeds: int
-) -> tuple[Callable[[], Any], dict[str, Any]]:
+    cfg: Config, num_seeds: int, end_to_end: bool = True
+) -> tuple[Callable[[], Any], dict[str, Any], Any]:
     """Compile ``jit(vmap(make_train(cfg)))`` over ``num_seeds`` seeds, run it
-    once, and read what the run did from its metrics.
+    once, and read what the run did from its metrics (``end_to_end``: time a
+    ``train_seeds`` call first).
 
-    Returns ``(call, info)``: ``call()`` runs the compiled executable again.
+    Returns ``(call, info, state)``: ``call()`` runs the compiled executable
+    again; ``state`` is the run's final ``[S]`` train state.
     """
     keys = seed_keys(num_seeds)
-    start = time.perf_counter()
-    jax.block_until_ready(jaxpg.train_seeds(cfg, num_seeds))
-    train_seeds_s = time.perf_counter() - start
+    train_seeds_s = None
+    if end_to_end:
+        start = time.perf_counter()
+        jax.block_until_ready(jaxpg.train_seeds(cfg, num_seeds))
+        train_seeds_s = time.perf_counter() - start
     train = jax.jit(jax.vmap(jaxpg.make_train(cfg)))
     compiled, lower_s, compile_s = compile_timed(train, keys)
     start = time.perf_counter()
@@ -181,6 +200,7 @@ def prepare_training(
     final = metrics["episode_return"][np.arange(num_seeds), last]
     seed_util, batch_util = rollout_utilisation(metrics, cfg.num_envs)
     info = {
+        "loop_chunk": loop_chunk(cfg),
         "lower_s": lower_s,
         "compile_s": compile_s,
         "first_run_s": first_s,
@@ -194,7 +214,60 @@ def prepare_training(
         "rollout_utilisation_seed": seed_util,
         "rollout_utilisation_batch": batch_util,
     }
-    return lambda: compiled(keys), info
+    return lambda: compiled(keys), info, out.state
+
+
+def prepare_learner_split(
+    cfg: Config, state: Any
+) -> tuple[Callable[[], Any], Callable[[], Any], dict[str, Any]]:
+    """Compile one update and its rollout alone at the ``[S]`` train
+    ``state`` (the budget lifted so that they collect).
+
+    Returns ``(update_call, rollout_call, info)`` with the compile times.
+    """
+    probe = cfg.replace(total_steps=INT32_MAX)
+    algo = make_algorithm(probe)
+    parts = make_parts(probe)
+    update = jax.jit(jax.vmap(algo.update))
+    collect = jax.jit(jax.vmap(lambda s: rollout(probe, parts, s)))
+    update_c, update_lower, update_compile = compile_timed(update, state)
+    rollout_c, rollout_lower, rollout_compile = compile_timed(collect, state)
+    info = {
+        "update_compile_s": update_lower + update_compile,
+        "rollout_compile_s": rollout_lower + rollout_compile,
+    }
+    return lambda: update_c(state), lambda: rollout_c(state), info
+
+
+def time_learner_split(
+    update_call: Callable[[], Any],
+    rollout_call: Callable[[], Any],
+    info: dict[str, Any],
+    repeats: int,
+    warmup: int,
+    min_total_s: float,
+) -> dict[str, Any]:
+    """Median times of one update and of its rollout (in turns); the learner
+    is their difference."""
+    update_times, rollout_times = time_interleaved(
+        [update_call, rollout_call], repeats, warmup=warmup, min_total_s=min_total_s
+    )
+    update_s = statistics.median(update_times)
+    rollout_s = statistics.median(rollout_times)
+    learner = [u - r for u, r in zip(update_times, rollout_times, strict=True)]
+    return {
+        **info,
+        "update_s": update_s,
+        "rollout_s": rollout_s,
+        "learner_s": update_s - rollout_s,
+        "learner_share": (update_s - rollout_s) / update_s,
+        "learner_share_paired_min_max": [
+            min(x / u for x, u in zip(learner, update_times, strict=True)),
+            max(x / u for x, u in zip(learner, update_times, strict=True)),
+        ],
+        "update_times_s": update_times,
+        "rollout_times_s": rollout_times,
+    }
 
 
 def warm_up(cfg: Config) -> None:
@@ -274,37 +347,76 @@ def measure(
     warmup: int,
     min_total_s: float,
     max_length: int,
+    loop_chunks: Sequence[int],
 ) -> dict[str, Any]:
-    """Training and ceiling at one seed count, timed in turns."""
-    train_call, training = prepare_training(cfg, num_seeds)
+    """Training at each episode-loop chunk and the ceiling at one seed count,
+    timed in turns; then the learner split of each chunk.
+
+    The row's ``training`` and ratio are those of the first chunk; every
+    chunk's are under ``chunks``.
+    """
+    calls, trainings, states = [], [], []
+    for index, chunk in enumerate(loop_chunks):
+        call, info, state = prepare_training(
+            cfg.replace(loop_chunk=chunk), num_seeds, end_to_end=index == 0
+        )
+        calls.append(call)
+        trainings.append(info)
+        states.append(state)
     ceiling_call, ceiling = prepare_ceiling(
-        cfg, num_seeds, training["first_run_s"], max_length
+        cfg, num_seeds, trainings[0]["first_run_s"], max_length
     )
-    # Warm-up: the training executable has run once already (its first call).
+    # Warm-up: each training executable has run once already (its first call).
     for _ in range(max(warmup - 1, 0)):
-        jax.block_until_ready(train_call())
+        for call in calls:
+            jax.block_until_ready(call())
     for _ in range(warmup):
         jax.block_until_ready(ceiling_call())
-    train_times, ceiling_times = time_interleaved(
-        [train_call, ceiling_call], repeats, min_total_s=min_total_s
+    *train_times, ceiling_times = time_interleaved(
+        [*calls, ceiling_call], repeats, min_total_s=min_total_s
     )
-    for info, times in ((training, train_times), (ceiling, ceiling_times)):
-        info["run_s"] = statistics.median(times)
-        info["run_times_s"] = times
-        info["steps_per_second"] = info["env_steps"] / info["run_s"]
-    paired = [
-        (training["env_steps"] / t) / (ceiling["env_steps"] / c)
-        for t, c in zip(train_times, ceiling_times, strict=True)
-    ]
+    ceiling["run_s"] = statistics.median(ceiling_times)
+    ceiling["run_times_s"] = ceiling_times
+    ceiling["steps_per_second"] = ceiling["env_steps"] / ceiling["run_s"]
+    chunks = []
+    for chunk, training, times, state in zip(
+        loop_chunks, trainings, train_times, states, strict=True
+    ):
+        training["run_s"] = statistics.median(times)
+        training["run_times_s"] = times
+        training["steps_per_second"] = training["env_steps"] / training["run_s"]
+        paired = [
+            (training["env_steps"] / t) / (ceiling["env_steps"] / c)
+            for t, c in zip(times, ceiling_times, strict=True)
+        ]
+        split = time_learner_split(
+            *prepare_learner_split(cfg.replace(loop_chunk=chunk), state),
+            repeats,
+            warmup,
+            min_total_s,
+        )
+        chunks.append(
+            {
+                "loop_chunk": chunk,
+                "training": training,
+                "ratio": training["steps_per_second"] / ceiling["steps_per_second"],
+                "ratio_paired_median": statistics.median(paired),
+                "ratio_paired_min_max": [min(paired), max(paired)],
+                "learner_split": split,
+            }
+        )
+    first = chunks[0]
     return {
         "seeds": num_seeds,
         "num_envs": cfg.num_envs,
         "total_steps": cfg.total_steps,
-        "training": training,
+        "training": first["training"],
         "ceiling": ceiling,
-        "ratio": training["steps_per_second"] / ceiling["steps_per_second"],
-        "ratio_paired_median": statistics.median(paired),
-        "ratio_paired_min_max": [min(paired), max(paired)],
+        "ratio": first["ratio"],
+        "ratio_paired_median": first["ratio_paired_median"],
+        "ratio_paired_min_max": first["ratio_paired_min_max"],
+        "learner_split": first["learner_split"],
+        "chunks": chunks,
     }
 
 
@@ -391,6 +503,7 @@ def markdown(result: dict[str, Any]) -> str:
         "ceiling T",
         "mean ep. len",
         "util. seed / batch",
+        "learner share",
         "train_seeds / plain vmap (end to end)",
     ]
     if torch is not None:
@@ -416,12 +529,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{train['mean_episode_length']:.0f}",
             f"{_fraction(train['rollout_utilisation_seed'])} / "
             f"{_fraction(train['rollout_utilisation_batch'])}",
+            f"{row['learner_split']['learner_share']:.2f}",
             f"{train['train_seeds_end_to_end_s']:.1f} s / "
             f"{train['plain_vmap_end_to_end_s']:.1f} s",
         ]
         if torch is not None:
             cells.append(f"{row['speedup_vs_torch']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += chunk_table(result["rows"])
     settings = result["settings"]
     notes = [
         "",
@@ -434,6 +549,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"`{env['xla_flags'] or '(none)'}`.",
         "Ratio = training / ceiling (same process, same batch seeds x envs); "
         "pair range: min-max of the ratio over consecutive pairs of calls.",
+        "Learner share: (one update - its rollout alone) / one update, at the "
+        "final train state (the learner: returns, baseline, second forward "
+        "pass, backward pass, optimizer step). K: steps the episode loops run "
+        "between tests of their predicate (Config.loop_chunk).",
         "Util. = env steps that fed the gradient / env slots the episode loop "
         "stepped: per seed, and for the batch (the loop runs until every seed's "
         "longest episode ends). Rows with different steps/seed sit at different "
@@ -445,6 +564,46 @@ def markdown(result: dict[str, Any]) -> str:
             f"({torch['path']})."
         )
     return "\n".join(lines + notes) + "\n"
+
+
+def chunk_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown lines of the per-chunk columns (empty with a single chunk)."""
+    if all(len(row["chunks"]) == 1 for row in rows):
+        return []
+    head = [
+        "seeds",
+        "K",
+        "train steps/s",
+        "ratio",
+        "pair range",
+        "train compile s",
+        "update ms",
+        "rollout ms",
+        "learner ms",
+        "learner share",
+    ]
+    lines = [
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---:" for _ in head) + "|",
+    ]
+    for row in rows:
+        for chunk in row["chunks"]:
+            train, split = chunk["training"], chunk["learner_split"]
+            cells = [
+                str(row["seeds"]),
+                str(chunk["loop_chunk"]),
+                f"{train['steps_per_second']:,.0f}",
+                f"{chunk['ratio']:.3f}",
+                "{:.3f}-{:.3f}".format(*chunk["ratio_paired_min_max"]),
+                f"{train['lower_s'] + train['compile_s']:.2f}",
+                f"{1e3 * split['update_s']:.2f}",
+                f"{1e3 * split['rollout_s']:.2f}",
+                f"{1e3 * split['learner_s']:.2f}",
+                f"{split['learner_share']:.2f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def parse_ints(text: str) -> list[int]:
@@ -483,8 +642,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=RESULTS / "torch_reinforce.json",
         help="PyTorch baseline record (ignored if missing)",
     )
+    parser.add_argument(
+        "--loop-chunks",
+        default=None,
+        help="episode-loop chunks K to compare, e.g. 1,4,16,64 (default: the "
+        "platform's jaxpg.rollout.LOOP_CHUNK); the first fills the main table",
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.loop_chunks is None:
+        loop_chunks = [default_loop_chunk()]
+    else:
+        try:
+            loop_chunks = parse_ints(args.loop_chunks)
+        except ValueError:
+            loop_chunks = []
+        if not loop_chunks or min(loop_chunks) < 1:
+            parser.error(
+                f"--loop-chunks {args.loop_chunks!r}: give ints >= 1, e.g. 1,4,16,64"
+            )
 
     seeds = parse_ints(args.seeds)
     if args.steps is None:
@@ -509,6 +685,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             args.warmup,
             args.min_time,
             args.max_ceiling_length,
+            loop_chunks,
         )
         training, ceiling = row["training"], row["ceiling"]
         if torch is not None:
@@ -524,6 +701,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"(T={ceiling['length']}); ratio {row['ratio']:.3f}",
             flush=True,
         )
+        for chunk in row["chunks"]:
+            split = chunk["learner_split"]
+            print(
+                f"  K={chunk['loop_chunk']}: ratio {chunk['ratio']:.3f}, compile "
+                f"{chunk['training']['lower_s'] + chunk['training']['compile_s']:.2f}s"
+                f", learner share {split['learner_share']:.2f}",
+                flush=True,
+            )
 
     result = {
         "benchmark": "throughput",
@@ -536,6 +721,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             and isinstance(v, int | float | str | tuple | type(None))
         },
         "settings": {
+            "loop_chunks": loop_chunks,
             "repeats": args.repeats,
             "warmup": args.warmup,
             "min_time_s": args.min_time,

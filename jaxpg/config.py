@@ -98,6 +98,11 @@ class Config:
       policy_head_scale: init gain ``> 0`` of the policy's output layer; 0.01
         starts near a uniform / zero-mean policy, about 1 from a random
         state-dependent one.
+      loop_chunk: steps the episode loops (REINFORCE's collection and its
+        returns, evaluation) run between tests of their predicate, an int
+        ``>= 1``; ``None`` takes the platform's
+        :data:`jaxpg.rollout.LOOP_CHUNK`. Only speed depends on it: every
+        value gives the same batch, gradient and metrics, bit for bit.
     """
 
     env: str = "CartPole-v1"
@@ -125,6 +130,7 @@ class Config:
     max_episode_steps: int | None = None
     init_log_std: float = 0.0
     policy_head_scale: float = 0.01
+    loop_chunk: int | None = None
 
     def __post_init__(self) -> None:
         # Types first, strictly (a bool is not an int, "false" is not a bool);
@@ -142,6 +148,8 @@ class Config:
             _normalise(self, "max_grad_norm", _as_float)
         if self.max_episode_steps is not None:
             _normalise(self, "max_episode_steps", _as_int)
+        if self.loop_chunk is not None:
+            _normalise(self, "loop_chunk", _as_int)
         _normalise(self, "hidden", _as_hidden)
 
         if self.env != CUSTOM_ENV and self.env not in known_envs():
@@ -208,6 +216,12 @@ class Config:
                 f"a positive int <= {INT32_MAX}, or None",
             )
         _check_positive("policy_head_scale", self.policy_head_scale)
+        if self.loop_chunk is not None and not 0 < self.loop_chunk <= INT32_MAX:
+            _fail(
+                "loop_chunk",
+                self.loop_chunk,
+                f"a positive int <= {INT32_MAX}, or None for the platform's default",
+            )
 
     @property
     def num_updates(self) -> int:

@@ -20,8 +20,12 @@ log-probabilities from stored observations and actions):
 Both, and evaluation, act through one function, :func:`actor_step` (policy ->
 sample -> env step -> a :class:`Transition`). Step ``t`` stores
 ``(s_t, a_t, r_t)`` and the flags of ``s_{t+1}``. Every loop whose length
-depends on data is a :func:`jaxpg.kernels.batching.while_loop`: under ``vmap`` it has
-no whole-carry select and no collective across devices.
+depends on data is a :func:`jaxpg.kernels.batching.chunked_while_loop`: under
+``vmap`` it has no whole-carry select and no collective across devices, and it
+tests its predicate every ``chunk`` steps (:data:`LOOP_CHUNK` per platform by
+default). Steps after the predicate turned false are masked: they write
+nothing and change no result, so every ``chunk`` gives the same batch, bit for
+bit, and so does a batched loop that runs on for other members.
 """
 
 from __future__ import annotations
@@ -34,9 +38,27 @@ import jax.numpy as jnp
 
 from jaxpg.envs import EnvSpec, EnvStepper, select_envs
 from jaxpg.envs import make_stepper as make_stepper  # re-exported
-from jaxpg.kernels.batching import while_loop
+from jaxpg.kernels.batching import check_chunk, chunked_while_loop
 
 Array = jax.Array
+
+# Steps an episode loop runs between tests of its predicate, by platform
+# (``jax.default_backend()``); the episode loops' default ``chunk``. A CPU
+# reads the predicate from its own memory, so a chunk saves next to nothing
+# and its masked steps cost a full step each: 1. A GPU reads it back to the
+# host after every iteration of a data-dependent while loop, while a chunk's
+# inner scan has a static trip count: one read-back per chunk. 16 keeps the
+# masked steps (7.5 per loop on average) small beside the hundreds of steps of
+# an update. A TPU runs the whole loop on the chip: 1 until measured. Set it
+# from a measurement (``benchmarks/throughput.py --loop-chunks``).
+LOOP_CHUNK: dict[str, int] = {"cpu": 1, "gpu": 16, "tpu": 1}
+
+
+def default_loop_chunk(platform: str | None = None) -> int:
+    """:data:`LOOP_CHUNK` of ``platform`` (default: ``jax.default_backend()``);
+    1 for a platform it does not list."""
+    platform = jax.default_backend() if platform is None else platform
+    return LOOP_CHUNK.get(platform, 1)
 
 
 class Transition(NamedTuple):
@@ -159,7 +181,9 @@ class EpisodeBatch(NamedTuple):
       dones: ``[L, B]`` float, 1 where ``s_{t+1}`` ends the episode (or padding).
       mask: ``[L, B]`` float, 1 for steps of included episodes.
       episode_start: ``[L, B]`` float, 1 at the first step of an included episode.
-      num_steps: ``[]`` int32, loop iterations run (a bound on valid ``t``).
+      num_steps: ``[]`` int32, the steps this member's loop ran until its
+        predicate turned false (a bound on valid ``t``; the same for every
+        ``chunk`` and under a batched loop).
       stats: the included episodes' :class:`EpisodeStats`.
     """
 
@@ -182,6 +206,7 @@ def action_template(spec: EnvSpec) -> tuple[tuple[int, ...], Any]:
 
 class _EpisodeLoop(NamedTuple):
     t: Array  # [] int32, loop iterations so far
+    num_steps: Array  # [] int32, iterations whose predicate held
     key: Array
     env_state: Any
     obs: Array  # [B, *O]
@@ -201,6 +226,7 @@ def collect_episodes(
     obs: Array,
     start_budget: int | Array,
     buffer_len: int,
+    chunk: int = 1,
 ) -> tuple[EpisodeBatch, Any, Array]:
     """Run included episodes to completion (see the module docstring).
 
@@ -214,10 +240,18 @@ def collect_episodes(
       start_budget: episodes starting at ``t < start_budget`` are included
         (may be traced; 0 collects nothing).
       buffer_len: ``L >= start_budget - 1 + longest episode``.
+      chunk: steps between tests of the loop's predicate (an int >= 1; at
+        most ``L`` used). The batch is the same for every ``chunk``: the up
+        to ``chunk - 1`` steps after the last included episode ends are
+        masked (no write lands in the buffer, frozen envs stay frozen).
 
     Returns:
       ``(batch, env_state, obs)`` with envs again at episode boundaries.
+
+    Raises:
+      ValueError: ``chunk`` is not an int >= 1.
     """
+    chunk = min(check_chunk(chunk), max(buffer_len, 1))
     num_envs = stepper.num_envs
     act_shape, act_dtype = action_template(spec)
     zeros = lambda shape, dtype=jnp.float32: jnp.zeros(  # noqa: E731
@@ -233,6 +267,7 @@ def collect_episodes(
     }
     init = _EpisodeLoop(
         t=jnp.int32(0),
+        num_steps=jnp.int32(0),
         key=key,
         env_state=env_state,
         obs=obs,
@@ -246,32 +281,38 @@ def collect_episodes(
         return (c.t < buffer_len) & ((c.t < start_budget) | jnp.any(c.active))
 
     def body(c: _EpisodeLoop) -> _EpisodeLoop:
-        # A member whose episodes are all done runs this as a masked iteration
-        # under a batched loop: nothing starts, every write is padding.
+        # Once this member's own predicate is false (a chunk's tail, or other
+        # members of a batched loop still running) this is a masked step:
+        # nothing starts, nothing is active, and the writes go to row L,
+        # outside the buffer, where a scatter drops them.
+        live = cond(c)
         key, key_step = jax.random.split(c.key)
-        starting = (~c.active) & (c.t < start_budget)
+        starting = (~c.active) & (c.t < start_budget) & live
         active = c.active | starting
         tr, next_state = actor_step(
             key_step, stepper, policy_apply, params, c.env_state, c.obs
         )
         f32 = jnp.float32
         m = active.astype(f32)
-        t, buf = c.t, c.buffers
+        row, buf = jnp.where(live, c.t, buffer_len), c.buffers
+
+        def put(name: str, value: Array) -> Array:
+            return buf[name].at[row].set(value, mode="drop")
+
         buf = {
-            "obs": buf["obs"].at[t].set(tr.obs),
-            "actions": buf["actions"].at[t].set(tr.action),
-            "rewards": buf["rewards"].at[t].set(tr.reward * m),
-            "dones": buf["dones"]
-            .at[t]
-            .set(jnp.where(active, tr.done, True).astype(f32)),
-            "mask": buf["mask"].at[t].set(m),
-            "episode_start": buf["episode_start"].at[t].set(starting.astype(f32)),
+            "obs": put("obs", tr.obs),
+            "actions": put("actions", tr.action),
+            "rewards": put("rewards", tr.reward * m),
+            "dones": put("dones", jnp.where(active, tr.done, True).astype(f32)),
+            "mask": put("mask", m),
+            "episode_start": put("episode_start", starting.astype(f32)),
         }
         running = c.running.step(tr.reward, m)
         ended = (active & tr.done).astype(f32)
         # Frozen envs keep their state: they stay at an episode boundary.
         return _EpisodeLoop(
-            t=t + 1,
+            t=c.t + 1,
+            num_steps=c.num_steps + live.astype(jnp.int32),
             key=key,
             env_state=select_envs(active, next_state, c.env_state),
             obs=select_envs(active, tr.next_obs, c.obs),
@@ -281,8 +322,8 @@ def collect_episodes(
             stats=c.stats.add(running, ended),
         )
 
-    out = while_loop(cond, body, init)
-    batch = EpisodeBatch(num_steps=out.t, stats=out.stats, **out.buffers)
+    out = chunked_while_loop(cond, body, init, chunk)
+    batch = EpisodeBatch(num_steps=out.num_steps, stats=out.stats, **out.buffers)
     return batch, out.env_state, out.obs
 
 
@@ -302,12 +343,19 @@ def evaluate_episodes(
     params: Any,
     horizon: int,
     deterministic: bool = False,
+    chunk: int = 1,
 ) -> Array:
     """Undiscounted return of the first episode of each of ``B`` envs.
 
     Steps until every env's first episode has ended (at most ``horizon`` steps,
-    the time limit); a batched loop under ``vmap``. Returns ``[B]`` float32.
+    the time limit); a batched loop under ``vmap`` that tests its predicate
+    every ``chunk`` steps (at most ``horizon`` used; the returns are the same
+    for every ``chunk``). Returns ``[B]`` float32.
+
+    Raises:
+      ValueError: ``chunk`` is not an int >= 1.
     """
+    chunk = min(check_chunk(chunk), max(int(horizon), 1))
     key_reset, key = jax.random.split(key)
     obs, env_state = stepper.reset(key_reset)
     num_envs = stepper.num_envs
@@ -324,6 +372,8 @@ def evaluate_episodes(
         return (c.t < horizon) & jnp.any(c.alive)
 
     def body(c: _EvalLoop) -> _EvalLoop:
+        # Past the horizon a step is masked like a step after the episode.
+        alive = c.alive & (c.t < horizon)
         key, key_step = jax.random.split(c.key)
         tr, env_state = actor_step(
             key_step, stepper, policy_apply, params, c.env_state, c.obs, deterministic
@@ -333,11 +383,11 @@ def evaluate_episodes(
             key=key,
             env_state=env_state,
             obs=tr.next_obs,
-            alive=c.alive & ~tr.done,
-            total=c.total + jnp.where(c.alive, tr.reward, 0.0),
+            alive=alive & ~tr.done,
+            total=c.total + jnp.where(alive, tr.reward, 0.0),
         )
 
-    return while_loop(cond, body, init).total
+    return chunked_while_loop(cond, body, init, chunk).total
 
 
 class Window(NamedTuple):

@@ -65,7 +65,7 @@ from jaxpg.kernels.losses import (
     value_loss,
 )
 from jaxpg.kernels.returns import discounted_returns_prefix
-from jaxpg.rollout import collect_episodes
+from jaxpg.rollout import EpisodeBatch, collect_episodes, default_loop_chunk
 
 Array = jax.Array
 
@@ -87,6 +87,45 @@ def buffer_length(cfg: Config, spec: EnvSpec) -> int:
     return cfg.rollout_steps - 1 + int(limit)
 
 
+def rollout(
+    cfg: Config, parts: Parts, state: TrainState
+) -> tuple[EpisodeBatch, Any, Array]:
+    """An update's collection: the complete episodes that start in its first
+    ``rollout_steps`` steps (none once the step budget is spent), acted on by
+    the policy of ``state`` with the update's rollout key.
+
+    What :func:`make_reinforce`'s update does before its learner (the second
+    forward pass, the backward pass and the optimizer step); the throughput
+    benchmark times it apart.
+
+    Returns:
+      ``(batch, env_state, obs)`` of :func:`jaxpg.rollout.collect_episodes`.
+    """
+    _, key_rollout = jax.random.split(state.key)
+    # Once the step budget is spent, updates collect nothing and change
+    # nothing: the number of updates is static, the budget a minimum (the
+    # last update finishes the episodes it started).
+    in_budget = state.env_steps < cfg.total_steps
+    return collect_episodes(
+        key_rollout,
+        parts.stepper,
+        observing(parts.policy.apply, observe(cfg, state)),
+        state.params["policy"],
+        parts.spec,
+        state.env_state,
+        state.obs,
+        jnp.where(in_budget, cfg.rollout_steps, 0),
+        buffer_length(cfg, parts.spec),
+        loop_chunk(cfg),
+    )
+
+
+def loop_chunk(cfg: Config) -> int:
+    """The episode loops' chunk: ``cfg.loop_chunk``, else the platform's
+    :data:`jaxpg.rollout.LOOP_CHUNK`."""
+    return cfg.loop_chunk or default_loop_chunk()
+
+
 def make_reinforce(
     cfg: Config, parts: Parts, baseline: BaselineFn | None = None
 ) -> Algorithm:
@@ -101,9 +140,8 @@ def make_reinforce(
       baseline: ``(returns, mask, episode_start) -> advantages`` (``[L, B]``),
         e.g. one of :data:`BASELINE_FNS`; default ``standardise``.
     """
-    policy, critic, tx, spec = parts.policy, parts.critic, parts.optimizer, parts.spec
+    policy, critic, tx = parts.policy, parts.critic, parts.optimizer
     baseline = BASELINE_FNS["standardise"] if baseline is None else baseline
-    buffer_len = buffer_length(cfg, spec)
     chunk = cfg.num_envs * cfg.rollout_steps
     # A constant normaliser keeps the estimate exactly proportional to ∇J
     # (dividing by the random number of steps would bias it).
@@ -127,23 +165,9 @@ def make_reinforce(
 
     def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:
         hp = state.hparams
-        key, key_rollout = jax.random.split(state.key)
-        # Once the step budget is spent, updates collect nothing and change
-        # nothing: the number of updates is static, the budget a minimum (the
-        # last update finishes the episodes it started).
-        in_budget = state.env_steps < cfg.total_steps
+        key, _ = jax.random.split(state.key)
         see = observe(cfg, state)  # fixed for the whole update
-        batch, env_state, obs = collect_episodes(
-            key_rollout,
-            parts.stepper,
-            observing(policy.apply, see),
-            state.params["policy"],
-            spec,
-            state.env_state,
-            state.obs,
-            jnp.where(in_budget, cfg.rollout_steps, 0),
-            buffer_len,
-        )
+        batch, env_state, obs = rollout(cfg, parts, state)
         mask = batch.mask
         rewards, reward_norm = batch.rewards, state.reward_norm
         if cfg.scale_rewards:
@@ -151,7 +175,7 @@ def make_reinforce(
                 rewards, batch.dones, hp.gamma, mask
             )
         returns = discounted_returns_prefix(
-            rewards, hp.gamma * (1.0 - batch.dones), batch.num_steps
+            rewards, hp.gamma * (1.0 - batch.dones), batch.num_steps, loop_chunk(cfg)
         )
         if critic is not None:
             weights = returns * mask

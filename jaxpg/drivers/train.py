@@ -28,6 +28,7 @@ from jaxpg.algorithms.base import (
     make_optimizer,
     policy_for,
 )
+from jaxpg.algorithms.reinforce import loop_chunk
 from jaxpg.config import CUSTOM_ENV, Config, Hyperparams
 from jaxpg.drivers.parallel import run_members
 from jaxpg.envs import EnvSpec, env_spec, make_env
@@ -391,7 +392,13 @@ def evaluate(
     horizon = cfg.max_episode_steps or spec.max_episode_steps
     try:
         return evaluate_episodes(
-            key, stepper, policy.apply, params, int(horizon), deterministic
+            key,
+            stepper,
+            policy.apply,
+            params,
+            int(horizon),
+            deterministic,
+            loop_chunk(cfg),
         )
     except flax.errors.FlaxError as e:
         raise ValueError(

@@ -211,9 +211,12 @@ def load_run(directory: str | os.PathLike) -> tuple[Config, dict[str, Any]]:
 def diff_run(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The differing entries of two ``config.json`` records, as
     ``"name: stored -> current"`` (Config fields by name, plus ``num_seeds``,
-    ``first_seed``, ``chunk_updates`` and custom parts)."""
+    ``first_seed``, ``chunk_updates`` and custom parts). A Config field that
+    the stored record lacks (added to jaxpg since) counts as its default."""
     out = []
-    old, new = stored["config"], current["config"]
+    # A field added to Config after the run was stored had its default then.
+    old = {**config_to_dict(Config()), **stored["config"]}
+    new = current["config"]
     for name in sorted(set(old) | set(new)):
         if old.get(name, "<absent>") != new.get(name, "<absent>"):
             out.append(f"{name}: {old.get(name, '<absent>')!r} -> "

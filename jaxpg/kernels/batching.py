@@ -13,6 +13,15 @@ member's results unchanged. The OR runs over the members that one program
 holds, never across devices: sharded members (``shard_map`` over a mesh) each
 run their own loop, so there is no collective inside the loop.
 
+:func:`chunked_while_loop` tests its predicate only every ``chunk`` iterations:
+its body is a ``lax.scan`` of ``chunk`` iterations, so up to ``chunk - 1``
+iterations run after the predicate turns false. With a masked body (the same
+guarantee as above, now also unbatched) the results are those of
+:func:`while_loop`, bit for bit. On a GPU an iteration of a while loop whose
+predicate depends on data ends with the predicate read back by the host; a
+scan's trip count is static, so a chunk pays one read-back instead of
+``chunk``.
+
 :data:`SEED_AXIS` and :data:`SWEEP_AXIS` name the vmap axes of jaxpg's drivers;
 nothing depends on them any more (kept for code that passes them).
 """
@@ -24,6 +33,7 @@ from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import custom_batching
 
 SEED_AXIS = "jaxpg_seed"
@@ -49,6 +59,43 @@ def while_loop(
     cond_c, cond_consts = _close(cond_fun, init_val)
     body_c, body_consts = _close(body_fun, init_val)
     return _while(cond_c, body_c, init_val, cond_consts, body_consts)
+
+
+def chunked_while_loop(
+    cond_fun: Callable[[Carry], jax.Array],
+    body_fun: Callable[[Carry], Carry],
+    init_val: Carry,
+    chunk: int,
+) -> Carry:
+    """:func:`while_loop` that tests ``cond_fun`` every ``chunk`` iterations.
+
+    Runs ``body_fun`` ``chunk`` times (a ``lax.scan``) between tests of
+    ``cond_fun``, so it may run up to ``chunk - 1`` iterations after
+    ``cond_fun`` turned false; ``body_fun`` must make those masked iterations
+    (see the module docstring). ``chunk=1`` is :func:`while_loop` itself.
+
+    Raises:
+      ValueError: ``chunk`` is not an int >= 1.
+    """
+    chunk = check_chunk(chunk)
+    if chunk == 1:
+        return while_loop(cond_fun, body_fun, init_val)
+
+    def chunk_body(carry: Carry) -> Carry:
+        return jax.lax.scan(lambda c, _: (body_fun(c), None), carry, length=chunk)[0]
+
+    return while_loop(cond_fun, chunk_body, init_val)
+
+
+def check_chunk(chunk: Any, name: str = "chunk") -> int:
+    """``chunk`` if it is an int >= 1, else a ``ValueError`` naming ``name``."""
+    if (
+        isinstance(chunk, bool | np.bool_)
+        or not isinstance(chunk, int | np.integer)
+        or chunk < 1
+    ):
+        raise ValueError(f"{name}={chunk!r} is invalid: must be an int >= 1")
+    return int(chunk)
 
 
 def _close(fun: Callable, example: Any) -> tuple[Callable, list]:

@@ -19,7 +19,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxpg.kernels.batching import while_loop
+from jaxpg.kernels.batching import check_chunk, chunked_while_loop
 
 Array = jax.Array
 
@@ -99,12 +99,12 @@ def generalized_advantage_estimation(
 
 
 def discounted_returns_prefix(
-    rewards: Array, discounts: Array, length: Array | int
+    rewards: Array, discounts: Array, length: Array | int, chunk: int = 1
 ) -> Array:
     r""":func:`discounted_returns` over the first ``length`` steps only.
 
     For a buffer whose steps ``t >= length`` are padding: the reverse loop runs
-    ``length`` iterations (a ``lax.fori_loop`` with a traced bound), so a long,
+    ``length`` iterations (a while loop with a traced bound), so a long,
     mostly empty buffer costs only what it holds. ``G_{length} = 0``; entries
     at and past ``length`` are 0.
 
@@ -112,6 +112,9 @@ def discounted_returns_prefix(
       rewards: ``[L, ...]`` float.
       discounts: ``[L, ...]`` float.
       length: ``[]`` int, ``0 <= length <= L``.
+      chunk: test the loop's bound every ``chunk`` iterations
+        (:func:`~jaxpg.kernels.batching.chunked_while_loop`; at most ``L``
+        used); the result is the same for every ``chunk``.
 
     Returns:
       ``[L, ...]`` returns.
@@ -132,5 +135,6 @@ def discounted_returns_prefix(
         return i + 1, g, out.at[t].set(jnp.where(inside, g, out[t]))
 
     init = (jnp.int32(0), jnp.zeros_like(rewards[0]), jnp.zeros_like(rewards))
-    _, _, out = while_loop(cond, body, init)
+    chunk = max(min(check_chunk(chunk), num), 1)
+    _, _, out = chunked_while_loop(cond, body, init, chunk)
     return out

@@ -91,3 +91,55 @@ def test_every_finished_child_is_written_at_once(scaling, tmp_path, monkeypatch)
     monkeypatch.setattr(scaling, "jax_platform_is_cpu", lambda: True)
     with pytest.raises(KeyboardInterrupt):
         scaling.main(["--algos", "ppo", "--seeds", "1", "--out", str(tmp_path)])
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    spec = importlib.util.spec_from_file_location("throughput", BENCH / "throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learner_split_is_update_less_rollout(throughput):
+    """Fake calls of known durations: the learner is the update's time less
+    its rollout's, as a share of the update."""
+    import time
+
+    split = throughput.time_learner_split(
+        lambda: time.sleep(0.004), lambda: time.sleep(0.001), {}, 3, 0, 0.0
+    )
+    assert len(split["update_times_s"]) == len(split["rollout_times_s"]) >= 3
+    assert split["learner_s"] == pytest.approx(split["update_s"] - split["rollout_s"])
+    assert 0.3 < split["learner_share"] < 0.95  # 0.75 up to the sleeps' slack
+    low, high = split["learner_share_paired_min_max"]
+    assert low <= high
+
+
+@pytest.mark.parametrize("bad", ["0,4", "x", ""])
+def test_loop_chunks_are_validated_before_any_work(throughput, bad, capsys):
+    with pytest.raises(SystemExit):
+        throughput.main(["--loop-chunks", bad])
+    assert "--loop-chunks" in capsys.readouterr().err
+
+
+def test_chunk_table_has_a_row_per_chunk(throughput):
+    def chunk(k):
+        return {
+            "loop_chunk": k,
+            "training": {"steps_per_second": 1e5, "lower_s": 1.0, "compile_s": 2.0},
+            "ratio": 0.5,
+            "ratio_paired_min_max": [0.4, 0.6],
+            "learner_split": {
+                "update_s": 0.004,
+                "rollout_s": 0.001,
+                "learner_s": 0.003,
+                "learner_share": 0.75,
+            },
+        }
+
+    rows = [{"seeds": s, "chunks": [chunk(k) for k in (1, 16)]} for s in (1, 256)]
+    lines = throughput.chunk_table(rows)
+    assert len([line for line in lines if line.startswith("| 1 |")]) == 2
+    assert any(line.startswith("| 256 | 16 | 100,000 | 0.500 |") for line in lines)
+    assert throughput.chunk_table([{"seeds": 1, "chunks": [chunk(1)]}]) == []

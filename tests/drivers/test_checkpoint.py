@@ -176,6 +176,17 @@ def test_resume_with_a_different_config_names_the_fields(reinforce_runs):
             resume=True)  # fmt: skip
 
 
+def test_a_config_field_added_since_the_run_counts_as_its_default():
+    """A run stored before ``loop_chunk`` existed resumes under today's
+    default; a value other than the default is still named."""
+    current = {"config": rundir.config_to_dict(CFG)}
+    stored = {"config": dict(current["config"])}
+    del stored["config"]["loop_chunk"]
+    assert rundir.diff_run(stored, current) == []
+    changed = {"config": rundir.config_to_dict(CFG.replace(loop_chunk=4))}
+    assert rundir.diff_run(stored, changed) == ["loop_chunk: None -> 4"]
+
+
 def test_existing_run_is_refused_without_resume_or_overwrite(reinforce_runs, tmp_path):
     _, full_dir, _, _, _ = reinforce_runs
     with pytest.raises(rundir.RunDirError, match="already holds a run"):

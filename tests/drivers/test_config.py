@@ -23,6 +23,7 @@ def test_numpy_scalars_are_numbers_and_become_python_ones():
         clip_value=np.bool_(True),
         max_episode_steps=np.int64(50),
         hidden=(np.int64(8), 8),
+        loop_chunk=np.int32(4),
     )
     assert cfg == Config(
         num_envs=16,
@@ -32,8 +33,9 @@ def test_numpy_scalars_are_numbers_and_become_python_ones():
         clip_value=True,
         max_episode_steps=50,
         hidden=(8, 8),
+        loop_chunk=4,
     )
-    for name in ("num_envs", "total_steps", "max_episode_steps"):
+    for name in ("num_envs", "total_steps", "max_episode_steps", "loop_chunk"):
         assert type(getattr(cfg, name)) is int, name
     for name in ("gamma", "lr"):
         assert type(getattr(cfg, name)) is float, name
@@ -76,6 +78,13 @@ def test_hidden_from_json_list_becomes_a_tuple():
         ({"init_log_std": -1e39}, "init_log_std", "float32"),
         ({"max_grad_norm": float("inf")}, "max_grad_norm", "finite"),
         ({"ent_coef": -0.1}, "ent_coef", ">= 0"),
+        # the episode loops' chunk: a positive int, or None (the platform's)
+        ({"loop_chunk": 0}, "loop_chunk", "positive int"),
+        ({"loop_chunk": -4}, "loop_chunk", "positive int"),
+        ({"loop_chunk": True}, "loop_chunk", "must be an int"),
+        ({"loop_chunk": 16.0}, "loop_chunk", "must be an int"),
+        ({"loop_chunk": "16"}, "loop_chunk", "must be an int"),
+        ({"loop_chunk": 2**31}, "loop_chunk", str(INT32_MAX)),
     ],
 )
 def test_invalid_value_names_field_and_rule(changes, field, says):

@@ -107,7 +107,7 @@ def test_sharded_run_equals_one_device_run(four_devices):
     assert not all(np.allclose(p[0], p[1]) for p in params)
 
 
-@pytest.mark.parametrize("algo", parallel_worker.ALGOS)
+@pytest.mark.parametrize("algo", [*parallel_worker.ALGOS, parallel_worker.CHUNKED])
 def test_no_collective_inside_training_loops(four_devices, algo):
     _, report = four_devices
     assert report[algo]["loop_collectives"] == []

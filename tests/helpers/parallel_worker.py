@@ -4,8 +4,8 @@ The device count of a JAX process is fixed when its backend starts, so the
 multi-device and multi-process checks run here, in fresh interpreters:
 
     python tests/helpers/parallel_worker.py devices OUT_DIR
-        4 CPU devices: the sharded program of each algorithm in ALGOS is
-        compiled and searched for collectives inside loops; 6 members of
+        4 CPU devices: the sharded program of each algorithm in ALGOS (and
+        of CHUNKED) is compiled and searched for collectives inside loops; 6 members of
         ALGOS[0] run sharded over 4 devices and on 1 device: writes
         OUT_DIR/sharded.npz, single.npz and report.json.
     python tests/helpers/parallel_worker.py process OUT_DIR PORT PROCESS_ID
@@ -43,6 +43,7 @@ TRAIN_ARGS = (
     "--no-progress",
 )  # fmt: skip
 ALGOS = ("reinforce", "ppo")
+CHUNKED = "reinforce_loop_chunk_4"  # the program checked with Config.loop_chunk=4
 COLLECTIVES = (
     "all-reduce",
     "all-gather",
@@ -179,6 +180,12 @@ def devices(out_dir: Path) -> None:
             shard_rows=[s.data.shape[0] for s in leaf.addressable_shards],
             shard_devices=sorted(s.device.id for s in leaf.addressable_shards),
         )
+    # REINFORCE's episode loops in chunks of 4 steps (a scan inside the while
+    # loop): still no collective inside a loop.
+    train = jaxpg.make_train(config(ALGOS[0]).replace(loop_chunk=4))
+    compiled = parallel.sharded(lambda s: train(jax.random.key(s)), lay)
+    text = compiled.lower(*placed).compile().as_text()
+    report[CHUNKED] = {"loop_collectives": loop_collectives(text)}
     # The parser has power: a psum inside a loop of a sharded program is found.
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("x",))
     spec = jax.sharding.PartitionSpec("x")

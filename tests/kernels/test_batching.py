@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpg.kernels.batching import permutation, while_loop
+from jaxpg.kernels.batching import chunked_while_loop, permutation, while_loop
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 2048, 3000])
@@ -73,8 +74,9 @@ def test_permutation_rejects_empty():
         permutation(jax.random.key(0), 0)
 
 
-def _count_loop(n, key):
-    """Draw a normal into ``buf[i]`` for ``i < n``; later iterations are masked."""
+def _count_loop(n, key, chunk=None):
+    """Draw a normal into ``buf[i]`` for ``i < n``; later iterations are masked.
+    ``chunk``: a :func:`chunked_while_loop` (iterations past 12 write nothing)."""
 
     def cond(carry):
         return carry[0] < n
@@ -83,9 +85,12 @@ def _count_loop(n, key):
         i, key, buf = carry
         key, key_draw = jax.random.split(key)
         draw = jax.random.normal(key_draw, (3,))
-        return i + 1, key, buf.at[i].set(jnp.where(i < n, draw, buf[i]))
+        return i + 1, key, buf.at[i].set(jnp.where(i < n, draw, buf[i]), mode="drop")
 
-    return while_loop(cond, body, (jnp.int32(0), key, jnp.zeros((12, 3))))[2]
+    init = (jnp.int32(0), key, jnp.zeros((12, 3)))
+    if chunk is None:
+        return while_loop(cond, body, init)[2]
+    return chunked_while_loop(cond, body, init, chunk)[2]
 
 
 def test_while_loop_unbatched_is_lax_while_loop():
@@ -124,13 +129,58 @@ def test_while_loop_vmap_equals_per_member_loops_nested_and_in_scan():
     np.testing.assert_array_equal(jax.jit(jax.vmap(scanned))(ns, keys), single)
 
 
-def test_while_loop_vmap_has_no_whole_carry_select():
-    """JAX's own batching of a while loop with a per-member predicate selects
-    the whole carry (here the [12, 3] buffer, batched: [4, 12, 3]) each
-    iteration; jaxpg's loop must not."""
+@pytest.mark.parametrize("chunk", [2, 5, 20])
+def test_chunked_while_loop_equals_while_loop(chunk):
+    """Testing the predicate every ``chunk`` iterations (a chunk may end up to
+    ``chunk - 1`` masked iterations past it, and past the buffer) gives the
+    per-iteration loop's result bit for bit, unbatched, under vmap and nested
+    vmap."""
     ns = jnp.array([0, 3, 7, 12])
     keys = jax.random.split(jax.random.key(4), 4)
-    ours = jax.jit(jax.vmap(_count_loop)).lower(ns, keys).as_text()
+    want = jax.jit(jax.vmap(_count_loop))(ns, keys)
+    loop = functools.partial(_count_loop, chunk=chunk)
+    np.testing.assert_array_equal(jax.jit(loop)(ns[2], keys[2]), want[2])
+    np.testing.assert_array_equal(jax.jit(jax.vmap(loop))(ns, keys), want)
+    nested = jax.jit(jax.vmap(jax.vmap(loop)))(ns.reshape(2, 2), keys.reshape(2, 2))
+    np.testing.assert_array_equal(nested.reshape(want.shape), want)
+
+
+def test_chunked_while_loop_tests_its_predicate_once_per_chunk():
+    """Iterations run: ``chunk`` times the number of predicate tests."""
+
+    def run(n, chunk):
+        def cond(c):
+            return c[0] < n
+
+        def body(c):
+            return c[0] + 1, c[1]
+
+        return chunked_while_loop(cond, body, (jnp.int32(0), jnp.int32(0)), chunk)
+
+    assert int(jax.jit(run, static_argnums=1)(7, 1)[0]) == 7
+    assert int(jax.jit(run, static_argnums=1)(7, 4)[0]) == 8
+    assert int(jax.jit(run, static_argnums=1)(8, 4)[0]) == 8
+    assert int(jax.jit(run, static_argnums=1)(0, 4)[0]) == 0
+
+
+@pytest.mark.parametrize("chunk", [0, -1, True, 2.5, None])
+def test_chunked_while_loop_rejects_a_bad_chunk(chunk):
+    with pytest.raises(ValueError, match=f"chunk={chunk!r} is invalid"):
+        chunked_while_loop(lambda c: c < 3, lambda c: c + 1, jnp.int32(0), chunk)
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_while_loop_vmap_has_no_whole_carry_select(chunk):
+    """JAX's own batching of a while loop with a per-member predicate selects
+    the whole carry (here the [12, 3] buffer, batched: [4, 12, 3]) each
+    iteration; jaxpg's loop must not, chunked or not."""
+    ns = jnp.array([0, 3, 7, 12])
+    keys = jax.random.split(jax.random.key(4), 4)
+    ours = (
+        jax.jit(jax.vmap(functools.partial(_count_loop, chunk=chunk)))
+        .lower(ns, keys)
+        .as_text()
+    )
 
     def plain(n, key):
         def body(carry):

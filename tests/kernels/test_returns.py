@@ -7,6 +7,8 @@ over envs), and hand-worked cases with the arithmetic in a comment.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -231,6 +233,26 @@ def test_prefix_vmap_over_lengths_equals_python_loop(axis_name):
         axis=1,
     )
     np.testing.assert_allclose(vmapped, looped, **TOL)
+
+
+def test_prefix_is_the_same_for_every_chunk():
+    """Testing the loop bound every ``chunk`` iterations (3: divides no length
+    here; 50: more than the buffer) changes no bit, unbatched and under vmap
+    over per-member lengths."""
+    rewards, discounts, _, _ = random_stream(24, 7, num_envs=4)
+    lengths = jnp.array([0, 2, 7, 5])
+
+    def run(chunk):
+        one = functools.partial(discounted_returns_prefix, chunk=chunk)
+        fn = jax.vmap(one, in_axes=(1, 1, 0), out_axes=1)
+        return jax.jit(fn)(rewards, discounts, lengths), jax.jit(one)(
+            rewards, discounts, 5
+        )
+
+    want = run(1)
+    for chunk in (3, 50):
+        for got, ref in zip(run(chunk), want, strict=True):
+            np.testing.assert_array_equal(got, ref)
 
 
 # ---------------------------------------------------------------------------
