@@ -194,10 +194,10 @@ def prepare_training(
     first_s = time.perf_counter() - start
     metrics = jax.tree.map(np.asarray, out.metrics)
     env_steps = int(metrics["env_steps"][:, -1].astype(np.int64).sum())
-    active = metrics["num_episodes"] > 0  # [S, U] updates that collected data
-    # Per seed, the mean return of the last update that collected data.
-    last = np.argmax(np.cumsum(active, axis=1), axis=1)
-    final = metrics["episode_return"][np.arange(num_seeds), last]
+    # [S, U] update slots that ran an update (REINFORCE's later slots repeat
+    # the metrics of its last update, which are what [:, -1] reads).
+    active = np.diff(metrics["update"], axis=1, prepend=0) > 0
+    final = metrics["episode_return"][:, -1]
     seed_util, batch_util = rollout_utilisation(metrics, cfg.num_envs)
     info = {
         "loop_chunk": loop_chunk(cfg),

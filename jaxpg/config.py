@@ -56,10 +56,12 @@ class Config:
         ``num_updates = total_steps // (num_envs * rollout_steps)`` updates.
         reinforce collects at least ``num_envs * rollout_steps`` steps per
         update (more while episodes are long), so ``num_updates`` is an upper
-        bound: once ``total_steps`` real steps are collected the remaining
-        updates are empty (NaN ``episode_return``, flat ``env_steps``) and cost
-        next to nothing. The budget is then exceeded by at most the episodes
-        of the last update.
+        bound and the budget decides when the run ends: its last update is
+        the one that reaches ``total_steps`` (exceeding it by at most that
+        update's episodes). The update slots after it collect nothing, change
+        nothing, cost next to nothing and repeat the last update's metrics,
+        so ``metrics[name][-1]`` is always an update with data; their
+        ``update`` and ``env_steps`` metrics stop rising.
       rollout_steps: a2c/ppo: the window length ``T`` of each update.
         reinforce: episodes that *start* within the first ``rollout_steps``
         steps of an update are run to their end (complete episodes only).

@@ -21,7 +21,7 @@ from jaxpg.algorithms.actor_critic import (
     squared_value_loss,
 )
 from jaxpg.algorithms.base import Algorithm, Parts, TrainState
-from jaxpg.algorithms.reinforce import BASELINE_FNS, make_reinforce
+from jaxpg.algorithms.reinforce import BASELINE_FNS, ReinforceState, make_reinforce
 from jaxpg.config import Config
 
 
@@ -49,6 +49,7 @@ __all__ = [
     "BASELINE_FNS",
     "Algorithm",
     "Parts",
+    "ReinforceState",
     "TrainState",
     "a2c",
     "a2c_policy_loss",

@@ -244,7 +244,8 @@ def make_actor_critic(
         state = state.replace(
             params=params, opt_state=opt_state, update_idx=state.update_idx + 1
         )
-        return state, {**metrics, **aux}
+        # Every update holds data: its number is the update counter.
+        return state, {**metrics, **aux, "update": state.update_idx}
 
     return Algorithm(init, update, estimate)
 

@@ -24,14 +24,27 @@ The loss is assembled from the loss kernels of :mod:`jaxpg.kernels.losses`
 :func:`~jaxpg.kernels.losses.entropy_loss`,
 :func:`~jaxpg.kernels.losses.value_loss`) with explicit normalisers, evaluated in
 chunks of packed valid rows whose losses add up to the whole batch's.
+
+The step budget ends the run. An update collects at least ``num_envs *
+rollout_steps`` steps (more while episodes are long), so the run spends its
+``total_steps`` after ``K <= cfg.num_updates`` updates, ``K`` random; a compiled
+run has ``cfg.num_updates`` update slots (a static bound). An update that
+starts with the budget spent collects nothing and changes no parameter; it
+reports the metrics of the run's last update that held data, carried in
+:attr:`ReinforceState.last_metrics`, so ``metrics[name][-1]`` is always the
+final update's. ``update`` (its number, ``1..K``) and ``env_steps`` stop
+rising there: the slots with ``np.diff(update, prepend=0) > 0`` are the ``K``
+updates that ran.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -79,6 +92,39 @@ BASELINE_FNS: dict[str, BaselineFn] = {
     "loo": lambda g, m, _: leave_one_out(g, m),
     "group": group_normalised,
 }
+
+
+@flax.struct.dataclass
+class ReinforceState(TrainState):
+    """REINFORCE's train state: a :class:`~jaxpg.algorithms.base.TrainState`
+    plus what it reports once its step budget is spent.
+
+    Attributes:
+      last_metrics: ``{name: []}`` the metrics of the most recent update that
+        held data (every metric ``update`` returns but ``env_steps``; NaN, and
+        0 for ``update``, before the first).
+    """
+
+    last_metrics: dict[str, Array]
+
+
+def _no_metrics_yet(with_critic: bool) -> dict[str, Array]:
+    """:attr:`ReinforceState.last_metrics` before any update."""
+    names = [
+        "episode_return",
+        "episode_length",
+        "num_episodes",
+        "loss",
+        "pg_loss",
+        "entropy",
+        "mean_return",
+        "utilisation",
+        *(["value_loss"] if with_critic else []),
+        "grad_norm",
+        "nonfinite",
+    ]
+    nothing = {name: jnp.full((), jnp.nan, jnp.float32) for name in names}
+    return {**nothing, "update": jnp.int32(0)}
 
 
 def buffer_length(cfg: Config, spec: EnvSpec) -> int:
@@ -139,6 +185,12 @@ def make_reinforce(
         (:math:`A = G - \mathrm{sg}(V)`), otherwise ``baseline``.
       baseline: ``(returns, mask, episode_start) -> advantages`` (``[L, B]``),
         e.g. one of :data:`BASELINE_FNS`; default ``standardise``.
+
+    Returns:
+      An :class:`~jaxpg.algorithms.base.Algorithm` whose state is a
+      :class:`ReinforceState`. Once ``total_steps`` are spent, ``update``
+      changes no parameter and reports the metrics of the last update that
+      held data (see the module docstring).
     """
     policy, critic, tx = parts.policy, parts.critic, parts.optimizer
     baseline = BASELINE_FNS["standardise"] if baseline is None else baseline
@@ -147,7 +199,14 @@ def make_reinforce(
     # (dividing by the random number of steps would bias it).
     pg_norm = float(cfg.num_envs * cfg.rollout_steps)
 
-    init = make_init(cfg, parts)
+    base_init = make_init(cfg, parts)
+
+    def init(key: Array, hparams: Any = None) -> ReinforceState:
+        state = base_init(key, hparams)
+        fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+        return ReinforceState(
+            **fields, last_metrics=_no_metrics_yet(critic is not None)
+        )
 
     def chunk_loss(params: Any, rows: dict, row_mask: Array, num_valid: Array, hp):
         dist = policy.apply(params["policy"], rows["obs"])
@@ -223,19 +282,24 @@ def make_reinforce(
         new_state = update_statistics(cfg, new_state, flat(batch.obs), flat(batch.mask))
         return grads, metrics, new_state
 
-    def update(state: TrainState) -> tuple[TrainState, dict[str, Array]]:
+    def update(state: ReinforceState) -> tuple[ReinforceState, dict[str, Array]]:
         opt_state = schedule_learning_rate(cfg, parts, state)
         grads, metrics, state = estimate(state)
+        # Nothing collected: the budget was spent before this update.
+        ran = metrics.pop("collected") > 0
         params, opt_state, opt_metrics = apply_gradients(
-            tx,
-            state.params,
-            opt_state,
-            grads,
-            skip=metrics.pop("collected") == 0,
+            tx, state.params, opt_state, grads, skip=~ran
         )
+        env_steps = metrics.pop("env_steps")
+        held = state.last_metrics
+        fresh = {**metrics, **opt_metrics, "update": held["update"] + 1}
+        reported = jax.tree.map(lambda new, old: jnp.where(ran, new, old), fresh, held)
         state = state.replace(
-            params=params, opt_state=opt_state, update_idx=state.update_idx + 1
+            params=params,
+            opt_state=opt_state,
+            update_idx=state.update_idx + 1,
+            last_metrics=reported,
         )
-        return state, {**metrics, **opt_metrics}
+        return state, {**reported, "env_steps": env_steps}
 
     return Algorithm(init, update, estimate)

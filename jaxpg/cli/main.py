@@ -649,7 +649,7 @@ def _train(
         out, ("episode_return", "env_steps", "nonfinite", "num_episodes")
     )
     env_steps = metrics["env_steps"][:, -1]
-    rejected = np.sum(metrics["nonfinite"] > 0, axis=1)
+    rejected = np.sum((metrics["nonfinite"] > 0) & _ran(out), axis=1)
     train_last = [_last_finite(r) for r in metrics["episode_return"]]
     threshold = solved_threshold(cfg.env)
     evaluation = eval_summary(
@@ -714,6 +714,19 @@ def _train(
     )
     print(f"wrote {out / rundir.SUMMARY} and {out / 'learning_curve.png'}")
     return 0
+
+
+def _ran(out: Path) -> np.ndarray | bool:
+    """``[S, U]`` the update slots that ran an update: REINFORCE's slots after
+    its budget repeat its last update's metrics, and its ``update`` counter
+    stops rising there. ``True`` for an algorithm without the counter."""
+    from jaxpg.experiment import rundir
+
+    try:
+        update = rundir.read_metrics(out, ("update",))["update"]
+    except rundir.RunDirError:
+        return True
+    return np.diff(update, axis=1, prepend=0) > 0
 
 
 def _last_finite(x: np.ndarray) -> float:

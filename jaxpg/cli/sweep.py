@@ -3,7 +3,8 @@ r"""``jaxpg sweep``: every setting × every seed in one program, compared.
 ``jaxpg sweep --grid lr=1e-3,3e-3 --grid ent_coef=0,0.01 --seeds 8 --out DIR``
 trains the grid's settings (``itertools.product`` in the order the ``--grid``
 options are given; see :mod:`jaxpg.drivers.sweep`) with ``--seeds`` seeds each,
-evaluates every final policy inside the same program, prints one row per
+in compiled chunks of updates with a progress bar over env steps
+(:mod:`jaxpg.drivers.chunks`), evaluates every final policy, prints one row per
 setting (the IQM over seeds of the evaluated return with a 95% bootstrap
 interval, and the seeds whose evaluated return reaches ``--solved-at``), marks
 the best setting (highest IQM) with ``*`` and writes ``DIR/sweep.json`` and
@@ -49,9 +50,7 @@ from jaxpg.cli.options import (
     strict_json,
 )
 from jaxpg.config import ALGOS, Config
-from jaxpg.drivers import parallel
 from jaxpg.drivers.evaluation import EVAL_SEED, eval_keys
-from jaxpg.drivers.progress import elapsed
 
 __all__ = ["register", "run"]
 
@@ -127,7 +126,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--no-progress",
         dest="progress",
         action="store_false",
-        help="no elapsed-time line while the sweep compiles and trains",
+        help="no compiling line and no progress bar while the sweep trains",
     )
     p.add_argument(
         "--set",
@@ -172,8 +171,9 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     enable_compilation_cache(args)
+    from jaxpg.drivers.chunks import train_members
     from jaxpg.drivers.sweep import grid_settings, random_settings
-    from jaxpg.drivers.train import evaluate, make_train
+    from jaxpg.drivers.train import evaluate, make_algorithm, policy_params
 
     try:
         if isinstance(settings_spec, dict):
@@ -197,18 +197,11 @@ def run(args: argparse.Namespace) -> int:
             f"  {k} settings x {s} seeds = {k * s} members on "
             f"{jax.device_count()} device(s), {jax.process_count()} process(es)"
         )
-    train = make_train(cfg)
     episodes = args.eval_episodes
 
-    def member(seed: jax.Array, hp: Any) -> dict:
-        out = train(jax.random.key(seed), hp)
+    def evaluate_member(seed: jax.Array, state: Any) -> jax.Array:
         eval_key = eval_keys(seed[None])[0]
-        returns = evaluate(cfg, out.params, eval_key, num_episodes=episodes)
-        return {
-            "episode_return": out.metrics["episode_return"],
-            "env_steps": out.metrics["env_steps"],
-            "eval": returns,
-        }
+        return evaluate(cfg, policy_params(cfg, state), eval_key, episodes)
 
     member_hp = jax.tree.map(
         lambda *xs: np.repeat(np.stack([np.asarray(x) for x in xs]), s, axis=0),
@@ -216,8 +209,20 @@ def run(args: argparse.Namespace) -> int:
     )
     seeds = np.tile(np.arange(s, dtype=np.int32), k)
     t0 = time.perf_counter()
-    with elapsed(f"compiling and training {k * s} members", args.progress and writer):
-        result = parallel.map_members(member, (seeds, member_hp))
+    # In chunks of updates, with a progress bar between them.
+    trained = train_members(
+        cfg,
+        make_algorithm(cfg),
+        seeds,
+        member_hp,
+        finish=evaluate_member,
+        progress=args.progress and writer,
+    )
+    result = {
+        "episode_return": trained.metrics["episode_return"],
+        "env_steps": trained.metrics["env_steps"],
+        "eval": np.asarray(trained.final),
+    }
     result = {
         n: np.asarray(v).reshape((k, s, *np.shape(v)[1:])) for n, v in result.items()
     }

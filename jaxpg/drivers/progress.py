@@ -64,10 +64,15 @@ def elapsed(
 
 class ProgressBar:
     """A tqdm bar over env steps of all seeds (a no-op without ``progress``
-    or tqdm)."""
+    or tqdm); ``what`` names the runs (``"member"`` for a sweep's)."""
 
     def __init__(
-        self, progress: bool, total_steps: int, num_seeds: int, initial: int = 0
+        self,
+        progress: bool,
+        total_steps: int,
+        num_seeds: int,
+        initial: int = 0,
+        what: str = "seed",
     ):
         self.bar = None
         self.total = total_steps
@@ -86,7 +91,7 @@ class ProgressBar:
             initial=self.shown,
             unit="step",
             unit_scale=True,
-            desc=f"training {num_seeds} seed{plural}",
+            desc=f"training {num_seeds} {what}{plural}",
             dynamic_ncols=True,
         )
 

@@ -54,7 +54,13 @@ class TrainOutput(NamedTuple):
       metrics: ``{name: [num_updates]}`` per-update metrics; always
         ``episode_return`` (mean undiscounted return of the episodes that ended
         in that update, NaN if none) and ``env_steps`` (cumulative real
-        transitions that fed the gradient).
+        transitions that fed the gradient); with jaxpg's algorithms also
+        ``update``, the number of the update the metrics come from. REINFORCE
+        ends when its step budget is spent, possibly before the last of its
+        ``num_updates`` slots: the slots after its last update repeat that
+        update's metrics (``update`` and ``env_steps`` stop rising there), so
+        ``metrics[name][-1]`` is the last update's and
+        ``np.diff(update, prepend=0) > 0`` marks the updates that ran.
       state: the final :class:`~jaxpg.algorithms.base.TrainState` (critic,
         optimizer, env state, key), to continue training or inspect.
     """

@@ -116,6 +116,12 @@ def test_summary_json_is_small_strict_json_with_every_part(cli_run):
     assert ev["iqm"]["low"] <= ev["iqm"]["estimate"] <= ev["iqm"]["high"]
     assert ev["solved_threshold"] == 475 and ev["seeds_solved"] == 0
     assert record["train"]["rejected_updates"] == [0, 0]
+    # REINFORCE spent the budget before its last update slot, and the last
+    # training return is that of its last update with data.
+    m = rundir.read_metrics(out_dir, ("episode_return", "update"))
+    assert np.all(m["update"][:, -1] < 6)
+    assert np.all(np.isfinite(m["episode_return"][:, -1]))
+    assert record["train"]["last_return"] == m["episode_return"][:, -1].tolist()
     timings = record["timings"]
     assert timings["compile_s"] > 0 and timings["run_s"] > 0
     steps = rundir.read_metrics(out_dir, ("env_steps",))["env_steps"]

@@ -51,16 +51,23 @@ def test_output_shapes_and_step_counts(tiny_out):
     # env (all are active for rollout_steps steps), strictly increasing while
     # in budget, and equal to the episode lengths collected.
     per_update = np.diff(np.concatenate([[0], steps]))
-    assert np.all(per_update[per_update > 0] >= TINY.num_envs * TINY.rollout_steps)
+    ran = np.diff(np.asarray(m["update"]), prepend=0) > 0
+    np.testing.assert_array_equal(ran, per_update > 0)
+    assert np.all(per_update[ran] >= TINY.num_envs * TINY.rollout_steps)
     lengths = np.asarray(m["episode_length"]) * np.asarray(m["num_episodes"])
-    np.testing.assert_allclose(per_update, np.nan_to_num(lengths), rtol=1e-6)
+    np.testing.assert_allclose(per_update[ran], lengths[ran], rtol=1e-6)
     # Utilisation: the collected steps over the env slots this seed stepped.
-    util = np.asarray(m["utilisation"])[per_update > 0]
+    util = np.asarray(m["utilisation"])[ran]
     assert np.all((util > 0) & (util <= 1))
 
 
-def test_train_seeds_matches_individual_runs(tiny_train):
-    outs = jaxpg.train_seeds(TINY, num_seeds=3)
+@pytest.fixture(scope="module")
+def tiny_seeds():
+    return jaxpg.train_seeds(TINY, num_seeds=3)
+
+
+def test_train_seeds_matches_individual_runs(tiny_train, tiny_seeds):
+    outs = tiny_seeds
     assert outs.metrics["episode_return"].shape == (3, TINY.num_updates)
     for i in range(3):
         single = tiny_train(jax.random.key(i))
@@ -205,15 +212,47 @@ def test_nonfinite_gradient_is_skipped():
 
 
 def test_budget_is_exact_and_later_updates_do_nothing():
-    """Updates after the step budget collect nothing and leave params alone."""
-    cfg = TINY.replace(total_steps=TINY.num_envs * TINY.rollout_steps * 6)
-    algo = jaxpg.make_algorithm(cfg)
-    state = jax.jit(algo.init)(jax.random.key(0))
-    state = state.replace(env_steps=jnp.int32(cfg.total_steps))
-    new, metrics = jax.jit(algo.update)(state)
-    assert metrics["env_steps"] == cfg.total_steps
-    assert np.isnan(metrics["episode_return"])
+    """An update that starts with the budget spent collects nothing, leaves the
+    parameters and optimizer alone, and reports the last update's metrics."""
+    algo = jaxpg.make_algorithm(TINY)
+    update = jax.jit(algo.update)
+    state, first = update(jax.jit(algo.init)(jax.random.key(0)))
+    assert 0 < first["env_steps"] < TINY.total_steps
+    spent = state.replace(env_steps=jnp.int32(TINY.total_steps))
+    new, metrics = update(spent)
+    assert metrics["env_steps"] == TINY.total_steps
+    assert set(metrics) == set(first)
+    for name in set(first) - {"env_steps"}:
+        np.testing.assert_array_equal(metrics[name], first[name], err_msg=name)
+    assert metrics["update"] == 1 and np.isfinite(metrics["episode_return"])
     chex.assert_trees_all_equal(new.params, state.params)
+    chex.assert_trees_all_equal(new.opt_state, state.opt_state)
+    chex.assert_trees_all_equal(new.last_metrics, state.last_metrics)
+
+
+def test_short_reinforce_budget_ends_on_an_update_with_data(tiny_seeds):
+    """TINY's 6 update slots hold more than its budget: each seed spends it
+    after K < 6 updates. Per seed, the last reported metrics are those of
+    update K (finite return), ``update`` counts the K updates, and the budget
+    is exact: update K starts below it and ends at or above it, and no step
+    is collected after it."""
+    m = jax.tree.map(np.asarray, tiny_seeds.metrics)
+    assert m["update"].shape == (3, TINY.num_updates)
+    for seed in range(3):
+        ran = np.diff(m["update"][seed], prepend=0) > 0
+        k = int(np.sum(ran))
+        assert 0 < k < TINY.num_updates, "the budget must end the run early here"
+        np.testing.assert_array_equal(ran, np.arange(TINY.num_updates) < k)
+        last = k - 1
+        assert np.isfinite(m["episode_return"][seed, -1])
+        for name, values in m.items():
+            np.testing.assert_array_equal(
+                values[seed, last:], values[seed, last], err_msg=name
+            )
+        steps = m["env_steps"][seed]
+        before = steps[last - 1] if last else 0
+        assert before < TINY.total_steps <= steps[last]
+        assert m["update"][seed, -1] == k
 
 
 @pytest.mark.slow

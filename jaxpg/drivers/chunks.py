@@ -1,0 +1,180 @@
+r"""Members (settings × seeds) trained in compiled chunks of updates, so that
+the host can show progress between chunks; the result is the one-program
+run's, bit for bit.
+
+:func:`train_members` is what a sweep over many members needs from
+:mod:`jaxpg.drivers.runner` without its run directory: the same chunking
+(``chunk`` updates per call, :func:`~jaxpg.drivers.runner.default_chunk`,
+then a remainder chunk), the same layout of members over every device and
+host (:mod:`jaxpg.drivers.parallel`), a progress bar over env steps between
+calls, and a ``finish`` program per member at the end (evaluation, say)
+that sees the member's final train state. Member ``m`` is
+``make_train(cfg)(jax.random.key(seeds[m]), hparams[m])`` followed by
+``finish(seeds[m], state)``: the chunks run the same updates in the same
+order on the same state, so its metrics and what ``finish`` returns equal
+that one program's exactly.
+
+Shapes: ``M`` members, ``P`` padded members, ``U = cfg.num_updates``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxpg.algorithms.base import Algorithm
+from jaxpg.config import Config
+from jaxpg.drivers import parallel
+from jaxpg.drivers.progress import ProgressBar, compiling
+from jaxpg.drivers.runner import chunk_plan, default_chunk
+
+__all__ = ["MembersResult", "step_budget", "train_members"]
+
+
+class MembersResult(NamedTuple):
+    """What :func:`train_members` returns.
+
+    Attributes:
+      metrics: ``{name: np.ndarray [M, U]}`` every member's per-update
+        metrics (see :class:`jaxpg.TrainOutput`), on the host.
+      final: ``finish``'s output with a leading ``[M]`` axis (``None``
+        without ``finish``); PRNG keys in it as raw key data.
+      compile_s: seconds spent compiling (and running ``init``).
+      run_s: seconds spent running the chunks and ``finish``.
+    """
+
+    metrics: dict[str, np.ndarray]
+    final: Any
+    compile_s: float
+    run_s: float
+
+
+def step_budget(cfg: Config, num_members: int) -> int:
+    """Env steps of ``num_members`` members at the end of their runs: exact
+    for a2c/ppo; for REINFORCE, whose last update may run past
+    ``total_steps``, the budget itself."""
+    if cfg.algo == "reinforce":
+        return num_members * cfg.total_steps
+    return num_members * cfg.num_updates * cfg.num_envs * cfg.rollout_steps
+
+
+def train_members(
+    cfg: Config,
+    algo: Algorithm,
+    seeds: Any,
+    hparams: Any = None,
+    *,
+    finish: Callable[[jax.Array, Any], Any] | None = None,
+    chunk_updates: int | None = None,
+    progress: bool = False,
+    what: str = "member",
+    devices: Any = None,
+) -> MembersResult:
+    r"""Train ``M`` members in chunks of ``cfg``'s updates over all devices.
+
+    Member ``m`` starts from ``algo.init(jax.random.key(seeds[m]),
+    hparams[m])`` and runs ``cfg.num_updates`` updates of ``algo``, then
+    ``finish(seeds[m], state)``. With several processes every process calls
+    it with the same arguments (the metrics of each chunk are gathered on
+    every process).
+
+    Args:
+      cfg: the configuration ``algo`` was built from (update count, budget).
+      algo: the members' algorithm (:func:`jaxpg.make_algorithm`).
+      seeds: ``[M]`` integer seeds in ``[0, 2**31)``.
+      hparams: ``None`` (the config's), or a pytree of ``[M]`` arrays
+        (a :class:`jaxpg.Hyperparams` of ``[M]`` float32).
+      finish: ``finish(seed [] int32, state) -> pytree`` for one member,
+        compiled with the rest; e.g. evaluate the final policy.
+      chunk_updates: updates per compiled call, ``>= 1`` (default:
+        :func:`~jaxpg.drivers.runner.default_chunk`).
+      progress: show a ``compiling...`` line, then a bar over the env steps
+        of all members (on process 0; the bar needs tqdm).
+      what: what the bar counts (``"member"``, ``"seed"``).
+      devices: default: all devices of all processes.
+
+    Returns:
+      :class:`MembersResult`.
+
+    Raises:
+      ValueError: bad ``seeds`` or ``chunk_updates`` (the message names it).
+    """
+    s = np.asarray(seeds)
+    if s.ndim != 1 or s.size == 0 or s.dtype.kind not in "iu":
+        raise ValueError(
+            f"seeds with shape {s.shape} and dtype {s.dtype} is invalid: must be "
+            "a non-empty 1-D array of ints"
+        )
+    if s.min() < 0 or s.max() >= 2**31:
+        raise ValueError(
+            f"seeds in [{s.min()}, {s.max()}] are invalid: must be in [0, 2**31)"
+        )
+    if chunk_updates is not None and (
+        isinstance(chunk_updates, bool)
+        or not isinstance(chunk_updates, int)
+        or chunk_updates < 1
+    ):
+        raise ValueError(
+            f"chunk_updates={chunk_updates!r} is invalid: must be an int >= 1"
+        )
+    num_updates = cfg.num_updates
+    chunk = min(chunk_updates or default_chunk(num_updates), num_updates)
+    _, num_full, remainder = chunk_plan(num_updates, chunk)
+    lengths = sorted({chunk if num_full else 0, remainder} - {0})
+    members = int(s.size)
+    lay = parallel.layout(members, devices)
+    args = (s.astype(np.int32),) if hparams is None else (s.astype(np.int32), hparams)
+    placed = parallel.place(args, lay)
+    shown = progress and jax.process_index() == 0
+    plural = "s" if members > 1 else ""
+
+    def init_one(seed: jax.Array, hp: Any = None) -> Any:
+        return algo.init(jax.random.key(seed), hp)
+
+    def chunk_program(length: int):
+        def one(state):
+            return jax.lax.scan(lambda c, _: algo.update(c), state, None, length=length)
+
+        return parallel.sharded(one, lay, raw_keys=False, donate_argnums=0)
+
+    t0 = time.perf_counter()
+    with compiling(f"{cfg.env} / {cfg.algo}, {members} {what}{plural}", shown):
+        init = parallel.sharded(init_one, lay, raw_keys=False)
+        state = init.lower(*placed).compile()(*placed)
+        chunks = {n: chunk_program(n).lower(state).compile() for n in lengths}
+        done = None
+        if finish is not None:
+            done = parallel.sharded(finish, lay).lower(placed[0], state).compile()
+    compile_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    bar = ProgressBar(shown, step_budget(cfg, members), members, what=what)
+    kept: list[dict[str, np.ndarray]] = []
+    try:
+        u, pending = 0, None
+        while u < num_updates or pending is not None:
+            following = None
+            if u < num_updates:
+                # Dispatch the next chunk before reading this one's metrics,
+                # so the devices do not wait for the host.
+                size = chunk if u < num_full * chunk else remainder
+                state, metrics = chunks[size](state)
+                following, u = metrics, u + size
+            if pending is not None:
+                host = parallel.host_members(pending, lay)
+                kept.append(host)
+                bar.advance(host)
+            pending = following
+        bar.finish()
+    finally:
+        bar.close()
+    final = None
+    if done is not None:
+        final = parallel.collect(done(placed[0], state), lay)
+    metrics = {k: np.concatenate([c[k] for c in kept], axis=1) for k in kept[0]}
+    jax.block_until_ready(final)
+    return MembersResult(metrics, final, compile_s, time.perf_counter() - t0)
