@@ -5,7 +5,6 @@ path."""
 from __future__ import annotations
 
 import chex
-import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -73,8 +72,9 @@ def test_evaluate_rebuilds_the_custom_policy(custom_ppo):
         PPO_TINY, out.params, jax.random.key(1), 4, policy_network=Tagged(8)
     )
     assert rets.shape == (4,) and np.all(np.asarray(rets) >= 1)
-    # The default MLP cannot read these parameters: the network matters.
-    with pytest.raises(flax.errors.ScopeParamNotFoundError):
+    # The default MLP cannot read these parameters: the network matters, and
+    # the error names the argument.
+    with pytest.raises(ValueError, match="params do not fit the policy"):
         jaxpg.evaluate(PPO_TINY, out.params, jax.random.key(1), 4)
 
 
