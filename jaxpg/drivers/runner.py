@@ -11,10 +11,17 @@ callbacks inside the program: the host reads a chunk's metrics while the next
 chunk runs. The result equals ``jax.jit(jax.vmap(make_train(cfg)))`` of the
 same keys (the same random draws, metrics equal up to float rounding).
 
-Chunking: ``chunk`` updates per call (:func:`default_chunk`: a divisor of
-``U`` near ``U / 20`` when one is close, found in constant time), then one
-*remainder* chunk of ``U mod chunk`` updates when ``chunk`` does not divide
-``U`` (a second compiled program, never ``U`` calls of one update).
+Chunking (:mod:`jaxpg.drivers.chunking`): ``chunk`` updates per call
+(:func:`default_chunk`: a divisor of ``U`` near ``U / 20`` when one is close,
+found in constant time), then one *remainder* chunk of ``U mod chunk``
+updates when ``chunk`` does not divide ``U`` (a second compiled program,
+never ``U`` calls of one update). With ``chunk_seconds=T`` chunks are sized by
+time instead: a first chunk of one update measures the speed, and the next
+ones last at most about ``T`` (never longer than the fixed chunk), so a stop
+request (SIGINT/SIGTERM, the callback) waits at most about ``2 T`` (the chunk
+running and the one queued behind it) plus a checkpoint's save. Metrics are
+still written in files of about a fixed chunk's updates (and at every
+checkpoint).
 
 Run directory (``checkpoint_dir``, see :mod:`jaxpg.experiment.rundir`): metrics are
 appended per chunk, a checkpoint of the whole ``[S]`` train state is written
@@ -60,6 +67,13 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
 from jaxpg.drivers import memory, parallel
+from jaxpg.drivers.chunking import (
+    ChunkPlan,
+    chunk_plan,
+    default_chunk,
+    fixed_plan,
+    timed_plan,
+)
 from jaxpg.drivers.progress import ProgressBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.drivers.train import make_algorithm, policy_params
@@ -67,6 +81,7 @@ from jaxpg.experiment import guard, integrity, lock, rundir
 from jaxpg.experiment.guard import prepare_run_dir
 
 __all__ = [
+    "DEFAULT_CHUNK_SECONDS",
     "ChunkInfo",
     "RunResult",
     "chunk_plan",
@@ -128,37 +143,10 @@ class ChunkInfo(NamedTuple):
     num_updates: int
 
 
-_WINDOW = 64  # divisor candidates default_chunk looks at (constant time)
-
-
-def default_chunk(num_updates: int, num_chunks: int = 20) -> int:
-    """Updates per compiled call, chosen in constant time.
-
-    The divisor of ``num_updates`` nearest ``num_updates / num_chunks`` among
-    the candidates within 25% of it (at most 64 are tried); without one,
-    ``ceil(num_updates / num_chunks)``, and the run ends with a remainder
-    chunk.
-    """
-    if num_updates < 1 or num_chunks < 1:
-        raise ValueError(
-            f"num_updates={num_updates!r}, num_chunks={num_chunks!r}: both must be >= 1"
-        )
-    target = num_updates / num_chunks
-    if target <= 1:
-        return 1
-    centre = round(target)
-    for offset in range(_WINDOW // 2):
-        for d in (centre + offset, centre - offset):
-            near = 0 < d <= num_updates and abs(d - target) <= 0.25 * target
-            if near and num_updates % d == 0:
-                return d
-    return -(-num_updates // num_chunks)
-
-
-def chunk_plan(num_updates: int, chunk: int) -> tuple[int, int, int]:
-    """``(chunk, num_full, remainder)``: ``num_full`` calls of ``chunk``
-    updates, then one of ``remainder`` (0: none)."""
-    return chunk, num_updates // chunk, num_updates % chunk
+# What ``jaxpg train`` passes as ``chunk_seconds`` unless told otherwise.
+DEFAULT_CHUNK_SECONDS = 5.0
+# The clock timed chunks are measured with (a test may replace it).
+_clock = time.perf_counter
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -173,6 +161,7 @@ def run(
     env: Any = None,
     env_params: Any = None,
     chunk_updates: int | None = None,
+    chunk_seconds: float | None = None,
     progress: bool = True,
     first_seed: int = 0,
     checkpoint_dir: str | Path | None = None,
@@ -203,6 +192,12 @@ def run(
       chunk_updates: updates per compiled call, ``>= 1`` (the last call runs
         the remainder). Default: :func:`default_chunk`; on resume, the run's
         own.
+      chunk_seconds: size chunks by time instead, ``> 0``: after a first
+        chunk of one update, chunks of at most about this many seconds (and
+        at most the default chunk), so that a stop waits at most about twice
+        this plus a checkpoint's save (see :mod:`jaxpg.drivers.chunking`).
+        ``None``: fixed chunks; on resume, the run's own. Not with
+        ``chunk_updates``.
       progress: show a tqdm bar over env steps (postfix: the latest mean
         episode return). Needs ``tqdm`` (the ``cli`` extra); without it the run
         is silent.
@@ -264,6 +259,13 @@ def run(
         _check_int("checkpoint_every", checkpoint_every, 1)
     if chunk_updates is not None:
         _check_int("chunk_updates", chunk_updates, 1)
+    if chunk_seconds is not None:
+        timed_plan(1, chunk_seconds, 1)  # ValueError naming a bad value
+        if chunk_updates is not None:
+            raise ValueError(
+                f"chunk_updates={chunk_updates} and chunk_seconds={chunk_seconds}: "
+                "give one of them (fixed chunks, or chunks sized by time)"
+            )
     enabled = (
         handle_signals
         if handle_signals is not None
@@ -282,6 +284,7 @@ def run(
             env=env,
             env_params=env_params,
             chunk_updates=chunk_updates,
+            chunk_seconds=chunk_seconds,
             progress=progress,
             first_seed=first_seed,
             checkpoint_dir=checkpoint_dir,
@@ -308,6 +311,7 @@ def _run(
     env: Any,
     env_params: Any,
     chunk_updates: int | None,
+    chunk_seconds: float | None,
     progress: bool,
     first_seed: int,
     checkpoint_dir: str | Path | None,
@@ -342,18 +346,21 @@ def _run(
     out = Path(checkpoint_dir) if has_dir and jax.process_index() == 0 else None
 
     def open_run_dir() -> dict[str, Any]:
-        resuming, given_chunk = False, chunk_updates
+        resuming, given_chunk, seconds = False, chunk_updates, chunk_seconds
         if out is not None:
             if not out.is_file():  # (a file is refused just below)
                 held.enter_context(lock.hold(out))
             resuming, stored_chunk = prepare_run_dir(out, resume, overwrite, start_over)
             if given_chunk is None and stored_chunk is not None:
                 given_chunk = stored_chunk
+            if resuming and seconds is None:
+                seconds = rundir.read_json(out / rundir.CONFIG).get("chunk_seconds")
         chunk = given_chunk or default_chunk(num_updates)
         if checkpoint_every is not None and given_chunk is None:
             chunk = min(chunk, checkpoint_every)
         chunk = min(chunk, num_updates)
-        record = rundir.run_record(cfg, num_seeds, first_seed, chunk, custom)
+        record = rundir.run_record(cfg, num_seeds, first_seed, chunk, custom, seconds)
+        stored_plan = None
         if out is not None and resuming:
             stored = rundir.read_json(out / rundir.CONFIG)
             differ = rundir.diff_run(stored, record)
@@ -362,15 +369,28 @@ def _run(
                     f"cannot resume {out}: the run differs from the stored one in "
                     + "; ".join(differ)
                 )
+            if seconds is not None:
+                stored_plan = _read_plan(out)
         elif out is not None:
             out.mkdir(parents=True, exist_ok=True)
             rundir.write_json(out / rundir.CONFIG, record)
             integrity.record(out, rundir.CONFIG)
             rundir.write_json(out / rundir.VERSIONS, rundir.versions())
-        return {"resuming": resuming, "chunk": chunk}
+        return {
+            "resuming": resuming,
+            "chunk": chunk,
+            "seconds": seconds,
+            "plan": stored_plan,
+        }
 
     opened = _from_process_zero(open_run_dir) if has_dir else open_run_dir()
     resuming, chunk = opened["resuming"], opened["chunk"]
+    if opened["plan"] is not None:
+        plan = ChunkPlan.from_json(opened["plan"])
+    elif opened["seconds"] is not None:
+        plan = timed_plan(num_updates, opened["seconds"], chunk)
+    else:
+        plan = fixed_plan(num_updates, chunk)
 
     given = {k: v for k, v in parts.items() if v is not None}
     if given:
@@ -381,8 +401,11 @@ def _run(
             raise TypeError(
                 f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
             )
-    _, num_full, remainder = chunk_plan(num_updates, chunk)
-    lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
+    if plan.chunk_seconds is None:
+        _, num_full, remainder = chunk_plan(num_updates, chunk)
+        lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
+    else:  # the length in use (others are compiled when first needed)
+        lengths = (plan.segments[-1][1],)
     t0 = time.perf_counter()
     plural = "s" if num_seeds > 1 else ""
     with compiling(
@@ -390,25 +413,28 @@ def _run(
         progress and jax.process_index() == 0,
     ):
         if env is None and env_params is None and not given:
-            progs = _cached_programs(cfg, num_seeds, lengths)
+            progs = _cached_programs(cfg, num_seeds)
         else:
             algo = make_algorithm(cfg, env, env_params, **given)
-            progs = _compile(algo, num_seeds, lengths)
+            progs = _compile(algo, num_seeds)
+        ready = [_program(progs, n) for n in lengths]
     compile_s = time.perf_counter() - t0
     lay = progs.layout
     # Before anything runs: a run too large for the device can hang in XLA.
-    memory.check_fits(
-        [progs.init, *progs.chunks.values()],
-        num_seeds,
-        lay.per_device,
-        lay.num_devices,
-    )
+    memory.check_fits([progs.init, *ready], num_seeds, lay.per_device, lay.num_devices)
+    del ready
 
     t0 = time.perf_counter()
     start = 0
     state = None
     if resuming:
-        start, state = _resume(out, progs, chunk, num_full, num_updates, start_over)
+        start, state = _resume(out, progs, plan, start_over)
+    if plan.chunk_seconds is not None:
+        if state is None:  # from update 0: measure again
+            plan = timed_plan(num_updates, plan.chunk_seconds, plan.cap)
+        plan.resume_at(start)
+        if out is not None:
+            _write_plan(out, plan)
     if state is None:
         seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
         state = progs.init(*parallel.place((seeds,), lay))
@@ -424,33 +450,71 @@ def _run(
             out, start, num_updates, "running", start if resuming and start else None
         )
 
+    late_compile = [0.0]  # seconds spent compiling chunk lengths met late
+
     def dispatch(state, at):
-        size = chunk if at < num_full * chunk else remainder
+        size = plan.length_at(at)
+        if size not in progs.chunks:
+            t = time.perf_counter()
+            program = _program(progs, size)
+            memory.check_fits([program], num_seeds, lay.per_device, lay.num_devices)
+            late_compile[0] += time.perf_counter() - t
         new_state, metrics = progs.chunks[size](state)
-        return new_state, metrics, size
+        return new_state, (at, metrics, _clock())
+
+    # Metrics are written in files of at least ``chunk`` updates (and at
+    # every checkpoint), however short timed chunks are.
+    pending: list[tuple[int, dict[str, np.ndarray]]] = []  # (first, metrics)
+
+    def buffered() -> int:
+        return sum(next(iter(h.values())).shape[1] for _, h in pending)
+
+    def flush() -> None:
+        if out is not None and pending:
+            joined = {
+                k: np.concatenate([h[k] for _, h in pending], axis=1)
+                for k in pending[0][1]
+            }
+            rundir.write_metrics_chunk(out, pending[0][0], joined)
+        pending.clear()
 
     try:
         u = start  # updates dispatched so far
-        inflight = None  # (first update, metrics on device) of a chunk
+        inflight = None  # (first update, metrics on device, dispatch time)
+        ready_at = None  # when the previous chunk's metrics were read
         if u < num_updates:
-            state, metrics, size = dispatch(state, u)
-            inflight, u = (u, metrics), u + size
+            state, inflight = dispatch(state, u)
+            u += plan.length_at(inflight[0])
         while inflight is not None:
+            first, metrics, sent = inflight
             due = has_dir and (
                 u == num_updates
                 or (checkpoint_every is not None and u - last_ckpt >= checkpoint_every)
             )
+            # The probe chunk of a timed plan is read before the next one is
+            # dispatched: its time sets the next one's length.
+            probe = plan.chunk_seconds is not None and first == 0 and u == 1
             following = None
-            if u < num_updates and not due and not _agree(stopper):
+            if u < num_updates and not due and not probe and not _agree(stopper):
                 # Dispatch the next chunk before reading this one's
                 # metrics, so the device does not wait for the host.
-                state, metrics, size = dispatch(state, u)
-                following, u = (u, metrics), u + size
-            first, metrics = inflight
+                state, following = dispatch(state, u)
+                u += plan.length_at(following[0])
             host = _host_metrics(metrics, lay)
-            done = first + next(iter(host.values())).shape[1]
+            now = _clock()
+            size = next(iter(host.values())).shape[1]
+            done = first + size
+            if plan.chunk_seconds is not None:
+                took = now - max(sent, ready_at if ready_at is not None else sent)
+                if jax.process_count() > 1:  # every process plans alike
+                    took = float(parallel.broadcast_object(took))
+                if plan.observe(size, took, u) is not None and out is not None:
+                    _write_plan(out, plan)
+            ready_at = now
             if out is not None:
-                rundir.write_metrics_chunk(out, first, host)
+                pending.append((first, host))
+                if buffered() >= chunk:
+                    flush()
             if keep_metrics:
                 kept.append(host)
             bar.advance(host)
@@ -461,6 +525,7 @@ def _run(
                 # ``state`` is at the boundary ``done == u``.
                 stop = _agree(stopper)
                 if has_dir and (due or stop):
+                    flush()  # the metrics up to a checkpoint are on disk first
                     real = _real(state, lay, progs.member)  # every process
                     if out is not None:  # process 0
                         guard.save_checkpoint(
@@ -470,13 +535,15 @@ def _run(
                     last_ckpt = done
                 if u == num_updates or stop:
                     break
-                state, metrics, size = dispatch(state, u)
-                following, u = (u, metrics), u + size
+                state, following = dispatch(state, u)
+                u += plan.length_at(following[0])
             inflight = following
+        flush()
         if done == num_updates:
             bar.finish()
         state = jax.block_until_ready(state)
-        run_s = time.perf_counter() - t0
+        run_s = time.perf_counter() - t0 - late_compile[0]
+        compile_s += late_compile[0]
     finally:
         bar.close()
     state = _real(state, lay, progs.member)
@@ -537,23 +604,36 @@ def _describe(part: Any) -> str | None:
 
 
 def _restore(
-    out: Path,
-    state_spec: Any,
-    chunk: int,
-    num_full: int,
-    num_updates: int,
-    start_over: bool,
+    out: Path, state_spec: Any, plan: ChunkPlan, start_over: bool
 ) -> tuple[int, Any]:
     step, state = guard.restore(out, state_spec, start_over, stacklevel=4)
     if state is None:
         return 0, None
-    boundary = step == num_updates or (step % chunk == 0 and step <= num_full * chunk)
-    if not boundary:
+    if not plan.is_boundary(step):
         raise rundir.RunDirError(
-            f"checkpoint at update {step} is not a boundary of chunks of {chunk}"
+            f"checkpoint at update {step} is not a chunk boundary of the run ({plan!r})"
         )
     rundir.drop_metrics_from(out, step)
     return step, state
+
+
+def _read_plan(out: Path) -> dict[str, Any] | None:
+    """The chunk plan recorded in ``out`` (``None``: none yet)."""
+    path = out / rundir.CHUNKS
+    if not path.is_file():
+        return None
+    bad = integrity.problems(out, rundir.CHUNKS)
+    if bad:
+        raise rundir.RunDirError(bad[0][1])
+    try:
+        return rundir.read_json(path)
+    except ValueError as e:
+        raise rundir.RunDirError(f"{path} is unreadable: {e}") from None
+
+
+def _write_plan(out: Path, plan: ChunkPlan) -> None:
+    rundir.write_json(out / rundir.CHUNKS, plan.to_json())
+    integrity.record(out, rundir.CHUNKS)
 
 
 def _total_steps(env_steps: Any) -> int:
@@ -575,7 +655,7 @@ class _Programs(NamedTuple):
       layout: the seeds over all devices (:func:`jaxpg.drivers.parallel.layout`).
       init: ``[P]`` int32 seeds (placed) -> ``[P]`` state.
       chunks: ``{length: [P] state -> ([P] state, [P, length] metrics)}``,
-        the state donated.
+        the state donated; grows as :func:`_program` compiles lengths.
       member: the abstract state of one seed.
       restore: ``[P]`` state with raw key data (placed) -> ``[P]`` state.
     """
@@ -585,11 +665,19 @@ class _Programs(NamedTuple):
     chunks: dict[int, Any]
     member: Any
     restore: Any
+    build: Callable[[int], Any]
 
 
-def _compile(algo: Any, num_seeds: int, lengths: tuple[int, ...]) -> _Programs:
-    """The programs of a run of ``num_seeds`` seeds, compiled (``restore`` is
-    compiled on first use)."""
+def _program(progs: _Programs, length: int) -> Any:
+    """The compiled chunk of ``length`` updates (compiled now if needed)."""
+    if length not in progs.chunks:
+        progs.chunks[length] = progs.build(length)
+    return progs.chunks[length]
+
+
+def _compile(algo: Any, num_seeds: int) -> _Programs:
+    """The programs of a run of ``num_seeds`` seeds: ``init`` compiled,
+    chunks compiled by :func:`_program` (``restore`` on first use)."""
     lay = parallel.layout(num_seeds)
 
     def init_one(seed: jax.Array) -> TrainState:
@@ -612,22 +700,25 @@ def _compile(algo: Any, num_seeds: int, lengths: tuple[int, ...]) -> _Programs:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
         init_exe.out_info,
     )
-    chunks = {n: chunk_program(n).lower(state_spec).compile() for n in lengths}
+
+    def build(n: int) -> Any:
+        return chunk_program(n).lower(state_spec).compile()
+
     member = jax.eval_shape(init_one, jax.ShapeDtypeStruct((), np.int32))
 
     def restore_one(raw: Any) -> TrainState:
         return jax.tree.map(parallel._data_to_key, member, raw)
 
     restore = parallel.sharded(restore_one, lay, raw_keys=False)
-    return _Programs(lay, init_exe, chunks, member, restore)
+    return _Programs(lay, init_exe, {}, member, restore, build)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_programs(cfg: Config, num_seeds: int, lengths: tuple[int, ...]):
+def _cached_programs(cfg: Config, num_seeds: int):
     """:func:`_compile` for a config-built run, kept for the process: running
     or resuming the same run again in one process does not compile again
     (the seeds are an argument: any ``first_seed`` reuses them)."""
-    return _compile(make_algorithm(cfg), num_seeds, lengths)
+    return _compile(make_algorithm(cfg), num_seeds)
 
 
 def _real(tree: Any, lay: parallel.Layout, member: Any = None) -> Any:
@@ -662,12 +753,7 @@ def _host_metrics(metrics: dict[str, Any], lay: parallel.Layout) -> dict:
 
 
 def _resume(
-    out: Path | None,
-    progs: _Programs,
-    chunk: int,
-    num_full: int,
-    num_updates: int,
-    start_over: bool,
+    out: Path | None, progs: _Programs, plan: ChunkPlan, start_over: bool
 ) -> tuple[int, Any]:
     """``(start, [P] state or None)``: process 0 restores the ``[S]``
     checkpoint, every process receives it and places its share (padded as at
@@ -686,7 +772,7 @@ def _resume(
 
     def read() -> dict[str, Any]:
         assert out is not None
-        start, state = _restore(out, target, chunk, num_full, num_updates, start_over)
+        start, state = _restore(out, target, plan, start_over)
         restored["state"] = state
         return {"start": start, "restored": state is not None}
 
