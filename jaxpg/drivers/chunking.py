@@ -8,16 +8,20 @@ a stop waits for the chunk running and the one queued behind it.
 * Fixed (:func:`fixed_plan`): chunks of ``chunk`` updates and a last, shorter
   one when ``chunk`` does not divide ``U`` (:func:`default_chunk`: about a
   twentieth of the run).
-* Timed (:func:`timed_plan`, ``chunk_seconds=T``): a first *probe* chunk of
-  one update measures the seconds per update; from then on chunks are as long
+* Timed (:func:`timed_plan`, ``chunk_seconds=T``): two *probe* chunks of
+  one update each; the second (the first pays one-time costs: buffers, thread
+  pools) measures the seconds per update; from then on chunks are as long
   as fit in ``T`` at the measured speed, never longer than the fixed plan's
   chunk; a chunk that takes more than ``OVERRUN * T`` (updates that grew
   slower, as REINFORCE's do when its episodes lengthen) makes the following
-  ones shorter. Each new length is one more compiled program: in practice the
-  probe, one length and the last chunk; lengths only shrink.
+  ones shorter. The updates left when fewer than a chunk remain run as
+  one-update chunks (the probe's program), so no program is compiled for a
+  last, shorter chunk. Each new length is one more compiled program: in
+  practice the probe's and one more; lengths only shrink.
 
 A plan is a list of *segments* ``(start, length)``: from update ``start`` on,
-chunks have ``length`` updates (the last one cut at ``U``). A segment starts
+chunks have ``length`` updates (near ``U``: cut to what is left, or in a timed
+plan one update at a time). A segment starts
 at a chunk boundary. The run directory records the plan
 (:meth:`ChunkPlan.to_json`), so a resume finds its checkpoint on a boundary
 and continues with the length in use there, compiling nothing new.
@@ -59,20 +63,13 @@ def default_chunk(num_updates: int, num_chunks: int = 20) -> int:
     target = num_updates / num_chunks
     if target <= 1:
         return 1
-    found = _divisor_near(num_updates, target, above=True)
-    return found if found is not None else -(-num_updates // num_chunks)
-
-
-def _divisor_near(n: int, target: float, above: bool) -> int | None:
-    """A divisor of ``n`` within 25% of ``target`` (nearest first; only at
-    or below ``target`` unless ``above``), or ``None``; constant time."""
-    centre = round(target) if above else math.floor(target)
+    centre = round(target)
     for offset in range(_WINDOW // 2):
-        for d in (centre + offset, centre - offset) if above else (centre - offset,):
-            near = 0 < d <= n and abs(d - target) <= 0.25 * target
-            if near and n % d == 0:
+        for d in (centre + offset, centre - offset):
+            near = 0 < d <= num_updates and abs(d - target) <= 0.25 * target
+            if near and num_updates % d == 0:
                 return d
-    return None
+    return -(-num_updates // num_chunks)
 
 
 def chunk_plan(num_updates: int, chunk: int) -> tuple[int, int, int]:
@@ -109,7 +106,10 @@ class ChunkPlan:
     def length_at(self, update: int) -> int:
         """Updates of the chunk that starts at ``update`` (a boundary)."""
         length = next(n for s, n in reversed(self.segments) if s <= update)
-        return min(length, self.num_updates - update)
+        left = self.num_updates - update
+        if length <= left:
+            return length
+        return 1 if self.chunk_seconds is not None else left
 
     def is_boundary(self, update: int) -> bool:
         """Whether a chunk starts or the run ends at ``update``."""
@@ -118,7 +118,9 @@ class ChunkPlan:
         if not 0 < update < self.num_updates:
             return False
         start, length = next((s, n) for s, n in reversed(self.segments) if s <= update)
-        return (update - start) % length == 0
+        full_end = start + (self.num_updates - start) // length * length
+        tail = self.chunk_seconds is not None and update >= full_end
+        return tail or (update - start) % length == 0
 
     @property
     def lengths(self) -> set[int]:
@@ -136,11 +138,13 @@ class ChunkPlan:
         self.seconds_per_update = per_update
         current = self.segments[-1][1]
         fits = max(1, min(self.cap, math.floor(self.chunk_seconds / per_update)))
-        probing = self.segments == [(0, 1)] and next_start == 1
+        if self.segments == [(0, 1)] and next_start == 1:
+            return None  # the first call of the program: not its speed
+        probing = self.segments == [(0, 1)] and next_start == 2
         overrun = current * per_update > OVERRUN * self.chunk_seconds
         if not probing and not (overrun and fits < current):
             return None
-        new = _prefer_divisor(fits, self.num_updates - next_start)
+        new = fits
         if new == current:
             return None
         self.segments.append((next_start, new))
@@ -174,23 +178,15 @@ class ChunkPlan:
         return f"ChunkPlan({self.to_json()})"
 
 
-def _prefer_divisor(fits: int, remaining: int) -> int:
-    """``fits``, or a divisor of ``remaining`` a little below it (no last,
-    shorter chunk, hence one compiled program fewer)."""
-    if fits >= remaining:
-        return remaining
-    found = _divisor_near(remaining, fits, above=False)
-    return found if found is not None else fits
-
-
 def fixed_plan(num_updates: int, chunk: int) -> ChunkPlan:
     """Chunks of ``chunk`` updates, the last one cut at ``num_updates``."""
     return ChunkPlan(num_updates, [(0, min(chunk, num_updates))])
 
 
 def timed_plan(num_updates: int, chunk_seconds: float, cap: int) -> ChunkPlan:
-    """A probe chunk of one update, then chunks of at most ``chunk_seconds``
-    at the measured speed and at most ``cap`` updates.
+    """Two probe chunks of one update, then chunks of at most
+    ``chunk_seconds`` at the speed the second measured and at most ``cap``
+    updates, and one-update chunks for the last updates.
 
     Raises:
       ValueError: ``chunk_seconds`` is not a finite number > 0.

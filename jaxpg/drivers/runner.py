@@ -16,8 +16,9 @@ Chunking (:mod:`jaxpg.drivers.chunking`): ``chunk`` updates per call
 found in constant time), then one *remainder* chunk of ``U mod chunk``
 updates when ``chunk`` does not divide ``U`` (a second compiled program,
 never ``U`` calls of one update). With ``chunk_seconds=T`` chunks are sized by
-time instead: a first chunk of one update measures the speed, and the next
-ones last at most about ``T`` (never longer than the fixed chunk), so a stop
+time instead: two first chunks of one update measure the speed, the next
+ones last at most about ``T`` (never longer than the fixed chunk) and the last
+updates run one at a time (no program for a shorter last chunk), so a stop
 request (SIGINT/SIGTERM, the callback) waits at most about ``2 T`` (the chunk
 running and the one queued behind it) plus a checkpoint's save. Metrics are
 still written in files of about a fixed chunk's updates (and at every
@@ -192,8 +193,8 @@ def run(
       chunk_updates: updates per compiled call, ``>= 1`` (the last call runs
         the remainder). Default: :func:`default_chunk`; on resume, the run's
         own.
-      chunk_seconds: size chunks by time instead, ``> 0``: after a first
-        chunk of one update, chunks of at most about this many seconds (and
+      chunk_seconds: size chunks by time instead, ``> 0``: after two
+        chunks of one update, chunks of at most about this many seconds (and
         at most the default chunk), so that a stop waits at most about twice
         this plus a checkpoint's save (see :mod:`jaxpg.drivers.chunking`).
         ``None``: fixed chunks; on resume, the run's own. Not with
@@ -404,8 +405,10 @@ def _run(
     if plan.chunk_seconds is None:
         _, num_full, remainder = chunk_plan(num_updates, chunk)
         lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
-    else:  # the length in use (others are compiled when first needed)
-        lengths = (plan.segments[-1][1],)
+    else:
+        # The probe's, the longest (memory is checked for it: a shorter
+        # chunk needs less) and the one in use; others when first needed.
+        lengths = tuple(sorted({1, plan.cap, plan.segments[-1][1]}))
     t0 = time.perf_counter()
     plural = "s" if num_seeds > 1 else ""
     with compiling(
@@ -491,9 +494,9 @@ def _run(
                 u == num_updates
                 or (checkpoint_every is not None and u - last_ckpt >= checkpoint_every)
             )
-            # The probe chunk of a timed plan is read before the next one is
-            # dispatched: its time sets the next one's length.
-            probe = plan.chunk_seconds is not None and first == 0 and u == 1
+            # The probe chunks of a timed plan are read before the next one
+            # is dispatched: the second one's time sets the next length.
+            probe = plan.chunk_seconds is not None and u <= 2 and u == first + 1
             following = None
             if u < num_updates and not due and not probe and not _agree(stopper):
                 # Dispatch the next chunk before reading this one's
@@ -792,12 +795,18 @@ def _resume(
 def _agree(stopper: Stopper) -> bool:
     """Whether to stop at this boundary: ``stopper.stop``, with several
     processes OR-ed over all of them (a collective) so that all stop at the
-    same boundary."""
+    same boundary; a signal that stopped one process is then the stop's
+    signal on every process (``jaxpg train`` exits 143 on all of them after
+    a SIGTERM to one)."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        flags = multihost_utils.process_allgather(np.int32(stopper.stop))
-        stopper.stop = bool(np.any(flags))
+        mine = np.array([stopper.stop, stopper.signum or 0], np.int32)
+        flags = np.asarray(multihost_utils.process_allgather(mine))
+        stopper.stop = bool(np.any(flags[:, 0]))
+        signals = flags[:, 1][flags[:, 1] > 0]
+        if stopper.signum is None and signals.size:
+            stopper.signum = int(signals[0])
     return stopper.stop
 
 

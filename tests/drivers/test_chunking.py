@@ -49,43 +49,54 @@ def test_fixed_plan_is_the_default_chunking_with_a_remainder():
     assert plan.observe(3, 1e6, 3) is None and plan.segments == [(0, 3)]
 
 
-def test_timed_plan_probes_one_update_then_fills_the_target_time():
+def test_timed_plan_probes_one_update_twice_then_fills_the_target_time():
     # 100 updates, at most 5 per chunk (the fixed plan's chunk), 2 s target.
     plan = timed_plan(100, 2.0, default_chunk(100))
     assert plan.length_at(0) == 1
-    # The probe took 0.5 s: 4 updates fit in 2 s; 99 = 3 * 33 has no divisor
-    # within 25% below 4 (3 is 25% below: taken, no shorter last chunk).
-    assert plan.observe(1, 0.5, 1) == 3
-    assert plan.segments == [(0, 1), (1, 3)]
-    assert _walk(plan) == [1] + [3] * 33
+    # The first call pays one-time costs: its time is not the speed.
+    assert plan.observe(1, 9.0, 1) is None and plan.length_at(1) == 1
+    # The second took 0.5 s: 4 updates fit in 2 s; the 2 updates left at
+    # the end run one at a time (the probe's program: none compiled for them).
+    assert plan.observe(1, 0.5, 2) == 4
+    assert plan.segments == [(0, 1), (2, 4)]
+    assert _walk(plan) == [1, 1] + [4] * 24 + [1, 1]
+    assert plan.is_boundary(98) and plan.is_boundary(99) and not plan.is_boundary(97)
     # Fast updates: the fixed plan's chunk is the longest.
     fast = timed_plan(100, 2.0, 5)
-    assert fast.observe(1, 1e-4, 1) == 5
-    assert _walk(fast) == [1] + [5] * 19 + [4]
+    fast.observe(1, 9.0, 1)
+    assert fast.observe(1, 1e-4, 2) == 5
+    assert _walk(fast) == [1, 1] + [5] * 19 + [1, 1, 1]
+    # A fixed plan cuts its last chunk instead.
+    assert _walk(fixed_plan(100, 7)) == [7] * 14 + [2]
+
+
+def _probed(seconds_per_update: float) -> ChunkPlan:
+    plan = timed_plan(1000, 1.0, 50)
+    plan.observe(1, 9.0, 1)
+    plan.observe(1, seconds_per_update, 2)
+    return plan
 
 
 def test_timed_plan_shortens_chunks_that_overrun_and_never_lengthens():
-    plan = timed_plan(1000, 1.0, 50)
-    plan.observe(1, 0.05, 1)  # 20 updates fit
-    assert plan.length_at(1) == 20
+    plan = _probed(0.05)  # 20 updates fit in 1 s
+    assert plan.length_at(2) == 20
     # Updates grew 1.4x slower: within OVERRUN, kept.
-    assert OVERRUN > 1.4 and plan.observe(20, 1.4, 21) is None
+    assert OVERRUN > 1.4 and plan.observe(20, 1.4, 22) is None
     # 4x slower: the next chunks are cut to what fits in 1 s (5 updates).
-    assert plan.observe(20, 4.0, 41) == 5
-    assert plan.segments == [(0, 1), (1, 20), (41, 5)]
+    assert plan.observe(20, 4.0, 42) == 5
+    assert plan.segments == [(0, 1), (2, 20), (42, 5)]
     # Faster again: the length stays (no new program is compiled).
-    assert plan.observe(5, 0.01, 46) is None
-    assert plan.is_boundary(41) and plan.is_boundary(46) and not plan.is_boundary(43)
+    assert plan.observe(5, 0.01, 47) is None
+    assert plan.is_boundary(42) and plan.is_boundary(47) and not plan.is_boundary(44)
 
 
 def test_plan_round_trips_and_resumes_at_a_boundary():
-    plan = timed_plan(1000, 1.0, 50)
-    plan.observe(1, 0.05, 1)
-    plan.observe(20, 4.0, 41)
+    plan = _probed(0.05)
+    plan.observe(20, 4.0, 42)
     again = ChunkPlan.from_json(plan.to_json())
     assert again.segments == plan.segments and again.chunk_seconds == 1.0
-    again.resume_at(21)  # a checkpoint before the shortening
-    assert again.segments == [(0, 1), (1, 20)] and again.length_at(21) == 20
+    again.resume_at(22)  # a checkpoint before the shortening
+    assert again.segments == [(0, 1), (2, 20)] and again.length_at(22) == 20
 
 
 @pytest.mark.parametrize("seconds", [0, -1.0, float("nan"), float("inf"), True])
@@ -112,8 +123,8 @@ SECONDS = 2.5
 
 def _ticking(slow_after: int | None = None):
     """A clock that advances 1 s per reading (3 s after ``slow_after``
-    readings): a chunk read right after it was dispatched took 1 s, a
-    pipelined one 2 s (6 s once slow)."""
+    readings): a chunk read right after it was dispatched (a probe) took
+    1 s, a pipelined one 2 s (6 s once slow)."""
     count = itertools.count()
 
     def clock() -> float:
@@ -138,7 +149,7 @@ def _leaves(tree):
 def timed_runs(tmp_path_factory):
     pytest.importorskip("orbax.checkpoint")
     with pytest.MonkeyPatch.context() as mp:
-        # Full run: the probe takes 1 s (2 updates fit in 2.5 s); after 12
+        # Full run: a probe takes 1 s (2 updates fit in 2.5 s); after 12
         # readings updates get 3x slower and chunks are cut to 1 update.
         mp.setattr(runner, "_clock", _ticking(slow_after=12))
         full_dir = tmp_path_factory.mktemp("full") / "run"
@@ -171,9 +182,10 @@ def test_timed_run_probes_then_shortens_when_updates_slow_down(timed_runs):
     _, full_dir, *_ = timed_runs
     plan = rundir.read_json(full_dir / rundir.CHUNKS)
     assert plan["chunk_seconds"] == SECONDS and plan["cap"] == default_chunk(40)
-    # Probe of 1, then 2 per chunk (2 s each), then 1 once chunks took 6 s.
+    # Two probes of 1 (the second took 1 s), then 2 per chunk (2 s each),
+    # then 1 once chunks took 6 s.
     segments = [tuple(s) for s in plan["segments"]]
-    assert segments[:2] == [(0, 1), (1, 2)] and segments[2][1] == 1
+    assert segments[:2] == [(0, 1), (2, 2)] and segments[2][1] == 1
     record = rundir.read_json(full_dir / rundir.CONFIG)
     assert record["chunk_seconds"] == SECONDS
     # Metrics files hold at least the fixed chunk (2 updates) each, not one
@@ -188,14 +200,14 @@ def test_timed_run_probes_then_shortens_when_updates_slow_down(timed_runs):
 def test_stopped_timed_run_resumes_with_its_plan_bit_identically(timed_runs):
     full, full_dir, cut, cut_dir, cut_plan, resumed = timed_runs
     # Stopped after its fourth chunk and the fifth, queued behind it (the
-    # two chunks a stop waits for): 1 + 2 + 2 + 2 + 2 updates.
-    assert cut.interrupted and cut.updates_done == 9
+    # two chunks a stop waits for): 1 + 1 + 2 + 2 + 2 updates.
+    assert cut.interrupted and cut.updates_done == 8
     plan = ChunkPlan.from_json(cut_plan)
-    assert plan.is_boundary(9)
-    # The resume kept the plan up to its checkpoint (no second probe at 9)
+    assert plan.is_boundary(8)
+    # The resume kept the plan up to its checkpoint (no new probe at 8)
     # and, on its clock that never slows, kept its length to the end.
     after = [tuple(s) for s in rundir.read_json(cut_dir / rundir.CHUNKS)["segments"]]
-    assert after == [(0, 1), (1, 2)]
+    assert after == [(0, 1), (2, 2)]
     # Bit-identical to the uninterrupted run, whose later chunks were cut to
     # 1 update where the resumed run's were not.
     assert not resumed.interrupted and resumed.updates_done == 40
