@@ -127,20 +127,33 @@ class ChunkPlan:
         """The chunk lengths planned so far (the last chunk's cut excluded)."""
         return {n for _, n in self.segments}
 
-    def observe(self, length: int, seconds: float, next_start: int) -> int | None:
+    @property
+    def measuring(self) -> bool:
+        """A timed plan that has not measured its speed yet (its chunks are
+        one update, each read before the next is dispatched)."""
+        return self.chunk_seconds is not None and self.seconds_per_update is None
+
+    def observe(
+        self, length: int, seconds: float, next_start: int, cold: bool = False
+    ) -> int | None:
         """Account for a chunk of ``length`` updates that ran in ``seconds``;
         returns the new length of the chunks from ``next_start`` on (the
         first chunk not yet dispatched, a boundary) when it changes, else
-        ``None``. A fixed plan never changes."""
-        if self.chunk_seconds is None or length < 1 or next_start >= self.num_updates:
+        ``None``. ``cold``: the first call of a process, which pays one-time
+        costs (buffers, thread pools): not the speed, ignored. A fixed plan
+        never changes."""
+        if (
+            self.chunk_seconds is None
+            or cold
+            or length < 1
+            or next_start >= self.num_updates
+        ):
             return None
+        probing = self.seconds_per_update is None
         per_update = max(seconds, 1e-9) / length
         self.seconds_per_update = per_update
         current = self.segments[-1][1]
         fits = max(1, min(self.cap, math.floor(self.chunk_seconds / per_update)))
-        if self.segments == [(0, 1)] and next_start == 1:
-            return None  # the first call of the program: not its speed
-        probing = self.segments == [(0, 1)] and next_start == 2
         overrun = current * per_update > OVERRUN * self.chunk_seconds
         if not probing and not (overrun and fits < current):
             return None

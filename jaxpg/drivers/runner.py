@@ -494,9 +494,9 @@ def _run(
                 u == num_updates
                 or (checkpoint_every is not None and u - last_ckpt >= checkpoint_every)
             )
-            # The probe chunks of a timed plan are read before the next one
-            # is dispatched: the second one's time sets the next length.
-            probe = plan.chunk_seconds is not None and u <= 2 and u == first + 1
+            # While a timed plan measures its speed, each one-update chunk is
+            # read before the next is dispatched: its time sets the length.
+            probe = plan.measuring
             following = None
             if u < num_updates and not due and not probe and not _agree(stopper):
                 # Dispatch the next chunk before reading this one's
@@ -511,7 +511,8 @@ def _run(
                 took = now - max(sent, ready_at if ready_at is not None else sent)
                 if jax.process_count() > 1:  # every process plans alike
                     took = float(parallel.broadcast_object(took))
-                if plan.observe(size, took, u) is not None and out is not None:
+                cold = first == start  # this process's first call
+                if plan.observe(size, took, u, cold) is not None and out is not None:
                     _write_plan(out, plan)
             ready_at = now
             if out is not None:

@@ -54,16 +54,18 @@ def test_timed_plan_probes_one_update_twice_then_fills_the_target_time():
     plan = timed_plan(100, 2.0, default_chunk(100))
     assert plan.length_at(0) == 1
     # The first call pays one-time costs: its time is not the speed.
-    assert plan.observe(1, 9.0, 1) is None and plan.length_at(1) == 1
+    assert plan.measuring
+    assert plan.observe(1, 9.0, 1, cold=True) is None and plan.length_at(1) == 1
+    assert plan.measuring
     # The second took 0.5 s: 4 updates fit in 2 s; the 2 updates left at
     # the end run one at a time (the probe's program: none compiled for them).
     assert plan.observe(1, 0.5, 2) == 4
-    assert plan.segments == [(0, 1), (2, 4)]
+    assert plan.segments == [(0, 1), (2, 4)] and not plan.measuring
     assert _walk(plan) == [1, 1] + [4] * 24 + [1, 1]
     assert plan.is_boundary(98) and plan.is_boundary(99) and not plan.is_boundary(97)
     # Fast updates: the fixed plan's chunk is the longest.
     fast = timed_plan(100, 2.0, 5)
-    fast.observe(1, 9.0, 1)
+    fast.observe(1, 9.0, 1, cold=True)
     assert fast.observe(1, 1e-4, 2) == 5
     assert _walk(fast) == [1, 1] + [5] * 19 + [1, 1, 1]
     # A fixed plan cuts its last chunk instead.
@@ -72,7 +74,7 @@ def test_timed_plan_probes_one_update_twice_then_fills_the_target_time():
 
 def _probed(seconds_per_update: float) -> ChunkPlan:
     plan = timed_plan(1000, 1.0, 50)
-    plan.observe(1, 9.0, 1)
+    plan.observe(1, 9.0, 1, cold=True)
     plan.observe(1, seconds_per_update, 2)
     return plan
 

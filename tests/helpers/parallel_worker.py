@@ -280,7 +280,8 @@ def runner(out_dir: Path) -> None:
     step, ckpt = checkpoint.restore_latest(out_dir / "full" / "checkpoints", full.state)
     np.savez(out_dir / "runner_checkpoint.npz", **flat(ckpt))
     # The compiled programs the runs used, and a live state of the layout.
-    progs = jrunner._cached_programs(cfg, RUNNER_SEEDS, (1, 3))
+    progs = jrunner._cached_programs(cfg, RUNNER_SEEDS)
+    assert sorted(progs.chunks) == [1, 3], sorted(progs.chunks)
     lay = progs.layout
     seeds = np.arange(RUNNER_SEEDS, dtype=np.int32)
     state = progs.init(*parallel.place((seeds,), lay))
