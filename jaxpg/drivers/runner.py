@@ -63,11 +63,10 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import memory, parallel
+from jaxpg.drivers import memory, parallel, programs
 from jaxpg.drivers.chunking import (
     ChunkPlan,
     chunk_plan,
@@ -416,11 +415,11 @@ def _run(
         progress and jax.process_index() == 0,
     ):
         if env is None and env_params is None and not given:
-            progs = _cached_programs(cfg, num_seeds)
+            progs = programs.cached(cfg, num_seeds)
         else:
             algo = make_algorithm(cfg, env, env_params, **given)
-            progs = _compile(algo, num_seeds)
-        ready = [_program(progs, n) for n in lengths]
+            progs = programs.compile_run(algo, num_seeds)
+        ready = [programs.chunk(progs, n) for n in lengths]
     compile_s = time.perf_counter() - t0
     lay = progs.layout
     # Before anything runs: a run too large for the device can hang in XLA.
@@ -441,7 +440,7 @@ def _run(
     if state is None:
         seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
         state = progs.init(*parallel.place((seeds,), lay))
-    steps_before = _total_steps(_real(state.env_steps, lay))
+    steps_before = _total_steps(parallel.real_members(state.env_steps, lay))
     kept: list[dict[str, np.ndarray]] = []
     total = _step_budget(cfg, num_seeds, num_updates)
     shown = progress and jax.process_index() == 0
@@ -459,7 +458,7 @@ def _run(
         size = plan.length_at(at)
         if size not in progs.chunks:
             t = time.perf_counter()
-            program = _program(progs, size)
+            program = programs.chunk(progs, size)
             memory.check_fits([program], num_seeds, lay.per_device, lay.num_devices)
             late_compile[0] += time.perf_counter() - t
         new_state, metrics = progs.chunks[size](state)
@@ -503,7 +502,7 @@ def _run(
                 # metrics, so the device does not wait for the host.
                 state, following = dispatch(state, u)
                 u += plan.length_at(following[0])
-            host = _host_metrics(metrics, lay)
+            host = parallel.host_members(metrics, lay)
             now = _clock()
             size = next(iter(host.values())).shape[1]
             done = first + size
@@ -530,7 +529,7 @@ def _run(
                 stop = _agree(stopper)
                 if has_dir and (due or stop):
                     flush()  # the metrics up to a checkpoint are on disk first
-                    real = _real(state, lay, progs.member)  # every process
+                    real = parallel.real_members(state, lay)  # every process
                     if out is not None:  # process 0
                         guard.save_checkpoint(
                             out, done, real, keep_checkpoints, done, num_updates
@@ -550,7 +549,7 @@ def _run(
         compile_s += late_compile[0]
     finally:
         bar.close()
-    state = _real(state, lay, progs.member)
+    state = parallel.real_members(state, lay)
 
     interrupted = done < num_updates
     if out is not None:
@@ -652,112 +651,8 @@ def _step_budget(cfg: Config, num_seeds: int, num_updates: int) -> int:
     return num_seeds * num_updates * cfg.num_envs * cfg.rollout_steps
 
 
-class _Programs(NamedTuple):
-    """A run's compiled programs over the layout of its seeds.
-
-    Attributes:
-      layout: the seeds over all devices (:func:`jaxpg.drivers.parallel.layout`).
-      init: ``[P]`` int32 seeds (placed) -> ``[P]`` state.
-      chunks: ``{length: [P] state -> ([P] state, [P, length] metrics)}``,
-        the state donated; grows as :func:`_program` compiles lengths.
-      member: the abstract state of one seed.
-      restore: ``[P]`` state with raw key data (placed) -> ``[P]`` state.
-    """
-
-    layout: parallel.Layout
-    init: Any
-    chunks: dict[int, Any]
-    member: Any
-    restore: Any
-    build: Callable[[int], Any]
-
-
-def _program(progs: _Programs, length: int) -> Any:
-    """The compiled chunk of ``length`` updates (compiled now if needed)."""
-    if length not in progs.chunks:
-        progs.chunks[length] = progs.build(length)
-    return progs.chunks[length]
-
-
-def _compile(algo: Any, num_seeds: int) -> _Programs:
-    """The programs of a run of ``num_seeds`` seeds: ``init`` compiled,
-    chunks compiled by :func:`_program` (``restore`` on first use)."""
-    lay = parallel.layout(num_seeds)
-
-    def init_one(seed: jax.Array) -> TrainState:
-        return algo.init(jax.random.key(seed))
-
-    def chunk_program(length: int):
-        def one_seed(s):
-            return jax.lax.scan(lambda c, _: algo.update(c), s, None, length=length)
-
-        return parallel.sharded(one_seed, lay, raw_keys=False, donate_argnums=0)
-
-    seeds = jax.ShapeDtypeStruct(
-        (lay.padded,),
-        np.int32,
-        sharding=NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS)),
-    )
-    init_exe = parallel.sharded(init_one, lay, raw_keys=False).lower(seeds).compile()
-    # Chunks are lowered for the state's abstract values *and shardings*.
-    state_spec = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        init_exe.out_info,
-    )
-
-    def build(n: int) -> Any:
-        return chunk_program(n).lower(state_spec).compile()
-
-    member = jax.eval_shape(init_one, jax.ShapeDtypeStruct((), np.int32))
-
-    def restore_one(raw: Any) -> TrainState:
-        return jax.tree.map(parallel._data_to_key, member, raw)
-
-    restore = parallel.sharded(restore_one, lay, raw_keys=False)
-    return _Programs(lay, init_exe, {}, member, restore, build)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_programs(cfg: Config, num_seeds: int):
-    """:func:`_compile` for a config-built run, kept for the process: running
-    or resuming the same run again in one process does not compile again
-    (the seeds are an argument: any ``first_seed`` reuses them)."""
-    return _compile(make_algorithm(cfg), num_seeds)
-
-
-def _real(tree: Any, lay: parallel.Layout, member: Any = None) -> Any:
-    """The ``S`` real seeds of ``[P]`` arrays, on this process's first local
-    device; with several processes gathered on every process (a collective:
-    all of them call it). ``member``: the abstract value of one seed, needed
-    when ``tree`` holds PRNG keys."""
-    m = lay.num_members
-    device = jax.local_devices()[0]
-    if jax.process_count() == 1:
-        return jax.tree.map(lambda x: jax.device_put(x, device)[:m], tree)
-    from jax.experimental import multihost_utils
-
-    raw = jax.tree.map(parallel._key_to_data, tree)
-    full = multihost_utils.process_allgather(raw, tiled=True)
-    real = jax.tree.map(lambda x: jax.device_put(np.asarray(x)[:m], device), full)
-    return real if member is None else jax.tree.map(parallel._data_to_key, member, real)
-
-
-def _host_metrics(metrics: dict[str, Any], lay: parallel.Layout) -> dict:
-    """``{name: np.ndarray [S, n]}``: a chunk's metrics of the real seeds, as
-    owned NumPy copies (on CPU, ``device_get`` may return views that keep the
-    device buffers alive); gathered on every process when there are several."""
-    m = lay.num_members
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        full = multihost_utils.process_allgather(metrics, tiled=True)
-    else:
-        full = jax.device_get(metrics)
-    return {k: np.array(np.asarray(v)[:m]) for k, v in full.items()}
-
-
 def _resume(
-    out: Path | None, progs: _Programs, plan: ChunkPlan, start_over: bool
+    out: Path | None, progs: programs.Programs, plan: ChunkPlan, start_over: bool
 ) -> tuple[int, Any]:
     """``(start, [P] state or None)``: process 0 restores the ``[S]``
     checkpoint, every process receives it and places its share (padded as at

@@ -407,13 +407,14 @@ def test_progress_names_each_checkpoint_as_it_is_written(finished, tmp_path):
 
 def test_too_many_seeds_fail_fast_with_both_numbers(finished, tmp_path, monkeypatch):
     from jaxpg.drivers import memory, parallel
-    from jaxpg.drivers.runner import _cached_programs, _program, run
+    from jaxpg.drivers import programs as compiled
+    from jaxpg.drivers.runner import run
 
     cfg, record = rundir.load_run(finished)
-    progs = _cached_programs(cfg, 2)  # compiled before
+    progs = compiled.cached(cfg, 2)  # compiled before
     # The programs of the run below (fixed chunks); jaxpg train's timed
     # chunks check these and the one-update probe's.
-    programs = [progs.init, _program(progs, record["chunk_updates"])]
+    programs = [progs.init, compiled.chunk(progs, record["chunk_updates"])]
     need = max(memory.program_bytes(p) for p in programs)
     lay = parallel.layout(2)
     # A device with one byte too few (a fake limit: the real one is far away).

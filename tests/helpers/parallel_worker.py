@@ -253,7 +253,7 @@ def runner(out_dir: Path) -> None:
     import numpy as np
 
     import jaxpg
-    from jaxpg.drivers import parallel
+    from jaxpg.drivers import parallel, programs
     from jaxpg.drivers import runner as jrunner
     from jaxpg.drivers.train import seed_keys
     from jaxpg.experiment import checkpoint, rundir
@@ -280,7 +280,7 @@ def runner(out_dir: Path) -> None:
     step, ckpt = checkpoint.restore_latest(out_dir / "full" / "checkpoints", full.state)
     np.savez(out_dir / "runner_checkpoint.npz", **flat(ckpt))
     # The compiled programs the runs used, and a live state of the layout.
-    progs = jrunner._cached_programs(cfg, RUNNER_SEEDS)
+    progs = programs.cached(cfg, RUNNER_SEEDS)
     assert sorted(progs.chunks) == [1, 3], sorted(progs.chunks)
     lay = progs.layout
     seeds = np.arange(RUNNER_SEEDS, dtype=np.int32)
