@@ -31,6 +31,7 @@ tqdm).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import shlex
@@ -48,10 +49,13 @@ import jaxpg
 from jaxpg.cli.options import (
     PlainHelpFormatter,
     add_cache_argument,
+    check_output_dir,
     enable_compilation_cache,
     strict_json,
 )
+from jaxpg.experiment import lock
 from jaxpg.experiment.checkpoint import CheckpointError
+from jaxpg.experiment.rundir import RunDirError
 from jaxpg.sequence import checks, sft, tasks
 from jaxpg.sequence import estimators as est
 from jaxpg.sequence import rl as rlm
@@ -263,6 +267,8 @@ _NOT_RECORDED = frozenset(
      "compile_cache", "no_compile_cache", "defaults", "help"}
 )  # fmt: skip
 RUN_FILE = "lm_config.json"
+# What jaxpg.sequence.sft.save_reference writes.
+REFERENCE_FILES = ("reference.json", "reference.msgpack")
 
 
 def _recorded(args: argparse.Namespace) -> dict[str, Any]:
@@ -296,7 +302,7 @@ def _resume_args(args: argparse.Namespace, defaults: dict[str, Any]) -> Path:
 
 def _new_out(args: argparse.Namespace) -> Path:
     """The run directory of a new run (refused if it holds a run, unless
-    ``--overwrite``)."""
+    ``--overwrite``; nothing is deleted here)."""
     if args.out is None:
         base = Path("runs") / f"lm-{args.task}"
         out, n = base, 1
@@ -305,18 +311,74 @@ def _new_out(args: argparse.Namespace) -> Path:
             out = base.with_name(f"{base.name}-{n}")
         return out
     out = Path(args.out)
-    if (out / RUN_FILE).exists():
-        if not args.overwrite:
-            raise ValueError(
-                f"--out {out} holds a jaxpg lm run: continue it with --resume "
-                f"{out}, or replace it with --overwrite"
-            )
-        shutil.rmtree(out)
+    if (out / RUN_FILE).exists() and not args.overwrite:
+        raise ValueError(
+            f"--out {out} holds a jaxpg lm run: continue it with --resume "
+            f"{out}, or replace it with --overwrite"
+        )
     return out
 
 
+def _clear(out: Path) -> None:
+    """Delete everything in ``out`` but its lock file (held by this process:
+    deleting it would let another process lock a new file of the same name)."""
+    for entry in out.iterdir():
+        if entry.name == lock.LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _check_reference(path: str) -> None:
+    """A ``--reference`` folder must hold a saved reference (ValueError)."""
+    ref = Path(path)
+    if not ref.is_dir():
+        raise ValueError(f"--reference {ref}: no such folder")
+    missing = [n for n in REFERENCE_FILES if not (ref / n).is_file()]
+    if missing:
+        raise ValueError(
+            f"--reference {ref} is not a saved reference: {', '.join(missing)} "
+            "missing (jaxpg lm writes one to OUT/reference)"
+        )
+
+
+def _saved_reference(
+    args: argparse.Namespace, out: Path, resuming: bool, model_cfg: Any
+) -> tuple[Any, str] | None:
+    """``(params, version)`` of the reference to load (``--reference``, or the
+    run's own on ``--resume``), or ``None`` when it is to be trained. Every
+    failure is one ValueError naming the option and the folder."""
+    if args.reference:
+        option, directory = "--reference", Path(args.reference)
+    elif resuming:
+        option, directory = "--resume", out / "reference"
+    else:
+        return None
+    try:
+        params, ref_cfg, info = sft.load_reference(directory)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"{option} {directory}: cannot load the reference ({e})"
+        ) from None
+    if args.reference and ref_cfg != model_cfg:
+        raise ValueError(
+            f"reference model {ref_cfg} differs from the requested {model_cfg}"
+        )
+    return params, info["version"]
+
+
 def run(args: argparse.Namespace) -> int:
-    """Execute ``jaxpg lm``; returns the exit status."""
+    """Execute ``jaxpg lm``; returns the exit status.
+
+    Everything is checked before anything is compiled or deleted: the
+    options, ``--reference``, and the run directory (a folder that can be
+    written; for a new run, none holding a run unless ``--overwrite``). The
+    run directory's lock (:mod:`jaxpg.experiment.lock`) is held while the
+    command runs, so a second ``jaxpg lm`` on a live run (resume or
+    overwrite) is refused.
+    """
     defaults = getattr(args, "defaults", None) or {}
     try:
         resuming = args.resume is not None
@@ -324,11 +386,27 @@ def run(args: argparse.Namespace) -> int:
             out = _resume_args(args, defaults)
         task, model_cfg, rl_cfg = build_config(args)
         chunk = _chunk(rl_cfg.num_updates, args.chunk)
-        if not resuming:  # after validating: --overwrite deletes the old run
+        if args.reference:
+            _check_reference(args.reference)
+        if not resuming:
             out = _new_out(args)
+        check_output_dir(out, "--resume" if resuming else "--out")
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
         return 2
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(lock.hold(out))
+        except RunDirError as e:  # a live run holds it, or it cannot be made
+            print(f"jaxpg lm: error: {e}", file=sys.stderr)
+            return 2
+        return _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk)
+
+
+def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
+    """:func:`run` once the run directory is checked and locked."""
+    if not resuming and args.overwrite and (out / RUN_FILE).exists():
+        _clear(out)  # only now: validated, and no live run holds it
     unused = _unused_sft_options(args, defaults)
     if unused and not resuming:
         print(
@@ -337,25 +415,18 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     enable_compilation_cache(args)
-    out.mkdir(parents=True, exist_ok=True)
     if not resuming:
         (out / RUN_FILE).write_text(
             json.dumps({"options": _recorded(args), "jaxpg": jaxpg.__version__}) + "\n"
         )
     t0 = time.perf_counter()
-    if resuming and not args.reference:
-        ref_params, _, info = sft.load_reference(out / "reference")
-        version = info["version"]
-    elif args.reference:
-        ref_params, ref_cfg, info = sft.load_reference(args.reference)
-        if ref_cfg != model_cfg:
-            print(
-                f"jaxpg lm: error: reference model {ref_cfg} differs from the "
-                f"requested {model_cfg}",
-                file=sys.stderr,
-            )
-            return 2
-        version = info["version"]
+    try:
+        loaded = _saved_reference(args, out, resuming, model_cfg)
+    except ValueError as e:
+        print(f"jaxpg lm: error: {e}", file=sys.stderr)
+        return 2
+    if loaded is not None:
+        ref_params, version = loaded
     else:
         train_sft = sft.make_sft(
             task, model_cfg, num_steps=args.sft_steps, batch_size=args.sft_batch,

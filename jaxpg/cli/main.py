@@ -236,6 +236,16 @@ def _add_train(sub: Any) -> None:
         "always at the end and on Ctrl-C/SIGTERM",
     )
     train.add_argument(
+        "--chunk-seconds",
+        type=float,
+        metavar="S",
+        help="size compiled chunks so that each runs about S seconds (after a "
+        "first two chunks of one update that measure the speed), so that Ctrl-C or "
+        "SIGTERM stops within about 2 S plus a checkpoint's save; 0: fixed "
+        "chunks of about a twentieth of the run (default: 5; with --resume, "
+        "the run's own)",
+    )
+    train.add_argument(
         "--tensorboard",
         action="store_true",
         help="write TensorBoard event files to DIR/tensorboard, one run per seed "
@@ -346,12 +356,32 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def _chunk_seconds(args: argparse.Namespace) -> float | None:
+    """``chunk_seconds`` for :func:`jaxpg.drivers.runner.run`: ``None`` on a
+    resume (the run's own: a differing ``--chunk-seconds`` was refused) and
+    for ``--chunk-seconds 0`` (fixed chunks)."""
+    from jaxpg.drivers.runner import DEFAULT_CHUNK_SECONDS
+
+    if args.resume is not None:
+        return None
+    seconds = getattr(args, "chunk_seconds", None)
+    if seconds is None:
+        return DEFAULT_CHUNK_SECONDS
+    return seconds or None
+
+
 def _check_counts(args: argparse.Namespace) -> None:
     for name in ("seeds", "eval_episodes", "checkpoint_every"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag}={value} is invalid: must be an integer >= 1")
+    seconds = getattr(args, "chunk_seconds", None)
+    if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(
+            f"--chunk-seconds={seconds} is invalid: must be a finite number >= 0 "
+            "(0: fixed chunks)"
+        )
 
 
 def _resume_config(args: argparse.Namespace) -> tuple[Config, str, int, int]:
@@ -377,6 +407,12 @@ def _resume_config(args: argparse.Namespace) -> tuple[Config, str, int, int]:
         for k, v in given.items()
         if getattr(cfg, k) != v
     ]
+    seconds = getattr(args, "chunk_seconds", None)
+    if seconds is not None and (seconds or None) != record.get("chunk_seconds"):
+        differ.append(
+            f"chunk_seconds: run has {record.get('chunk_seconds') or 0}, command "
+            f"line {seconds}"
+        )
     if args.seeds is not None and args.seeds != record["num_seeds"]:
         differ.append(
             f"seeds: run has {record['num_seeds']}, command line {args.seeds}"
@@ -614,6 +650,7 @@ def _train(
             overwrite=args.overwrite,
             start_over=args.start_over,
             checkpoint_every=args.checkpoint_every,
+            chunk_seconds=_chunk_seconds(args),
             keep_metrics=False,
             callback=logger,
             algorithm=algorithm,

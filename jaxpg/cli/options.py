@@ -98,9 +98,10 @@ def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--coordinator``, ``--num-processes`` and ``--process-id``.
 
     Defaults come from ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
-    ``JAX_PROCESS_ID``. ``--coordinator auto`` lets JAX detect the cluster
-    (SLURM, Open MPI, Kubernetes, Cloud TPU). Without any of them the command
-    runs as one process.
+    ``JAX_PROCESS_ID``; ``--coordinator-timeout`` bounds the start-up
+    (:func:`jaxpg.drivers.parallel.initialize`). ``--coordinator auto`` lets
+    JAX detect the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU). Without
+    any of them the command runs as one process.
     """
     group = parser.add_argument_group(
         "multi-host",
@@ -128,6 +129,15 @@ def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env_int("process_id"),
         help="this process's index in [0, N) (default: $JAX_PROCESS_ID)",
     )
+    group.add_argument(
+        "--coordinator-timeout",
+        type=float,
+        metavar="S",
+        default=parallel.JOIN_TIMEOUT_S,
+        help="seconds a process waits for the coordinator and for the other "
+        "processes before it gives up with a message (default: %(default)s); "
+        "process 0 refuses a coordinator port already in use at once",
+    )
 
 
 def initialize_from_args(args: argparse.Namespace) -> bool:
@@ -141,6 +151,7 @@ def initialize_from_args(args: argparse.Namespace) -> bool:
         getattr(args, "coordinator", None),
         getattr(args, "num_processes", None),
         getattr(args, "process_id", None),
+        getattr(args, "coordinator_timeout", parallel.JOIN_TIMEOUT_S),
     )
 
 

@@ -11,10 +11,18 @@ callbacks inside the program: the host reads a chunk's metrics while the next
 chunk runs. The result equals ``jax.jit(jax.vmap(make_train(cfg)))`` of the
 same keys (the same random draws, metrics equal up to float rounding).
 
-Chunking: ``chunk`` updates per call (:func:`default_chunk`: a divisor of
-``U`` near ``U / 20`` when one is close, found in constant time), then one
-*remainder* chunk of ``U mod chunk`` updates when ``chunk`` does not divide
-``U`` (a second compiled program, never ``U`` calls of one update).
+Chunking (:mod:`jaxpg.drivers.chunking`): ``chunk`` updates per call
+(:func:`default_chunk`: a divisor of ``U`` near ``U / 20`` when one is close,
+found in constant time), then one *remainder* chunk of ``U mod chunk``
+updates when ``chunk`` does not divide ``U`` (a second compiled program,
+never ``U`` calls of one update). With ``chunk_seconds=T`` chunks are sized by
+time instead: two first chunks of one update measure the speed, the next
+ones last at most about ``T`` (never longer than the fixed chunk) and the last
+updates run one at a time (no program for a shorter last chunk), so a stop
+request (SIGINT/SIGTERM, the callback) waits at most about ``2 T`` (the chunk
+running and the one queued behind it) plus a checkpoint's save. Metrics are
+still written in files of about a fixed chunk's updates (and at every
+checkpoint).
 
 Run directory (``checkpoint_dir``, see :mod:`jaxpg.experiment.rundir`): metrics are
 appended per chunk, a checkpoint of the whole ``[S]`` train state is written
@@ -55,11 +63,17 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import memory, parallel
+from jaxpg.drivers import memory, parallel, programs
+from jaxpg.drivers.chunking import (
+    ChunkPlan,
+    chunk_plan,
+    default_chunk,
+    fixed_plan,
+    timed_plan,
+)
 from jaxpg.drivers.progress import ProgressBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.drivers.train import make_algorithm, policy_params
@@ -67,6 +81,7 @@ from jaxpg.experiment import guard, integrity, lock, rundir
 from jaxpg.experiment.guard import prepare_run_dir
 
 __all__ = [
+    "DEFAULT_CHUNK_SECONDS",
     "ChunkInfo",
     "RunResult",
     "chunk_plan",
@@ -128,37 +143,10 @@ class ChunkInfo(NamedTuple):
     num_updates: int
 
 
-_WINDOW = 64  # divisor candidates default_chunk looks at (constant time)
-
-
-def default_chunk(num_updates: int, num_chunks: int = 20) -> int:
-    """Updates per compiled call, chosen in constant time.
-
-    The divisor of ``num_updates`` nearest ``num_updates / num_chunks`` among
-    the candidates within 25% of it (at most 64 are tried); without one,
-    ``ceil(num_updates / num_chunks)``, and the run ends with a remainder
-    chunk.
-    """
-    if num_updates < 1 or num_chunks < 1:
-        raise ValueError(
-            f"num_updates={num_updates!r}, num_chunks={num_chunks!r}: both must be >= 1"
-        )
-    target = num_updates / num_chunks
-    if target <= 1:
-        return 1
-    centre = round(target)
-    for offset in range(_WINDOW // 2):
-        for d in (centre + offset, centre - offset):
-            near = 0 < d <= num_updates and abs(d - target) <= 0.25 * target
-            if near and num_updates % d == 0:
-                return d
-    return -(-num_updates // num_chunks)
-
-
-def chunk_plan(num_updates: int, chunk: int) -> tuple[int, int, int]:
-    """``(chunk, num_full, remainder)``: ``num_full`` calls of ``chunk``
-    updates, then one of ``remainder`` (0: none)."""
-    return chunk, num_updates // chunk, num_updates % chunk
+# What ``jaxpg train`` passes as ``chunk_seconds`` unless told otherwise.
+DEFAULT_CHUNK_SECONDS = 5.0
+# The clock timed chunks are measured with (a test may replace it).
+_clock = time.perf_counter
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -173,6 +161,7 @@ def run(
     env: Any = None,
     env_params: Any = None,
     chunk_updates: int | None = None,
+    chunk_seconds: float | None = None,
     progress: bool = True,
     first_seed: int = 0,
     checkpoint_dir: str | Path | None = None,
@@ -203,6 +192,12 @@ def run(
       chunk_updates: updates per compiled call, ``>= 1`` (the last call runs
         the remainder). Default: :func:`default_chunk`; on resume, the run's
         own.
+      chunk_seconds: size chunks by time instead, ``> 0``: after two
+        chunks of one update, chunks of at most about this many seconds (and
+        at most the default chunk), so that a stop waits at most about twice
+        this plus a checkpoint's save (see :mod:`jaxpg.drivers.chunking`).
+        ``None``: fixed chunks; on resume, the run's own. Not with
+        ``chunk_updates``.
       progress: show a tqdm bar over env steps (postfix: the latest mean
         episode return). Needs ``tqdm`` (the ``cli`` extra); without it the run
         is silent.
@@ -264,6 +259,13 @@ def run(
         _check_int("checkpoint_every", checkpoint_every, 1)
     if chunk_updates is not None:
         _check_int("chunk_updates", chunk_updates, 1)
+    if chunk_seconds is not None:
+        timed_plan(1, chunk_seconds, 1)  # ValueError naming a bad value
+        if chunk_updates is not None:
+            raise ValueError(
+                f"chunk_updates={chunk_updates} and chunk_seconds={chunk_seconds}: "
+                "give one of them (fixed chunks, or chunks sized by time)"
+            )
     enabled = (
         handle_signals
         if handle_signals is not None
@@ -282,6 +284,7 @@ def run(
             env=env,
             env_params=env_params,
             chunk_updates=chunk_updates,
+            chunk_seconds=chunk_seconds,
             progress=progress,
             first_seed=first_seed,
             checkpoint_dir=checkpoint_dir,
@@ -308,6 +311,7 @@ def _run(
     env: Any,
     env_params: Any,
     chunk_updates: int | None,
+    chunk_seconds: float | None,
     progress: bool,
     first_seed: int,
     checkpoint_dir: str | Path | None,
@@ -342,18 +346,21 @@ def _run(
     out = Path(checkpoint_dir) if has_dir and jax.process_index() == 0 else None
 
     def open_run_dir() -> dict[str, Any]:
-        resuming, given_chunk = False, chunk_updates
+        resuming, given_chunk, seconds = False, chunk_updates, chunk_seconds
         if out is not None:
             if not out.is_file():  # (a file is refused just below)
                 held.enter_context(lock.hold(out))
             resuming, stored_chunk = prepare_run_dir(out, resume, overwrite, start_over)
             if given_chunk is None and stored_chunk is not None:
                 given_chunk = stored_chunk
+            if resuming and seconds is None:
+                seconds = rundir.read_json(out / rundir.CONFIG).get("chunk_seconds")
         chunk = given_chunk or default_chunk(num_updates)
         if checkpoint_every is not None and given_chunk is None:
             chunk = min(chunk, checkpoint_every)
         chunk = min(chunk, num_updates)
-        record = rundir.run_record(cfg, num_seeds, first_seed, chunk, custom)
+        record = rundir.run_record(cfg, num_seeds, first_seed, chunk, custom, seconds)
+        stored_plan = None
         if out is not None and resuming:
             stored = rundir.read_json(out / rundir.CONFIG)
             differ = rundir.diff_run(stored, record)
@@ -362,15 +369,28 @@ def _run(
                     f"cannot resume {out}: the run differs from the stored one in "
                     + "; ".join(differ)
                 )
+            if seconds is not None:
+                stored_plan = _read_plan(out)
         elif out is not None:
             out.mkdir(parents=True, exist_ok=True)
             rundir.write_json(out / rundir.CONFIG, record)
             integrity.record(out, rundir.CONFIG)
             rundir.write_json(out / rundir.VERSIONS, rundir.versions())
-        return {"resuming": resuming, "chunk": chunk}
+        return {
+            "resuming": resuming,
+            "chunk": chunk,
+            "seconds": seconds,
+            "plan": stored_plan,
+        }
 
     opened = _from_process_zero(open_run_dir) if has_dir else open_run_dir()
     resuming, chunk = opened["resuming"], opened["chunk"]
+    if opened["plan"] is not None:
+        plan = ChunkPlan.from_json(opened["plan"])
+    elif opened["seconds"] is not None:
+        plan = timed_plan(num_updates, opened["seconds"], chunk)
+    else:
+        plan = fixed_plan(num_updates, chunk)
 
     given = {k: v for k, v in parts.items() if v is not None}
     if given:
@@ -381,8 +401,13 @@ def _run(
             raise TypeError(
                 f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
             )
-    _, num_full, remainder = chunk_plan(num_updates, chunk)
-    lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
+    if plan.chunk_seconds is None:
+        _, num_full, remainder = chunk_plan(num_updates, chunk)
+        lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
+    else:
+        # The probe's, the longest (memory is checked for it: a shorter
+        # chunk needs less) and the one in use; others when first needed.
+        lengths = tuple(sorted({1, plan.cap, plan.segments[-1][1]}))
     t0 = time.perf_counter()
     plural = "s" if num_seeds > 1 else ""
     with compiling(
@@ -390,29 +415,32 @@ def _run(
         progress and jax.process_index() == 0,
     ):
         if env is None and env_params is None and not given:
-            progs = _cached_programs(cfg, num_seeds, lengths)
+            progs = programs.cached(cfg, num_seeds)
         else:
             algo = make_algorithm(cfg, env, env_params, **given)
-            progs = _compile(algo, num_seeds, lengths)
+            progs = programs.compile_run(algo, num_seeds)
+        ready = [programs.chunk(progs, n) for n in lengths]
     compile_s = time.perf_counter() - t0
     lay = progs.layout
     # Before anything runs: a run too large for the device can hang in XLA.
-    memory.check_fits(
-        [progs.init, *progs.chunks.values()],
-        num_seeds,
-        lay.per_device,
-        lay.num_devices,
-    )
+    memory.check_fits([progs.init, *ready], num_seeds, lay.per_device, lay.num_devices)
+    del ready
 
     t0 = time.perf_counter()
     start = 0
     state = None
     if resuming:
-        start, state = _resume(out, progs, chunk, num_full, num_updates, start_over)
+        start, state = _resume(out, progs, plan, start_over)
+    if plan.chunk_seconds is not None:
+        if state is None:  # from update 0: measure again
+            plan = timed_plan(num_updates, plan.chunk_seconds, plan.cap)
+        plan.resume_at(start)
+        if out is not None:
+            _write_plan(out, plan)
     if state is None:
         seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
         state = progs.init(*parallel.place((seeds,), lay))
-    steps_before = _total_steps(_real(state.env_steps, lay))
+    steps_before = _total_steps(parallel.real_members(state.env_steps, lay))
     kept: list[dict[str, np.ndarray]] = []
     total = _step_budget(cfg, num_seeds, num_updates)
     shown = progress and jax.process_index() == 0
@@ -424,33 +452,72 @@ def _run(
             out, start, num_updates, "running", start if resuming and start else None
         )
 
+    late_compile = [0.0]  # seconds spent compiling chunk lengths met late
+
     def dispatch(state, at):
-        size = chunk if at < num_full * chunk else remainder
+        size = plan.length_at(at)
+        if size not in progs.chunks:
+            t = time.perf_counter()
+            program = programs.chunk(progs, size)
+            memory.check_fits([program], num_seeds, lay.per_device, lay.num_devices)
+            late_compile[0] += time.perf_counter() - t
         new_state, metrics = progs.chunks[size](state)
-        return new_state, metrics, size
+        return new_state, (at, metrics, _clock())
+
+    # Metrics are written in files of at least ``chunk`` updates (and at
+    # every checkpoint), however short timed chunks are.
+    pending: list[tuple[int, dict[str, np.ndarray]]] = []  # (first, metrics)
+
+    def buffered() -> int:
+        return sum(next(iter(h.values())).shape[1] for _, h in pending)
+
+    def flush() -> None:
+        if out is not None and pending:
+            joined = {
+                k: np.concatenate([h[k] for _, h in pending], axis=1)
+                for k in pending[0][1]
+            }
+            rundir.write_metrics_chunk(out, pending[0][0], joined)
+        pending.clear()
 
     try:
         u = start  # updates dispatched so far
-        inflight = None  # (first update, metrics on device) of a chunk
+        inflight = None  # (first update, metrics on device, dispatch time)
+        ready_at = None  # when the previous chunk's metrics were read
         if u < num_updates:
-            state, metrics, size = dispatch(state, u)
-            inflight, u = (u, metrics), u + size
+            state, inflight = dispatch(state, u)
+            u += plan.length_at(inflight[0])
         while inflight is not None:
+            first, metrics, sent = inflight
             due = has_dir and (
                 u == num_updates
                 or (checkpoint_every is not None and u - last_ckpt >= checkpoint_every)
             )
+            # While a timed plan measures its speed, each one-update chunk is
+            # read before the next is dispatched: its time sets the length.
+            probe = plan.measuring
             following = None
-            if u < num_updates and not due and not _agree(stopper):
+            if u < num_updates and not due and not probe and not _agree(stopper):
                 # Dispatch the next chunk before reading this one's
                 # metrics, so the device does not wait for the host.
-                state, metrics, size = dispatch(state, u)
-                following, u = (u, metrics), u + size
-            first, metrics = inflight
-            host = _host_metrics(metrics, lay)
-            done = first + next(iter(host.values())).shape[1]
+                state, following = dispatch(state, u)
+                u += plan.length_at(following[0])
+            host = parallel.host_members(metrics, lay)
+            now = _clock()
+            size = next(iter(host.values())).shape[1]
+            done = first + size
+            if plan.chunk_seconds is not None:
+                took = now - max(sent, ready_at if ready_at is not None else sent)
+                if jax.process_count() > 1:  # every process plans alike
+                    took = float(parallel.broadcast_object(took))
+                cold = first == start  # this process's first call
+                if plan.observe(size, took, u, cold) is not None and out is not None:
+                    _write_plan(out, plan)
+            ready_at = now
             if out is not None:
-                rundir.write_metrics_chunk(out, first, host)
+                pending.append((first, host))
+                if buffered() >= chunk:
+                    flush()
             if keep_metrics:
                 kept.append(host)
             bar.advance(host)
@@ -461,7 +528,8 @@ def _run(
                 # ``state`` is at the boundary ``done == u``.
                 stop = _agree(stopper)
                 if has_dir and (due or stop):
-                    real = _real(state, lay, progs.member)  # every process
+                    flush()  # the metrics up to a checkpoint are on disk first
+                    real = parallel.real_members(state, lay)  # every process
                     if out is not None:  # process 0
                         guard.save_checkpoint(
                             out, done, real, keep_checkpoints, done, num_updates
@@ -470,16 +538,18 @@ def _run(
                     last_ckpt = done
                 if u == num_updates or stop:
                     break
-                state, metrics, size = dispatch(state, u)
-                following, u = (u, metrics), u + size
+                state, following = dispatch(state, u)
+                u += plan.length_at(following[0])
             inflight = following
+        flush()
         if done == num_updates:
             bar.finish()
         state = jax.block_until_ready(state)
-        run_s = time.perf_counter() - t0
+        run_s = time.perf_counter() - t0 - late_compile[0]
+        compile_s += late_compile[0]
     finally:
         bar.close()
-    state = _real(state, lay, progs.member)
+    state = parallel.real_members(state, lay)
 
     interrupted = done < num_updates
     if out is not None:
@@ -537,23 +607,36 @@ def _describe(part: Any) -> str | None:
 
 
 def _restore(
-    out: Path,
-    state_spec: Any,
-    chunk: int,
-    num_full: int,
-    num_updates: int,
-    start_over: bool,
+    out: Path, state_spec: Any, plan: ChunkPlan, start_over: bool
 ) -> tuple[int, Any]:
     step, state = guard.restore(out, state_spec, start_over, stacklevel=4)
     if state is None:
         return 0, None
-    boundary = step == num_updates or (step % chunk == 0 and step <= num_full * chunk)
-    if not boundary:
+    if not plan.is_boundary(step):
         raise rundir.RunDirError(
-            f"checkpoint at update {step} is not a boundary of chunks of {chunk}"
+            f"checkpoint at update {step} is not a chunk boundary of the run ({plan!r})"
         )
     rundir.drop_metrics_from(out, step)
     return step, state
+
+
+def _read_plan(out: Path) -> dict[str, Any] | None:
+    """The chunk plan recorded in ``out`` (``None``: none yet)."""
+    path = out / rundir.CHUNKS
+    if not path.is_file():
+        return None
+    bad = integrity.problems(out, rundir.CHUNKS)
+    if bad:
+        raise rundir.RunDirError(bad[0][1])
+    try:
+        return rundir.read_json(path)
+    except ValueError as e:
+        raise rundir.RunDirError(f"{path} is unreadable: {e}") from None
+
+
+def _write_plan(out: Path, plan: ChunkPlan) -> None:
+    rundir.write_json(out / rundir.CHUNKS, plan.to_json())
+    integrity.record(out, rundir.CHUNKS)
 
 
 def _total_steps(env_steps: Any) -> int:
@@ -568,106 +651,8 @@ def _step_budget(cfg: Config, num_seeds: int, num_updates: int) -> int:
     return num_seeds * num_updates * cfg.num_envs * cfg.rollout_steps
 
 
-class _Programs(NamedTuple):
-    """A run's compiled programs over the layout of its seeds.
-
-    Attributes:
-      layout: the seeds over all devices (:func:`jaxpg.drivers.parallel.layout`).
-      init: ``[P]`` int32 seeds (placed) -> ``[P]`` state.
-      chunks: ``{length: [P] state -> ([P] state, [P, length] metrics)}``,
-        the state donated.
-      member: the abstract state of one seed.
-      restore: ``[P]`` state with raw key data (placed) -> ``[P]`` state.
-    """
-
-    layout: parallel.Layout
-    init: Any
-    chunks: dict[int, Any]
-    member: Any
-    restore: Any
-
-
-def _compile(algo: Any, num_seeds: int, lengths: tuple[int, ...]) -> _Programs:
-    """The programs of a run of ``num_seeds`` seeds, compiled (``restore`` is
-    compiled on first use)."""
-    lay = parallel.layout(num_seeds)
-
-    def init_one(seed: jax.Array) -> TrainState:
-        return algo.init(jax.random.key(seed))
-
-    def chunk_program(length: int):
-        def one_seed(s):
-            return jax.lax.scan(lambda c, _: algo.update(c), s, None, length=length)
-
-        return parallel.sharded(one_seed, lay, raw_keys=False, donate_argnums=0)
-
-    seeds = jax.ShapeDtypeStruct(
-        (lay.padded,),
-        np.int32,
-        sharding=NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS)),
-    )
-    init_exe = parallel.sharded(init_one, lay, raw_keys=False).lower(seeds).compile()
-    # Chunks are lowered for the state's abstract values *and shardings*.
-    state_spec = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        init_exe.out_info,
-    )
-    chunks = {n: chunk_program(n).lower(state_spec).compile() for n in lengths}
-    member = jax.eval_shape(init_one, jax.ShapeDtypeStruct((), np.int32))
-
-    def restore_one(raw: Any) -> TrainState:
-        return jax.tree.map(parallel._data_to_key, member, raw)
-
-    restore = parallel.sharded(restore_one, lay, raw_keys=False)
-    return _Programs(lay, init_exe, chunks, member, restore)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_programs(cfg: Config, num_seeds: int, lengths: tuple[int, ...]):
-    """:func:`_compile` for a config-built run, kept for the process: running
-    or resuming the same run again in one process does not compile again
-    (the seeds are an argument: any ``first_seed`` reuses them)."""
-    return _compile(make_algorithm(cfg), num_seeds, lengths)
-
-
-def _real(tree: Any, lay: parallel.Layout, member: Any = None) -> Any:
-    """The ``S`` real seeds of ``[P]`` arrays, on this process's first local
-    device; with several processes gathered on every process (a collective:
-    all of them call it). ``member``: the abstract value of one seed, needed
-    when ``tree`` holds PRNG keys."""
-    m = lay.num_members
-    device = jax.local_devices()[0]
-    if jax.process_count() == 1:
-        return jax.tree.map(lambda x: jax.device_put(x, device)[:m], tree)
-    from jax.experimental import multihost_utils
-
-    raw = jax.tree.map(parallel._key_to_data, tree)
-    full = multihost_utils.process_allgather(raw, tiled=True)
-    real = jax.tree.map(lambda x: jax.device_put(np.asarray(x)[:m], device), full)
-    return real if member is None else jax.tree.map(parallel._data_to_key, member, real)
-
-
-def _host_metrics(metrics: dict[str, Any], lay: parallel.Layout) -> dict:
-    """``{name: np.ndarray [S, n]}``: a chunk's metrics of the real seeds, as
-    owned NumPy copies (on CPU, ``device_get`` may return views that keep the
-    device buffers alive); gathered on every process when there are several."""
-    m = lay.num_members
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        full = multihost_utils.process_allgather(metrics, tiled=True)
-    else:
-        full = jax.device_get(metrics)
-    return {k: np.array(np.asarray(v)[:m]) for k, v in full.items()}
-
-
 def _resume(
-    out: Path | None,
-    progs: _Programs,
-    chunk: int,
-    num_full: int,
-    num_updates: int,
-    start_over: bool,
+    out: Path | None, progs: programs.Programs, plan: ChunkPlan, start_over: bool
 ) -> tuple[int, Any]:
     """``(start, [P] state or None)``: process 0 restores the ``[S]``
     checkpoint, every process receives it and places its share (padded as at
@@ -686,7 +671,7 @@ def _resume(
 
     def read() -> dict[str, Any]:
         assert out is not None
-        start, state = _restore(out, target, chunk, num_full, num_updates, start_over)
+        start, state = _restore(out, target, plan, start_over)
         restored["state"] = state
         return {"start": start, "restored": state is not None}
 
@@ -706,12 +691,18 @@ def _resume(
 def _agree(stopper: Stopper) -> bool:
     """Whether to stop at this boundary: ``stopper.stop``, with several
     processes OR-ed over all of them (a collective) so that all stop at the
-    same boundary."""
+    same boundary; a signal that stopped one process is then the stop's
+    signal on every process (``jaxpg train`` exits 143 on all of them after
+    a SIGTERM to one)."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        flags = multihost_utils.process_allgather(np.int32(stopper.stop))
-        stopper.stop = bool(np.any(flags))
+        mine = np.array([stopper.stop, stopper.signum or 0], np.int32)
+        flags = np.asarray(multihost_utils.process_allgather(mine))
+        stopper.stop = bool(np.any(flags[:, 0]))
+        signals = flags[:, 1][flags[:, 1] > 0]
+        if stopper.signum is None and signals.size:
+            stopper.signum = int(signals[0])
     return stopper.stop
 
 

@@ -41,6 +41,7 @@ RUN_ENTRIES = (
     rundir.CONFIG,
     rundir.VERSIONS,
     rundir.PROGRESS,
+    rundir.CHUNKS,
     integrity.CHECKSUMS,
     rundir.METRICS,
     rundir.CHECKPOINTS,

@@ -71,6 +71,7 @@ CHECKPOINTS = "checkpoints"
 PARAMS = "params"
 OBS_NORM = "obs_norm"  # the observation statistics, with cfg.normalise_obs
 SUMMARY = "summary.json"
+CHUNKS = "chunks.json"  # the chunk plan (jaxpg.drivers.chunking), timed runs
 FORMAT_VERSION = 1
 
 _PACKAGES = (
@@ -149,8 +150,10 @@ def run_record(
     first_seed: int,
     chunk_updates: int,
     custom: dict[str, str | None],
+    chunk_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """What ``config.json`` holds."""
+    """What ``config.json`` holds (``chunk_updates``: the chunk length, or
+    with ``chunk_seconds`` the longest chunk)."""
     return {
         "format": FORMAT_VERSION,
         "config": config_to_dict(cfg),
@@ -159,6 +162,7 @@ def run_record(
         "seeds": f"jax.random.key(i) for i in [{first_seed}, {first_seed + num_seeds})",
         "num_updates": cfg.num_updates,
         "chunk_updates": chunk_updates,
+        "chunk_seconds": chunk_seconds,
         # Parts passed as Python objects cannot be rebuilt from JSON; their
         # repr says what the run used (resume must pass the same ones).
         "custom": custom,
@@ -211,8 +215,9 @@ def load_run(directory: str | os.PathLike) -> tuple[Config, dict[str, Any]]:
 def diff_run(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The differing entries of two ``config.json`` records, as
     ``"name: stored -> current"`` (Config fields by name, plus ``num_seeds``,
-    ``first_seed``, ``chunk_updates`` and custom parts). A Config field that
-    the stored record lacks (added to jaxpg since) counts as its default."""
+    ``first_seed``, ``chunk_updates``, ``chunk_seconds`` and custom parts).
+    A Config field that the stored record lacks (added to jaxpg since) counts
+    as its default."""
     out = []
     # A field added to Config after the run was stored had its default then.
     old = {**config_to_dict(Config()), **stored["config"]}
@@ -221,7 +226,8 @@ def diff_run(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
         if old.get(name, "<absent>") != new.get(name, "<absent>"):
             out.append(f"{name}: {old.get(name, '<absent>')!r} -> "
                        f"{new.get(name, '<absent>')!r}")  # fmt: skip
-    for name in ("num_seeds", "first_seed", "chunk_updates", "custom"):
+    names = ("num_seeds", "first_seed", "chunk_updates", "chunk_seconds", "custom")
+    for name in names:
         if stored.get(name) != current.get(name):
             out.append(f"{name}: {stored.get(name)!r} -> {current.get(name)!r}")
     return out

@@ -407,11 +407,14 @@ def test_progress_names_each_checkpoint_as_it_is_written(finished, tmp_path):
 
 def test_too_many_seeds_fail_fast_with_both_numbers(finished, tmp_path, monkeypatch):
     from jaxpg.drivers import memory, parallel
-    from jaxpg.drivers.runner import _cached_programs, run
+    from jaxpg.drivers import programs as compiled
+    from jaxpg.drivers.runner import run
 
     cfg, record = rundir.load_run(finished)
-    progs = _cached_programs(cfg, 2, (record["chunk_updates"],))  # compiled before
-    programs = [progs.init, *progs.chunks.values()]
+    progs = compiled.cached(cfg, 2)  # compiled before
+    # The programs of the run below (fixed chunks); jaxpg train's timed
+    # chunks check these and the one-update probe's.
+    programs = [progs.init, compiled.chunk(progs, record["chunk_updates"])]
     need = max(memory.program_bytes(p) for p in programs)
     lay = parallel.layout(2)
     # A device with one byte too few (a fake limit: the real one is far away).
@@ -444,3 +447,16 @@ def test_evaluate_names_a_key_that_is_not_a_key_and_params_of_another_env():
     acrobot = cfg.replace(env="Acrobot-v1")
     with pytest.raises(ValueError, match="params do not fit the policy of cfg"):
         jaxpg.evaluate(acrobot, params, jax.random.key(1), num_episodes=2)
+
+
+def test_chunk_seconds_is_validated_and_a_resume_keeps_the_runs_own(finished):
+    # No compile: refused while the options are read.
+    code, _, err = _main("train", *TINY, "--chunk-seconds", "-1", "--out", "x")
+    assert code == 2 and "--chunk-seconds=-1.0 is invalid" in err, err
+    assert not Path("x").exists()
+    # The run was timed by jaxpg train's default; a resume that asks for
+    # other chunks is refused, naming the field (its chunking is its own).
+    assert rundir.read_json(finished / rundir.CONFIG)["chunk_seconds"] == 5.0
+    code, _, err = _main("train", "--resume", finished, "--chunk-seconds", "1")
+    assert code == 2, err
+    assert "chunk_seconds: run has 5.0, command line 1.0" in err, err

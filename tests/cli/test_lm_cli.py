@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import io
 import json
+import os
 import signal
+import subprocess
+import sys
 
 import jax
 import nan_rewards
 import pytest
 
 from jaxpg.cli import lm as cli
-from jaxpg.experiment import checkpoint
+from jaxpg.experiment import checkpoint, lock
 from jaxpg.sequence import model, rl, seeds, sft, tasks
 
 
@@ -183,6 +187,7 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
     def interrupted(*args, on_chunk=None, **kwargs):
         def hook(size, metrics):
             on_chunk(size, metrics)
+            assert _is_locked(out)  # held while the run trains
             signal.raise_signal(signal.SIGINT)
 
         return real(*args, on_chunk=hook, **kwargs)
@@ -221,6 +226,68 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
             else b
         )
         assert (a == b).all()
+
+
+def _is_locked(directory) -> bool:
+    """Whether some open file description holds ``directory``'s lock (a new
+    descriptor conflicts with a ``flock`` held even by this process)."""
+    fd = os.open(directory / lock.LOCK, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_lm_refuses_a_missing_reference_or_a_file_as_out_in_one_sentence(
+    tmp_path, capsys
+):
+    missing = tmp_path / "no-such-ref"
+    args = _parse(["lm", "--out", str(tmp_path / "a"), "--reference", str(missing)])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert err == f"jaxpg lm: error: --reference {missing}: no such folder\n"
+    (tmp_path / "empty-ref").mkdir()
+    args = _parse(["lm", "--reference", str(tmp_path / "empty-ref")])
+    assert args.func(args) == 2
+    assert "reference.json, reference.msgpack missing" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    args = _parse(["lm", "--out", str(tmp_path / "file"), *TINY])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"jaxpg lm: error: --out {tmp_path / 'file'} is a file, not a folder\n"
+    )
+    assert not (tmp_path / "a").exists()  # nothing was created
+
+
+def test_lm_on_a_locked_run_directory_is_refused_and_deletes_nothing(tmp_path):
+    """Another process holds the run directory (a live ``jaxpg lm``): a resume
+    and an overwrite of it are refused naming the holder, nothing deleted.
+    Refused before anything compiles: the subprocesses take seconds."""
+    out = tmp_path / "run"
+    out.mkdir()
+    record = {"options": cli._recorded(_parse(["lm", *TINY])), "jaxpg": "test"}
+    (out / cli.RUN_FILE).write_text(json.dumps(record))
+    (out / "checkpoints").mkdir()
+    env = {**os.environ, "JAXPG_CACHE_DIR": ""}
+    commands = (
+        ["--resume", str(out)],
+        ["--out", str(out), "--overwrite", *TINY],
+    )
+    with lock.hold(out):
+        for argv in commands:
+            done = subprocess.run(
+                [sys.executable, "-m", "jaxpg.cli", "lm", *argv],
+                capture_output=True, text=True, env=env, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 2, done.stderr
+            assert f"in use by process {os.getpid()}" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr
+    assert json.loads((out / cli.RUN_FILE).read_text()) == record
+    assert (out / "checkpoints").is_dir()
 
 
 def _abstract_state(run_dir):

@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -277,7 +279,9 @@ def test_two_process_train_writes_the_single_process_run(tmp_path):
     network = {k: v for k, v in params[0].items() if k != "obs_norm"}
     for name, value in parallel_worker.flat(network).items():
         np.testing.assert_array_equal(value, full[0][f".params['policy']{name}"])
-    # Stopped by process 1 alone: both stopped after the same update (2).
+    # SIGTERM to process 1 alone: both stopped after the same update (2),
+    # both by SIGTERM (jaxpg train exits 128 + signal: 143 on each).
+    assert [i["cut_signal"] for i in infos] == [signal.SIGTERM] * 2
     # Resumed with `jaxpg train --resume` across both: bit-identical to the
     # uninterrupted run, and process 1 still wrote nothing.
     assert [(i["cut_at"], i["resume_code"]) for i in infos] == [(2, 0)] * 2
@@ -409,3 +413,50 @@ def test_distributed_arguments_parse_and_validate(monkeypatch):
         parallel.initialize("h:1", 2, 2)
     with pytest.raises(ValueError, match="num_processes=None is invalid"):
         parallel.initialize("h:1", None, 0)
+    with pytest.raises(ValueError, match="timeout=0 is invalid"):
+        parallel.initialize("h:1", 2, 0, timeout=0)
+    with pytest.raises(ValueError, match="coordinator='h' is invalid: must be HOST"):
+        parallel.initialize("h", 2, 1)
+
+
+# Start-up faults: nothing is computed, each subprocess ends in seconds.
+
+
+def _train_process(port: int, process_id: int, *extra: str):
+    """``jaxpg train`` as process ``process_id`` of 2 joining localhost:port:
+    ``(exit status, stderr, seconds)``."""
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxpg.cli", "train", "--no-progress",
+         "--coordinator", f"localhost:{port}", "--num-processes", "2",
+         "--process-id", str(process_id), *extra],
+        env=_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return done.returncode, done.stderr, time.monotonic() - t0
+
+
+def test_process_0_refuses_a_coordinator_port_in_use_naming_it():
+    with socket.socket() as taken:
+        taken.bind(("localhost", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err, _ = _train_process(port, 0)
+    assert code == 2, err
+    assert err.startswith(
+        f"jaxpg train: error: --coordinator localhost:{port}: port {port} is "
+        "already in use on this host"
+    ), err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_process_without_its_coordinator_gives_up_within_the_timeout():
+    port = _free_port()  # nobody listens: process 0 never started
+    code, err, took = _train_process(port, 1, "--coordinator-timeout", "2")
+    assert code == 2, err
+    assert (
+        "process 1 could not reach the coordinator within 2 s: start process 0" in err
+    ), err
+    assert "Traceback" not in err
+    # 2 s of waiting plus the interpreter's start (a few seconds on a loaded
+    # 2-core machine); without the bound it would wait JAX's 300 s.
+    assert took < 60

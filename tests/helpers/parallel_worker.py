@@ -20,7 +20,8 @@ multi-device and multi-process checks run here, in fresh interpreters:
     python tests/helpers/parallel_worker.py train OUT_DIR PORT PROCESS_ID
         one of 2 processes with 2 CPU devices each: ``jaxpg train TRAIN_ARGS
         --out run`` run in OUT_DIR/cwd_<id> (the same command on both), then
-        jaxpg.drivers.runner.run, and a run stopped by process 1 and resumed with
+        jaxpg.drivers.runner.run, and a run stopped by a SIGTERM to process 1 and
+        resumed with
         ``jaxpg train --resume cut``; writes OUT_DIR/train_<id>.json and
         train_<id>_full.npz.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -258,7 +260,7 @@ def runner(out_dir: Path) -> None:
     import numpy as np
 
     import jaxpg
-    from jaxpg.drivers import parallel
+    from jaxpg.drivers import parallel, programs
     from jaxpg.drivers import runner as jrunner
     from jaxpg.drivers.train import seed_keys
     from jaxpg.experiment import checkpoint, rundir
@@ -285,7 +287,8 @@ def runner(out_dir: Path) -> None:
     step, ckpt = checkpoint.restore_latest(out_dir / "full" / "checkpoints", full.state)
     np.savez(out_dir / "runner_checkpoint.npz", **flat(ckpt))
     # The compiled programs the runs used, and a live state of the layout.
-    progs = jrunner._cached_programs(cfg, RUNNER_SEEDS, (1, 3))
+    progs = programs.cached(cfg, RUNNER_SEEDS)
+    assert sorted(progs.chunks) == [1, 3], sorted(progs.chunks)
     lay = progs.layout
     seeds = np.arange(RUNNER_SEEDS, dtype=np.int32)
     state = progs.init(*parallel.place((seeds,), lay))
@@ -339,12 +342,18 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
     # Every process returns the whole gathered result.
     cfg, _ = config_from_args(build_parser().parse_args(["train", *TRAIN_ARGS]))
     full = run(cfg, 6, chunk_updates=1, progress=False)
-    # A stop asked by process 1 alone stops both at the same boundary; then
-    # `jaxpg train --resume` continues across both (already joined: no
+
+    # A SIGTERM to process 1 alone stops both at the same boundary, as a
+    # SIGTERM on both (the signal is shared: jaxpg train exits 143 on each);
+    # then `jaxpg train --resume` continues across both (already joined: no
     # distributed options the second time).
+    def sigterm_to_process_1(info) -> None:
+        if jax.process_index() == 1 and info.start == 0:
+            signal.raise_signal(signal.SIGTERM)
+
     cut = run(
         cfg, 6, chunk_updates=1, progress=False, checkpoint_dir="cut",
-        checkpoint_every=2, callback=lambda info: jax.process_index() == 1,
+        checkpoint_every=2, callback=sigterm_to_process_1,
     )  # fmt: skip
     resume_code = main(["train", "--resume", "cut", "--eval-episodes", "5"])
     info = {
@@ -354,6 +363,7 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
         "process_count": jax.process_count(),
         "global_devices": len(jax.devices()),
         "cut_at": cut.updates_done,
+        "cut_signal": cut.signal,
     }
     np.savez(out_dir / f"train_{process_id}_full.npz", **flat(full.state))
     (out_dir / f"train_{process_id}.json").write_text(json.dumps(info))
