@@ -4,7 +4,7 @@ r"""``jaxpg sweep``: every setting × every seed in one program, compared.
 trains the grid's settings (``itertools.product`` in the order the ``--grid``
 options are given; see :mod:`jaxpg.drivers.sweep`) with ``--seeds`` seeds each,
 in compiled chunks of updates with a progress bar over env steps
-(:mod:`jaxpg.drivers.chunks`), evaluates every final policy, prints one row per
+(:mod:`jaxpg.drivers.members`), evaluates every final policy, prints one row per
 setting (the IQM over seeds of the evaluated return with a 95% bootstrap
 interval, and the seeds whose evaluated return reaches ``--solved-at``), marks
 the best setting (highest IQM) with ``*`` and writes ``DIR/sweep.json`` and
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     enable_compilation_cache(args)
-    from jaxpg.drivers.chunks import train_members
+    from jaxpg.drivers.members import train_members
     from jaxpg.drivers.sweep import grid_settings, random_settings
     from jaxpg.drivers.train import evaluate, make_algorithm, policy_params
 

@@ -34,12 +34,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from jaxpg.config import Config
+
 __all__ = [
     "OVERRUN",
     "ChunkPlan",
     "chunk_plan",
     "default_chunk",
     "fixed_plan",
+    "step_budget",
     "timed_plan",
 ]
 
@@ -215,3 +218,14 @@ def timed_plan(num_updates: int, chunk_seconds: float, cap: int) -> ChunkPlan:
         )
     cap = max(1, min(cap, num_updates))
     return ChunkPlan(num_updates, [(0, 1)], float(chunk_seconds), cap)
+
+
+def step_budget(cfg: Config, num_members: int, num_updates: int | None = None) -> int:
+    """Env steps of ``num_members`` members at the end of their runs: exact
+    for a2c/ppo; for REINFORCE, whose last update may run past
+    ``total_steps``, the budget itself (``num_updates``: default
+    ``cfg.num_updates``)."""
+    if cfg.algo == "reinforce":
+        return num_members * cfg.total_steps
+    updates = cfg.num_updates if num_updates is None else num_updates
+    return num_members * updates * cfg.num_envs * cfg.rollout_steps

@@ -318,6 +318,26 @@ def map_members(
     return collect(out, lay, traced["like"])
 
 
+def check_seeds(seeds: Any) -> np.ndarray:
+    """``seeds`` as ``[M]`` int32, after checking that it is a non-empty 1-D
+    array of integers in ``[0, 2**31)``.
+
+    Raises:
+      ValueError: naming the shape, dtype or range that is wrong.
+    """
+    s = np.asarray(seeds)
+    if s.ndim != 1 or s.size == 0 or s.dtype.kind not in "iu":
+        raise ValueError(
+            f"seeds with shape {s.shape} and dtype {s.dtype} is invalid: must be "
+            "a non-empty 1-D array of ints"
+        )
+    if s.min() < 0 or s.max() >= 2**31:
+        raise ValueError(
+            f"seeds in [{s.min()}, {s.max()}] are invalid: must be in [0, 2**31)"
+        )
+    return s.astype(np.int32)
+
+
 def run_members(
     train: Callable[..., Any],
     seeds: Any,
@@ -342,17 +362,7 @@ def run_members(
     Raises:
       ValueError: ``seeds`` is not a non-empty 1-D array of such integers.
     """
-    s = np.asarray(seeds)
-    if s.ndim != 1 or s.size == 0 or s.dtype.kind not in "iu":
-        raise ValueError(
-            f"seeds with shape {s.shape} and dtype {s.dtype} is invalid: must be "
-            "a non-empty 1-D array of ints"
-        )
-    if s.min() < 0 or s.max() >= 2**31:
-        raise ValueError(
-            f"seeds in [{s.min()}, {s.max()}] are invalid: must be in [0, 2**31)"
-        )
-    s = s.astype(np.int32)
+    s = check_seeds(seeds)
     if hparams is None:
         return map_members(
             lambda seed: train(jax.random.key(seed)), (s,), devices=devices

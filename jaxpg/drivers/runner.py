@@ -66,7 +66,7 @@ import numpy as np
 
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import memory, parallel, programs
+from jaxpg.drivers import chunking, memory, parallel, programs
 from jaxpg.drivers.chunking import (
     ChunkPlan,
     chunk_plan,
@@ -442,7 +442,7 @@ def _run(
         state = progs.init(*parallel.place((seeds,), lay))
     steps_before = _total_steps(parallel.real_members(state.env_steps, lay))
     kept: list[dict[str, np.ndarray]] = []
-    total = _step_budget(cfg, num_seeds, num_updates)
+    total = chunking.step_budget(cfg, num_seeds, num_updates)
     shown = progress and jax.process_index() == 0
     bar = ProgressBar(shown, total, num_seeds, initial=steps_before)
     last_ckpt = start
@@ -641,14 +641,6 @@ def _write_plan(out: Path, plan: ChunkPlan) -> None:
 
 def _total_steps(env_steps: Any) -> int:
     return int(np.sum(np.asarray(jax.device_get(env_steps), dtype=np.int64)))
-
-
-def _step_budget(cfg: Config, num_seeds: int, num_updates: int) -> int:
-    """Env steps of all seeds at the end: exact for a2c/ppo, the budget for
-    REINFORCE (which collects at least it, unless its updates run out)."""
-    if cfg.algo == "reinforce":
-        return num_seeds * cfg.total_steps
-    return num_seeds * num_updates * cfg.num_envs * cfg.rollout_steps
 
 
 def _resume(

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import jaxpg
-from jaxpg.drivers.chunks import train_members
+from jaxpg.drivers.members import train_members
 from jaxpg.drivers.sweep import SWEEPABLE, grid_settings, random_settings, sweep
 from jaxpg.drivers.train import policy_params
 

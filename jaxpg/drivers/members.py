@@ -29,10 +29,10 @@ import numpy as np
 from jaxpg.algorithms.base import Algorithm
 from jaxpg.config import Config
 from jaxpg.drivers import parallel
+from jaxpg.drivers.chunking import chunk_plan, default_chunk, step_budget
 from jaxpg.drivers.progress import ProgressBar, compiling
-from jaxpg.drivers.runner import chunk_plan, default_chunk
 
-__all__ = ["MembersResult", "step_budget", "train_members"]
+__all__ = ["MembersResult", "train_members"]
 
 
 class MembersResult(NamedTuple):
@@ -51,15 +51,6 @@ class MembersResult(NamedTuple):
     final: Any
     compile_s: float
     run_s: float
-
-
-def step_budget(cfg: Config, num_members: int) -> int:
-    """Env steps of ``num_members`` members at the end of their runs: exact
-    for a2c/ppo; for REINFORCE, whose last update may run past
-    ``total_steps``, the budget itself."""
-    if cfg.algo == "reinforce":
-        return num_members * cfg.total_steps
-    return num_members * cfg.num_updates * cfg.num_envs * cfg.rollout_steps
 
 
 def train_members(
@@ -103,16 +94,7 @@ def train_members(
     Raises:
       ValueError: bad ``seeds`` or ``chunk_updates`` (the message names it).
     """
-    s = np.asarray(seeds)
-    if s.ndim != 1 or s.size == 0 or s.dtype.kind not in "iu":
-        raise ValueError(
-            f"seeds with shape {s.shape} and dtype {s.dtype} is invalid: must be "
-            "a non-empty 1-D array of ints"
-        )
-    if s.min() < 0 or s.max() >= 2**31:
-        raise ValueError(
-            f"seeds in [{s.min()}, {s.max()}] are invalid: must be in [0, 2**31)"
-        )
+    s = parallel.check_seeds(seeds)
     if chunk_updates is not None and (
         isinstance(chunk_updates, bool)
         or not isinstance(chunk_updates, int)
@@ -127,7 +109,7 @@ def train_members(
     lengths = sorted({chunk if num_full else 0, remainder} - {0})
     members = int(s.size)
     lay = parallel.layout(members, devices)
-    args = (s.astype(np.int32),) if hparams is None else (s.astype(np.int32), hparams)
+    args = (s,) if hparams is None else (s, hparams)
     placed = parallel.place(args, lay)
     shown = progress and jax.process_index() == 0
     plural = "s" if members > 1 else ""
