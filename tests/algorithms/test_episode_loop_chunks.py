@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from trees import raw_leaves
 
 import jaxpg
 from jaxpg.algorithms.reinforce import BASELINE_FNS, buffer_length, make_reinforce
@@ -36,18 +37,9 @@ CFG = jaxpg.Config(
 KEYS = jax.random.split(jax.random.key(1), 2)
 
 
-def _leaves(tree) -> list[np.ndarray]:
-    out = []
-    for leaf in jax.tree.leaves(tree):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        out.append(np.asarray(leaf))
-    return out
-
-
 def _assert_identical(got, want) -> None:
     assert jax.tree.structure(got) == jax.tree.structure(want)
-    for a, b in zip(_leaves(got), _leaves(want), strict=True):
+    for a, b in zip(raw_leaves(got), raw_leaves(want), strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(a, b)  # NaN == NaN here; bits otherwise
 

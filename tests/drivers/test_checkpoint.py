@@ -11,6 +11,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from trees import raw_leaves
 
 import jaxpg
 from jaxpg.drivers.runner import run
@@ -43,19 +44,8 @@ PPO = jaxpg.Config(
 )
 
 
-def _leaves(tree):
-    """Leaves as NumPy arrays, typed PRNG keys as their raw key data."""
-
-    def raw(x):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return np.asarray(jax.random.key_data(x))
-        return np.asarray(x)
-
-    return [raw(x) for x in jax.tree.leaves(jax.device_get(tree))]
-
-
 def assert_bit_identical(a, b):
-    la, lb = _leaves(a), _leaves(b)
+    la, lb = raw_leaves(a), raw_leaves(b)
     assert len(la) == len(lb)
     for x, y in zip(la, lb, strict=True):
         assert x.dtype == y.dtype and x.shape == y.shape

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 
-import jax
 import numpy as np
 import pytest
+from trees import raw_leaves
 
 import jaxpg
 from jaxpg.drivers import runner
@@ -138,15 +138,6 @@ def _ticking(slow_after: int | None = None):
     return clock
 
 
-def _leaves(tree):
-    def raw(x):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return np.asarray(jax.random.key_data(x))
-        return np.asarray(x)
-
-    return [raw(x) for x in jax.tree.leaves(jax.device_get(tree))]
-
-
 @pytest.fixture(scope="module")
 def timed_runs(tmp_path_factory):
     pytest.importorskip("orbax.checkpoint")
@@ -213,11 +204,11 @@ def test_stopped_timed_run_resumes_with_its_plan_bit_identically(timed_runs):
     # Bit-identical to the uninterrupted run, whose later chunks were cut to
     # 1 update where the resumed run's were not.
     assert not resumed.interrupted and resumed.updates_done == 40
-    for a, b in zip(_leaves(full.state), _leaves(resumed.state), strict=True):
+    for a, b in zip(raw_leaves(full.state), raw_leaves(resumed.state), strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(
-        _leaves(rundir.read_metrics(full_dir)),
-        _leaves(rundir.read_metrics(cut_dir)),
+        raw_leaves(rundir.read_metrics(full_dir)),
+        raw_leaves(rundir.read_metrics(cut_dir)),
         strict=True,
     ):
         np.testing.assert_array_equal(a, b)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from tiny_sequence import task_and_model
 
 from jaxpg.algorithms.base import injected_adam
 from jaxpg.sequence import model, rl, sampling, sft, tasks
@@ -68,7 +69,7 @@ def test_rl_config_keeps_valid_values_as_python_numbers():
     ],
 )
 def test_sft_refuses_hostile_values(kwargs, message):
-    task, cfg = _tiny()
+    task, cfg = task_and_model()
     with pytest.raises(ValueError, match=re.escape(message)):
         sft.make_sft(task, cfg, **kwargs)
 
@@ -84,7 +85,7 @@ def test_a_task_budget_below_the_answer_is_refused_not_ignored():
 
 
 def test_sampling_refuses_a_temperature_that_is_not_finite_and_positive():
-    task, cfg = _tiny()
+    task, cfg = task_and_model()
     params = jax.eval_shape(lambda k: model.init(k, cfg), jax.random.key(0))
     prompts = jnp.zeros((2, task.prompt_len), jnp.int32)
     for t in (INF, 0.0, NAN):
@@ -107,7 +108,7 @@ def test_sampling_refuses_a_temperature_that_is_not_finite_and_positive():
 @pytest.mark.parametrize("shape", [(6, 1), (), (3,)])
 def test_a_reward_fn_of_the_wrong_shape_names_the_expected_one(shape):
     """Checked when the update is traced (``jax.eval_shape``: no compile)."""
-    task, cfg = _tiny()
+    task, cfg = task_and_model()
     bad = tasks.with_reward(task, lambda p, r, m: jnp.zeros(shape))
     rl_cfg = rl.RLConfig(num_prompts=2, group_size=3)
     algo = rl.make_rl(bad, cfg, rl_cfg)
@@ -143,12 +144,3 @@ def test_sft_steps_with_the_shared_injected_adam_equal_optax_adam():
     np.testing.assert_array_equal(
         jax.jit(lambda: steps(shared))()["w"], jax.jit(lambda: steps(plain))()["w"]
     )
-
-
-def _tiny():
-    task = tasks.sort_task(2)
-    cfg = model.TransformerConfig(
-        vocab_size=tasks.VOCAB_SIZE, width=8, num_layers=1, num_heads=2,
-        max_len=task.prompt_len + task.max_new_tokens,
-    )  # fmt: skip
-    return task, cfg

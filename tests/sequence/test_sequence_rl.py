@@ -6,25 +6,16 @@ import jax
 import numpy as np
 import optax
 import pytest
+from tiny_sequence import task_and_model
 
-from jaxpg.sequence import model, rl, tasks
+from jaxpg.sequence import model, rl
 
 K = 3
 
 
-def _task_and_model():
-    """A tiny sort task and model: ``(task, model_cfg)``."""
-    task = tasks.sort_task(2)
-    cfg = model.TransformerConfig(
-        vocab_size=tasks.VOCAB_SIZE, width=8, num_layers=1, num_heads=2,
-        max_len=task.prompt_len + task.max_new_tokens,
-    )  # fmt: skip
-    return task, cfg
-
-
 def _small_rl():
     """``(rl_cfg, algo, reference params)`` of :func:`_task_and_model`."""
-    task, cfg = _task_and_model()
+    task, cfg = task_and_model()
     rl_cfg = rl.RLConfig(num_prompts=2, group_size=3, lr=1e-2, beta=0.1)
     ref = jax.jit(model.init, static_argnums=1)(jax.random.key(0), cfg)
     return rl_cfg, rl.make_rl(task, cfg, rl_cfg), ref
@@ -110,7 +101,7 @@ def test_injected_learning_rate_update_equals_the_former_manual_scaling():
     parameters agree bit for bit."""
     rl_cfg, algo, ref = _small_rl()
     state = jax.jit(algo.init)(jax.random.key(1), ref)
-    task, cfg = _task_and_model()
+    task, cfg = task_and_model()
     former = optax.chain(
         optax.clip_by_global_norm(rl_cfg.max_grad_norm), optax.scale_by_adam()
     )
