@@ -1,0 +1,31 @@
+"""Environments by name: gymnax's registry and the adapted suites."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnax
+
+from jaxpg.envs.craftax import CRAFTAX_ENVS, make_craftax
+
+
+def known_envs() -> tuple[str, ...]:
+    """Names accepted by ``Config(env=...)``: gymnax's registry and Craftax's."""
+    return (*gymnax.registered_envs, *CRAFTAX_ENVS)
+
+
+def make_env(name: str) -> tuple[Any, Any]:
+    """``(env, env_params)`` for a gymnax or Craftax environment name.
+
+    Raises:
+      ValueError: ``name`` is not known; the message lists the known names.
+      ImportError: a Craftax name without the ``craftax`` package.
+    """
+    if name in CRAFTAX_ENVS:
+        return make_craftax(name)
+    if name not in gymnax.registered_envs:
+        raise ValueError(
+            f"env={name!r} is not a known environment; known: "
+            f"{', '.join(known_envs())} (or pass env=<gymnax Environment>)"
+        )
+    return gymnax.make(name)
