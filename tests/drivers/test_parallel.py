@@ -280,8 +280,9 @@ def test_two_process_train_writes_the_single_process_run(tmp_path):
     for name, value in parallel_worker.flat(network).items():
         np.testing.assert_array_equal(value, full[0][f".params['policy']{name}"])
     # SIGTERM to process 1 alone: both stopped after the same update (2),
-    # both by SIGTERM (jaxpg train exits 128 + signal: 143 on each).
+    # both by SIGTERM, and `jaxpg train` exits 128 + signal = 143 on each.
     assert [i["cut_signal"] for i in infos] == [signal.SIGTERM] * 2
+    assert [i["cut_code"] for i in infos] == [128 + signal.SIGTERM] * 2
     # Resumed with `jaxpg train --resume` across both: bit-identical to the
     # uninterrupted run, and process 1 still wrote nothing.
     assert [(i["cut_at"], i["resume_code"]) for i in infos] == [(2, 0)] * 2

@@ -327,6 +327,7 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
     import numpy as np
 
     from jaxpg.cli.main import build_parser, config_from_args, main
+    from jaxpg.drivers import runner
     from jaxpg.drivers.runner import run
 
     cwd = out_dir / f"cwd_{process_id}"
@@ -344,17 +345,29 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
     full = run(cfg, 6, chunk_updates=1, progress=False)
 
     # A SIGTERM to process 1 alone stops both at the same boundary, as a
-    # SIGTERM on both (the signal is shared: jaxpg train exits 143 on each);
+    # SIGTERM on both (the signal is shared): `jaxpg train` exits 143 on each;
     # then `jaxpg train --resume` continues across both (already joined: no
-    # distributed options the second time).
+    # distributed options the second time). The CLI's own run() is wrapped only
+    # to raise the signal at a known chunk and to keep its result.
     def sigterm_to_process_1(info) -> None:
         if jax.process_index() == 1 and info.start == 0:
             signal.raise_signal(signal.SIGTERM)
 
-    cut = run(
-        cfg, 6, chunk_updates=1, progress=False, checkpoint_dir="cut",
-        checkpoint_every=2, callback=sigterm_to_process_1,
-    )  # fmt: skip
+    cut_results = []
+
+    def run_cut_at_first_chunk(*args, **kwargs):
+        assert kwargs["callback"] is None  # no --tensorboard: nothing replaced
+        kwargs.update(callback=sigterm_to_process_1, chunk_updates=1)
+        kwargs.update(chunk_seconds=None)
+        cut_results.append(run(*args, **kwargs))
+        return cut_results[-1]
+
+    runner.run = run_cut_at_first_chunk
+    try:
+        cut_code = main(["train", *TRAIN_ARGS, "--out", "cut"])
+    finally:
+        runner.run = run
+    (cut,) = cut_results
     resume_code = main(["train", "--resume", "cut", "--eval-episodes", "5"])
     info = {
         "code": code,
@@ -362,6 +375,7 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
         "process_index": jax.process_index(),
         "process_count": jax.process_count(),
         "global_devices": len(jax.devices()),
+        "cut_code": cut_code,
         "cut_at": cut.updates_done,
         "cut_signal": cut.signal,
     }
