@@ -65,7 +65,15 @@ import numpy as np
 
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import chunking, loop, memory, parallel, programs, runstate
+from jaxpg.drivers import (
+    chunking,
+    loop,
+    memory,
+    parallel,
+    programs,
+    report,
+    runstate,
+)
 from jaxpg.drivers.chunking import (
     chunk_plan,
     default_chunk,
@@ -113,6 +121,8 @@ class RunResult(NamedTuple):
       signal: the signal number that stopped the run, else ``None``.
       run_dir: the run directory, or ``None`` (also on processes other than
         0, which do not write it).
+      summary: what ``summary.json`` holds (:mod:`jaxpg.drivers.report`)
+        when ``eval_episodes`` was given and the run finished, else ``None``.
     """
 
     params: Any
@@ -125,6 +135,7 @@ class RunResult(NamedTuple):
     interrupted: bool = False
     signal: int | None = None
     run_dir: Path | None = None
+    summary: dict[str, Any] | None = None
 
 
 class ChunkInfo(NamedTuple):
@@ -175,6 +186,8 @@ def run(
     critic_network: Any = None,
     optimizer: Any = None,
     algorithm: Any = None,
+    eval_episodes: int | None = None,
+    source: str = "",
 ) -> RunResult:
     """Train seeds ``first_seed .. first_seed + num_seeds - 1`` in chunks.
 
@@ -228,6 +241,12 @@ def run(
         when there is a run directory and this is the main thread.
       policy_network, critic_network, optimizer, algorithm: passed to
         :func:`jaxpg.make_algorithm` when not ``None``.
+      eval_episodes: with a run directory, when the run finishes, evaluate
+        every seed's final policy on this many episodes and write
+        ``summary.json`` and ``learning_curve.png`` as ``jaxpg train`` does
+        (:func:`jaxpg.drivers.report.write_report`; with ``env=``, on that
+        environment). ``None``: neither is written.
+      source: what the config started from, recorded in ``summary.json``.
 
     Returns:
       :class:`RunResult`.
@@ -255,6 +274,8 @@ def run(
     _check_int("keep_checkpoints", keep_checkpoints, 1)
     if checkpoint_every is not None:
         _check_int("checkpoint_every", checkpoint_every, 1)
+    if eval_episodes is not None:
+        _check_int("eval_episodes", eval_episodes, 1)
     if chunk_updates is not None:
         _check_int("chunk_updates", chunk_updates, 1)
     if chunk_seconds is not None:
@@ -297,6 +318,8 @@ def run(
             critic_network=critic_network,
             optimizer=optimizer,
             algorithm=algorithm,
+            eval_episodes=eval_episodes,
+            source=source,
         )
 
 
@@ -324,6 +347,8 @@ def _run(
     critic_network: Any,
     optimizer: Any,
     algorithm: Any,
+    eval_episodes: int | None,
+    source: str,
 ) -> RunResult:
     num_updates = cfg.num_updates
     parts = {
@@ -479,17 +504,33 @@ def _run(
         else:
             metrics = keeper.joined()
     steps = _total_steps(state.env_steps) - steps_before
+    steps_per_s = steps / run_s if run_s > 0 else 0.0
+    summary = None
+    if out is not None and not interrupted and eval_episodes is not None:
+        timings = {"compile_s": compile_s, "run_s": run_s, "steps_per_s": steps_per_s}
+        summary = report.write_report(
+            out,
+            cfg,
+            policy_params(cfg, state),
+            num_seeds,
+            first_seed,
+            eval_episodes,
+            timings,
+            source,
+            {"env": env, "env_params": env_params, "policy_network": policy_network},
+        )
     return RunResult(
         params=policy_params(cfg, state),
         metrics=metrics,
         state=state,
         compile_s=compile_s,
         run_s=run_s,
-        steps_per_s=steps / run_s if run_s > 0 else 0.0,
+        steps_per_s=steps_per_s,
         updates_done=done,
         interrupted=interrupted,
         signal=stopper.signum,
         run_dir=out,
+        summary=summary,
     )
 
 
