@@ -6,10 +6,15 @@ until it ends and keeps ``[S, U]`` metrics of every seed in memory. :func:`run`
 compiles ``vmap(init)`` and a *chunk* program (``vmap`` over seeds of a
 ``lax.scan`` of ``update`` over ``chunk`` updates), and calls it repeatedly,
 so between calls the host can advance a progress bar, write the chunk's
-metrics to disk, call a user callback and save a checkpoint. There are no host
-callbacks inside the program: the host reads a chunk's metrics while the next
-chunk runs. The result equals ``jax.jit(jax.vmap(make_train(cfg)))`` of the
-same keys (the same random draws, metrics equal up to float rounding).
+metrics to disk, call a user callback and save a checkpoint: the hooks of the
+chunk loop that ``jaxpg sweep`` and ``jaxpg lm`` share
+(:mod:`jaxpg.drivers.loop`). There are no host callbacks inside the program:
+the host reads a chunk's metrics while the next chunk runs. What the run keeps
+in its directory besides metrics (the record, the chunk plan, the restored
+state) is :mod:`jaxpg.drivers.runstate`; the report of a finished run
+(``eval_episodes``) is :mod:`jaxpg.drivers.report`. The result equals
+``jax.jit(jax.vmap(make_train(cfg)))`` of the same keys (the same random
+draws, metrics equal up to float rounding).
 
 Chunking (:mod:`jaxpg.drivers.chunking`): ``chunk`` updates per call
 (:func:`default_chunk`: a divisor of ``U`` near ``U / 20`` when one is close,
@@ -79,7 +84,7 @@ from jaxpg.drivers.chunking import (
     default_chunk,
     timed_plan,
 )
-from jaxpg.drivers.progress import ProgressBar, compiling
+from jaxpg.drivers.progress import ProgressBar
 from jaxpg.drivers.runstate import describe as _describe
 from jaxpg.drivers.signals import Stopper
 from jaxpg.drivers.train import make_algorithm, policy_params
@@ -393,30 +398,13 @@ def _run(
             raise TypeError(
                 f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
             )
-    if plan.chunk_seconds is None:
-        _, num_full, remainder = chunk_plan(num_updates, chunk)
-        lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
-    else:
-        # The probe's, the longest (memory is checked for it: a shorter
-        # chunk needs less) and the one in use; others when first needed.
-        lengths = tuple(sorted({1, plan.cap, plan.segments[-1][1]}))
-    t0 = time.perf_counter()
-    plural = "s" if num_seeds > 1 else ""
-    with compiling(
-        f"{cfg.env} / {cfg.algo}, {num_seeds} seed{plural}",
-        progress and jax.process_index() == 0,
-    ):
-        if env is None and env_params is None and not given:
-            progs = programs.cached(cfg, num_seeds)
-        else:
-            algo = make_algorithm(cfg, env, env_params, **given)
-            progs = programs.compile_run(algo, num_seeds)
-        ready = [programs.chunk(progs, n) for n in lengths]
-    compile_s = time.perf_counter() - t0
+    custom_algo = None
+    if env is not None or env_params is not None or given:
+        custom_algo = lambda: make_algorithm(cfg, env, env_params, **given)  # noqa: E731
+    progs, compile_s = programs.for_run(
+        cfg, num_seeds, plan, chunk, custom_algo, progress and jax.process_index() == 0
+    )
     lay = progs.layout
-    # Before anything runs: a run too large for the device can hang in XLA.
-    memory.check_fits([progs.init, *ready], num_seeds, lay.per_device, lay.num_devices)
-    del ready
 
     t0 = time.perf_counter()
     start = 0

@@ -1,7 +1,8 @@
 r"""Many seeds of the token-policy RL program, in compiled chunks of updates.
 
 The library side of ``jaxpg lm``: XLA options for the RL program on CPU,
-the seed layout over devices, and the chunk loop that trains every seed.
+the seed layout over devices, and the training of every seed in chunks,
+through the chunk loop ``jaxpg train`` uses (:mod:`jaxpg.drivers.loop`).
 Shapes: ``S`` seeds, ``U`` updates.
 """
 

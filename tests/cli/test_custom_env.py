@@ -44,11 +44,13 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("custom") / "run"
     code, stdout, stderr = _main("train", *TINY, "--out", out)
     assert code == 0, stderr
-    return out, stdout
+    # Kept: a test below resumes the run, which evaluates it again.
+    trained_summary = rundir.read_json(out / rundir.SUMMARY)
+    return out, stdout, trained_summary
 
 
 def test_train_by_import_path_records_it_and_writes_the_report(trained):
-    out, stdout = trained
+    out, stdout, _ = trained
     cfg, _ = rundir.load_run(out)
     assert cfg.env == PATH
     summary = rundir.read_json(out / rundir.SUMMARY)
@@ -59,18 +61,21 @@ def test_train_by_import_path_records_it_and_writes_the_report(trained):
 
 
 def test_eval_and_resume_rebuild_the_env_from_the_run_directory(trained):
-    out, _ = trained
+    out, _, _ = trained
     code, _, stderr = _main("eval", out, "--episodes", "3")
     assert code == 0, stderr
     assert len(rundir.read_json(out / "eval.json")["mean_per_seed"]) == 2
-    # Resuming the finished run rebuilds the env from config.json and
-    # finishes at once (nothing left to train).
-    code, _, stderr = _main("train", "--resume", out, "--no-progress")
+    # Resuming the finished run rebuilds the env from config.json, has
+    # nothing left to train, and evaluates and reports it again.
+    code, stdout, stderr = _main(
+        "train", "--resume", out, "--no-progress", "--eval-episodes", "4"
+    )
     assert code == 0, stderr
+    assert f"wrote {out / rundir.SUMMARY}" in stdout
 
 
 def test_compare_uses_the_users_references_and_raw_has_no_gap(trained, tmp_path):
-    out, _ = trained
+    out, _, _ = trained
     means = np.array(rundir.read_json(out / rundir.SUMMARY)["eval"]["mean_per_seed"])
     code, _, stderr = _main("compare", out, "--out", tmp_path / "a", "--reps", 50)
     assert code == 2 and "--reference ENV=RANDOM,SOLVED" in stderr
@@ -107,7 +112,6 @@ def test_compare_uses_the_users_references_and_raw_has_no_gap(trained, tmp_path)
 def test_runner_with_an_env_object_writes_the_same_report(trained, tmp_path):
     """``run(env=...)`` from Python: the summary and curve of ``jaxpg train``
     (the same evaluation keys: the same per-seed returns for the same run)."""
-    out, _ = trained
     args = build_parser().parse_args(["train", *TINY])
     cfg, _ = config_from_args(args)
     custom = cfg.replace(env="custom")
@@ -120,7 +124,7 @@ def test_runner_with_an_env_object_writes_the_same_report(trained, tmp_path):
     summary = rundir.read_json(tmp_path / "py" / rundir.SUMMARY)
     assert summary == jaxpg_summary(result)
     assert (tmp_path / "py" / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
-    cli = rundir.read_json(out / rundir.SUMMARY)
+    cli = trained[2]
     assert summary["eval"]["mean_per_seed"] == cli["eval"]["mean_per_seed"]
 
 
