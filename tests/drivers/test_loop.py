@@ -121,3 +121,16 @@ def test_hooks_are_closed_when_a_chunk_raises():
     with pytest.raises(RuntimeError, match="device lost"):
         loop.run_chunks(0, 0, 4, lambda u: 2, failing, dict, [Recorder(events)])
     assert events == [("close",)]
+
+
+def test_the_update_bar_counts_updates_and_shows_the_latest_means():
+    pytest.importorskip("tqdm")
+    from jaxpg.drivers.progress import UpdateBar
+
+    bar = UpdateBar(True, 5, {"last": "update"}, desc="RL")
+    seen = []
+    real_close = bar.close
+    bar.close = lambda: (seen.append((bar.bar.n, bar.bar.postfix)), real_close())
+    _run(5, 2, [loop.Progress(bar)], [])
+    # 5 updates counted; the postfix is the last chunk's last update (4).
+    assert seen == [(5, "last=4.000")]
