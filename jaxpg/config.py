@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpg.envs import known_envs
+from jaxpg.envs.custom import is_import_path
 from jaxpg.kernels.advantages import BASELINES
 from jaxpg.networks import ACTIVATIONS
 
@@ -45,8 +46,11 @@ class Config:
     r"""Everything that defines a training run.
 
     Attributes:
-      env: a gymnax environment name, or ``"custom"`` when the environment is
-        passed to :func:`jaxpg.make_train` as ``env=``.
+      env: a gymnax environment name; an import path
+        ``"package.module:make_env"`` of a function returning ``(env,
+        env_params)`` (:mod:`jaxpg.envs.custom`: rebuilt wherever the config
+        is, so run directories resume and evaluate it); or ``"custom"`` when
+        the environment is passed to :func:`jaxpg.make_train` as ``env=``.
       algo: ``"reinforce"``, ``"a2c"`` or ``"ppo"``.
       baseline: REINFORCE's baseline, one of ``none, mean, standardise, loo,
         group, value`` (see :mod:`jaxpg.kernels.advantages`); ignored by a2c/ppo, which
@@ -154,12 +158,14 @@ class Config:
             _normalise(self, "loop_chunk", _as_int)
         _normalise(self, "hidden", _as_hidden)
 
-        if self.env != CUSTOM_ENV and self.env not in known_envs():
+        named = self.env in known_envs() or is_import_path(self.env)
+        if self.env != CUSTOM_ENV and not named:
             _fail(
                 "env",
                 self.env,
-                f"allowed: {', '.join(known_envs())}, or '{CUSTOM_ENV}' with "
-                "make_train(cfg, env=...)",
+                f"allowed: {', '.join(known_envs())}, an import path "
+                f"MODULE:FUNCTION returning (env, env_params), or '{CUSTOM_ENV}' "
+                "with make_train(cfg, env=...)",
             )
         if self.algo not in ALGOS:
             _fail("algo", self.algo, f"allowed: {', '.join(ALGOS)}")

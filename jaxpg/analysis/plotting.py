@@ -165,14 +165,17 @@ def _figure(width: float = 6.4, height: float = 4.0, ncols: int = 1):
 
 def plot_aggregates(result: dict, path: str | os.PathLike, title: str = "") -> Any:
     """Save the aggregate metrics of :func:`jaxpg.analysis.compare.compare` as a PNG:
-    one panel per metric (IQM, mean, median, optimality gap), one bar per
-    method spanning its interval, a tick at the estimate."""
+    one panel per metric it holds (IQM, mean, median, optimality gap when
+    the scores are normalised), one bar per method spanning its interval, a
+    tick at the estimate."""
     from jaxpg.analysis.compare import AGGREGATES
 
     methods = list(result["aggregates"])
-    fig, axes = _figure(3.0 * len(AGGREGATES), 0.6 * len(methods) + 1.4,
-                        ncols=len(AGGREGATES))  # fmt: skip
-    for ax, metric in zip(axes, AGGREGATES, strict=True):
+    held = [m for m in AGGREGATES if m in result["aggregates"][methods[0]]]
+    fig, axes = _figure(3.0 * len(held), 0.6 * len(methods) + 1.4,
+                        ncols=len(held))  # fmt: skip
+    unit = "normalised score" if result.get("normalised", True) else "return"
+    for ax, metric in zip(axes, held, strict=True):
         for i, name in enumerate(methods):
             est = result["aggregates"][name][metric]
             ax.barh(i, est["high"] - est["low"], left=est["low"], height=0.6,
@@ -182,7 +185,7 @@ def plot_aggregates(result: dict, path: str | os.PathLike, title: str = "") -> A
         ax.set_yticklabels(methods if ax is axes[0] else [""] * len(methods))
         ax.set_title(metric.replace("_", " "))
         ax.grid(axis="x", alpha=0.3)
-        ax.set_xlabel("normalised score")
+        ax.set_xlabel(unit)
     fig.suptitle(title or f"{result['confidence']:.0%} stratified bootstrap CIs")
     fig.savefig(os.fspath(path), dpi=120)
     return fig

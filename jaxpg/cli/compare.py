@@ -34,6 +34,7 @@ import numpy as np
 
 from jaxpg.cli.options import PlainHelpFormatter, check_output_dir
 from jaxpg.drivers.evaluation import evaluate_seeds, load_policy
+from jaxpg.drivers.report import eval_summary
 
 __all__ = [
     "compare_command",
@@ -114,53 +115,26 @@ def register(sub: Any) -> None:
     cmp.add_argument(
         "--raw",
         action="store_true",
-        help="do not normalise (only for runs of a single environment)",
+        help="do not normalise (only for runs of a single environment; no "
+        "optimality gap, which has no meaning in raw returns)",
+    )
+    cmp.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="ENV=RANDOM,SOLVED",
+        help="the random policy's and the solved score of an environment jaxpg "
+        "has none for (e.g. your own, my_pkg.envs:make_env=0.5,9.5); repeat it "
+        "for several",
+    )
+    cmp.add_argument(
+        "--references",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help='the same from a JSON file {"ENV": {"random": R, "solved": S}}',
     )
     cmp.set_defaults(func=compare_command)
-
-
-def _num(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
-def eval_summary(
-    returns: Any,
-    first_seed: int,
-    episodes: int,
-    deterministic: bool,
-    round_: int,
-    threshold: float | None,
-) -> dict[str, Any]:
-    """A JSON-ready summary of ``[S, E]`` evaluation returns: per-seed mean
-    and standard deviation (``null`` where not finite), the seeds whose mean
-    is NaN or infinite, IQM and mean over the finite seeds with 95% bootstrap
-    intervals (``null`` when none is finite), and the seeds at or above
-    ``threshold``."""
-    from jaxpg.analysis.stats import bootstrap_ci, iqm
-
-    r = np.asarray(returns, np.float64)
-    with np.errstate(invalid="ignore"):
-        mean = r.mean(axis=1)
-        std = r.std(axis=1)
-    finite = np.isfinite(mean)
-    good = mean[finite]
-    out: dict[str, Any] = {
-        "episodes": episodes,
-        "deterministic": deterministic,
-        "key": f"fold_in(fold_in(key(2024999), {round_}), seed)",
-        "seeds": list(range(first_seed, first_seed + r.shape[0])),
-        "mean_per_seed": [_num(x) for x in mean],
-        "std_per_seed": [_num(x) for x in std],
-        "nonfinite_seeds": {
-            str(first_seed + i): str(mean[i]) for i in np.flatnonzero(~finite)
-        },
-        "confidence": 0.95,
-        "iqm": bootstrap_ci(good, stat=iqm)._asdict() if good.size else None,
-        "mean": bootstrap_ci(good)._asdict() if good.size else None,
-        "solved_threshold": threshold,
-        "seeds_solved": None if threshold is None else int(np.sum(good >= threshold)),
-    }
-    return out
 
 
 def print_eval(
@@ -297,7 +271,19 @@ def _load_scores(args: argparse.Namespace) -> tuple[dict, list[str], dict]:
     return table, envs, dropped
 
 
-def _per_task(table: dict, envs: list[str]) -> dict[str, dict[str, dict]]:
+def _references(args: argparse.Namespace) -> dict:
+    """``{env: EnvScores}`` given by ``--references`` and ``--reference``
+    (the latter wins)."""
+    from jaxpg.analysis.scores import load_references, parse_reference
+
+    refs = {} if args.references is None else load_references(args.references)
+    refs.update(parse_reference(text) for text in args.reference)
+    return refs
+
+
+def _per_task(
+    table: dict, envs: list[str], references: dict | None = None
+) -> dict[str, dict[str, dict]]:
     """Per method and env: raw IQM over the finite seeds, seeds solved."""
     from jaxpg.analysis.scores import solved_threshold
     from jaxpg.analysis.stats import iqm
@@ -307,7 +293,7 @@ def _per_task(table: dict, envs: list[str]) -> dict[str, dict[str, dict]]:
         out[label] = {}
         for env in envs:
             x = per_env[env]
-            threshold = solved_threshold(env)
+            threshold = solved_threshold(env, references)
             out[label][env] = {
                 "iqm": iqm(x),
                 "seeds": int(x.size),
@@ -325,6 +311,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
     try:
         check_output_dir(args.out, "--out")  # before any work
+        references = _references(args)
         table, envs, dropped = _load_scores(args)
         if args.raw and len(envs) > 1:
             raise ValueError(f"--raw needs runs of one environment, got {envs}")
@@ -339,7 +326,7 @@ def compare_command(args: argparse.Namespace) -> int:
             if any(per_env[e].size != n for e in envs):
                 notes.append(f"{label}: first {n} finite seeds of each env used")
             cols = [
-                per_env[e][:n] if args.raw else normalise(e, per_env[e][:n])
+                per_env[e][:n] if args.raw else normalise(e, per_env[e][:n], references)
                 for e in envs
             ]
             matrices[label] = np.stack(cols, axis=1)
@@ -347,8 +334,13 @@ def compare_command(args: argparse.Namespace) -> int:
     except ValueError as e:  # RunDirError included
         print(f"jaxpg compare: error: {e}", file=sys.stderr)
         return 2
+    shown = [m for m in AGGREGATES if not (args.raw and m == "optimality_gap")]
+    if args.raw:  # the gap is a shortfall from the solved score: none here
+        for agg in result["aggregates"].values():
+            agg.pop("optimality_gap")
     result["tasks"] = envs
-    result["per_task"] = _per_task(table, envs)
+    result["per_task"] = _per_task(table, envs, references)
+    result["references"] = {e: references[e]._asdict() for e in envs if e in references}
     result["normalised"] = not args.raw
     result["scores"] = {k: v.tolist() for k, v in matrices.items()}
     result["dropped_nonfinite_seeds"] = dropped
@@ -358,12 +350,12 @@ def compare_command(args: argparse.Namespace) -> int:
     width = max(6, *(len(k) for k in matrices)) + 2
     print(
         f"{'method':<{width}} {'runs':>4}  "
-        + "  ".join(f"{m.replace('_', ' '):>22}" for m in AGGREGATES)
+        + "  ".join(f"{m.replace('_', ' '):>22}" for m in shown)
     )
     for label, agg in result["aggregates"].items():
         cells = "  ".join(
             f"{agg[m]['estimate']:>6.3f} [{agg[m]['low']:>6.3f},{agg[m]['high']:>6.3f}]"
-            for m in AGGREGATES
+            for m in shown
         )
         print(f"{label:<{width}} {matrices[label].shape[0]:>4}  {cells}")
     if result["probability_of_improvement"]:

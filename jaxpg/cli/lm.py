@@ -443,29 +443,15 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     )
 
     options = compiler_options(args.xla_ynn, jax.default_backend())
-    bar = _bar(not args.no_progress, rl_cfg.num_updates)
-
-    def on_chunk(size: int, m: dict) -> None:
-        if bar is not None:
-            bar.update(size)
-            bar.set_postfix(
-                reward=f"{m['reward'][:, -1].mean():.3f}",
-                acc=f"{m['accuracy'][:, -1].mean():.3f}",
-                kl=f"{m['kl_exact'][:, -1].mean():.3f}",
-            )
-
     try:
         result = train_seeds(
             task, model_cfg, rl_cfg, ref_params, args.seeds, chunk, options,
-            on_chunk=on_chunk, show_compile=not args.no_progress, run_dir=out,
-            resume=resuming,
+            show_compile=not args.no_progress, run_dir=out, resume=resuming,
+            progress=not args.no_progress,
         )  # fmt: skip
     except CheckpointError as e:
         print(f"jaxpg lm: error: cannot resume {out}: {e}", file=sys.stderr)
         return 2
-    finally:
-        if bar is not None:
-            bar.close()
     if result.interrupted:
         name = signal.Signals(result.signal).name if result.signal else "stop"
         print(
@@ -517,16 +503,6 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     _plot(metrics, flags, out / "curves.png", task, rl_cfg, version)
     print(f"wrote {out / 'metrics.json'} and {out / 'curves.png'}")
     return 0
-
-
-def _bar(progress: bool, total: int):
-    if not progress:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="upd", desc="RL", file=sys.stderr)
 
 
 def _summary(metrics, finals, ref_eval, flags, window) -> dict:

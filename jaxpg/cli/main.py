@@ -49,16 +49,14 @@ from jaxpg.cli.options import (
     PlainHelpFormatter,
     add_cache_argument,
     add_distributed_arguments,
-    device_name,
     enable_compilation_cache,
     hidden_widths,
     initialize_from_args,
     parse_setting,
-    strict_json,
 )
 from jaxpg.config import ALGOS, Config
 from jaxpg.drivers import parallel
-from jaxpg.drivers.evaluation import evaluate_seeds, recorded_algorithm
+from jaxpg.drivers.evaluation import recorded_algorithm
 from jaxpg.drivers.imports import load_object
 from jaxpg.drivers.train import resolve_env
 from jaxpg.kernels.advantages import BASELINES
@@ -139,7 +137,11 @@ def _add_train(sub: Any) -> None:
     d = _default_text
     # --env, --algo and --seeds default to None so that --resume can tell the
     # options given from the defaults.
-    train.add_argument("--env", help="gymnax environment name (default: CartPole-v1)")
+    train.add_argument(
+        "--env",
+        help="gymnax environment name, or your own as an import path "
+        "MODULE:FUNCTION returning (env, env_params) (default: CartPole-v1)",
+    )
     train.add_argument("--algo", choices=ALGOS, help="algorithm (default: reinforce)")
     train.add_argument(
         "--baseline",
@@ -474,7 +476,8 @@ def _default_out(cfg: Config) -> Path:
     """``runs/<env>-<algo>``, or the first free ``-2``, ``-3``, ... after it."""
     from jaxpg.experiment.rundir import is_empty
 
-    base = Path("runs") / f"{cfg.env}-{cfg.algo}"
+    name = cfg.env.replace(":", "-")  # an import path module:make_env
+    base = Path("runs") / f"{name}-{cfg.algo}"
     out, n = base, 1
     while out.exists() and (not out.is_dir() or not is_empty(out)):
         n += 1
@@ -610,11 +613,10 @@ def _train(
     first_seed: int,
     algorithm_path: str | None = None,
 ) -> int:
-    from jaxpg.analysis.plotting import plot_learning_curve
-    from jaxpg.analysis.scores import solved_threshold
-    from jaxpg.cli.compare import eval_summary, print_eval
+    from jaxpg.cli.compare import print_eval
+    from jaxpg.drivers.report import CURVE
     from jaxpg.drivers.runner import run
-    from jaxpg.experiment import rundir
+    from jaxpg.experiment.rundir import SUMMARY
 
     # With several processes, process 0 alone prints, logs and writes.
     writer = jax.process_index() == 0
@@ -654,6 +656,8 @@ def _train(
             keep_metrics=False,
             callback=logger,
             algorithm=algorithm,
+            eval_episodes=args.eval_episodes if writer else None,
+            source=source,
         )
     finally:
         if logger is not None:
@@ -671,35 +675,16 @@ def _train(
     if not writer:
         return 0
 
-    t0 = time.perf_counter()
-    eval_returns = evaluate_seeds(
-        cfg,
-        result.params,
-        num_seeds,
-        first_seed,
-        args.eval_episodes,
-        False,
-        0,
-    )
-    eval_s = time.perf_counter() - t0
-    metrics = rundir.read_metrics(
-        out, ("episode_return", "env_steps", "nonfinite", "num_episodes")
-    )
-    env_steps = metrics["env_steps"][:, -1]
-    rejected = np.sum((metrics["nonfinite"] > 0) & _ran(out), axis=1)
-    train_last = [_last_finite(r) for r in metrics["episode_return"]]
-    threshold = solved_threshold(cfg.env)
-    evaluation = eval_summary(
-        eval_returns, first_seed, args.eval_episodes, False, 0, threshold
-    )
-    device = device_name()
-
+    summary = result.summary
+    evaluation, train = summary["eval"], summary["train"]
+    rejected = np.asarray(train["rejected_updates"])
+    last = [math.nan if x is None else x for x in train["last_return"]]
     print()
     print_eval(
         evaluation,
         extra_header=f"  {'last train':>10}  {'env steps':>10}  {'rejected':>8}",
         extra_rows=[
-            f"  {train_last[i]:>10.1f}  {int(env_steps[i]):>10,}  {int(rejected[i]):>8}"
+            f"  {last[i]:>10.1f}  {train['env_steps'][i]:>10,}  {rejected[i]:>8}"
             for i in range(num_seeds)
         ],
     )
@@ -711,64 +696,11 @@ def _train(
     print(
         f"throughput {result.steps_per_s:,.0f} env steps/s (all seeds)   "
         f"compile {result.compile_s:.1f} s   run {result.run_s:.1f} s   "
-        f"eval {eval_s:.1f} s (incl. compile)"
+        f"eval {summary['timings']['eval_s']:.1f} s (incl. compile)"
     )
-    print(f"device {device}")
-
-    summary = {
-        "jaxpg_version": jaxpg.__version__,
-        "env": cfg.env,
-        "algo": cfg.algo,
-        "config_source": source,
-        "num_seeds": num_seeds,
-        "first_seed": first_seed,
-        "num_updates": cfg.num_updates,
-        "eval": evaluation,
-        "train": {
-            "env_steps": env_steps.astype(np.int64).tolist(),
-            "last_return": strict_json(np.asarray(train_last)),
-            "rejected_updates": rejected.astype(np.int64).tolist(),
-            "rejected_updates_meaning": "updates with at least one gradient step "
-            "rejected as non-finite (PPO: any of its minibatch steps)",
-        },
-        "timings": {
-            "compile_s": result.compile_s,
-            "run_s": result.run_s,
-            "eval_s": eval_s,
-            "steps_per_s": result.steps_per_s,
-            "total_env_steps": int(np.sum(env_steps, dtype=np.int64)),
-        },
-        "device": device,
-        "processes": jax.process_count(),
-    }
-    rundir.write_json(out / rundir.SUMMARY, summary)
-    plot_learning_curve(
-        metrics["env_steps"],
-        metrics["episode_return"],
-        out / "learning_curve.png",
-        title=f"{cfg.env} {cfg.algo} ({num_seeds} seeds)",
-        threshold=threshold,
-    )
-    print(f"wrote {out / rundir.SUMMARY} and {out / 'learning_curve.png'}")
+    print(f"device {summary['device']}")
+    print(f"wrote {out / SUMMARY} and {out / CURVE}")
     return 0
-
-
-def _ran(out: Path) -> np.ndarray | bool:
-    """``[S, U]`` the update slots that ran an update: REINFORCE's slots after
-    its budget repeat its last update's metrics, and its ``update`` counter
-    stops rising there. ``True`` for an algorithm without the counter."""
-    from jaxpg.experiment import rundir
-
-    try:
-        update = rundir.read_metrics(out, ("update",))["update"]
-    except rundir.RunDirError:
-        return True
-    return np.diff(update, axis=1, prepend=0) > 0
-
-
-def _last_finite(x: np.ndarray) -> float:
-    finite = x[np.isfinite(x)]
-    return float(finite[-1]) if finite.size else math.nan
 
 
 if __name__ == "__main__":

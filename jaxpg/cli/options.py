@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from jaxpg.config import Config
 from jaxpg.drivers import parallel
+
+# Shared with the library (one definition); the commands import them from here.
+from jaxpg.drivers.report import device_name as device_name
+from jaxpg.drivers.report import strict_json as strict_json
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
@@ -163,26 +165,6 @@ def _env_int(name: str) -> int | None:
         return int(raw)
     except ValueError:
         raise ValueError(f"${_ENV[name]}={raw!r} is invalid: must be an int") from None
-
-
-def strict_json(obj: Any) -> Any:
-    """``obj`` with arrays as nested lists and NaN and inf as ``None``, so
-    that ``json.dumps(..., allow_nan=False)`` writes strict JSON."""
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, np.ndarray | jax.Array | np.generic):
-        return strict_json(np.asarray(obj).tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def device_name() -> str:
-    """``"platform: count x kind"`` of the devices JAX uses."""
-    devices = jax.devices()
-    return f"{devices[0].platform}: {len(devices)} x {devices[0].device_kind}"
 
 
 CACHE_ENV = "JAXPG_CACHE_DIR"

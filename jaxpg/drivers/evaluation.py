@@ -54,12 +54,25 @@ def evaluate_seeds(
     episodes: int,
     deterministic: bool,
     round_: int,
+    parts: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """``[S, E]`` returns of every seed's policy (``params`` as training
     returns them, with a leading ``[S]``), keys
-    ``fold_in(fold_in(key(EVAL_SEED), round_), seed)``."""
+    ``fold_in(fold_in(key(EVAL_SEED), round_), seed)``. ``parts``: keywords
+    of :func:`jaxpg.evaluate` (``env``, ``env_params``, ``policy_network``)
+    for a run trained with them."""
     keys = eval_keys(np.arange(first_seed, first_seed + num_seeds), round_)
-    fn = _eval_fn(cfg, episodes, deterministic)
+    given = {k: v for k, v in (parts or {}).items() if v is not None}
+    if given:
+        fn = jax.jit(
+            jax.vmap(
+                lambda p, k: evaluate(
+                    cfg, p, k, episodes, deterministic=deterministic, **given
+                )
+            )
+        )
+    else:
+        fn = _eval_fn(cfg, episodes, deterministic)
     return np.asarray(fn(params, keys), dtype=np.float64)
 
 

@@ -5,7 +5,8 @@ run's, bit for bit.
 :func:`train_members` is what a sweep over many members needs from
 :mod:`jaxpg.drivers.runner` without its run directory: the same chunking
 (``chunk`` updates per call, :func:`~jaxpg.drivers.runner.default_chunk`,
-then a remainder chunk), the same layout of members over every device and
+then a remainder chunk) and chunk loop (:mod:`jaxpg.drivers.loop`), the
+same layout of members over every device and
 host (:mod:`jaxpg.drivers.parallel`), a progress bar over env steps between
 calls, and a ``finish`` program per member at the end (evaluation, say)
 that sees the member's final train state. Member ``m`` is
@@ -28,8 +29,8 @@ import numpy as np
 
 from jaxpg.algorithms.base import Algorithm
 from jaxpg.config import Config
-from jaxpg.drivers import parallel
-from jaxpg.drivers.chunking import chunk_plan, default_chunk, step_budget
+from jaxpg.drivers import loop, parallel
+from jaxpg.drivers.chunking import chunk_plan, default_chunk, fixed_plan, step_budget
 from jaxpg.drivers.progress import ProgressBar, compiling
 
 __all__ = ["MembersResult", "train_members"]
@@ -134,29 +135,20 @@ def train_members(
     compile_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    keeper = loop.MetricsKeeper()
     bar = ProgressBar(shown, step_budget(cfg, members), members, what=what)
-    kept: list[dict[str, np.ndarray]] = []
-    try:
-        u, pending = 0, None
-        while u < num_updates or pending is not None:
-            following = None
-            if u < num_updates:
-                # Dispatch the next chunk before reading this one's metrics,
-                # so the devices do not wait for the host.
-                size = chunk if u < num_full * chunk else remainder
-                state, metrics = chunks[size](state)
-                following, u = metrics, u + size
-            if pending is not None:
-                host = parallel.host_members(pending, lay)
-                kept.append(host)
-                bar.advance(host)
-            pending = following
-        bar.finish()
-    finally:
-        bar.close()
+    state, _ = loop.run_chunks(
+        state,
+        0,
+        num_updates,
+        fixed_plan(num_updates, chunk).length_at,
+        lambda state, at: chunks[min(chunk, num_updates - at)](state),
+        lambda metrics: parallel.host_members(metrics, lay),
+        [keeper, loop.Progress(bar)],
+    )
     final = None
     if done is not None:
         final = parallel.collect(done(placed[0], state), lay)
-    metrics = {k: np.concatenate([c[k] for c in kept], axis=1) for k in kept[0]}
+    metrics = keeper.joined()
     jax.block_until_ready(final)
     return MembersResult(metrics, final, compile_s, time.perf_counter() - t0)

@@ -17,10 +17,12 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import parallel
+from jaxpg.drivers import memory, parallel
+from jaxpg.drivers.chunking import ChunkPlan, chunk_plan
+from jaxpg.drivers.progress import compiling
 from jaxpg.drivers.train import make_algorithm
 
-__all__ = ["Programs", "cached", "chunk", "compile_run"]
+__all__ = ["Programs", "cached", "chunk", "compile_run", "for_run"]
 
 
 class Programs(NamedTuple):
@@ -95,3 +97,51 @@ def cached(cfg: Config, num_seeds: int) -> Programs:
     or resuming the same run again in one process does not compile again
     (the seeds are an argument: any ``first_seed`` reuses them)."""
     return compile_run(make_algorithm(cfg), num_seeds)
+
+
+def for_run(
+    cfg: Config,
+    num_seeds: int,
+    plan: ChunkPlan,
+    chunk_length: int,
+    build: Callable[[], Any] | None = None,
+    shown: bool = False,
+) -> tuple[Programs, float]:
+    """``(programs, compile seconds)`` of a run of the runner, with the chunk
+    lengths it needs first compiled and their memory checked against the
+    devices' before anything runs (a run too large can hang in XLA).
+
+    Args:
+      cfg, num_seeds: the run.
+      plan: its chunk plan; fixed: the chunk and remainder lengths; timed:
+        the probe's, the longest (a shorter chunk needs less memory) and the
+        one in use (others are compiled when first needed).
+      chunk_length: the fixed plan's chunk length.
+      build: ``() -> Algorithm`` of a run with custom parts (compiled anew),
+        else ``None`` (the config's, kept by :func:`cached`).
+      shown: show a ``compiling ...`` line while it compiles.
+
+    Raises:
+      jaxpg.drivers.memory.OutOfMemoryError: see :func:`memory.check_fits`.
+    """
+    import time
+
+    num_updates = cfg.num_updates
+    if plan.chunk_seconds is None:
+        _, num_full, remainder = chunk_plan(num_updates, chunk_length)
+        fixed = {chunk_length if num_full else 0, remainder}
+        lengths = tuple(sorted(fixed - {0}))
+    else:
+        lengths = tuple(sorted({1, plan.cap, plan.segments[-1][1]}))
+    t0 = time.perf_counter()
+    plural = "s" if num_seeds > 1 else ""
+    with compiling(f"{cfg.env} / {cfg.algo}, {num_seeds} seed{plural}", shown):
+        if build is None:
+            progs = cached(cfg, num_seeds)
+        else:
+            progs = compile_run(build(), num_seeds)
+        ready = [chunk(progs, n) for n in lengths]
+    compile_s = time.perf_counter() - t0
+    lay = progs.layout
+    memory.check_fits([progs.init, *ready], num_seeds, lay.per_device, lay.num_devices)
+    return progs, compile_s

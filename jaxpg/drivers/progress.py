@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["ProgressBar", "compiling", "elapsed"]
+__all__ = ["ProgressBar", "UpdateBar", "compiling", "elapsed"]
 
 
 def compiling(what: str, shown: bool = True, every: float = 1.0):
@@ -118,6 +118,49 @@ class ProgressBar:
         if self.bar is not None and self.shown < self.total:
             self.bar.update(self.total - self.shown)
             self.shown = self.total
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class UpdateBar:
+    """A tqdm bar over updates (a no-op without ``progress`` or tqdm), its
+    postfix the mean over seeds of the latest value of each metric in
+    ``postfix`` (``{label: metric name}``)."""
+
+    def __init__(
+        self,
+        progress: bool,
+        num_updates: int,
+        postfix: dict[str, str] | None = None,
+        initial: int = 0,
+        desc: str = "training",
+    ):
+        self.bar = None
+        self.total = num_updates
+        self.postfix = dict(postfix or {})
+        if not progress:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(
+            total=num_updates, initial=initial, unit="upd", desc=desc, file=sys.stderr
+        )
+
+    def advance(self, host: dict[str, np.ndarray]) -> None:
+        """Move on by the updates of ``host`` (metrics ``[S, n]``)."""
+        if self.bar is None:
+            return
+        self.bar.update(next(iter(host.values())).shape[1])
+        self.bar.set_postfix(
+            {k: f"{host[v][:, -1].mean():.3f}" for k, v in self.postfix.items()}
+        )
+
+    def finish(self) -> None:
+        """Nothing to fill: every update is counted."""
 
     def close(self) -> None:
         if self.bar is not None:

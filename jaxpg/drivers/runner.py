@@ -6,10 +6,15 @@ until it ends and keeps ``[S, U]`` metrics of every seed in memory. :func:`run`
 compiles ``vmap(init)`` and a *chunk* program (``vmap`` over seeds of a
 ``lax.scan`` of ``update`` over ``chunk`` updates), and calls it repeatedly,
 so between calls the host can advance a progress bar, write the chunk's
-metrics to disk, call a user callback and save a checkpoint. There are no host
-callbacks inside the program: the host reads a chunk's metrics while the next
-chunk runs. The result equals ``jax.jit(jax.vmap(make_train(cfg)))`` of the
-same keys (the same random draws, metrics equal up to float rounding).
+metrics to disk, call a user callback and save a checkpoint: the hooks of the
+chunk loop that ``jaxpg sweep`` and ``jaxpg lm`` share
+(:mod:`jaxpg.drivers.loop`). There are no host callbacks inside the program:
+the host reads a chunk's metrics while the next chunk runs. What the run keeps
+in its directory besides metrics (the record, the chunk plan, the restored
+state) is :mod:`jaxpg.drivers.runstate`; the report of a finished run
+(``eval_episodes``) is :mod:`jaxpg.drivers.report`. The result equals
+``jax.jit(jax.vmap(make_train(cfg)))`` of the same keys (the same random
+draws, metrics equal up to float rounding).
 
 Chunking (:mod:`jaxpg.drivers.chunking`): ``chunk`` updates per call
 (:func:`default_chunk`: a divisor of ``U`` near ``U / 20`` when one is close,
@@ -53,7 +58,6 @@ Shapes: ``S`` seeds, ``P`` padded seeds, ``U = cfg.num_updates`` updates.
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import threading
 import time
@@ -66,18 +70,25 @@ import numpy as np
 
 from jaxpg.algorithms.base import TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import chunking, memory, parallel, programs
+from jaxpg.drivers import (
+    chunking,
+    loop,
+    memory,
+    parallel,
+    programs,
+    report,
+    runstate,
+)
 from jaxpg.drivers.chunking import (
-    ChunkPlan,
     chunk_plan,
     default_chunk,
-    fixed_plan,
     timed_plan,
 )
-from jaxpg.drivers.progress import ProgressBar, compiling
+from jaxpg.drivers.progress import ProgressBar
+from jaxpg.drivers.runstate import describe as _describe
 from jaxpg.drivers.signals import Stopper
 from jaxpg.drivers.train import make_algorithm, policy_params
-from jaxpg.experiment import guard, integrity, lock, rundir
+from jaxpg.experiment import guard, rundir
 from jaxpg.experiment.guard import prepare_run_dir
 
 __all__ = [
@@ -115,6 +126,8 @@ class RunResult(NamedTuple):
       signal: the signal number that stopped the run, else ``None``.
       run_dir: the run directory, or ``None`` (also on processes other than
         0, which do not write it).
+      summary: what ``summary.json`` holds (:mod:`jaxpg.drivers.report`)
+        when ``eval_episodes`` was given and the run finished, else ``None``.
     """
 
     params: Any
@@ -127,6 +140,7 @@ class RunResult(NamedTuple):
     interrupted: bool = False
     signal: int | None = None
     run_dir: Path | None = None
+    summary: dict[str, Any] | None = None
 
 
 class ChunkInfo(NamedTuple):
@@ -177,6 +191,8 @@ def run(
     critic_network: Any = None,
     optimizer: Any = None,
     algorithm: Any = None,
+    eval_episodes: int | None = None,
+    source: str = "",
 ) -> RunResult:
     """Train seeds ``first_seed .. first_seed + num_seeds - 1`` in chunks.
 
@@ -230,6 +246,12 @@ def run(
         when there is a run directory and this is the main thread.
       policy_network, critic_network, optimizer, algorithm: passed to
         :func:`jaxpg.make_algorithm` when not ``None``.
+      eval_episodes: with a run directory, when the run finishes, evaluate
+        every seed's final policy on this many episodes and write
+        ``summary.json`` and ``learning_curve.png`` as ``jaxpg train`` does
+        (:func:`jaxpg.drivers.report.write_report`; with ``env=``, on that
+        environment). ``None``: neither is written.
+      source: what the config started from, recorded in ``summary.json``.
 
     Returns:
       :class:`RunResult`.
@@ -257,6 +279,8 @@ def run(
     _check_int("keep_checkpoints", keep_checkpoints, 1)
     if checkpoint_every is not None:
         _check_int("checkpoint_every", checkpoint_every, 1)
+    if eval_episodes is not None:
+        _check_int("eval_episodes", eval_episodes, 1)
     if chunk_updates is not None:
         _check_int("chunk_updates", chunk_updates, 1)
     if chunk_seconds is not None:
@@ -299,6 +323,8 @@ def run(
             critic_network=critic_network,
             optimizer=optimizer,
             algorithm=algorithm,
+            eval_episodes=eval_episodes,
+            source=source,
         )
 
 
@@ -326,6 +352,8 @@ def _run(
     critic_network: Any,
     optimizer: Any,
     algorithm: Any,
+    eval_episodes: int | None,
+    source: str,
 ) -> RunResult:
     num_updates = cfg.num_updates
     parts = {
@@ -345,52 +373,21 @@ def _run(
     # steps (gathering the state for a checkpoint).
     out = Path(checkpoint_dir) if has_dir and jax.process_index() == 0 else None
 
-    def open_run_dir() -> dict[str, Any]:
-        resuming, given_chunk, seconds = False, chunk_updates, chunk_seconds
-        if out is not None:
-            if not out.is_file():  # (a file is refused just below)
-                held.enter_context(lock.hold(out))
-            resuming, stored_chunk = prepare_run_dir(out, resume, overwrite, start_over)
-            if given_chunk is None and stored_chunk is not None:
-                given_chunk = stored_chunk
-            if resuming and seconds is None:
-                seconds = rundir.read_json(out / rundir.CONFIG).get("chunk_seconds")
-        chunk = given_chunk or default_chunk(num_updates)
-        if checkpoint_every is not None and given_chunk is None:
-            chunk = min(chunk, checkpoint_every)
-        chunk = min(chunk, num_updates)
-        record = rundir.run_record(cfg, num_seeds, first_seed, chunk, custom, seconds)
-        stored_plan = None
-        if out is not None and resuming:
-            stored = rundir.read_json(out / rundir.CONFIG)
-            differ = rundir.diff_run(stored, record)
-            if differ:
-                raise rundir.RunDirError(
-                    f"cannot resume {out}: the run differs from the stored one in "
-                    + "; ".join(differ)
-                )
-            if seconds is not None:
-                stored_plan = _read_plan(out)
-        elif out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            rundir.write_json(out / rundir.CONFIG, record)
-            integrity.record(out, rundir.CONFIG)
-            rundir.write_json(out / rundir.VERSIONS, rundir.versions())
-        return {
-            "resuming": resuming,
-            "chunk": chunk,
-            "seconds": seconds,
-            "plan": stored_plan,
-        }
-
-    opened = _from_process_zero(open_run_dir) if has_dir else open_run_dir()
-    resuming, chunk = opened["resuming"], opened["chunk"]
-    if opened["plan"] is not None:
-        plan = ChunkPlan.from_json(opened["plan"])
-    elif opened["seconds"] is not None:
-        plan = timed_plan(num_updates, opened["seconds"], chunk)
-    else:
-        plan = fixed_plan(num_updates, chunk)
+    resuming, chunk, plan = runstate.open_run(
+        out,
+        has_dir,
+        held,
+        cfg,
+        num_seeds,
+        first_seed,
+        custom,
+        chunk_updates=chunk_updates,
+        chunk_seconds=chunk_seconds,
+        resume=resume,
+        overwrite=overwrite,
+        start_over=start_over,
+        checkpoint_every=checkpoint_every,
+    )
 
     given = {k: v for k, v in parts.items() if v is not None}
     if given:
@@ -401,52 +398,30 @@ def _run(
             raise TypeError(
                 f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
             )
-    if plan.chunk_seconds is None:
-        _, num_full, remainder = chunk_plan(num_updates, chunk)
-        lengths = tuple(sorted({chunk if num_full else 0, remainder} - {0}))
-    else:
-        # The probe's, the longest (memory is checked for it: a shorter
-        # chunk needs less) and the one in use; others when first needed.
-        lengths = tuple(sorted({1, plan.cap, plan.segments[-1][1]}))
-    t0 = time.perf_counter()
-    plural = "s" if num_seeds > 1 else ""
-    with compiling(
-        f"{cfg.env} / {cfg.algo}, {num_seeds} seed{plural}",
-        progress and jax.process_index() == 0,
-    ):
-        if env is None and env_params is None and not given:
-            progs = programs.cached(cfg, num_seeds)
-        else:
-            algo = make_algorithm(cfg, env, env_params, **given)
-            progs = programs.compile_run(algo, num_seeds)
-        ready = [programs.chunk(progs, n) for n in lengths]
-    compile_s = time.perf_counter() - t0
+    custom_algo = None
+    if env is not None or env_params is not None or given:
+        custom_algo = lambda: make_algorithm(cfg, env, env_params, **given)  # noqa: E731
+    progs, compile_s = programs.for_run(
+        cfg, num_seeds, plan, chunk, custom_algo, progress and jax.process_index() == 0
+    )
     lay = progs.layout
-    # Before anything runs: a run too large for the device can hang in XLA.
-    memory.check_fits([progs.init, *ready], num_seeds, lay.per_device, lay.num_devices)
-    del ready
 
     t0 = time.perf_counter()
     start = 0
     state = None
     if resuming:
-        start, state = _resume(out, progs, plan, start_over)
+        start, state = runstate.resume_state(out, progs, plan, start_over)
     if plan.chunk_seconds is not None:
         if state is None:  # from update 0: measure again
             plan = timed_plan(num_updates, plan.chunk_seconds, plan.cap)
         plan.resume_at(start)
         if out is not None:
-            _write_plan(out, plan)
+            runstate.write_plan(out, plan)
     if state is None:
         seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
         state = progs.init(*parallel.place((seeds,), lay))
     steps_before = _total_steps(parallel.real_members(state.env_steps, lay))
-    kept: list[dict[str, np.ndarray]] = []
-    total = chunking.step_budget(cfg, num_seeds, num_updates)
     shown = progress and jax.process_index() == 0
-    bar = ProgressBar(shown, total, num_seeds, initial=steps_before)
-    last_ckpt = start
-    done = start
     if out is not None:
         guard.write_progress(
             out, start, num_updates, "running", start if resuming and start else None
@@ -461,267 +436,91 @@ def _run(
             program = programs.chunk(progs, size)
             memory.check_fits([program], num_seeds, lay.per_device, lay.num_devices)
             late_compile[0] += time.perf_counter() - t
-        new_state, metrics = progs.chunks[size](state)
-        return new_state, (at, metrics, _clock())
+        return progs.chunks[size](state)
 
-    # Metrics are written in files of at least ``chunk`` updates (and at
-    # every checkpoint), however short timed chunks are.
-    pending: list[tuple[int, dict[str, np.ndarray]]] = []  # (first, metrics)
+    def save(done: int, state: Any) -> None:
+        real = parallel.real_members(state, lay)  # every process
+        if out is not None:  # process 0
+            guard.save_checkpoint(out, done, real, keep_checkpoints, done, num_updates)
 
-    def buffered() -> int:
-        return sum(next(iter(h.values())).shape[1] for _, h in pending)
-
-    def flush() -> None:
-        if out is not None and pending:
-            joined = {
-                k: np.concatenate([h[k] for _, h in pending], axis=1)
-                for k in pending[0][1]
-            }
-            rundir.write_metrics_chunk(out, pending[0][0], joined)
-        pending.clear()
-
-    try:
-        u = start  # updates dispatched so far
-        inflight = None  # (first update, metrics on device, dispatch time)
-        ready_at = None  # when the previous chunk's metrics were read
-        if u < num_updates:
-            state, inflight = dispatch(state, u)
-            u += plan.length_at(inflight[0])
-        while inflight is not None:
-            first, metrics, sent = inflight
-            due = has_dir and (
-                u == num_updates
-                or (checkpoint_every is not None and u - last_ckpt >= checkpoint_every)
+    # Hooks in the order they see a chunk: the plan first (its time), the
+    # user's callback last (its stop is taken at this boundary).
+    writer = loop.MetricsWriter(out, chunk)
+    keeper = loop.MetricsKeeper() if keep_metrics else None
+    saver = loop.Checkpointer(save, num_updates, start, checkpoint_every, writer)
+    bar = ProgressBar(
+        shown, chunking.step_budget(cfg, num_seeds, num_updates), num_seeds,
+        initial=steps_before,
+    )  # fmt: skip
+    hooks = [
+        runstate.PlanHook(plan, out),
+        writer,
+        *([keeper] if keeper is not None else []),
+        loop.Progress(bar),
+    ]
+    if callback is not None:
+        hooks.append(
+            loop.Callback(
+                lambda c: callback(ChunkInfo(c.first, c.metrics, num_updates))
             )
-            # While a timed plan measures its speed, each one-update chunk is
-            # read before the next is dispatched: its time sets the length.
-            probe = plan.measuring
-            following = None
-            if u < num_updates and not due and not probe and not _agree(stopper):
-                # Dispatch the next chunk before reading this one's
-                # metrics, so the device does not wait for the host.
-                state, following = dispatch(state, u)
-                u += plan.length_at(following[0])
-            host = parallel.host_members(metrics, lay)
-            now = _clock()
-            size = next(iter(host.values())).shape[1]
-            done = first + size
-            if plan.chunk_seconds is not None:
-                took = now - max(sent, ready_at if ready_at is not None else sent)
-                if jax.process_count() > 1:  # every process plans alike
-                    took = float(parallel.broadcast_object(took))
-                cold = first == start  # this process's first call
-                if plan.observe(size, took, u, cold) is not None and out is not None:
-                    _write_plan(out, plan)
-            ready_at = now
-            if out is not None:
-                pending.append((first, host))
-                if buffered() >= chunk:
-                    flush()
-            if keep_metrics:
-                kept.append(host)
-            bar.advance(host)
-            if callback is not None and callback(ChunkInfo(first, host, num_updates)):
-                stopper.stop = True
-            del host, metrics
-            if following is None:
-                # ``state`` is at the boundary ``done == u``.
-                stop = _agree(stopper)
-                if has_dir and (due or stop):
-                    flush()  # the metrics up to a checkpoint are on disk first
-                    real = parallel.real_members(state, lay)  # every process
-                    if out is not None:  # process 0
-                        guard.save_checkpoint(
-                            out, done, real, keep_checkpoints, done, num_updates
-                        )
-                    del real
-                    last_ckpt = done
-                if u == num_updates or stop:
-                    break
-                state, following = dispatch(state, u)
-                u += plan.length_at(following[0])
-            inflight = following
-        flush()
-        if done == num_updates:
-            bar.finish()
-        state = jax.block_until_ready(state)
-        run_s = time.perf_counter() - t0 - late_compile[0]
-        compile_s += late_compile[0]
-    finally:
-        bar.close()
+        )
+    if has_dir:
+        hooks.append(saver)
+    state, done = loop.run_chunks(
+        state,
+        start,
+        num_updates,
+        plan.length_at,
+        dispatch,
+        lambda metrics: parallel.host_members(metrics, lay),
+        hooks,
+        stopper=stopper,
+        clock=lambda: _clock(),  # read at call time: a test may replace it
+    )
+    state = jax.block_until_ready(state)
+    run_s = time.perf_counter() - t0 - late_compile[0]
+    compile_s += late_compile[0]
     state = parallel.real_members(state, lay)
 
     interrupted = done < num_updates
     if out is not None:
-        if not interrupted:
-            final = {rundir.PARAMS: state.params["policy"]}
-            if cfg.normalise_obs:
-                final[rundir.OBS_NORM] = state.obs_norm
-            guard.save_final(out, final, done, num_updates)
-        guard.write_progress(
-            out,
-            done,
-            num_updates,
-            "interrupted" if interrupted else "finished",
-            done if last_ckpt == done else last_ckpt,
-        )
+        runstate.record_end(out, cfg, state, done, saver.last)
     metrics: dict[str, np.ndarray] = {}
-    if keep_metrics:
+    if keeper is not None:
         if out is not None and start > 0:
             metrics = rundir.read_metrics(out)
-        elif kept:
-            metrics = {k: np.concatenate([c[k] for c in kept], axis=1) for k in kept[0]}
+        else:
+            metrics = keeper.joined()
     steps = _total_steps(state.env_steps) - steps_before
+    steps_per_s = steps / run_s if run_s > 0 else 0.0
+    summary = None
+    if out is not None and not interrupted and eval_episodes is not None:
+        timings = {"compile_s": compile_s, "run_s": run_s, "steps_per_s": steps_per_s}
+        summary = report.write_report(
+            out,
+            cfg,
+            policy_params(cfg, state),
+            num_seeds,
+            first_seed,
+            eval_episodes,
+            timings,
+            source,
+            {"env": env, "env_params": env_params, "policy_network": policy_network},
+        )
     return RunResult(
         params=policy_params(cfg, state),
         metrics=metrics,
         state=state,
         compile_s=compile_s,
         run_s=run_s,
-        steps_per_s=steps / run_s if run_s > 0 else 0.0,
+        steps_per_s=steps_per_s,
         updates_done=done,
         interrupted=interrupted,
         signal=stopper.signum,
         run_dir=out,
+        summary=summary,
     )
-
-
-def _describe(part: Any) -> str | None:
-    """A stable description of a part passed as a Python object: a flax
-    module's repr (its fields), else the type (a repr with a memory address
-    would differ in every process and block resuming)."""
-    if part is None:
-        return None
-    import flax.linen as nn
-
-    if isinstance(part, nn.Module):
-        return repr(part)
-    if isinstance(part, functools.partial):
-        given = ", ".join(f"{k}={_describe(v)}" for k, v in part.keywords.items())
-        return f"partial({_describe(part.func)}, {given})"
-    if inspect.isfunction(part) and "<" not in part.__qualname__:
-        return f"{part.__module__}:{part.__qualname__}"  # an import path
-    name = f"{type(part).__module__}.{type(part).__qualname__}"
-    env_name = getattr(part, "name", None)
-    return f"{name}({env_name!r})" if isinstance(env_name, str) else name
-
-
-def _restore(
-    out: Path, state_spec: Any, plan: ChunkPlan, start_over: bool
-) -> tuple[int, Any]:
-    step, state = guard.restore(out, state_spec, start_over, stacklevel=4)
-    if state is None:
-        return 0, None
-    if not plan.is_boundary(step):
-        raise rundir.RunDirError(
-            f"checkpoint at update {step} is not a chunk boundary of the run ({plan!r})"
-        )
-    rundir.drop_metrics_from(out, step)
-    return step, state
-
-
-def _read_plan(out: Path) -> dict[str, Any] | None:
-    """The chunk plan recorded in ``out`` (``None``: none yet)."""
-    path = out / rundir.CHUNKS
-    if not path.is_file():
-        return None
-    bad = integrity.problems(out, rundir.CHUNKS)
-    if bad:
-        raise rundir.RunDirError(bad[0][1])
-    try:
-        return rundir.read_json(path)
-    except ValueError as e:
-        raise rundir.RunDirError(f"{path} is unreadable: {e}") from None
-
-
-def _write_plan(out: Path, plan: ChunkPlan) -> None:
-    rundir.write_json(out / rundir.CHUNKS, plan.to_json())
-    integrity.record(out, rundir.CHUNKS)
 
 
 def _total_steps(env_steps: Any) -> int:
     return int(np.sum(np.asarray(jax.device_get(env_steps), dtype=np.int64)))
-
-
-def _resume(
-    out: Path | None, progs: programs.Programs, plan: ChunkPlan, start_over: bool
-) -> tuple[int, Any]:
-    """``(start, [P] state or None)``: process 0 restores the ``[S]``
-    checkpoint, every process receives it and places its share (padded as at
-    the start, by repeating the last seed)."""
-    lay = progs.layout
-    device = jax.local_devices()[0]
-    target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(
-            (lay.num_members, *x.shape),
-            x.dtype,
-            sharding=jax.sharding.SingleDeviceSharding(device),
-        ),
-        progs.member,
-    )
-    restored: dict[str, Any] = {}
-
-    def read() -> dict[str, Any]:
-        assert out is not None
-        start, state = _restore(out, target, plan, start_over)
-        restored["state"] = state
-        return {"start": start, "restored": state is not None}
-
-    info = _from_process_zero(read)
-    if not info["restored"]:
-        return info["start"], None
-    state = restored.get("state")
-    if state is None:  # not process 0: receives process 0's arrays
-        spec = jax.eval_shape(lambda t: jax.tree.map(parallel._key_to_data, t), target)
-        raw = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), spec)
-    else:
-        raw = jax.tree.map(lambda x: np.asarray(parallel._key_to_data(x)), state)
-    raw = parallel.broadcast_arrays(raw)
-    return info["start"], progs.restore(*parallel.place((raw,), lay))
-
-
-def _agree(stopper: Stopper) -> bool:
-    """Whether to stop at this boundary: ``stopper.stop``, with several
-    processes OR-ed over all of them (a collective) so that all stop at the
-    same boundary; a signal that stopped one process is then the stop's
-    signal on every process (``jaxpg train`` exits 143 on all of them after
-    a SIGTERM to one)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        mine = np.array([stopper.stop, stopper.signum or 0], np.int32)
-        flags = np.asarray(multihost_utils.process_allgather(mine))
-        stopper.stop = bool(np.any(flags[:, 0]))
-        signals = flags[:, 1][flags[:, 1] > 0]
-        if stopper.signum is None and signals.size:
-            stopper.signum = int(signals[0])
-    return stopper.stop
-
-
-def _from_process_zero(fn: Callable[[], Any]) -> Any:
-    """``fn()`` (a JSON-serialisable result) run on process 0 alone and
-    returned on every process; what it raises is raised on every process
-    (:class:`~jaxpg.experiment.rundir.RunDirError` as itself, anything else as a
-    ``RuntimeError`` on the other processes)."""
-    if jax.process_count() == 1:
-        return fn()
-    reply: dict[str, Any] | None = None
-    error: Exception | None = None
-    if jax.process_index() == 0:
-        try:
-            reply = {"ok": fn()}
-        except Exception as e:  # shared, then raised here too
-            error = e
-            reply = {
-                "error": str(e),
-                "type": type(e).__name__,
-                "run_dir": isinstance(e, rundir.RunDirError),
-            }
-    reply = parallel.broadcast_object(reply)
-    if error is not None:
-        raise error
-    if "error" in reply:
-        if reply["run_dir"]:
-            raise rundir.RunDirError(reply["error"])
-        raise RuntimeError(f"process 0 failed: {reply['type']}: {reply['error']}")
-    return reply["ok"]

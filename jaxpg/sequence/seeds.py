@@ -1,7 +1,8 @@
 r"""Many seeds of the token-policy RL program, in compiled chunks of updates.
 
 The library side of ``jaxpg lm``: XLA options for the RL program on CPU,
-the seed layout over devices, and the chunk loop that trains every seed.
+the seed layout over devices, and the training of every seed in chunks,
+through the chunk loop ``jaxpg train`` uses (:mod:`jaxpg.drivers.loop`).
 Shapes: ``S`` seeds, ``U`` updates.
 """
 
@@ -16,8 +17,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxpg.drivers import parallel
-from jaxpg.drivers.progress import compiling
+from jaxpg.drivers import loop, parallel
+from jaxpg.drivers.progress import UpdateBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.experiment import rundir
 from jaxpg.sequence import rl as rlm
@@ -26,6 +27,8 @@ __all__ = ["NO_YNN", "SeedsResult", "compiler_options", "seed_layout", "train_se
 
 
 NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# What the progress bar shows: {label: metric}, means over seeds.
+_POSTFIX = {"reward": "reward", "acc": "accuracy", "kl": "kl_exact"}
 
 
 def compiler_options(xla_ynn: str, backend: str) -> dict[str, str] | None:
@@ -74,7 +77,7 @@ class SeedsResult(NamedTuple):
 def train_seeds(
     task, model_cfg, rl_cfg, ref_params, num_seeds, chunk, options=None,
     devices=None, on_chunk=None, show_compile=False, run_dir=None, resume=False,
-    handle_signals=None, first_seed=0,
+    handle_signals=None, first_seed=0, progress=False,
 ) -> SeedsResult:  # fmt: skip
     """Train seeds ``first_seed .. first_seed + num_seeds - 1`` of
     :func:`jaxpg.sequence.make_rl` from the reference ``ref_params``,
@@ -106,6 +109,8 @@ def train_seeds(
       handle_signals: stop at the next chunk boundary on SIGINT/SIGTERM (and
         checkpoint) instead of raising; default: when there is a ``run_dir``.
       first_seed: the first seed's number (a seed alone: ``num_seeds=1``).
+      progress: show a bar over updates (reward, accuracy and KL: the
+        latest means over seeds); needs tqdm.
 
     Returns:
       :class:`SeedsResult`.
@@ -162,27 +167,45 @@ def train_seeds(
     enabled = run_dir is not None if handle_signals is None else handle_signals
     enabled = enabled and threading.current_thread() is threading.main_thread()
     t0 = time.perf_counter()
-    done, pieces = start, []
+    # The shared chunk loop (jaxpg.drivers.loop), each chunk read before the
+    # next starts (a stop waits for one chunk): metrics streamed to the run
+    # directory, the caller's hook, the bar, a checkpoint at the end and
+    # when a signal stops the run.
+    writer = loop.MetricsWriter(None if run_dir is None else Path(run_dir), chunk)
+    keeper = loop.MetricsKeeper()
+    hooks: list[loop.Hook] = [writer if run_dir is not None else keeper]
+    if on_chunk is not None:
+        hooks.append(loop.Callback(lambda c: on_chunk(c.size, c.metrics) and None))
+    bar = UpdateBar(progress, num_updates, _POSTFIX, initial=start, desc="RL")
+    hooks.append(loop.Progress(bar))
+    saved: list[Any] = []  # the [S] states saved (every process gathers them)
+
+    def save(done: int, states: Any) -> None:
+        real = parallel.real_members(states, lay)
+        saved.append(real)
+        checkpoint.save(ckpt_dir, done, real)
+        checkpoint.prune(ckpt_dir, 2)
+
+    if ckpt_dir is not None:
+        hooks.append(loop.Checkpointer(save, num_updates, start, writer=writer))
     with Stopper(enabled) as stopper:
-        while done < num_updates and not stopper.stop:
-            states, m = compiled(states, ref_params)
-            m = parallel.host_members(m, lay)
-            if run_dir is not None:
-                rundir.write_metrics_chunk(run_dir, done, m)
-            else:
-                pieces.append(m)
-            done += chunk
-            if on_chunk is not None:
-                on_chunk(chunk, m)
-        states = parallel.real_members(states, lay)
-        if ckpt_dir is not None and done > start:
-            checkpoint.save(ckpt_dir, done, states)
-            checkpoint.prune(ckpt_dir, 2)
+        states, done = loop.run_chunks(
+            states,
+            start,
+            num_updates,
+            lambda _: chunk,
+            lambda s, _: compiled(s, ref_params),
+            lambda m: parallel.host_members(m, lay),
+            hooks,
+            stopper=stopper,
+            overlap=False,
+        )
+    states = saved[-1] if saved else parallel.real_members(states, lay)
     run_s = time.perf_counter() - t0
     if run_dir is not None:
         metrics = rundir.read_metrics(run_dir) if done else {}
     else:
-        metrics = {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
+        metrics = keeper.joined()
     return SeedsResult(
         metrics, states.params, compile_s, run_s, options, done,
         done < num_updates, stopper.signum, lay.num_devices,

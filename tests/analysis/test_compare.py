@@ -244,3 +244,54 @@ def test_compare_command_errors_name_the_problem(tmp_path):
     assert code == 2 and "--raw needs runs of one environment" in err
     code, _, err = _main("compare", str(tmp_path / "nothing"))
     assert code == 2 and "not a jaxpg run directory" in err
+
+
+def test_user_references_normalise_an_env_jaxpg_has_no_scores_for(tmp_path):
+    from jaxpg.analysis.scores import (
+        EnvScores,
+        load_references,
+        parse_reference,
+        solved_threshold,
+    )
+
+    env, ref = parse_reference("my_envs:make_env=5,10")  # the path keeps its ':'
+    assert (env, ref) == ("my_envs:make_env", EnvScores(random=5.0, solved=10.0))
+    refs = {env: ref}
+    # (7 - 5) / (10 - 5) = 0.4; (10 - 5) / 5 = 1.
+    assert normalise(env, [7.0, 10.0], refs).tolist() == [0.4, 1.0]
+    assert solved_threshold(env, refs) == 10.0 and solved_threshold(env) is None
+    with pytest.raises(ValueError, match="--reference ENV=RANDOM,SOLVED"):
+        normalise(env, [7.0])
+    # jaxpg's own anchors stay when the user gives others for another env.
+    assert normalise("CartPole-v1", [475.0], refs).tolist() == [1.0]
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps({env: {"random": 5, "solved": 10}}))
+    assert load_references(path) == refs
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("my_envs:make_env", "must be ENV=RANDOM,SOLVED"),
+        ("e=1", "must be ENV=RANDOM,SOLVED"),
+        ("e=1,1", "solved != random"),
+        ("e=1,nan", "two finite numbers"),
+        ("e=a,2", "two finite numbers"),
+    ],
+)
+def test_a_bad_reference_is_refused_naming_it(text, match):
+    from jaxpg.analysis.scores import parse_reference
+
+    with pytest.raises(ValueError, match=match):
+        parse_reference(text)
+
+
+def test_a_bad_references_file_names_the_file_and_entry(tmp_path):
+    from jaxpg.analysis.scores import load_references
+
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps({"e": {"random": 1}}))
+    with pytest.raises(ValueError, match=r"refs.json: 'e' must map to"):
+        load_references(path)
+    with pytest.raises(ValueError, match="cannot read it"):
+        load_references(tmp_path / "missing.json")
