@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpg.envs import known_envs
+from jaxpg.envs.registry import SUITES, is_known_env
 from jaxpg.kernels.advantages import BASELINES
 from jaxpg.networks import ACTIVATIONS
 
@@ -154,12 +155,12 @@ class Config:
             _normalise(self, "loop_chunk", _as_int)
         _normalise(self, "hidden", _as_hidden)
 
-        if self.env != CUSTOM_ENV and self.env not in known_envs():
+        if self.env != CUSTOM_ENV and not is_known_env(self.env):
             _fail(
                 "env",
                 self.env,
-                f"allowed: {', '.join(known_envs())}, or '{CUSTOM_ENV}' with "
-                "make_train(cfg, env=...)",
+                f"allowed: {', '.join(known_envs())}, SUITE/NAME with SUITE one of "
+                f"{', '.join(SUITES)}, or '{CUSTOM_ENV}' with make_train(cfg, env=...)",
             )
         if self.algo not in ALGOS:
             _fail("algo", self.algo, f"allowed: {', '.join(ALGOS)}")
