@@ -127,3 +127,39 @@ def check_goal_toy(env, params, seed=0):
     expected = sum(GAMMA**k for k in range(GOAL))
     np.testing.assert_allclose(returns[start], expected, rtol=1e-6)
     return batch
+
+
+def check_lockstep(env, params, own_step, key, num_envs=8, steps=40):
+    """The adapter's step against the suite's own on the same state and action
+    (``own_step(state, action) -> (obs, reward, terminated, truncated)``, read
+    off the suite's raw API): observation (before the reset), reward and flags
+    equal on every step; after an episode's end the next state is a reset one.
+    Returns the collected batch."""
+    space = env.action_space(params)
+    reset = jax.vmap(env.reset, in_axes=(0, None))
+    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    own = jax.vmap(own_step)
+    act = jax.vmap(lambda k, o: random_action(space, k, o))
+
+    def run(key):
+        key_reset, key_run = jax.random.split(key)
+        carry = reset(jax.random.split(key_reset, num_envs), params)
+
+        def body(carry, key):
+            obs, state = carry
+            key_act, key_step = jax.random.split(key)
+            action = act(jax.random.split(key_act, num_envs), obs)
+            nobs, nstate, reward, term, trunc, info = step(
+                jax.random.split(key_step, num_envs), state, action, params
+            )
+            mine = (info["final_observation"], reward, term, trunc)
+            theirs = own(state, action)
+            out = dict(obs=obs, action=action, terminated=term, truncated=trunc)
+            return (nobs, nstate), (out, mine, theirs)
+
+        return jax.lax.scan(body, carry, jax.random.split(key_run, steps))[1]
+
+    batch, mine, theirs = jax.tree.map(np.asarray, jax.jit(run)(key))
+    for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b, a.dtype))
+    return batch
