@@ -10,6 +10,9 @@ in the same call:
 * ``truncated``: ``step_type == TRUNCATION`` (1, ``t >= max_steps``);
 * ``info["final_observation"]``: that timestep's observation, before the
   adapter's ``env.reset`` with a fresh key.
+
+navix broadcasts arrays of different ranks in its own code, so its calls run
+with ``jax_numpy_rank_promotion="allow"`` whatever the caller's setting.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ class NavixAdapter(SuiteEnv):
 
     def reset(self, key: Array, params: Any = None) -> tuple[Array, Any]:
         """``(obs, timestep)`` of a fresh episode."""
-        timestep = self._env.reset(key)
+        with jax.numpy_rank_promotion("allow"):
+            timestep = self._env.reset(key)
         return timestep.observation, timestep
 
     def _step(self, key, state, action, params):
-        nxt = self._env._step(state, action)
+        with jax.numpy_rank_promotion("allow"):
+            nxt = self._env._step(state, action)
         return (
             nxt.observation,
             nxt,
