@@ -57,8 +57,7 @@ class BraxAdapter(SuiteEnv):
         super().__init__(env, name, params)
         self._low, self._high = low, high
 
-    def reset(self, key: Array, params: Any = None) -> tuple[Any, BraxEnvState]:
-        """``(obs, state)`` of a fresh episode."""
+    def _reset(self, key, params):
         inner = self._env.reset(key)
         return inner.obs, BraxEnvState(inner, jnp.int32(0))
 
@@ -149,7 +148,7 @@ def from_brax(
 def make(name: str) -> tuple[BraxAdapter, BraxParams]:
     """``"brax/<env>"`` (``brax.envs.get_environment``) or
     ``"playground/<Env>"`` (``mujoco_playground.registry.load``, with the env
-    config's ``episode_length`` and ``action_repeat``).
+    config's ``episode_length`` and ``action_repeat``, and ``impl="jax"``).
 
     Raises:
       ValueError: an unknown env name (the message lists the suite's names).
@@ -165,7 +164,7 @@ def make(name: str) -> tuple[BraxAdapter, BraxParams]:
                 + ", ".join(f"brax/{k}" for k in known)
             )
         return from_brax(envs.get_environment(env_name), name=name)
-    registry = import_suite("mujoco_playground.registry", "playground", f"env={name!r}")
+    registry = import_suite("mujoco_playground", "playground", f"env={name!r}").registry
     known = sorted(registry.ALL_ENVS)
     if env_name not in known:
         raise ValueError(
@@ -173,8 +172,11 @@ def make(name: str) -> tuple[BraxAdapter, BraxParams]:
             + ", ".join(f"playground/{k}" for k in known)
         )
     config = registry.get_default_config(env_name)
+    # MJX's JAX implementation: Playground's default "warp" one leaks a tracer
+    # under jaxpg's rollout (scan over a vmapped step with its auto-reset).
+    env = registry.load(env_name, config_overrides={"impl": "jax"})
     return from_brax(
-        registry.load(env_name),
+        env,
         episode_length=int(config.episode_length),
         action_repeat=int(config.get("action_repeat", 1)),
         name=name,

@@ -45,8 +45,7 @@ class JumanjiAdapter(SuiteEnv):
         super().__init__(env, name, params)
         self._action_space = action_space
 
-    def reset(self, key: Array, params: Any = None) -> tuple[Any, Any]:
-        """``(obs, state)`` of a fresh episode."""
+    def _reset(self, key, params):
         state, timestep = self._env.reset(key)
         return _observation(timestep.observation), state
 

@@ -10,9 +10,6 @@ in the same call:
 * ``truncated``: ``step_type == TRUNCATION`` (1, ``t >= max_steps``);
 * ``info["final_observation"]``: that timestep's observation, before the
   adapter's ``env.reset`` with a fresh key.
-
-navix broadcasts arrays of different ranks in its own code, so its calls run
-with ``jax_numpy_rank_promotion="allow"`` whatever the caller's setting.
 """
 
 from __future__ import annotations
@@ -30,15 +27,12 @@ Array = jax.Array
 class NavixAdapter(SuiteEnv):
     """A navix env in gymnax ≥ 1.0's API (see the module docs)."""
 
-    def reset(self, key: Array, params: Any = None) -> tuple[Array, Any]:
-        """``(obs, timestep)`` of a fresh episode."""
-        with jax.numpy_rank_promotion("allow"):
-            timestep = self._env.reset(key)
+    def _reset(self, key, params):
+        timestep = self._env.reset(key)
         return timestep.observation, timestep
 
     def _step(self, key, state, action, params):
-        with jax.numpy_rank_promotion("allow"):
-            nxt = self._env._step(state, action)
+        nxt = self._env._step(state, action)
         return (
             nxt.observation,
             nxt,

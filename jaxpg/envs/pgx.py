@@ -36,8 +36,7 @@ def _observation(state: Any) -> dict[str, Array]:
 class PgxAdapter(SuiteEnv):
     """A single-agent pgx game in gymnax ≥ 1.0's API (see the module docs)."""
 
-    def reset(self, key: Array, params: Any = None) -> tuple[dict[str, Array], Any]:
-        """``(obs, state)`` of a fresh game."""
+    def _reset(self, key, params):
         state = self._env.init(key)
         return _observation(state), state
 

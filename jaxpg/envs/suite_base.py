@@ -7,6 +7,10 @@ per step, as gymnax does) and returns the real ``s_{t+1}`` as
 ``info["final_observation"]``. Observations keep the suite's structure; where
 the suite has an action mask, the observation is a dict with a boolean
 ``[A]`` leaf named ``"action_mask"`` beside the rest.
+
+The suites' own code runs with ``jax_numpy_rank_promotion="allow"`` whatever
+the caller's setting: several (navix, MJX) broadcast arrays of different
+ranks, which a strict caller (``"raise"``) would otherwise turn into errors.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ class SuiteParams(struct.PyTreeNode):
 class SuiteEnv:
     """Base of the suite adapters: gymnax ≥ 1.0's API over a suite's env.
 
-    Subclasses implement ``reset(key, params) -> (obs, state)``,
+    Subclasses implement ``_reset(key, params) -> (obs, state)``,
     ``_step(key, state, action, params) -> (obs, state, reward, terminated,
     truncated)`` (``s_{t+1}`` before any reset) and ``action_space(params)``;
     :meth:`step` does the auto-reset.
@@ -118,6 +122,12 @@ class SuiteEnv:
         return self._params
 
     def reset(self, key: Array, params: Any = None) -> tuple[Any, Any]:
+        """``(obs, state)`` of a fresh episode."""
+        params = self._params if params is None else params
+        with jax.numpy_rank_promotion("allow"):
+            return self._reset(key, params)
+
+    def _reset(self, key, params):
         raise NotImplementedError
 
     def _step(self, key, state, action, params):
@@ -129,7 +139,8 @@ class SuiteEnv:
         ``s_{t+1}``."""
         params = self._params if params is None else params
         key_step, key_reset = jax.random.split(key)
-        obs, nxt, reward, term, trunc = self._step(key_step, state, action, params)
+        with jax.numpy_rank_promotion("allow"):
+            obs, nxt, reward, term, trunc = self._step(key_step, state, action, params)
         term = jnp.asarray(term, jnp.bool_)
         trunc = jnp.asarray(trunc, jnp.bool_) & ~term
         obs_re, state_re = self.reset(key_reset, params)

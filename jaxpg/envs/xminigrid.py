@@ -37,9 +37,7 @@ class XMiniGridParams(struct.PyTreeNode):
 class XMiniGridAdapter(SuiteEnv):
     """An xland-minigrid env in gymnax ≥ 1.0's API (see the module docs)."""
 
-    def reset(self, key: Array, params: Any = None) -> tuple[Any, Any]:
-        """``(obs, timestep)`` of a fresh episode."""
-        params = self._params if params is None else params
+    def _reset(self, key, params):
         timestep = self._env.reset(params.inner, key)
         return timestep.observation, timestep
 
