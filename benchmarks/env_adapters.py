@@ -143,8 +143,8 @@ def own_rollout(suite: str, env: Any, params: Any, num_envs: int) -> Callable:
             action_repeat=params.action_repeat,
         )
 
-        def reset(key):
-            return wrapped.reset(keys(key))
+        def reset(key):  # brax's wrappers count on raw uint32 [B, 2] keys
+            return wrapped.reset(jax.random.key_data(keys(key)))
 
         def step(key, state):
             state = wrapped.step(state, _uniform(key, num_envs, space))
