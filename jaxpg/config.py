@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxpg.envs import known_envs
 from jaxpg.envs.custom import is_import_path
+from jaxpg.envs.registry import SUITES, is_known_env
 from jaxpg.kernels.advantages import BASELINES
 from jaxpg.networks import ACTIVATIONS
 
@@ -158,14 +159,14 @@ class Config:
             _normalise(self, "loop_chunk", _as_int)
         _normalise(self, "hidden", _as_hidden)
 
-        named = self.env in known_envs() or is_import_path(self.env)
+        named = is_known_env(self.env) or is_import_path(self.env)
         if self.env != CUSTOM_ENV and not named:
             _fail(
                 "env",
                 self.env,
-                f"allowed: {', '.join(known_envs())}, an import path "
-                f"MODULE:FUNCTION returning (env, env_params), or '{CUSTOM_ENV}' "
-                "with make_train(cfg, env=...)",
+                f"allowed: {', '.join(known_envs())}, SUITE/NAME with SUITE one of "
+                f"{', '.join(SUITES)}, an import path MODULE:FUNCTION returning "
+                f"(env, env_params), or '{CUSTOM_ENV}' with make_train(cfg, env=...)",
             )
         if self.algo not in ALGOS:
             _fail("algo", self.algo, f"allowed: {', '.join(ALGOS)}")

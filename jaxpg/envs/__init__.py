@@ -15,6 +15,11 @@ anything else:
 * :class:`LegacyStepAdapter`: gymnax's old five-value step ``(obs, state, reward,
   done, info)`` (e.g. ``gymnax.wrappers.LegacyStepAPIWrapper``), or a six-value
   env without ``final_observation``.
+* the suites, each an optional extra and its own module, by name
+  (``"SUITE/NAME"``, :func:`make_env`) or from the suite's env object:
+  :func:`from_brax` (brax and MuJoCo Playground), :func:`from_jumanji`,
+  :func:`from_navix`, :func:`from_xminigrid`, :func:`from_pgx`. Each adapter
+  owns its auto-reset, so ``final_observation`` is the real ``s_{t+1}``.
 * :func:`make_craftax`: Craftax (``Craftax-Classic-Symbolic-v1``,
   ``Craftax-Symbolic-v1``; ``pip install 'jaxpg[craftax]'``), with death and the
   time limit told apart exactly.
@@ -28,9 +33,13 @@ from jaxpg.envs import lazy_imports
 
 lazy_imports.defer()  # before gymnax: its render-only imports load on use
 
+from jaxpg.envs.brax import from_brax  # noqa: E402
 from jaxpg.envs.craftax import CRAFTAX_ENVS, CraftaxAdapter, make_craftax  # noqa: E402
+from jaxpg.envs.jumanji import from_jumanji  # noqa: E402
 from jaxpg.envs.legacy import LegacyStepAdapter  # noqa: E402
-from jaxpg.envs.registry import known_envs, make_env  # noqa: E402
+from jaxpg.envs.navix import from_navix  # noqa: E402
+from jaxpg.envs.pgx import from_pgx  # noqa: E402
+from jaxpg.envs.registry import SUITES, is_known_env, known_envs, make_env  # noqa: E402
 from jaxpg.envs.spec import (  # noqa: E402
     EnvSpec,
     check_env,
@@ -39,15 +48,23 @@ from jaxpg.envs.spec import (  # noqa: E402
     to_env_action,
 )
 from jaxpg.envs.stepper import EnvStepper, make_stepper, select_envs  # noqa: E402
+from jaxpg.envs.xminigrid import from_xminigrid  # noqa: E402
 
 __all__ = [
     "CRAFTAX_ENVS",
+    "SUITES",
     "CraftaxAdapter",
     "EnvSpec",
     "EnvStepper",
     "LegacyStepAdapter",
     "check_env",
     "env_spec",
+    "from_brax",
+    "from_jumanji",
+    "from_navix",
+    "from_pgx",
+    "from_xminigrid",
+    "is_known_env",
     "known_envs",
     "make_craftax",
     "make_env",

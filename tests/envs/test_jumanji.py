@@ -1,0 +1,138 @@
+"""from_jumanji: LAST with discount 0 terminates, LAST with discount > 0
+truncates; the observation keeps its structure and its action mask."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from suite_checks import GOAL, LIMIT, check_cut_toy, check_goal_toy, check_lockstep
+
+import jaxpg
+
+jumanji = pytest.importorskip("jumanji")
+from jumanji import specs  # noqa: E402
+from jumanji.types import restart, termination, transition, truncation  # noqa: E402
+
+MASK = jnp.array([True, False, True, True])
+
+
+class Observation(NamedTuple):
+    observation: jax.Array  # [2] float32: (step count, 0.5)
+    action_mask: jax.Array  # [4] bool
+
+
+class Toy(jumanji.Environment):
+    """Pays 1 per step. ``goal=None``: a constant array observation, a
+    truncation (discount 1) after ``LIMIT`` steps that it does not show. Else
+    an ``Observation`` with the step count and an action mask, terminating
+    (discount 0) at ``goal`` steps."""
+
+    def __init__(self, goal: int | None = None):
+        self.goal = goal
+        super().__init__()
+
+    def _obs(self, count):
+        if self.goal is None:
+            return jnp.ones((2,), jnp.float32)
+        return Observation(jnp.stack([count, 0.5]).astype(jnp.float32), MASK)
+
+    def reset(self, key):
+        count = jnp.int32(0)
+        return {"count": count, "key": key}, restart(self._obs(count))
+
+    def step(self, state, action):
+        count = state["count"] + 1
+        obs, reward = self._obs(count), jnp.float32(1.0)
+        if self.goal is None:
+            ends, last = count >= LIMIT, truncation
+        else:
+            ends, last = count >= self.goal, termination
+        timestep = jax.lax.cond(
+            ends, lambda: last(reward, obs), lambda: transition(reward, obs)
+        )
+        return {"count": count, "key": state["key"]}, timestep
+
+    @property
+    def observation_spec(self):
+        if self.goal is None:
+            return specs.Array((2,), jnp.float32, "observation")
+        return specs.Spec(
+            Observation,
+            "Observation",
+            observation=specs.Array((2,), jnp.float32, "observation"),
+            action_mask=specs.BoundedArray((4,), bool, False, True, "action_mask"),
+        )
+
+    @property
+    def action_spec(self):
+        return specs.DiscreteArray(4, name="action")
+
+
+def test_truncation_discount_one_is_bootstrapped_to_the_infinite_value():
+    env, params = jaxpg.envs.from_jumanji(Toy())
+    check_cut_toy(env, params)
+
+
+def test_discount_zero_terminates_with_the_real_final_observation_and_mask():
+    env, params = jaxpg.envs.from_jumanji(Toy(goal=GOAL))
+    assert params.max_steps_in_episode is None  # no time_limit: Config's applies
+    batch = check_goal_toy(env, params)
+    assert set(batch["obs"]) == {"observation", "action_mask"}
+    assert batch["obs"]["action_mask"].dtype == np.bool_
+    np.testing.assert_array_equal(batch["obs"]["action_mask"][0, 0], MASK)
+    assert not (batch["action"] == 1).any()  # the masked action is never drawn
+    space = env.observation_space(params)
+    assert space.spaces["action_mask"].shape == (4,)
+    assert space.spaces["observation"].shape == (2,)
+
+
+def test_unsupported_action_spec_and_wrappers_are_named():
+    class Multi(Toy):
+        @property
+        def action_spec(self):
+            return specs.MultiDiscreteArray(jnp.array([2, 3]), name="action")
+
+    with pytest.raises(TypeError, match="MultiDiscreteArray"):
+        jaxpg.envs.from_jumanji(Multi())
+    wrapper = pytest.importorskip("jumanji.wrappers").AutoResetWrapper
+    with pytest.raises(TypeError, match="auto-reset"):
+        jaxpg.envs.from_jumanji(wrapper(Toy()))
+    with pytest.raises(TypeError, match="not a Jumanji"):
+        jaxpg.envs.from_jumanji(object())
+
+
+def test_snake_steps_as_jumanji_does_and_resets_after_the_end():
+    """Snake-v1 (4x4, time_limit=6) against its own step on the same states:
+    equal final observation, reward and flags. Jumanji 1.1.2's Snake ends at
+    its time limit with discount 0 (the step count is in its observation), so
+    that end is a termination, as Jumanji says; after any end the next
+    observation is a reset one (step_count 0)."""
+    snake = jumanji.make("Snake-v1", num_rows=4, num_cols=4, time_limit=6)
+    env, params = jaxpg.envs.from_jumanji(snake, name="jumanji/Snake-v1")
+    assert params.max_steps_in_episode == 6
+
+    def own(state, action):
+        _, ts = snake.step(state, action)
+        obs = ts.observation._asdict()
+        last, discount = ts.last(), ts.discount
+        return obs, ts.reward, last & (discount == 0), last & (discount > 0)
+
+    batch = check_lockstep(env, params, own, jax.random.key(0))
+    count = batch["obs"]["step_count"]
+    ended = batch["terminated"][:-1]
+    assert ended.any() and (count[1:][ended] == 0).all()
+    assert (count[1:][~ended] == count[:-1][~ended] + 1).all()
+    mask = batch["obs"]["action_mask"]  # random legal actions only
+    assert np.take_along_axis(mask, batch["action"][..., None], -1).all()
+
+
+def test_registry_builds_jumanji_by_name():
+    env, params = jaxpg.envs.make_env("jumanji/Game2048-v1")
+    assert env.name == "jumanji/Game2048-v1"
+    assert env.action_space(params).n == 4
+    with pytest.raises(ValueError, match="jumanji/Snake-v1"):
+        jaxpg.envs.make_env("jumanji/Nope-v0")
