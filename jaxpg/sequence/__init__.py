@@ -5,7 +5,9 @@ verifiable reward scores them, and ``-log pi(response | prompt) * advantage``
 is minimised, with group baselines (RLOO, GRPO, Dr. GRPO, REINFORCE++),
 PPO-style clipping and a KL penalty to a frozen SFT reference.
 
-Modules: :mod:`.model` (transformer, KV cache), :mod:`.sampling` (sampler,
+Modules: :mod:`.protocol` (the model protocol: any model with parameters, a
+forward pass and optionally a KV cache; NNX and linen adapters),
+:mod:`.model` (jaxpg's transformer, KV cache), :mod:`.sampling` (sampler,
 teacher-forced log-probs), :mod:`.tasks` (sort / add / proxy-reward tasks),
 :mod:`.estimators` (advantage, aggregation and KL kernels), :mod:`.sft` (warm
 start, versioned reference), :mod:`.rl` (update, train, seeds, hacking flag),
@@ -27,6 +29,13 @@ from jaxpg.sequence.estimators import (
     surrogate_terms,
 )
 from jaxpg.sequence.model import KVCache, TransformerConfig, apply, init, init_cache
+from jaxpg.sequence.protocol import (
+    SequenceModel,
+    as_model,
+    from_linen,
+    from_nnx,
+    transformer,
+)
 from jaxpg.sequence.rl import (
     KL_PLACEMENTS,
     RL,
@@ -81,14 +90,18 @@ __all__ = [
     "Rollout",
     "SFTOutput",
     "Samples",
+    "SequenceModel",
     "Task",
     "TransformerConfig",
     "aggregate",
     "apply",
+    "as_model",
     "data_parallel",
     "entropy",
     "evaluate",
     "exact_kl",
+    "from_linen",
+    "from_nnx",
     "group_advantages",
     "init",
     "init_cache",
@@ -114,5 +127,6 @@ __all__ = [
     "surrogate_terms",
     "token_log_probs",
     "train_seeds",
+    "transformer",
     "with_reward",
 ]

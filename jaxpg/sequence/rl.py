@@ -56,7 +56,7 @@ from jaxpg.algorithms.base import injected_adam, keep_if_finite, set_learning_ra
 from jaxpg.kernels.losses import masked_mean
 from jaxpg.sequence import checks, sampling
 from jaxpg.sequence import estimators as est
-from jaxpg.sequence.model import TransformerConfig
+from jaxpg.sequence.sampling import ModelLike
 from jaxpg.sequence.tasks import EOS, PAD, Task
 
 Array = jax.Array
@@ -239,7 +239,7 @@ def rollout(
     params: Any,
     ref_params: Any,
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     *,
     batch_sharding: jax.sharding.Sharding | None = None,
@@ -319,7 +319,7 @@ def make_batch(
     params: Any,
     ref_params: Any,
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     *,
     batch_sharding: jax.sharding.Sharding | None = None,
@@ -334,7 +334,7 @@ def make_batch(
 def loss_fn(
     params: Any,
     batch: Batch,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     beta: Array | float | None = None,
 ) -> tuple[Array, dict[str, Array]]:
@@ -394,7 +394,7 @@ class RL(NamedTuple):
 
 def make_rl(
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     *,
     optimizer: optax.GradientTransformation | None = None,
@@ -518,7 +518,7 @@ class RLOutput(NamedTuple):
 
 def make_rl_train(
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     *,
     optimizer: optax.GradientTransformation | None = None,
@@ -544,7 +544,7 @@ def make_rl_train(
 
 def train_seeds(
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     params: Any,
     ref_params: Any,
@@ -562,7 +562,7 @@ def evaluate(
     key: Array,
     params: Any,
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     num_prompts: int = 512,
     max_new_tokens: int | None = None,
     temperature: float = 1.0,
