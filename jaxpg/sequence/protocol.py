@@ -236,9 +236,10 @@ def from_nnx(
     """A Flax NNX module as a :class:`SequenceModel`.
 
     The module is split once (``nnx.split(module, nnx.Param, ...)``): its
-    ``nnx.Param`` state is the parameter pytree (what ``init`` returns, the
-    same for every key: the module is already initialised), the graph and any
-    other state are constants merged back on every call.
+    ``nnx.Param`` state, as a pure nested dict of arrays, is the parameter
+    pytree (what ``init`` returns, the same for every key: the module is
+    already initialised); the graph and any other state are constants merged
+    back on every call.
 
     Args:
       module: an ``nnx.Module`` called as in the module docstring.
@@ -252,10 +253,15 @@ def from_nnx(
 
     if not isinstance(module, nnx.Module):
         raise TypeError(f"module={module!r} is not an nnx.Module")
-    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    graphdef, state, rest = nnx.split(module, nnx.Param, ...)
+    # Parameters travel as a pure nested dict of arrays (serialisable, what
+    # optax and checkpoints expect), put back into a copy of the state.
+    params = nnx.to_pure_dict(state)
 
     def call(params, tokens, positions, attention_mask, cache):
-        merged = nnx.merge(graphdef, params, rest)
+        fresh = jax.tree.map(lambda x: x, state)
+        nnx.replace_by_pure_dict(fresh, params)
+        merged = nnx.merge(graphdef, fresh, rest)
         return merged(
             tokens, positions=positions, attention_mask=attention_mask, cache=cache
         )
