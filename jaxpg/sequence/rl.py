@@ -175,7 +175,7 @@ def rollout(
     informative = jnp.any(grouped != grouped[:, :1], axis=1)
     if rl.dynamic_sampling is not None:
         index, _ = est.dynamic_groups(grouped, rl.num_prompts)
-        kept = (index[:, None] * g + jnp.arange(g)).reshape(-1)
+        kept = (index[:, None] * g + jnp.arange(g)[None, :]).reshape(-1)
         rows = tuple(x[kept] for x in rows)
     prompts, responses, mask, behaviour, reward, true_reward, accuracy = rows
     ref_logits = sampling.response_logits(ref_params, model_cfg, prompts, responses, g)
