@@ -148,15 +148,17 @@ def _save(directory, stem: str, params, model: SequenceModel, metadata) -> str:
     return version
 
 
-def _load(directory, stem: str, model: SequenceModel | None, template=None):
+def _load(directory, stem: str, model: SequenceModel | None, init=None):
+    """``init(key, model) -> params`` gives the structure (default
+    ``model.init``)."""
     directory = Path(directory)
     info = json.loads((directory / f"{stem}.json").read_text())
     cfg: Any = model
     if model is None:
         cfg = TransformerConfig(**info["model"])
         model = as_model(cfg)
-    if template is None:
-        template = jax.eval_shape(model.init, jax.random.key(0))
+    init = init or (lambda key, m: m.init(key))
+    template = jax.eval_shape(lambda key: init(key, model), jax.random.key(0))
     params = serialization.from_bytes(
         template, (directory / f"{stem}.msgpack").read_bytes()
     )
