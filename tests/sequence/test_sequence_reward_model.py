@@ -14,6 +14,7 @@ import pytest
 from jaxpg.sequence import (
     PreferencePairs,
     RLConfig,
+    SequenceModel,
     bradley_terry_loss,
     learned_reward_task,
     load_reward_model,
@@ -23,6 +24,7 @@ from jaxpg.sequence import (
     model,
     preference_accuracy,
     preference_pairs,
+    reward_hacking_flag,
     reward_scores,
     save_reward_model,
 )
@@ -151,3 +153,42 @@ def test_rl_against_learned_reward_tracks_gold_and_round_trips(sort_setup, tmp_p
     s = reward_scores(params, cfg, pairs.prompts[:3], pairs.chosen[:3],
                       pairs.chosen_mask[:3])  # fmt: skip
     assert s.shape == (3,) and np.all(np.isfinite(s))
+
+
+def test_overoptimising_a_learned_reward_at_beta_zero_fires_the_monitor():
+    """A misspecified learned reward: a bag-of-tokens backbone (a user
+    SequenceModel, counts of each token so far) with the Bradley–Terry head,
+    fitted to 512 gold-labelled pairs of the SFT policy (gold: sort partial
+    credit). RL at beta = 0 (60 updates) drives the proxy up (measured 3.0 ->
+    5.0 by tens of updates) while the gold reward falls (0.73 -> 0.38), and
+    reward_hacking_flag (window 10, tol 0.05) fires (measured at 19-24)."""
+    partial = sort_task(2, reward="partial")
+    task = dataclasses.replace(partial, true_reward=partial.reward)
+    cfg = model.TransformerConfig(
+        vocab_size=14, width=16, num_layers=1, num_heads=2,
+        max_len=task.prompt_len + task.max_new_tokens,
+    )  # fmt: skip
+    bag = SequenceModel(
+        "bag", 14, cfg.max_len, lambda key: {},
+        lambda params, tokens, positions, mask: jnp.cumsum(
+            jax.nn.one_hot(tokens, 14), axis=1
+        ),
+    )  # fmt: skip
+    ref = jax.jit(make_sft(task, cfg, num_steps=100, lr=1e-2))(jax.random.key(0))
+    pairs = jax.jit(
+        lambda k: preference_pairs(k, task, ref.params, cfg, 512, temperature=1.5)
+    )(jax.random.key(1))
+    rm = jax.jit(make_reward_model_train(bag, num_steps=200, lr=5e-2))(
+        jax.random.key(2), pairs
+    )
+    rl_cfg = RLConfig(num_prompts=8, group_size=4, num_updates=60, lr=1e-2,
+                      kl_placement="none", beta=0.0)  # fmt: skip
+    proxy_task = learned_reward_task(task, bag, rm.params)
+    out = jax.jit(make_rl_train(proxy_task, cfg, rl_cfg))(
+        jax.random.key(3), ref.params, ref.params
+    )
+    proxy = np.asarray(out.metrics["reward"])
+    gold = np.asarray(out.metrics["true_reward"])
+    assert proxy[-20:].mean() > proxy[:10].mean() + 1.0, proxy
+    assert gold[-20:].mean() < gold[:10].mean() - 0.2, gold
+    assert reward_hacking_flag(gold, proxy, window=10).any()
