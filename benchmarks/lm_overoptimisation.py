@@ -33,6 +33,7 @@ import json
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxpg import sequence as sq
@@ -55,6 +56,17 @@ def fit_gao(d: np.ndarray, gain: np.ndarray) -> dict[str, float]:
     return {"alpha": float(coef[0]), "beta": float(coef[1]), "r2": float(r2)}
 
 
+def _bag(cfg: sq.TransformerConfig) -> sq.SequenceModel:
+    """Counts of each token so far as the backbone's output (no parameters):
+    the Bradley-Terry head makes the reward linear in the token counts."""
+    v = cfg.vocab_size
+
+    def apply(params, tokens, positions, mask):
+        return jnp.cumsum(jax.nn.one_hot(tokens, v), axis=1)
+
+    return sq.SequenceModel("bag", v, cfg.max_len, lambda key: {}, apply)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="seconds: checks it runs")
@@ -67,6 +79,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--rm-steps", type=int, default=300)
     ap.add_argument("--sft-steps", type=int, default=150)
     ap.add_argument("--window", type=int, default=20)
+    ap.add_argument(
+        "--reward-backbone",
+        choices=("transformer", "bag"),
+        default="transformer",
+        help="the reward model's backbone: the policy's transformer, or a "
+        "bag of tokens (counts so far; misspecified for sorting)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "lm_overoptimisation.json")
     args = ap.parse_args(argv)
     if args.tiny:
@@ -90,11 +109,12 @@ def main(argv=None) -> dict:
 
     train_pairs = jax.jit(pairs, static_argnums=1)(jax.random.key(1), args.pairs)
     held_out = jax.jit(pairs, static_argnums=1)(jax.random.key(2), args.pairs // 2)
-    rm = jax.jit(sq.make_reward_model_train(cfg, num_steps=args.rm_steps))(
+    backbone = cfg if args.reward_backbone == "transformer" else _bag(cfg)
+    rm = jax.jit(sq.make_reward_model_train(backbone, num_steps=args.rm_steps))(
         jax.random.key(3), train_pairs
     )
-    accuracy = float(sq.preference_accuracy(rm.params, cfg, held_out))
-    proxy_task = sq.learned_reward_task(task, cfg, rm.params)
+    accuracy = float(sq.preference_accuracy(rm.params, backbone, held_out))
+    proxy_task = sq.learned_reward_task(task, backbone, rm.params)
 
     runs = {}
     for beta in args.betas:
