@@ -174,6 +174,31 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     g.add_argument("--clip-eps", type=float, default=0.2, help="0: no clipping")
     g.add_argument(
+        "--clip-eps-high", type=float, default=None,
+        help="upper ratio clip (DAPO clip-higher; default --clip-eps)",
+    )  # fmt: skip
+    g.add_argument("--dual-clip", type=float, default=None, help="dual-clip c > 1")
+    g.add_argument(
+        "--importance-ratio", default="token", choices=rlm.IMPORTANCE_RATIOS,
+        help="per token, or per sequence (GSPO; needs --aggregation seq_mean)",
+    )  # fmt: skip
+    g.add_argument(
+        "--dynamic-sampling", type=int, default=None,
+        help="groups drawn per update, --prompts informative ones kept (DAPO)",
+    )  # fmt: skip
+    g.add_argument(
+        "--overlong-buffer", type=int, default=None,
+        help="soft overlong penalty over the budget's last tokens (DAPO)",
+    )  # fmt: skip
+    g.add_argument(
+        "--overlong-penalty", type=float, default=d.overlong_penalty,
+        help="the overlong penalty at the budget (%(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "--mask-truncated", action="store_true",
+        help="drop responses without EOS from the loss (DAPO)",
+    )  # fmt: skip
+    g.add_argument(
         "--temperature", type=float, default=d.temperature,
         help="sampling temperature (%(default)s)",
     )  # fmt: skip
@@ -233,6 +258,13 @@ def build_config(args: argparse.Namespace):
         epochs=args.epochs,
         clip_eps=args.clip_eps or None,
         temperature=args.temperature,
+        clip_eps_high=args.clip_eps_high,
+        dual_clip=args.dual_clip,
+        importance_ratio=args.importance_ratio,
+        dynamic_sampling=args.dynamic_sampling,
+        overlong_buffer=args.overlong_buffer,
+        overlong_penalty=args.overlong_penalty,
+        mask_truncated=args.mask_truncated,
     )
     return task, model_cfg, rl_cfg
 

@@ -24,6 +24,13 @@ checks each claim against the exact gradient by enumeration.
   :math:`\frac{G-1}{G}` (Liu et al. 2025, "Understanding R1-Zero-Like Training").
 * ``reinforce_pp``: :math:`A = (r_{pg} - \bar r) / (\sigma + \epsilon)` over all
   ``N``. Biased (Hu 2025, REINFORCE++).
+* ``grpo_batch``: :math:`A = (r_{pg} - \bar r_p) / (\sigma_B + \epsilon)`, the
+  group mean removed, scaled by the *sample* std of all ``N`` rewards of the
+  batch (TRL's ``scale_rewards="batch"``). Biased (the scale is random and
+  depends on the sample's own reward), but it does not reweight prompts.
+
+Reward scaling per group / batch / none (TRL's ``scale_rewards``) is
+``grpo`` / ``grpo_batch`` / ``dr_grpo``.
 
 GRPO's std convention: :math:`\sigma_p` is the *sample* standard deviation of
 the group (Bessel's ``G - 1`` divisor, as ``torch.std`` in TRL's
@@ -74,7 +81,15 @@ from jaxpg.kernels.losses import kl_estimate, masked_mean
 
 Array = jax.Array
 
-ADVANTAGES = ("reinforce", "reinforce_mean", "rloo", "grpo", "dr_grpo", "reinforce_pp")
+ADVANTAGES = (
+    "reinforce",
+    "reinforce_mean",
+    "rloo",
+    "grpo",
+    "dr_grpo",
+    "reinforce_pp",
+    "grpo_batch",
+)
 AGGREGATIONS = ("seq_mean", "token_mean", "constant")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 GRPO_STD_EPS = 1e-4
@@ -127,6 +142,13 @@ def group_advantages(rewards: Array, kind: str, eps: float = GRPO_STD_EPS) -> Ar
         centred = rewards - _shifted_mean(rewards, None)
         std = jnp.sqrt(jnp.mean(jnp.square(centred)))
         return centred / (std + eps)
+    if kind == "grpo_batch":
+        n = rewards.size
+        if n < 2:
+            raise ValueError(f"advantage='grpo_batch' needs N >= 2 rewards, got {n}")
+        spread = rewards - _shifted_mean(rewards, None)
+        std = jnp.sqrt(jnp.sum(jnp.square(spread)) / (n - 1))
+        return (rewards - _shifted_mean(rewards, 1)) / (std + eps)
     raise ValueError(f"advantage={kind!r} is not one of {ADVANTAGES}")
 
 
@@ -151,25 +173,52 @@ def aggregate(terms: Array, mask: Array, kind: str, norm: float = 1.0) -> Array:
     raise ValueError(f"aggregation={kind!r} is not one of {AGGREGATIONS}")
 
 
+def _clipped_objective(ratio, advantages, low, high, dual_clip):
+    """``(objective, clipped)``: PPO's ``min(rho A, clip(rho, low, high) A)``,
+    with dual clipping ``max(., c A)`` where ``A < 0``; ``clipped`` is 1 where
+    the objective does not move with ``rho`` (its gradient is 0)."""
+    clipped_ratio = jnp.clip(ratio, low, high)
+    objective = jnp.minimum(ratio * advantages, clipped_ratio * advantages)
+    clipped = ratio * advantages > clipped_ratio * advantages
+    if dual_clip is not None:
+        floor = dual_clip * advantages
+        dual = (advantages < 0) & (objective < floor)
+        objective = jnp.where(dual, floor, objective)
+        clipped = clipped | dual
+    return objective, jax.lax.stop_gradient(clipped.astype(ratio.dtype))
+
+
 def surrogate_terms(
     log_probs: Array,
     behaviour_log_probs: Array,
     advantages: Array,
     clip_eps: Array | float | None = None,
+    *,
+    clip_eps_high: Array | float | None = None,
+    dual_clip: Array | float | None = None,
 ) -> tuple[Array, Array]:
     r"""Per-token policy-gradient terms to minimise, and where they are clipped.
 
     :math:`x_t = -\rho_t A` with :math:`\rho_t = \exp(\log\pi_\theta -
     \mathrm{sg}(\log\mu))`; with ``clip_eps`` PPO's
-    :math:`x_t = -\min(\rho_t A, \mathrm{clip}(\rho_t, 1\pm\epsilon) A)`.
-    On the first epoch over fresh samples :math:`\rho = 1` and
-    :math:`\nabla x_t = -A\,\nabla\log\pi_\theta(y_t)`: REINFORCE.
+    :math:`x_t = -\min(\rho_t A, \mathrm{clip}(\rho_t, 1-\epsilon_{low},
+    1+\epsilon_{high}) A)` (Schulman et al. 2017; ``clip_eps_high`` sets
+    :math:`\epsilon_{high} > \epsilon_{low}` = ``clip_eps``: DAPO's
+    clip-higher, Yu et al. 2025); with ``dual_clip`` :math:`c > 1`, where
+    :math:`A < 0` the term is :math:`-\max(\cdot, cA)` (Ye et al. 2020,
+    dual-clip PPO: a bounded step however large the ratio).
+    On the first epoch over fresh samples :math:`\rho = 1`, inside every clip
+    range, and :math:`\nabla x_t = -A\,\nabla\log\pi_\theta(y_t)`: REINFORCE,
+    whatever the clip settings.
 
     Args:
       log_probs: ``[N, R]`` :math:`\log\pi_\theta(y_t)`, differentiable.
       behaviour_log_probs: ``[N, R]`` log-probs under the sampling policy.
       advantages: ``[N, R]`` (gradient stopped).
-      clip_eps: PPO's :math:`\epsilon`, or ``None`` for no clipping.
+      clip_eps: PPO's :math:`\epsilon` (:math:`\epsilon_{low}`), or ``None``
+        for no clipping.
+      clip_eps_high: :math:`\epsilon_{high}`; ``None``: ``clip_eps``.
+      dual_clip: :math:`c > 1`, or ``None``.
 
     Returns:
       ``(terms [N, R], clipped [N, R] float 0/1)``.
@@ -178,11 +227,116 @@ def surrogate_terms(
     advantages = jax.lax.stop_gradient(advantages)
     ratio = jnp.exp(log_probs - jax.lax.stop_gradient(behaviour_log_probs))
     if clip_eps is None:
+        if clip_eps_high is not None or dual_clip is not None:
+            raise ValueError("clip_eps_high and dual_clip need clip_eps")
         return -ratio * advantages, jnp.zeros_like(ratio)
-    clipped_ratio = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    terms = -jnp.minimum(ratio * advantages, clipped_ratio * advantages)
-    clipped = (ratio * advantages > clipped_ratio * advantages).astype(ratio.dtype)
-    return terms, jax.lax.stop_gradient(clipped)
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    objective, clipped = _clipped_objective(
+        ratio, advantages, 1.0 - clip_eps, 1.0 + high, dual_clip
+    )
+    return -objective, clipped
+
+
+def sequence_surrogate_terms(
+    log_probs: Array,
+    behaviour_log_probs: Array,
+    advantages: Array,
+    mask: Array,
+    clip_eps: Array | float | None = None,
+    *,
+    clip_eps_high: Array | float | None = None,
+    dual_clip: Array | float | None = None,
+) -> tuple[Array, Array]:
+    r"""GSPO's sequence-level terms (Zheng et al. 2025, "Group Sequence Policy
+    Optimization"), laid on every token of the sequence.
+
+    :math:`s_i = \exp\big(\frac{1}{|y_i|}\sum_t m_{it}(\log\pi_\theta(y_{it})
+    - \mathrm{sg}\log\mu(y_{it}))\big)`, the length-normalised sequence
+    ratio; :math:`x_i = -\min(s_i A_i, \mathrm{clip}(s_i, 1-\epsilon_{low},
+    1+\epsilon_{high}) A_i)` (and the dual clip as :func:`surrogate_terms`).
+    With ``aggregation="seq_mean"`` the loss is :math:`\frac1N\sum_i x_i`,
+    GSPO's objective. At :math:`s = 1` (first epoch):
+    :math:`\nabla x_i = -\frac{A_i}{|y_i|}\sum_t m_{it}\nabla\log\pi(y_{it})`,
+    the token-ratio ``seq_mean`` gradient: GSPO changes only how off-policy
+    epochs are clipped and weighted (the whole sequence at once).
+
+    Args:
+      log_probs, behaviour_log_probs, advantages, mask: ``[N, R]``
+        (``advantages`` constant along ``R``).
+      clip_eps, clip_eps_high, dual_clip: as :func:`surrogate_terms`.
+
+    Returns:
+      ``(terms [N, R], clipped [N, R] float 0/1)``, constant along ``R``.
+    """
+    chex.assert_equal_shape([log_probs, behaviour_log_probs, advantages, mask])
+    advantages = jax.lax.stop_gradient(advantages[:, 0])
+    log_ratio = (log_probs - jax.lax.stop_gradient(behaviour_log_probs)) * mask
+    length = jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+    ratio = jnp.exp(jnp.sum(log_ratio, axis=1) / length)  # [N]
+    if clip_eps is None:
+        if clip_eps_high is not None or dual_clip is not None:
+            raise ValueError("clip_eps_high and dual_clip need clip_eps")
+        objective, clipped = ratio * advantages, jnp.zeros_like(ratio)
+    else:
+        high = clip_eps if clip_eps_high is None else clip_eps_high
+        objective, clipped = _clipped_objective(
+            ratio, advantages, 1.0 - clip_eps, 1.0 + high, dual_clip
+        )
+    shape = log_probs.shape
+    return (
+        jnp.broadcast_to(-objective[:, None], shape),
+        jnp.broadcast_to(clipped[:, None], shape),
+    )
+
+
+def overlong_penalty(length: Array, max_len: int, buffer: int) -> Array:
+    r"""DAPO's soft overlong punishment (Yu et al. 2025): ``0`` while
+    :math:`|y| \le L - L_b`, then :math:`(L - L_b - |y|) / L_b`, reaching
+    :math:`-1` at the budget :math:`|y| = L` (a truncated response).
+
+    Args:
+      length: ``[N]`` response lengths :math:`|y|` (EOS included).
+      max_len: the response budget :math:`L` (``R``).
+      buffer: :math:`L_b`, ``1 <= buffer <= max_len``.
+
+    Returns:
+      ``[N]`` float32 penalties in ``[-1, 0]``.
+    """
+    if not 1 <= buffer <= max_len:
+        raise ValueError(f"overlong buffer={buffer} must be in [1, R={max_len}]")
+    excess = length.astype(jnp.float32) - (max_len - buffer)
+    return -jnp.clip(excess / buffer, 0.0, 1.0)
+
+
+def truncated(responses: Array, mask: Array, eos_id: int) -> Array:
+    """``[N]`` float 0/1: 1 where the response has no ``eos_id`` (it ran to the
+    budget). ``responses [N, R]`` int, ``mask [N, R]``."""
+    has_eos = jnp.any((responses == eos_id) & (mask > 0), axis=1)
+    return 1.0 - has_eos.astype(jnp.float32)
+
+
+def dynamic_groups(rewards: Array, keep: int) -> tuple[Array, Array]:
+    r"""DAPO's dynamic sampling (Yu et al. 2025) in a fixed shape: which
+    ``keep`` of ``K`` groups to train on.
+
+    A group is informative when its rewards are not all equal (equal rewards
+    give every group baseline an advantage of 0). The informative groups come
+    first, in the order drawn, then the others (only when fewer than ``keep``
+    are informative).
+
+    Args:
+      rewards: ``[K, G]``.
+      keep: ``P <= K``, static.
+
+    Returns:
+      ``(index [P] int32 of the kept groups, informative [K] bool)``.
+    """
+    chex.assert_rank(rewards, 2)
+    if not 1 <= keep <= rewards.shape[0]:
+        raise ValueError(f"keep={keep} must be in [1, {rewards.shape[0]}]")
+    informative = jnp.any(rewards != rewards[:, :1], axis=1)
+    order = jnp.argsort(~informative, stable=True)
+    return order[:keep].astype(jnp.int32), informative
 
 
 def kl_tokens(log_probs: Array, ref_log_probs: Array, kind: str) -> Array:

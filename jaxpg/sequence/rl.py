@@ -33,7 +33,10 @@ Metrics per update (``[U]`` each, first epoch unless said): ``reward``
 (optimised; the proxy on a proxy task), ``true_reward``, ``accuracy`` (exact
 match), ``kl_exact`` (full-vocabulary :math:`\sum_t \mathrm{KL}_t` per response,
 mean over N), ``kl_estimate`` (:math:`\sum_t k_t` of the chosen estimator),
-``entropy`` (per token), ``response_length``, ``clip_frac`` (over all epochs),
+``entropy`` (per token), ``response_length`` (before any truncation mask),
+``truncated`` (fraction without EOS), ``informative`` (fraction of the drawn
+groups whose rewards are not all equal; with ``dynamic_sampling`` the reward
+metrics are those of the kept groups), ``clip_frac`` (over all epochs),
 ``loss``, ``grad_norm``, ``nonfinite`` (1 when an epoch's step was not
 finite and was rejected: the parameters and optimizer state are kept, as on
 the gymnax side, and the other seeds of a vmapped run are unaffected).
@@ -41,7 +44,7 @@ the gymnax side, and the other seeds of a vmapped run are unaffected).
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -56,120 +59,16 @@ from jaxpg.algorithms.base import injected_adam, keep_if_finite, set_learning_ra
 from jaxpg.kernels.losses import masked_mean
 from jaxpg.sequence import checks, sampling
 from jaxpg.sequence import estimators as est
-from jaxpg.sequence.model import TransformerConfig
+from jaxpg.sequence.rlconfig import (  # re-exported: rl.RLConfig and friends
+    IMPORTANCE_RATIOS,  # noqa: F401
+    KL_PLACEMENTS,  # noqa: F401
+    Hyperparams,
+    RLConfig,
+)
+from jaxpg.sequence.sampling import ModelLike
 from jaxpg.sequence.tasks import EOS, PAD, Task
 
 Array = jax.Array
-
-KL_PLACEMENTS = ("none", "reward", "loss")
-_INT32_MAX = int(np.iinfo(np.int32).max)
-
-
-@dataclasses.dataclass(frozen=True)
-class RLConfig:
-    """Static settings of sequence-level RL (validated on construction:
-    ``ValueError`` naming the field, the value and what is allowed).
-
-    Attributes:
-      num_prompts: ``P >= 1`` prompts per update.
-      group_size: ``G >= 1`` samples per prompt (``>= 2`` for rloo, grpo).
-      num_updates: updates of one :func:`make_rl_train` run, ``>= 1``.
-      max_new_tokens: response budget ``R >= 1``; ``None``: the task's default.
-      advantage: one of :data:`.estimators.ADVANTAGES`.
-      aggregation: one of :data:`.estimators.AGGREGATIONS`.
-      loss_norm: the constant ``> 0`` of ``aggregation="constant"``; ``None``:
-        ``R``.
-      kl_placement: ``"none"``, ``"reward"`` or ``"loss"``.
-      kl_estimator: ``"k1"``, ``"k2"`` or ``"k3"``.
-      beta: KL coefficient, finite ``>= 0``.
-      lr: Adam learning rate (when no ``optimizer`` is passed), in
-        ``(0, 1]`` (:data:`.checks.MAX_LR`).
-      max_grad_norm: global-norm clipping of the default optimizer, ``> 0``.
-      epochs: gradient steps per batch ``>= 1`` (PPO-style reuse needs
-        ``clip_eps``).
-      clip_eps: PPO ratio clip ``> 0``, or ``None``.
-      temperature: sampling temperature, finite ``> 0`` (ratios correct for
-        it).
-      top_k: sampling top-k ``>= 1``, or ``None``.
-
-    Numbers must be finite in float32, where they are used.
-    """
-
-    num_prompts: int = 16
-    group_size: int = 4
-    num_updates: int = 100
-    max_new_tokens: int | None = None
-    advantage: str = "grpo"
-    aggregation: str = "seq_mean"
-    loss_norm: float | None = None
-    kl_placement: str = "loss"
-    kl_estimator: str = "k3"
-    beta: float = 0.04
-    lr: float = 1e-3
-    max_grad_norm: float = 1.0
-    epochs: int = 1
-    clip_eps: float | None = 0.2
-    temperature: float = 1.0
-    top_k: int | None = None
-
-    def __post_init__(self):
-        # Numbers first (NaN, inf, a bool, a string: named), NumPy scalars
-        # become Python ones so that the config stays hashable and JSON-able.
-        def field(name: str, check, *args, **kwargs) -> None:
-            value = check(f"RLConfig.{name}", getattr(self, name), *args, **kwargs)
-            object.__setattr__(self, name, value)
-
-        for name in ("num_prompts", "group_size", "num_updates", "epochs"):
-            field(name, checks.positive_int)
-        if self.num_updates > _INT32_MAX:  # the int32 step counter
-            raise ValueError(
-                f"RLConfig.num_updates={self.num_updates} is invalid: must be "
-                f"<= {_INT32_MAX}"
-            )
-        for name in ("max_new_tokens", "top_k"):
-            if getattr(self, name) is not None:
-                field(name, checks.positive_int)
-        field("lr", checks.learning_rate)
-        field("beta", checks.number, 0.0)
-        field("max_grad_norm", checks.number, 0.0, low_open=True)
-        field("temperature", checks.number, 0.0, low_open=True)
-        for name in ("clip_eps", "loss_norm"):
-            if getattr(self, name) is not None:
-                field(name, checks.number, 0.0, low_open=True)
-        choices = {
-            "advantage": est.ADVANTAGES,
-            "aggregation": est.AGGREGATIONS,
-            "kl_placement": KL_PLACEMENTS,
-            "kl_estimator": est.KL_ESTIMATORS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"{name}={getattr(self, name)!r} is not one of {allowed}"
-                )
-        if self.advantage in ("rloo", "grpo") and self.group_size < 2:
-            raise ValueError(
-                f"advantage={self.advantage!r} needs group_size >= 2, "
-                f"got {self.group_size}"
-            )
-        if self.epochs > 1 and self.clip_eps is None:
-            raise ValueError(
-                f"epochs={self.epochs} reuses samples: set clip_eps (e.g. 0.2)"
-            )
-
-    def response_len(self, task: Task) -> int:
-        return self.max_new_tokens or task.max_new_tokens
-
-    def hyperparams(self) -> Hyperparams:
-        """The traced (sweepable) settings, as float32 scalars."""
-        return Hyperparams(jnp.float32(self.beta), jnp.float32(self.lr))
-
-
-class Hyperparams(NamedTuple):
-    """Settings that may be traced, hence ``vmap``-ed over (a sweep)."""
-
-    beta: Array  # [] KL coefficient
-    lr: Array  # [] learning rate of the default optimizer
 
 
 class Rollout(NamedTuple):
@@ -184,6 +83,7 @@ class Rollout(NamedTuple):
     reward: Array  # [N] optimised reward
     true_reward: Array  # [N]
     accuracy: Array  # [N]
+    informative: Array  # [] fraction of the drawn groups with unequal rewards
 
 
 class Batch(NamedTuple):
@@ -199,6 +99,7 @@ class Batch(NamedTuple):
     true_reward: Array  # [N]
     accuracy: Array  # [N]
     kl_estimate: Array  # [N] sum_t m k_t of the chosen estimator
+    truncated: Array  # [N] float 1 where the response has no EOS
 
 
 def data_parallel(devices: Any = None) -> jax.sharding.NamedSharding:
@@ -213,6 +114,11 @@ def data_parallel(devices: Any = None) -> jax.sharding.NamedSharding:
 def _check_sharding(sharding: Any, task: Task, rl: RLConfig) -> None:
     if sharding is None:
         return
+    if rl.dynamic_sampling is not None:
+        raise ValueError(
+            "batch_sharding with dynamic_sampling is not supported: the kept "
+            "groups are gathered across the drawn ones (set one of them)"
+        )
     shape = (rl.num_prompts, task.prompt_len)
     if not isinstance(sharding, jax.sharding.Sharding):
         raise ValueError(
@@ -239,7 +145,7 @@ def rollout(
     params: Any,
     ref_params: Any,
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     *,
     batch_sharding: jax.sharding.Sharding | None = None,
@@ -251,26 +157,36 @@ def rollout(
     """
     _check_sharding(batch_sharding, task, rl)
     prompt_key, sample_key = jax.random.split(key)
-    r = rl.response_len(task)
-    prompts = task.sample_prompts(prompt_key, rl.num_prompts)
+    r, g, pool = rl.response_len(task), rl.group_size, rl.pool_size()
+    prompts = task.sample_prompts(prompt_key, pool)
     if batch_sharding is not None:
         prompts = jax.lax.with_sharding_constraint(prompts, batch_sharding)
-    prompts = jnp.repeat(prompts, rl.group_size, axis=0)  # [N, Lp], grouped
+    prompts = jnp.repeat(prompts, g, axis=0)  # [N, Lp], grouped
     samples = sampling.sample(
         sample_key, params, model_cfg, prompts, r, eos_id=EOS, pad_id=PAD,
-        temperature=rl.temperature, top_k=rl.top_k, group_size=rl.group_size,
+        temperature=rl.temperature, top_k=rl.top_k, group_size=g,
     )  # fmt: skip
-    responses, mask = samples.responses, samples.mask
-    g = rl.group_size
+    drawn = "dynamic_sampling" if rl.dynamic_sampling else "num_prompts"
+    scored = scores(
+        task, prompts, samples.responses, samples.mask, f"{drawn} * group_size"
+    )
+    rows = (prompts, samples.responses, samples.mask, samples.log_probs, *scored)
+    grouped = scored[0].reshape(pool, g)
+    informative = jnp.any(grouped != grouped[:, :1], axis=1)
+    if rl.dynamic_sampling is not None:
+        index, _ = est.dynamic_groups(grouped, rl.num_prompts)
+        kept = (index[:, None] * g + jnp.arange(g)[None, :]).reshape(-1)
+        rows = tuple(x[kept] for x in rows)
+    prompts, responses, mask, behaviour, reward, true_reward, accuracy = rows
     ref_logits = sampling.response_logits(ref_params, model_cfg, prompts, responses, g)
     if rl.temperature == 1.0 and rl.top_k is None:
-        logp = samples.log_probs  # the sampler's distribution is pi itself
+        logp = behaviour  # the sampler's distribution is pi itself
     else:
         logits = sampling.response_logits(params, model_cfg, prompts, responses, g)
         logp = sampling.token_log_probs(logits, responses)
     ro = Rollout(
-        prompts, responses, mask, samples.log_probs, logp, ref_logits,
-        *scores(task, prompts, responses, mask, "num_prompts * group_size"),
+        prompts, responses, mask, behaviour, logp, ref_logits, reward, true_reward,
+        accuracy, jnp.mean(informative.astype(jnp.float32)),
     )  # fmt: skip
     return jax.tree.map(jax.lax.stop_gradient, ro)
 
@@ -295,7 +211,9 @@ def scores(
 
 
 def score(ro: Rollout, rl: RLConfig, beta: Array | float | None = None) -> Batch:
-    """Step 5: KL estimate (and shaping if in the reward), group advantages.
+    """Step 5: KL estimate (and shaping if in the reward), the overlong
+    penalty, group advantages; with ``rl.mask_truncated`` the loss mask of a
+    response without EOS is 0 (its reward still enters its group's baseline).
 
     ``beta`` (may be traced) overrides ``rl.beta``.
     """
@@ -303,14 +221,23 @@ def score(ro: Rollout, rl: RLConfig, beta: Array | float | None = None) -> Batch
     ref_logp = sampling.token_log_probs(ro.ref_logits, ro.responses)
     kl = est.kl_tokens(ro.log_probs, ref_logp, rl.kl_estimator) * ro.mask
     shaped = ro.reward
+    if rl.overlong_buffer is not None:
+        length = jnp.sum(ro.mask, axis=1)
+        r = ro.responses.shape[1]
+        shaped = shaped + rl.overlong_penalty * est.overlong_penalty(
+            length, r, rl.overlong_buffer
+        )
+    truncated = est.truncated(ro.responses, ro.mask, EOS)
+    mask = ro.mask * (1.0 - truncated[:, None]) if rl.mask_truncated else ro.mask
     if rl.kl_placement == "reward":
         shaped = est.kl_shaped_rewards(ro.reward, kl, ro.mask, beta)
     adv = est.group_advantages(
         shaped.reshape(rl.num_prompts, rl.group_size), rl.advantage
     )
     return Batch(
-        ro.prompts, ro.responses, ro.mask, ro.behaviour_log_probs, ro.ref_logits,
+        ro.prompts, ro.responses, mask, ro.behaviour_log_probs, ro.ref_logits,
         adv.reshape(-1), ro.reward, ro.true_reward, ro.accuracy, jnp.sum(kl, axis=1),
+        truncated,
     )  # fmt: skip
 
 
@@ -319,7 +246,7 @@ def make_batch(
     params: Any,
     ref_params: Any,
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     *,
     batch_sharding: jax.sharding.Sharding | None = None,
@@ -334,7 +261,7 @@ def make_batch(
 def loss_fn(
     params: Any,
     batch: Batch,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     beta: Array | float | None = None,
 ) -> tuple[Array, dict[str, Array]]:
@@ -356,9 +283,15 @@ def loss_fn(
     logp = sampling.token_log_probs(logits, batch.responses)
     mask = batch.mask
     adv = jnp.broadcast_to(batch.advantages[:, None], mask.shape)
-    terms, clipped = est.surrogate_terms(
-        logp, batch.behaviour_log_probs, adv, rl.clip_eps
+    surrogate = (
+        est.surrogate_terms
+        if rl.importance_ratio == "token"
+        else functools.partial(est.sequence_surrogate_terms, mask=mask)
     )
+    terms, clipped = surrogate(
+        logp, batch.behaviour_log_probs, adv, clip_eps=rl.clip_eps,
+        clip_eps_high=rl.clip_eps_high, dual_clip=rl.dual_clip,
+    )  # fmt: skip
     norm = rl.loss_norm if rl.loss_norm is not None else mask.shape[1]
     loss = est.aggregate(terms, mask, rl.aggregation, norm)
     if rl.kl_placement == "loss":
@@ -394,7 +327,7 @@ class RL(NamedTuple):
 
 def make_rl(
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     *,
     optimizer: optax.GradientTransformation | None = None,
@@ -419,6 +352,11 @@ def make_rl(
             f"{task.answer_len} of task {task.name!r}"
         )
     _check_sharding(batch_sharding, task, rl)
+    if rl.overlong_buffer is not None and rl.overlong_buffer > rl.response_len(task):
+        raise ValueError(
+            f"RLConfig.overlong_buffer={rl.overlong_buffer} exceeds the response "
+            f"budget R={rl.response_len(task)}"
+        )
     lr_injected = optimizer is None
     if optimizer is None:
         optimizer = default_optimizer(rl)
@@ -469,7 +407,9 @@ def make_rl(
             true_reward=jnp.mean(batch.true_reward),
             accuracy=jnp.mean(batch.accuracy),
             kl_estimate=jnp.mean(batch.kl_estimate),
-            response_length=jnp.mean(jnp.sum(batch.mask, axis=1)),
+            response_length=jnp.mean(jnp.sum(ro.mask, axis=1)),
+            truncated=jnp.mean(batch.truncated),
+            informative=ro.informative,
         )
         return RLState(params, opt_state, key, state.step + 1), metrics
 
@@ -518,7 +458,7 @@ class RLOutput(NamedTuple):
 
 def make_rl_train(
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     *,
     optimizer: optax.GradientTransformation | None = None,
@@ -544,7 +484,7 @@ def make_rl_train(
 
 def train_seeds(
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     rl: RLConfig,
     params: Any,
     ref_params: Any,
@@ -562,7 +502,7 @@ def evaluate(
     key: Array,
     params: Any,
     task: Task,
-    model_cfg: TransformerConfig,
+    model_cfg: ModelLike,
     num_prompts: int = 512,
     max_new_tokens: int | None = None,
     temperature: float = 1.0,

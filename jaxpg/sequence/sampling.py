@@ -18,16 +18,18 @@ Randomness: step ``t`` draws with ``jax.random.categorical`` and the key
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpg.sequence import checks, model
-from jaxpg.sequence.model import TransformerConfig
+from jaxpg.sequence import checks
+from jaxpg.sequence.protocol import SequenceModel, as_model, causal
 
 Array = jax.Array
+# A model argument: any SequenceModel, or a TransformerConfig (jaxpg's own).
+ModelLike = Any
 
 
 class Samples(NamedTuple):
@@ -49,9 +51,7 @@ def sampling_log_probs(
     return jax.nn.log_softmax(logits, axis=-1)
 
 
-def _check(
-    cfg: TransformerConfig, prompts: Array, max_new_tokens: int, top_k, temperature
-):
+def _check(cfg: SequenceModel, prompts: Array, max_new_tokens: int, top_k, temperature):
     if prompts.ndim != 2:
         raise ValueError(f"prompts must be [N, Lp], got shape {prompts.shape}")
     if max_new_tokens < 1:
@@ -97,18 +97,19 @@ def _pick(values: Array, index: Array) -> Array:
 
 
 def _prefill(
-    params: dict, cfg: TransformerConfig, prompts: Array, group_size: int, length: int
-) -> tuple[Array, model.KVCache]:
+    params: Any, cfg: SequenceModel, prompts: Array, group_size: int, length: int
+) -> tuple[Array, Any]:
     """Last-position logits ``[N, V]`` and a cache of ``length`` positions
     holding the prompts' keys/values, computed once per group of
     ``group_size`` rows that share a prompt, then repeated to ``N`` rows."""
     unique = prompts[::group_size]
-    cache = model.init_cache(cfg, unique.shape[0], length)
-    logits, cache = model.apply(params, cfg, unique, 0, cache)
+    cache = cfg.init_cache(unique.shape[0], length)
+    logits, cache = cfg.apply_cached(params, unique, 0, cache)
     last = logits[:, -1]
     if group_size > 1:
         last = jnp.repeat(last, group_size, axis=0)
-        cache = jax.tree.map(lambda c: jnp.repeat(c, group_size, axis=1), cache)
+        axis = cfg.cache_batch_axis
+        cache = jax.tree.map(lambda c: jnp.repeat(c, group_size, axis=axis), cache)
     return last, cache
 
 
@@ -125,7 +126,7 @@ def packed_layout(prompt_len: int, response_len: int, group_size: int):
     and to itself only.
 
     Returns ``(positions [L], mask [L, L])`` numpy arrays for
-    :func:`.model.apply`, ``L = prompt_len + group_size * response_len``.
+    a model's ``apply``, ``L = prompt_len + group_size * response_len``.
     """
     lp, r, g = prompt_len, response_len, group_size
     positions = np.concatenate([np.arange(lp), np.tile(lp + np.arange(r), g)])
@@ -139,8 +140,8 @@ def packed_layout(prompt_len: int, response_len: int, group_size: int):
 
 def sample(
     key: Array,
-    params: dict,
-    cfg: TransformerConfig,
+    params: Any,
+    cfg: ModelLike,
     prompts: Array,
     max_new_tokens: int,
     *,
@@ -154,12 +155,14 @@ def sample(
 
     One prefill pass over the prompts, then one single-token pass per step
     inside a ``lax.scan`` (compile time does not grow with ``R``); the last
-    token needs no pass after it.
+    token needs no pass after it. A model without a cache is sampled by
+    :func:`sample_without_cache` (the same draws, ``R`` full passes).
 
     Args:
       key: PRNG key.
       params: token policy parameters.
-      cfg: static model configuration.
+      cfg: the model: a :class:`~jaxpg.sequence.protocol.SequenceModel` or a
+        ``TransformerConfig`` (jaxpg's transformer).
       prompts: ``[N, Lp]`` int32.
       max_new_tokens: ``R`` (static).
       eos_id, pad_id: token ids (static).
@@ -173,9 +176,15 @@ def sample(
     Returns:
       :class:`Samples` with ``[N, R]`` arrays.
     """
+    cfg = as_model(cfg)
     _check(cfg, prompts, max_new_tokens, top_k, temperature)
     n, prompt_len = prompts.shape
     _check_groups(n, group_size)
+    if not cfg.has_cache:
+        return sample_without_cache(
+            key, params, cfg, prompts, max_new_tokens, eos_id=eos_id,
+            pad_id=pad_id, temperature=temperature, top_k=top_k,
+        )  # fmt: skip
     last, cache = _prefill(
         params, cfg, prompts, group_size, prompt_len + max_new_tokens - 1
     )
@@ -188,8 +197,8 @@ def sample(
         last_logits, cache, done = carry
         t, noise_t = xs
         token, mask, logp, done = outputs(last_logits, done, noise_t)
-        next_logits, cache = model.apply(
-            params, cfg, token[:, None], prompt_len + t, cache
+        next_logits, cache = cfg.apply_cached(
+            params, token[:, None], prompt_len + t, cache
         )
         return (next_logits[:, 0], cache, done), (token, mask, logp)
 
@@ -207,8 +216,8 @@ def sample(
 
 def sample_without_cache(
     key: Array,
-    params: dict,
-    cfg: TransformerConfig,
+    params: Any,
+    cfg: ModelLike,
     prompts: Array,
     max_new_tokens: int,
     *,
@@ -219,16 +228,19 @@ def sample_without_cache(
 ) -> Samples:
     """Reference sampler: the full forward pass over prompt + response so far
     at every step (no cache). Same arguments, keys and result as :func:`sample`;
-    ``R`` times the work. For tests and the throughput benchmark."""
+    ``R`` times the work: how :func:`sample` runs a model without a cache, and
+    the reference for tests and the throughput benchmark."""
+    cfg = as_model(cfg)
     _check(cfg, prompts, max_new_tokens, top_k, temperature)
     n, prompt_len = prompts.shape
+    positions, causal_mask = causal(prompt_len + max_new_tokens)
     noise = _gumbel_noise(key, max_new_tokens, n, cfg.vocab_size)
 
     def step(carry, xs):
         responses, done = carry
         noise_t, t = xs
         tokens = jnp.concatenate([prompts, responses], axis=1)
-        logits, _ = model.apply(params, cfg, tokens)
+        logits = cfg.apply(params, tokens, positions, causal_mask)
         last = jax.lax.dynamic_index_in_dim(
             logits, prompt_len + t - 1, axis=1, keepdims=False
         )
@@ -246,8 +258,8 @@ def sample_without_cache(
 
 
 def response_logits(
-    params: dict,
-    cfg: TransformerConfig,
+    params: Any,
+    cfg: ModelLike,
     prompts: Array,
     responses: Array,
     group_size: int = 1,
@@ -255,6 +267,7 @@ def response_logits(
     """Teacher-forced logits that predict each response token.
 
     Args:
+      params, cfg: the model's parameters and the model (as :func:`sample`).
       prompts: ``[N, Lp]`` int32.
       responses: ``[N, R]`` int32.
       group_size: ``G`` (static): rows ``g G .. g G + G - 1`` share a prompt
@@ -271,11 +284,17 @@ def response_logits(
         raise ValueError(
             f"prompts {prompts.shape} and responses {responses.shape} differ in N"
         )
+    cfg = as_model(cfg)
     n, lp = prompts.shape
     _check_groups(n, group_size)
     if group_size == 1:
         tokens = jnp.concatenate([prompts, responses[:, :-1]], axis=1)
-        logits, _ = model.apply(params, cfg, tokens)
+        if tokens.shape[1] > cfg.max_len:
+            raise ValueError(
+                f"prompt length {lp} + response length {responses.shape[1]} - 1 "
+                f"exceeds the model's max_len={cfg.max_len}"
+            )
+        logits = cfg.apply(params, tokens, *causal(tokens.shape[1]))
         return logits[:, lp - 1 :]
     r, g = responses.shape[1], group_size
     if lp + r - 1 > cfg.max_len:
@@ -287,7 +306,7 @@ def response_logits(
     rows = jnp.concatenate(
         [prompts[::g], responses[:, :-1].reshape(n // g, g * (r - 1))], axis=1
     )
-    logits, _ = model.apply(params, cfg, rows, positions=positions, mask=mask)
+    logits = cfg.apply(params, rows, positions, mask)
     v = logits.shape[-1]
     first = jnp.broadcast_to(logits[:, None, lp - 1 : lp], (n // g, g, 1, v))
     rest = logits[:, lp:].reshape(n // g, g, r - 1, v)

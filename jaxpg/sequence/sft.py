@@ -17,7 +17,6 @@ regularised towards.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -29,8 +28,10 @@ import optax
 from flax import serialization
 
 from jaxpg.algorithms.base import injected_adam
-from jaxpg.sequence import checks, model, sampling
+from jaxpg.sequence import checks, sampling
 from jaxpg.sequence.model import TransformerConfig
+from jaxpg.sequence.protocol import SequenceModel, as_model
+from jaxpg.sequence.sampling import ModelLike
 from jaxpg.sequence.tasks import PAD, Task
 
 Array = jax.Array
@@ -58,7 +59,7 @@ def answer_batch(task: Task, prompts: Array, max_new_tokens: int):
 
 def make_sft(
     task: Task,
-    cfg: TransformerConfig,
+    cfg: ModelLike,
     *,
     num_steps: int = 300,
     batch_size: int = 64,
@@ -67,7 +68,10 @@ def make_sft(
     """``train(key) -> SFTOutput``: init the policy and fit the ground truth.
 
     Pure and jittable; ``jax.vmap`` over keys gives several SFT seeds.
+    ``cfg``: the model, a :class:`~jaxpg.sequence.protocol.SequenceModel` or a
+    ``TransformerConfig``; the policy starts from its ``init(key)``.
     """
+    model = as_model(cfg)
     num_steps = checks.positive_int("make_sft: num_steps", num_steps)
     batch_size = checks.positive_int("make_sft: batch_size", batch_size)
     lr = checks.learning_rate("make_sft: lr", lr)
@@ -90,7 +94,7 @@ def make_sft(
 
     def train(key: Array) -> SFTOutput:
         init_key, data_key = jax.random.split(key)
-        params = model.init(init_key, cfg)
+        params = model.init(init_key)
         (params, _), losses = jax.lax.scan(
             step,
             (params, optimizer.init(params)),
@@ -107,34 +111,60 @@ def params_hash(params: Any) -> str:
 
 
 def save_reference(
-    directory: str | Path, params: Any, cfg: TransformerConfig, **metadata: Any
+    directory: str | Path, params: Any, cfg: ModelLike, **metadata: Any
 ) -> str:
-    """Write the frozen reference and its metadata; return its version hash."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    version = params_hash(params)
-    (directory / "reference.msgpack").write_bytes(serialization.to_bytes(params))
-    info = {"version": version, "model": dataclasses.asdict(cfg), **metadata}
-    (directory / "reference.json").write_text(json.dumps(info, indent=2) + "\n")
-    return version
+    """Write the frozen reference and its metadata; return its version hash.
+
+    ``cfg``: the model (its ``config`` is recorded: the transformer's
+    configuration, or a user model's name, vocabulary and length)."""
+    return _save(directory, "reference", params, as_model(cfg), metadata)
 
 
-def load_reference(directory: str | Path) -> tuple[Any, TransformerConfig, dict]:
+def load_reference(
+    directory: str | Path, model: SequenceModel | None = None
+) -> tuple[Any, Any, dict]:
     """Read :func:`save_reference`'s files: ``(params, cfg, metadata)``.
+
+    ``model``: the user model the reference was saved from (its ``init`` gives
+    the parameters' structure); ``None`` for jaxpg's transformer, whose
+    ``TransformerConfig`` is rebuilt from the metadata and returned as ``cfg``
+    (``model`` itself is returned otherwise).
 
     Raises:
       ValueError: the parameters' hash differs from the recorded version.
     """
+    return _load(directory, "reference", model)
+
+
+def _save(directory, stem: str, params, model: SequenceModel, metadata) -> str:
     directory = Path(directory)
-    info = json.loads((directory / "reference.json").read_text())
-    cfg = TransformerConfig(**info["model"])
-    template = jax.eval_shape(lambda key: model.init(key, cfg), jax.random.key(0))
+    directory.mkdir(parents=True, exist_ok=True)
+    version = params_hash(params)
+    (directory / f"{stem}.msgpack").write_bytes(serialization.to_bytes(params))
+    info = {"version": version, "model": dict(model.config or {}), **metadata}
+    if model.config is None:
+        info["model"] = {"name": model.name}
+    (directory / f"{stem}.json").write_text(json.dumps(info, indent=2) + "\n")
+    return version
+
+
+def _load(directory, stem: str, model: SequenceModel | None, init=None):
+    """``init(key, model) -> params`` gives the structure (default
+    ``model.init``)."""
+    directory = Path(directory)
+    info = json.loads((directory / f"{stem}.json").read_text())
+    cfg: Any = model
+    if model is None:
+        cfg = TransformerConfig(**info["model"])
+        model = as_model(cfg)
+    init = init or (lambda key, m: m.init(key))
+    template = jax.eval_shape(lambda key: init(key, model), jax.random.key(0))
     params = serialization.from_bytes(
-        template, (directory / "reference.msgpack").read_bytes()
+        template, (directory / f"{stem}.msgpack").read_bytes()
     )
     if params_hash(params) != info["version"]:
         raise ValueError(
-            f"reference in {directory} has hash {params_hash(params)}, "
-            f"but reference.json records version {info['version']}"
+            f"{stem} in {directory} has hash {params_hash(params)}, "
+            f"but {stem}.json records version {info['version']}"
         )
     return params, cfg, info

@@ -115,6 +115,19 @@ def test_lm_compiler_options(xla_ynn, backend, expected):
     assert _parse(["lm"]).xla_ynn == "off"
 
 
+def test_lm_estimator_options_reach_the_config():
+    args = _parse(["lm", *TINY, "--clip-eps-high", "0.28", "--dual-clip", "3",
+                   "--importance-ratio", "sequence", "--aggregation", "seq_mean",
+                   "--dynamic-sampling", "64", "--overlong-buffer", "2",
+                   "--overlong-penalty", "0.5", "--mask-truncated",
+                   "--advantage", "grpo_batch"])  # fmt: skip
+    _, _, rl_cfg = cli.build_config(args)
+    assert (rl_cfg.clip_eps_high, rl_cfg.dual_clip) == (0.28, 3.0)
+    assert rl_cfg.importance_ratio == "sequence" and rl_cfg.dynamic_sampling == 64
+    assert (rl_cfg.overlong_buffer, rl_cfg.overlong_penalty) == (2, 0.5)
+    assert rl_cfg.mask_truncated and rl_cfg.advantage == "grpo_batch"
+
+
 def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys):
     args = _parse(["lm", *TINY, "--updates", "2", "--seeds", "1"])
     task, model_cfg, rl_cfg = cli.build_config(args)
@@ -142,6 +155,8 @@ def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys):
         (["--sft-steps", "0"], "--sft-steps=0 is invalid: must be an int >= 1"),
         (["--sft-lr", "nan"], "--sft-lr=nan is invalid"),
         (["--hack-window", "0"], "--hack-window=0 is invalid"),
+        (["--dual-clip", "0.5"], "RLConfig.dual_clip=0.5 is invalid"),
+        (["--importance-ratio", "sequence"], "needs aggregation='seq_mean'"),
         # Validated although --reference makes SFT options unused.
         (["--reference", "some/ref", "--sft-steps", "0"], "--sft-steps=0 is invalid"),
     ],

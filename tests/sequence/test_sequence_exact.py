@@ -29,12 +29,14 @@ anything noise gives.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import token_models
 
 from jaxpg.sequence import estimators as est
 from jaxpg.sequence import model, rl, sampling
@@ -98,11 +100,13 @@ def _all_pairs():
     return prompts, responses, masks
 
 
-def _exact(params, ref_params):
-    """Exact J, KL, T2, T3 (scalars) and sequence probabilities ``[P, 15]``."""
+def _exact(params, ref_params, m=CFG):
+    """Exact J, KL, T2, T3 (scalars) and sequence probabilities ``[P, 15]``
+    under the model ``m``; ``J_len``: J of the reward ``r / |y|``;
+    ``J_done``: J of the reward set to 0 on truncated responses (no EOS)."""
     prompts, responses, masks = _all_pairs()
-    logits = sampling.response_logits(params, CFG, prompts, responses)
-    ref_logits = sampling.response_logits(ref_params, CFG, prompts, responses)
+    logits = sampling.response_logits(params, m, prompts, responses)
+    ref_logits = sampling.response_logits(ref_params, m, prompts, responses)
     slp = jnp.sum(sampling.token_log_probs(logits, responses) * masks, axis=1)
     ref_slp = jnp.sum(sampling.token_log_probs(ref_logits, responses) * masks, axis=1)
     prob = jnp.exp(slp)
@@ -110,8 +114,11 @@ def _exact(params, ref_params):
     reward = _reward(prompts, responses, masks)
     forward_t = jnp.sum(est.exact_kl(logits, ref_logits) * masks, axis=1)
     reverse_t = jnp.sum(est.exact_kl(ref_logits, logits) * masks, axis=1)
+    done = jnp.any((responses == EOS) & (masks > 0), axis=1)
     return {
         "J": jnp.sum(prob * reward) / P,
+        "J_len": jnp.sum(prob * reward / jnp.sum(masks, axis=1)) / P,
+        "J_done": jnp.sum(prob * reward * done) / P,
         "KL": jnp.sum(prob * (slp - ref_slp)) / P,
         "T2": jnp.sum(prob_sg * forward_t) / P,
         "T3": jnp.sum(prob_sg * reverse_t) / P,
@@ -304,3 +311,139 @@ def test_kl_placements_that_miss_the_sequence_kl_gradient(setup, placement, esti
     target = setup[2]["J"] - BETA * setup[2]["KL"]
     z = _split_z(_estimates(setup, f"kl_{placement}_{estimator}"), target)
     assert z > Z_BIAS, z
+
+
+# --- A user model (a bigram table given as plain functions) and the
+# practitioners' options, by the same enumeration.
+
+BIGRAM = token_models.bigram(3, CFG.max_len)
+USER_CONFIGS = {
+    "reinforce": _config(advantage="reinforce"),
+    "rloo": _config(advantage="rloo"),
+    # Clip-higher and dual clip on the first (on-policy) epoch.
+    "rloo_clip_higher_dual": _config(
+        advantage="rloo", clip_eps=0.2, clip_eps_high=0.28, dual_clip=3.0
+    ),
+    "reinforce_seq_mean": _config(advantage="reinforce", aggregation="seq_mean"),
+    "gspo": _config(
+        advantage="reinforce",
+        aggregation="seq_mean",
+        importance_ratio="sequence",
+        clip_eps=3e-4,
+        clip_eps_high=4e-4,
+    ),
+    "mask_truncated": _config(advantage="reinforce", mask_truncated=True),
+}
+# Dynamic sampling on one prompt (P = 1): K groups drawn, the first whose
+# rewards are not all equal kept.
+K, G_DS = 3, 2
+ONE_PROMPT = dataclasses.replace(
+    TASK, sample_prompts=lambda key, n: jnp.tile(PROMPTS[1:], (n, 1))
+)
+DYNAMIC = {
+    "plain": _config(num_prompts=1, group_size=G_DS, advantage="rloo"),
+    "dynamic": _config(
+        num_prompts=1, group_size=G_DS, advantage="rloo", dynamic_sampling=K
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def user_setup():
+    """As :func:`setup`, for the bigram model: exact gradients (the
+    one-prompt J of prompt 1 too) and ``[M, D]`` samples of each option."""
+    params = BIGRAM.init(jax.random.key(1))
+    ref_params = BIGRAM.init(jax.random.key(2))
+
+    def exact(p):
+        return _exact(p, ref_params, BIGRAM)
+
+    grads = {
+        name: np.asarray(
+            jax.jit(lambda q, n=name: _flat(jax.grad(lambda x: exact(x)[n])(q)))(
+                params
+            ),
+            np.float64,
+        )
+        for name in ("J", "J_len", "J_done")
+    }
+
+    def one_prompt_j(p):  # J of prompt 1 alone
+        prob = exact(p)["prob"][1]
+        prompts, responses, masks = _all_pairs()
+        return jnp.sum(prob * _reward(prompts, responses, masks)[len(RESPONSES) :])
+
+    grads["J1"] = np.asarray(jax.jit(jax.grad(one_prompt_j))(params)["table"].ravel())
+
+    def one(key):
+        ro = rl.rollout(key, params, ref_params, TASK, BIGRAM, USER_CONFIGS["rloo"])
+        out = {}
+        for name, cfg in USER_CONFIGS.items():
+            grad, _ = jax.grad(rl.loss_fn, has_aux=True)(
+                params, rl.score(ro, cfg), BIGRAM, cfg
+            )
+            out[name] = -_flat(grad)
+        for name, cfg in DYNAMIC.items():
+            ro = rl.rollout(key, params, ref_params, ONE_PROMPT, BIGRAM, cfg)
+            grad, _ = jax.grad(rl.loss_fn, has_aux=True)(
+                params, rl.score(ro, cfg), BIGRAM, cfg
+            )
+            out[name] = -_flat(grad)
+        return out
+
+    keys = jax.random.split(jax.random.key(5), M)
+    estimates = jax.jit(jax.vmap(one))(keys)
+    estimates = {k: np.asarray(v, np.float64) for k, v in estimates.items()}
+    prob1 = np.asarray(jax.jit(exact)(params)["prob"][1], np.float64)
+    return grads, estimates, prob1
+
+
+@pytest.mark.parametrize("name", ["reinforce", "rloo"])
+def test_user_model_estimators_match_exact_gradient(user_setup, name):
+    """The protocol's user model passes the unbiasedness test of jaxpg's own."""
+    grads, estimates, _ = user_setup
+    _assert_unbiased(estimates[name], grads["J"])
+
+
+def test_clip_higher_and_dual_clip_leave_the_first_epoch_unchanged(user_setup):
+    """At rho = 1 every clip range holds 1: sample for sample the gradient is
+    RLOO's (float rounding), hence unbiased for grad J."""
+    _, estimates, _ = user_setup
+    np.testing.assert_allclose(
+        estimates["rloo_clip_higher_dual"], estimates["rloo"], atol=1e-6
+    )
+
+
+def test_gspo_first_epoch_follows_the_length_normalised_reward(user_setup):
+    """GSPO's sequence ratio at s = 1 weighs each token by ``A / |y|``: the
+    token-ratio seq_mean gradient sample for sample, which with ``A = r``
+    estimates grad E[r / |y|] (not grad J: z > 8 along the bias)."""
+    grads, estimates, _ = user_setup
+    np.testing.assert_allclose(
+        estimates["gspo"], estimates["reinforce_seq_mean"], atol=1e-6
+    )
+    _assert_unbiased(estimates["gspo"], grads["J_len"])
+    assert _split_z(estimates["gspo"], grads["J"]) > Z_BIAS
+
+
+def test_truncation_mask_follows_the_reward_zeroed_on_truncation(user_setup):
+    """Dropping responses without EOS from the loss (A = r) estimates the
+    gradient of J with the truncated responses' reward set to 0."""
+    grads, estimates, _ = user_setup
+    _assert_unbiased(estimates["mask_truncated"], grads["J_done"])
+    assert _split_z(estimates["mask_truncated"], grads["J"]) > Z_BIAS
+
+
+def test_dynamic_sampling_scales_the_gradient_by_its_keep_rate(user_setup):
+    """One prompt, RLOO: a group whose rewards are all equal (probability
+    ``q = sum_v P(r = v)^G``, G = 2 here) gives exactly 0, so keeping the first of ``K``
+    informative groups estimates ``(1 - q^K) / (1 - q) grad J``: the same
+    direction, a larger step (no bias between prompts with one prompt)."""
+    grads, estimates, prob1 = user_setup
+    prompts, responses, masks = _all_pairs()
+    reward = np.asarray(_reward(prompts, responses, masks))[len(RESPONSES) :]
+    q = sum(prob1[reward == v].sum() ** G_DS for v in np.unique(reward))
+    assert 0.05 < q < 0.95, q  # both kinds of group occur
+    _assert_unbiased(estimates["plain"], grads["J1"])
+    _assert_unbiased(estimates["dynamic"] * (1 - q) / (1 - q**K), grads["J1"])
+    assert _split_z(estimates["dynamic"], grads["J1"]) > Z_BIAS

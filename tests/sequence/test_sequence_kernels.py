@@ -32,6 +32,8 @@ def _np_advantages(r: np.ndarray, kind: str) -> np.ndarray:
                 out[i, j] = (r[i, j] - r[i].mean()) / (r[i].std(ddof=1) + 1e-4)
             elif kind == "reinforce_pp":
                 out[i, j] = (r[i, j] - r.mean()) / (r.std() + 1e-4)
+            elif kind == "grpo_batch":
+                out[i, j] = (r[i, j] - r[i].mean()) / (r.std(ddof=1) + 1e-4)
     return out
 
 
