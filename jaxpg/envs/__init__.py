@@ -32,9 +32,13 @@ from jaxpg.envs.craftax import CRAFTAX_ENVS, CraftaxAdapter, make_craftax  # noq
 from jaxpg.envs.legacy import LegacyStepAdapter  # noqa: E402
 from jaxpg.envs.registry import known_envs, make_env  # noqa: E402
 from jaxpg.envs.spec import (  # noqa: E402
+    MASK_KEYS,
     EnvSpec,
+    MultiDiscrete,
     check_env,
     env_spec,
+    is_structured,
+    obs_template,
     observation_fn,
     to_env_action,
 )
@@ -42,16 +46,20 @@ from jaxpg.envs.stepper import EnvStepper, make_stepper, select_envs  # noqa: E4
 
 __all__ = [
     "CRAFTAX_ENVS",
+    "MASK_KEYS",
     "CraftaxAdapter",
     "EnvSpec",
     "EnvStepper",
     "LegacyStepAdapter",
+    "MultiDiscrete",
     "check_env",
     "env_spec",
+    "is_structured",
     "known_envs",
     "make_craftax",
     "make_env",
     "make_stepper",
+    "obs_template",
     "observation_fn",
     "select_envs",
     "to_env_action",
