@@ -21,7 +21,20 @@ anything else:
 
 Observations: a ``Discrete(n)`` observation space is one-hot encoded to
 ``[n]`` float32 by the stepper (the spec reports ``(n,)``); other observations
-keep their shape and dtype. Dict/Tuple observation spaces are rejected.
+keep their shape and dtype. An observation may be any pytree of arrays (a
+``Dict``/``Tuple`` space, a NamedTuple, a flax struct): the spec keeps its
+template (:attr:`EnvSpec.obs_template`; ``obs_shape`` is then ``None``) and
+every layer carries it leaf by leaf. A boolean top-level leaf named
+``action_mask`` or ``legal_action_mask`` (:data:`MASK_KEYS`, shape ``[A]``)
+is the action mask of a discrete policy (illegal actions get probability 0;
+a state with no legal action falls back to the unmasked policy), and the
+torsos do not see it; :mod:`jaxpg.envs.observations` builds the mask and the
+views (``policy_obs`` / ``critic_obs``) a network reads.
+
+Action spaces: ``Discrete``, ``Box``, ``MultiDiscrete`` (:class:`MultiDiscrete`
+or any space with ``nvec``) and a ``Tuple`` of ``Discrete``, the last two a
+factorised categorical with ``[K]`` int32 actions (a ``Tuple`` env receives a
+tuple).
 """
 
 from jaxpg.envs import lazy_imports
