@@ -10,9 +10,9 @@ evaluation with the saved statistics sees what the last update's policy saw.
   merged batch by batch (Chan et al.'s parallel formula, exact in real
   arithmetic; float32 here). For a pytree observation
   (:meth:`RunningMeanStd.for_observation`) it keeps the statistics of every
-  floating-point leaf, in dicts keyed by the leaf's path
-  (``jax.tree_util.keystr``, e.g. ``"['pos']"``); other leaves (integers,
-  masks) pass through unchanged.
+  floating-point leaf, in dicts keyed by the leaf's path (:func:`leaf_name`:
+  the keys, fields or indices down to it joined by ``"."``, e.g. ``"pos"``);
+  other leaves (integers, masks) pass through unchanged.
 * :class:`RewardScaler`: divides rewards by the running standard deviation
   of a discounted return ``R_t = γ R_{t-1} + r_t`` (reset at episode ends),
   the scaling of Stable-Baselines3's ``VecNormalize``; the return reported as
@@ -113,7 +113,7 @@ class RunningMeanStd(NamedTuple):
         if isinstance(self.mean, dict):
 
             def leaf(path: Any, v: Any) -> Any:
-                p = jax.tree_util.keystr(path)
+                p = leaf_name(path)
                 if p not in self.mean:
                     return v
                 stats = RunningMeanStd(self.mean[p], self.var[p], self.count)
@@ -131,14 +131,24 @@ def _is_leaf(x: Any) -> bool:
     return isinstance(x, jax.ShapeDtypeStruct | jax.Array | np.ndarray)
 
 
+def leaf_name(path: tuple) -> str:
+    """A pytree leaf's path as a name: its dict keys, fields and indices joined
+    by ``"."`` (``{"a": {"b": x}}``: ``"a.b"``; a NamedTuple field: its name)."""
+    parts = []
+    for entry in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return ".".join(parts)
+
+
 def _float_leaves(tree: Any) -> dict[str, Any]:
-    """``{keystr(path): leaf}`` of the floating-point leaves of ``tree``."""
+    """``{leaf_name(path): leaf}`` of the floating-point leaves of ``tree``."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {
-        jax.tree_util.keystr(p): x
-        for p, x in flat
-        if jnp.issubdtype(x.dtype, jnp.floating)
-    }
+    return {leaf_name(p): x for p, x in flat if jnp.issubdtype(x.dtype, jnp.floating)}
 
 
 def _weight_sum(x: Any, weights: Array | None) -> Array:

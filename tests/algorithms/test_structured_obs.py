@@ -179,7 +179,9 @@ def test_training_on_the_masked_env_learns_and_never_acts_illegally(cfg, random_
 @pytest.mark.parametrize("actions", ["multi", "tuple"])
 def test_multidiscrete_ppo_trains_with_masks_per_factor(actions):
     env = MaskedTargets((3, 3), actions)
-    cfg = PPO.replace(total_steps=16 * 16 * 4, normalise_obs=True)
+    cfg = PPO.replace(
+        total_steps=16 * 16 * 3, num_epochs=1, num_minibatches=1, normalise_obs=True
+    )
     out = jax.jit(jaxpg.make_train(cfg, env=env))(jax.random.key(0))
     assert np.nanmin(np.asarray(out.metrics["episode_return"])) >= 0
     assert np.isfinite(np.asarray(out.metrics["loss"])).all()

@@ -50,7 +50,7 @@ def test_dict_observation_run_resumes_bit_identically(tmp_path):
     assert resumed.updates_done == 4
     # The state holds dict observations and per-leaf statistics.
     assert set(full.state.obs) == {"action_mask", "secret", "target"}
-    assert sorted(full.state.obs_norm.mean) == ["['secret']", "['target']"]
+    assert sorted(full.state.obs_norm.mean) == ["secret", "target"]
     a, b = raw_leaves(full.state), raw_leaves(resumed.state)
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):

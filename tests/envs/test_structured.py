@@ -143,3 +143,16 @@ def test_named_tuple_observation_with_a_legal_action_mask():
         jax.random.key(0)
     )
     assert isinstance(obs, _Obs) and obs.x.shape == (2, 2)
+
+
+def test_a_mask_per_factor_may_come_as_k_by_n():
+    # K = 2 factors of n = 3: a [..., 2, 3] mask is each factor's row in turn.
+    from jaxpg.envs.observations import mask_fn
+
+    env = MaskedTargets((3, 3), "multi")
+    spec = envs.env_spec(env, env.default_params)
+    rows = jnp.asarray([[[True, False, True], [False, True, False]]])
+    read = mask_fn(spec, lambda obs: obs)
+    np.testing.assert_array_equal(read(rows), rows.reshape((1, 6)))
+    with pytest.raises(ValueError, match=r"must end in \(6,\) or \(2, 3\)"):
+        read(jnp.ones((1, 4), bool))

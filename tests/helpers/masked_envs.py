@@ -105,10 +105,7 @@ class MaskedTargets(environment.Environment):
 
     def get_obs(self, state, params=None, key=None):
         target = jnp.concatenate(
-            [
-                jax.nn.one_hot(state.target[k], n)
-                for k, n in enumerate(self.nvec)
-            ]
+            [jax.nn.one_hot(state.target[k], n) for k, n in enumerate(self.nvec)]
         )
         return {"target": target, "action_mask": state.mask, "secret": state.secret}
 
