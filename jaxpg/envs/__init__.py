@@ -44,10 +44,10 @@ lazy_imports.defer()  # before gymnax: its render-only imports load on use
 from jaxpg.envs.craftax import CRAFTAX_ENVS, CraftaxAdapter, make_craftax  # noqa: E402
 from jaxpg.envs.legacy import LegacyStepAdapter  # noqa: E402
 from jaxpg.envs.registry import known_envs, make_env  # noqa: E402
+from jaxpg.envs.spaces import MultiDiscrete  # noqa: E402
 from jaxpg.envs.spec import (  # noqa: E402
     MASK_KEYS,
     EnvSpec,
-    MultiDiscrete,
     check_env,
     env_spec,
     is_structured,

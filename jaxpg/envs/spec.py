@@ -30,37 +30,6 @@ _ENV_METHODS = ("reset", "step", "observation_space", "action_space")
 MASK_KEYS = ("action_mask", "legal_action_mask")
 
 
-class MultiDiscrete:
-    """A jittable space of ``K`` independent categorical choices: an int32
-    ``[K]`` array whose entry ``k`` lies in ``[0, nvec[k])``.
-
-    The space jaxpg's factorised categorical policy acts in (an env may use any
-    space with an ``nvec`` attribute instead, e.g. Jumanji's).
-    """
-
-    def __init__(self, nvec: Any):
-        self.nvec = np.asarray(nvec, np.int32).reshape(-1)
-        if self.nvec.size == 0 or (self.nvec < 1).any():
-            raise ValueError(
-                f"nvec={nvec!r} is invalid: must be a non-empty sequence of ints >= 1"
-            )
-        self.shape = (int(self.nvec.size),)
-        self.dtype = jnp.int32
-
-    def __repr__(self) -> str:
-        return f"MultiDiscrete({self.nvec.tolist()})"
-
-    def sample(self, key: Array) -> Array:
-        """``[K]`` int32, uniform in every factor."""
-        u = jax.random.uniform(key, self.shape)
-        return jnp.floor(u * jnp.asarray(self.nvec)).astype(jnp.int32)
-
-    def contains(self, x: Array) -> Array:
-        """Whether ``x`` (``[K]`` ints) lies in the space."""
-        x = jnp.asarray(x)
-        return jnp.all((x >= 0) & (x < jnp.asarray(self.nvec)))
-
-
 class EnvSpec(NamedTuple):
     """Static facts about an environment that shape the networks and buffers.
 
@@ -341,10 +310,14 @@ def _check_mask_shape(name: str, spec: EnvSpec, leaf: Any) -> None:
 def to_env_action(spec: EnvSpec, action: jnp.ndarray, env: Any, params: Any):
     """Map a policy sample to what ``env.step`` takes: clip to the bounds and
     restore the Box's shape (a scalar Box gets a scalar). Discrete and
-    MultiDiscrete pass; a ``Tuple`` of ``Discrete`` gets a tuple of its ``K``
-    factors' actions."""
-    if spec.nvec is not None and isinstance(env.action_space(params), spaces.Tuple):
-        return tuple(action[..., k] for k in range(len(spec.nvec)))
+    MultiDiscrete pass (reshaped to an ``nvec`` of rank > 1); a ``Tuple`` of
+    ``Discrete`` gets a tuple of its ``K`` factors' actions."""
+    if spec.nvec is not None:
+        space = env.action_space(params)
+        if isinstance(space, spaces.Tuple):
+            return tuple(action[..., k] for k in range(len(spec.nvec)))
+        shape = np.shape(space.nvec)  # an nvec of rank > 1 gets its shape back
+        return action if len(shape) == 1 else action.reshape(action.shape[:-1] + shape)
     if spec.discrete:
         return action
     low = jnp.broadcast_to(jnp.asarray(spec.action_low), action.shape)
