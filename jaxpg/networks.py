@@ -161,9 +161,9 @@ def _make_trunk(
     """
     _check_torso(torso, name)
     full = obs_template(spec)
-    dummy_full = jax.tree.map(lambda x: jnp.zeros((1, *x.shape), x.dtype), full)
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), full)
     try:
-        seen = jax.eval_shape(view, dummy_full)
+        seen = jax.eval_shape(view, one)
     except Exception as err:  # a user view that cannot take the observation
         raise ValueError(
             f"the view of {name}'s observations failed on "
