@@ -156,3 +156,18 @@ def test_a_mask_per_factor_may_come_as_k_by_n():
     np.testing.assert_array_equal(read(rows), rows.reshape((1, 6)))
     with pytest.raises(ValueError, match=r"must end in \(6,\) or \(2, 3\)"):
         read(jnp.ones((1, 4), bool))
+
+
+def test_a_named_tuple_observation_feeds_the_policy_without_its_mask():
+    import jaxpg
+    from jaxpg.drivers.train import make_parts
+
+    env = NamedTupleObs()
+    cfg = jaxpg.Config(env="custom", algo="ppo", num_envs=2, rollout_steps=2,
+                       total_steps=4, num_minibatches=1, hidden=(8,))  # fmt: skip
+    parts = make_parts(cfg, env=env)
+    params = parts.policy.init(jax.random.key(0))
+    assert params["torso"]["params"]["Dense_0"]["kernel"].shape == (2, 8)
+    obs, _ = parts.stepper.reset(jax.random.key(1))
+    probs = jnp.exp(parts.policy.apply(params, obs).log_probs())
+    np.testing.assert_array_equal(probs[:, 1], 0.0)  # action 1 is illegal
