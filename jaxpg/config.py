@@ -110,6 +110,11 @@ class Config:
         ``>= 1``; ``None`` takes the platform's
         :data:`jaxpg.rollout.LOOP_CHUNK`. Only speed depends on it: every
         value gives the same batch, gradient and metrics, bit for bit.
+      policy_obs: what the policy's torso reads of a dict observation: a key
+        or a tuple of keys (``None``: every leaf but the action mask). A
+        function instead goes to ``make_train(..., policy_obs=fn)``.
+      critic_obs: the same for the critic (e.g. a privileged leaf the policy
+        does not see, as brax's ``value_obs_key``).
     """
 
     env: str = "CartPole-v1"
@@ -138,6 +143,8 @@ class Config:
     init_log_std: float = 0.0
     policy_head_scale: float = 0.01
     loop_chunk: int | None = None
+    policy_obs: str | tuple[str, ...] | None = None
+    critic_obs: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # Types first, strictly (a bool is not an int, "false" is not a bool);
@@ -158,6 +165,9 @@ class Config:
         if self.loop_chunk is not None:
             _normalise(self, "loop_chunk", _as_int)
         _normalise(self, "hidden", _as_hidden)
+        for name in ("policy_obs", "critic_obs"):
+            if getattr(self, name) is not None:
+                _normalise(self, name, _as_keys)
 
         named = is_known_env(self.env) or is_import_path(self.env)
         if self.env != CUSTOM_ENV and not named:
@@ -331,6 +341,23 @@ def _as_hidden(name: str, value: Any) -> tuple[int, ...]:
     if not all(h > 0 for h in widths):
         _fail(name, value, "must be a tuple of positive ints, e.g. (64, 64)")
     return widths
+
+
+def _as_keys(name: str, value: Any) -> str | tuple[str, ...]:
+    if isinstance(value, str) and value:
+        return value
+    if (
+        isinstance(value, tuple | list)
+        and value
+        and all(isinstance(k, str) and k for k in value)
+    ):
+        return tuple(value)
+    _fail(
+        name,
+        value,
+        "must be None, a key or a tuple of keys of a dict observation (a "
+        f"function goes to make_train(..., {name}=fn))",
+    )
 
 
 def _is_real(value: Any) -> bool:

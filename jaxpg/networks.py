@@ -12,6 +12,17 @@ space needs:
 * critic: a linear layer to one value.
 
 The default torso is :class:`MLPTorso` (flattens ``O``, then dense layers).
+
+Observations may be pytrees (a dict, NamedTuple or flax struct of arrays with
+the same leading axes): the torso then receives the pytree (every leaf
+``[N, ...]``) and :class:`MLPTorso` flattens and concatenates its leaves. What
+a torso receives is the observation without its action-mask leaf, narrowed by
+``obs_view`` (``policy_obs`` / ``critic_obs``; see
+:mod:`jaxpg.envs.observations`), so a critic may read a privileged leaf the
+policy cannot see. A discrete policy masks illegal actions
+(:func:`~jaxpg.kernels.distributions.masked_logits`) with the observation's
+mask leaf or a user's ``action_mask_fn``; a ``MultiDiscrete`` action space
+gets a :class:`~jaxpg.kernels.distributions.MultiCategorical` head.
 ``policy.apply(params, obs)`` accepts any leading batch shape ``[..., *O]``
 and returns a distribution with batch shape ``[...]``; ``critic.apply``
 returns ``[...]`` values. Parameters: ``{"torso": ..., "head": ...}`` plus
@@ -35,7 +46,15 @@ import jax
 import jax.numpy as jnp
 
 from jaxpg.envs import EnvSpec
-from jaxpg.kernels.distributions import Categorical, DiagGaussian, Distribution
+from jaxpg.envs.observations import ObsView, batch_shape, mask_fn, view_fn
+from jaxpg.envs.spec import obs_template
+from jaxpg.kernels.distributions import (
+    Categorical,
+    DiagGaussian,
+    Distribution,
+    MultiCategorical,
+    masked_logits,
+)
 from jaxpg.kernels.normalise import RunningMeanStd
 
 Array = jax.Array
@@ -85,16 +104,25 @@ def scaled_normal(gain: float) -> Callable:
 class MLPTorso(nn.Module):
     """Flatten ``[N, *O]`` to ``[N, prod(O)]`` float32, then dense layers.
 
-    Weights drawn with :func:`scaled_normal` of gain ``√2``.
+    A pytree observation: every leaf flattened to ``[N, -1]`` float32 (ints
+    and bools as numbers) and concatenated in the pytree's leaf order. Weights
+    drawn with :func:`scaled_normal` of gain ``√2``.
     """
 
     hidden: Sequence[int] = (64, 64)
     activation: str = "tanh"
 
     @nn.compact
-    def __call__(self, obs: Array) -> Array:
+    def __call__(self, obs: Any) -> Array:
         act = ACTIVATIONS[self.activation]
-        x = obs.reshape((obs.shape[0], -1)).astype(jnp.float32)
+        if isinstance(obs, jax.Array):
+            x = obs.reshape((obs.shape[0], -1)).astype(jnp.float32)
+        else:
+            leaves = jax.tree.leaves(obs)
+            n = leaves[0].shape[0]
+            x = jnp.concatenate(
+                [v.reshape((n, -1)).astype(jnp.float32) for v in leaves], axis=-1
+            )
         for width in self.hidden:
             x = act(nn.Dense(width, kernel_init=scaled_normal(2**0.5))(x))
         return x
@@ -122,26 +150,34 @@ def _check_torso(torso: Any, name: str) -> None:
         )
 
 
-def _obs_dtype(spec: EnvSpec) -> Any:
-    return getattr(spec, "obs_dtype", None) or jnp.float32
-
-
 def _make_trunk(
-    torso: nn.Module, obs_shape: tuple[int, ...], obs_dtype: Any, name: str
+    torso: nn.Module, spec: EnvSpec, view: Callable, name: str
 ) -> tuple[Callable, Callable, int]:
-    """``(init, apply, F)`` for ``torso`` on ``[..., *O]`` observations.
+    """``(init, apply, F)`` for ``torso`` on ``[..., *O]`` observations seen
+    through ``view`` (:func:`jaxpg.envs.observations.view_fn`).
 
     ``apply(params, obs)`` returns ``[..., F]``: leading axes are folded into
     one batch axis for the torso and unfolded afterwards.
     """
     _check_torso(torso, name)
-    dummy = jnp.zeros((1, *obs_shape), obs_dtype)
+    full = obs_template(spec)
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), full)
+    try:
+        seen = jax.eval_shape(view, one)
+    except Exception as err:  # a user view that cannot take the observation
+        raise ValueError(
+            f"the view of {name}'s observations failed on "
+            f"{jax.tree.map(lambda x: x.shape, full)}: {err}"
+        ) from err
+    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), seen)
+    dummy = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), seen)
+    shapes = jax.tree.map(lambda x: tuple(x.shape), template)
     try:
         out = jax.eval_shape(lambda: torso.init_with_output(jax.random.key(0), dummy))
     except Exception as err:  # a user module that cannot take [1, *O]
         raise ValueError(
             f"{name} ({type(torso).__name__}) failed on observations of shape "
-            f"[N, {', '.join(map(str, obs_shape))}]: {err}"
+            f"[N, *O], O = {shapes}: {err}"
         ) from err
     features = out[0]
     if features.ndim != 2 or features.shape[0] != 1:
@@ -149,17 +185,33 @@ def _make_trunk(
             f"{name} ({type(torso).__name__}) must map [N, *O] observations to "
             f"[N, F] features; it returned shape {features.shape} for N=1"
         )
-    rank = len(obs_shape)
+    if isinstance(template, jax.ShapeDtypeStruct):  # one array: as before
+        obs_shape = template.shape
+        rank = len(obs_shape)
 
-    def init(key: Array) -> Params:
+        def init(key: Array) -> Params:
+            return torso.init(key, dummy)
+
+        def apply(params: Params, obs: Array) -> Array:
+            obs = view(obs)
+            batch = obs.shape[: obs.ndim - rank]
+            flat = obs.reshape((math.prod(batch), *obs_shape))
+            return torso.apply(params, flat).reshape((*batch, -1))
+
+        return init, apply, int(features.shape[1])
+
+    def init_tree(key: Array) -> Params:
         return torso.init(key, dummy)
 
-    def apply(params: Params, obs: Array) -> Array:
-        batch = obs.shape[: obs.ndim - rank]
-        flat = obs.reshape((math.prod(batch), *obs_shape))
+    def apply_tree(params: Params, obs: Any) -> Array:
+        obs = view(obs)
+        batch = batch_shape(obs, template)
+        flat = jax.tree.map(
+            lambda x, t: x.reshape((math.prod(batch), *t.shape)), obs, template
+        )
         return torso.apply(params, flat).reshape((*batch, -1))
 
-    return init, apply, int(features.shape[1])
+    return init_tree, apply_tree, int(features.shape[1])
 
 
 def make_policy(
@@ -170,8 +222,18 @@ def make_policy(
     head_scale: float = 0.01,
     *,
     torso: nn.Module | None = None,
+    obs_view: ObsView = None,
+    action_mask_fn: Callable[[Any], Array] | None = None,
 ) -> Policy:
     r"""A policy for the action space of ``spec``: ``torso`` plus jaxpg's head.
+
+    A discrete policy masks the illegal actions of the observation's mask leaf
+    (:attr:`~jaxpg.envs.EnvSpec.mask_key`) or of ``action_mask_fn``: they get
+    probability 0 in sampling, log-probabilities, entropy and the mode; a
+    state with no legal action falls back to the unmasked distribution
+    (:func:`~jaxpg.kernels.distributions.masked_logits`). The mask is read
+    from the observation ``apply`` receives (with observation normalisation,
+    floating-point leaves are standardised; other leaves are unchanged).
 
     Args:
       spec: the environment's :class:`~jaxpg.envs.EnvSpec`.
@@ -182,15 +244,21 @@ def make_policy(
         starts from a random state-dependent policy, which explores
         differently (e.g. it can pump energy into MountainCar).
       torso: a ``flax.linen.Module`` ``[N, *O] -> [N, F]``; default MLP.
+      obs_view: what the torso reads of the observation (``policy_obs``): a
+        key, a tuple of keys or a function; default all but the mask leaf.
+      action_mask_fn: ``obs [..., *O] -> [..., A]`` bool (True: legal);
+        replaces the observation's mask leaf.
 
     Raises:
-      TypeError: ``torso`` is not a flax module.
-      ValueError: ``torso`` does not map ``[1, *O]`` to ``[1, F]``.
+      TypeError: ``torso`` is not a flax module; a malformed view or mask
+        function.
+      ValueError: ``torso`` does not map ``[1, *O]`` to ``[1, F]``; a view
+        naming keys the observation does not have.
     """
     torso = MLPTorso(tuple(hidden), activation) if torso is None else torso
-    trunk_init, trunk_apply, features = _make_trunk(
-        torso, spec.obs_shape, _obs_dtype(spec), "policy_network"
-    )
+    view = view_fn(spec, obs_view, "policy_obs")
+    read_mask = mask_fn(spec, action_mask_fn)
+    trunk_init, trunk_apply, features = _make_trunk(torso, spec, view, "policy_network")
     head = nn.Dense(spec.num_actions, kernel_init=scaled_normal(head_scale))
     dummy = jnp.zeros((1, features), jnp.float32)
 
@@ -205,8 +273,11 @@ def make_policy(
         if carries_obs_norm(params):
             obs = params[OBS_NORM].normalise(obs)
         out = head.apply(params["head"], trunk_apply(params["torso"], obs))
+        mask = None if read_mask is None else read_mask(obs)
+        if spec.nvec is not None:
+            return MultiCategorical.from_logits(out, spec.nvec, mask)
         if spec.discrete:
-            return Categorical(out)
+            return Categorical(out if mask is None else masked_logits(out, mask))
         return DiagGaussian(out, jnp.broadcast_to(params["log_std"], out.shape))
 
     return Policy(init, apply)
@@ -218,16 +289,20 @@ def make_critic(
     activation: str = "tanh",
     *,
     torso: nn.Module | None = None,
+    obs_view: ObsView = None,
 ) -> Critic:
     """A state-value network ``V(s)``: ``torso`` plus a linear head to ``[...]``.
+
+    ``obs_view`` (``critic_obs``): what the torso reads, as
+    :func:`make_policy`'s; a critic may read a privileged leaf the policy
+    does not.
 
     Raises:
       TypeError, ValueError: as :func:`make_policy`, for ``critic_network``.
     """
     torso = MLPTorso(tuple(hidden), activation) if torso is None else torso
-    trunk_init, trunk_apply, features = _make_trunk(
-        torso, spec.obs_shape, _obs_dtype(spec), "critic_network"
-    )
+    view = view_fn(spec, obs_view, "critic_obs")
+    trunk_init, trunk_apply, features = _make_trunk(torso, spec, view, "critic_network")
     head = nn.Dense(1, kernel_init=scaled_normal(1.0))
     dummy = jnp.zeros((1, features), jnp.float32)
 

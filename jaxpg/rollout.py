@@ -26,6 +26,9 @@ tests its predicate every ``chunk`` steps (:data:`LOOP_CHUNK` per platform by
 default). Steps after the predicate turned false are masked: they write
 nothing and change no result, so every ``chunk`` gives the same batch, bit for
 bit, and so does a batched loop that runs on for other members.
+
+Observations may be pytrees: wherever an observation is written ``[B, *O]``
+(or ``[T, B, *O]``), read every leaf of the pytree with those leading axes.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ class Transition(NamedTuple):
 
     Attributes:
       obs: ``[B, *O]`` :math:`s_t`.
-      action: ``[B]`` int32 or ``[B, D]`` float32 (the unclipped sample).
+      action: ``[B]`` int32, ``[B, K]`` int32 (MultiDiscrete) or ``[B, D]``
+        float32 (the unclipped sample).
       log_prob: ``[B]`` :math:`\log\pi(a_t|s_t)` at acting time.
       reward: ``[B]`` float32 :math:`r_t`.
       terminated: ``[B]`` bool, :math:`s_{t+1}` is terminal.
@@ -198,7 +202,10 @@ class EpisodeBatch(NamedTuple):
 
 
 def action_template(spec: EnvSpec) -> tuple[tuple[int, ...], Any]:
-    """Per-env action shape and dtype."""
+    """Per-env action shape and dtype: ``()`` int32 (Discrete), ``[K]`` int32
+    (``K`` factors of a MultiDiscrete), ``[D]`` float32 (Box)."""
+    if spec.nvec is not None:
+        return (len(spec.nvec),), jnp.int32
     if spec.discrete:
         return (), jnp.int32
     return (spec.num_actions,), jnp.float32
@@ -258,7 +265,7 @@ def collect_episodes(
         (buffer_len, num_envs, *shape), dtype
     )
     buffers = {
-        "obs": zeros(obs.shape[1:], obs.dtype),
+        "obs": jax.tree.map(lambda x: zeros(x.shape[1:], x.dtype), obs),
         "actions": zeros(act_shape, act_dtype),
         "rewards": zeros(()),
         "dones": jnp.ones((buffer_len, num_envs), jnp.float32),
@@ -300,7 +307,9 @@ def collect_episodes(
             return buf[name].at[row].set(value, mode="drop")
 
         buf = {
-            "obs": put("obs", tr.obs),
+            "obs": jax.tree.map(
+                lambda b, v: b.at[row].set(v, mode="drop"), buf["obs"], tr.obs
+            ),
             "actions": put("actions", tr.action),
             "rewards": put("rewards", tr.reward * m),
             "dones": put("dones", jnp.where(active, tr.done, True).astype(f32)),

@@ -51,9 +51,10 @@ Array = jax.Array
 
 
 class Samples(NamedTuple):
-    """Flat ``[N]`` training samples (``N = T * B``)."""
+    """Flat ``[N]`` training samples (``N = T * B``); ``obs`` is ``[N, *O]``
+    (a pytree of such leaves for a pytree observation)."""
 
-    obs: Array
+    obs: Any
     actions: Array
     log_probs: Array
     values: Array
@@ -178,7 +179,7 @@ def make_actor_critic(
         )
         flat = lambda x: x.reshape((num_samples, *x.shape[2:]))  # noqa: E731
         samples = Samples(
-            obs=flat(seen),
+            obs=jax.tree.map(flat, seen),
             actions=flat(tr.action),
             log_probs=flat(tr.log_prob),
             values=flat(values),
@@ -201,7 +202,7 @@ def make_actor_critic(
             env_steps=env_steps,
             reward_norm=reward_norm,
         )
-        state = update_statistics(cfg, state, flat(tr.obs))
+        state = update_statistics(cfg, state, jax.tree.map(flat, tr.obs))
         return samples, key_shuffle, metrics, state
 
     def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:

@@ -19,6 +19,7 @@ import optax
 
 from jaxpg.config import Config, Hyperparams
 from jaxpg.envs import EnvSpec
+from jaxpg.envs.observations import ObsView
 from jaxpg.kernels.batching import while_loop
 from jaxpg.kernels.normalise import RewardScaler, RunningMeanStd
 from jaxpg.networks import Critic, Policy, make_critic, make_policy
@@ -36,7 +37,7 @@ class TrainState:
       opt_state: the optimizer's state (with jaxpg's default optimizer, an
         ``optax.inject_hyperparams`` state holding the traced learning rate).
       env_state: ``[B]`` env states (plus jaxpg's time-limit counter if any).
-      obs: ``[B, *O]`` current observations.
+      obs: ``[B, *O]`` current observations (a pytree for pytree observations).
       key: PRNG key, split once per update.
       hparams: sweepable scalars (see :class:`jaxpg.config.Hyperparams`).
       update_idx: ``[]`` int32, updates done.
@@ -44,7 +45,8 @@ class TrainState:
       episode: the running return and length of each env's current episode
         (windowed rollouts carry episodes across updates).
       obs_norm: :class:`~jaxpg.kernels.normalise.RunningMeanStd` of the observations
-        seen (``[*O]``); what the networks see when ``cfg.normalise_obs``.
+        seen (``[*O]``; per floating-point leaf of a pytree observation); what
+        the networks see when ``cfg.normalise_obs``.
       reward_norm: :class:`~jaxpg.kernels.normalise.RewardScaler` (``[B]`` running
         returns); used when ``cfg.scale_rewards``.
     """
@@ -52,7 +54,7 @@ class TrainState:
     params: Any
     opt_state: Any
     env_state: Any
-    obs: Array
+    obs: Any
     key: Array
     hparams: Hyperparams
     update_idx: Array
@@ -101,9 +103,16 @@ class Parts(NamedTuple):
 
 
 def policy_for(
-    cfg: Config, spec: EnvSpec, policy_network: nn.Module | None = None
+    cfg: Config,
+    spec: EnvSpec,
+    policy_network: nn.Module | None = None,
+    *,
+    policy_obs: ObsView = None,
+    action_mask_fn: Callable[[Any], Array] | None = None,
 ) -> Policy:
-    """The policy ``cfg`` describes (its torso ``policy_network`` if given)."""
+    """The policy ``cfg`` describes (its torso ``policy_network`` if given),
+    reading ``policy_obs`` (default ``cfg.policy_obs``) of the observation and
+    masking with ``action_mask_fn`` (default: the observation's mask leaf)."""
     return make_policy(
         spec,
         cfg.hidden,
@@ -111,14 +120,27 @@ def policy_for(
         cfg.init_log_std,
         cfg.policy_head_scale,
         torso=policy_network,
+        obs_view=cfg.policy_obs if policy_obs is None else policy_obs,
+        action_mask_fn=action_mask_fn,
     )
 
 
 def critic_for(
-    cfg: Config, spec: EnvSpec, critic_network: nn.Module | None = None
+    cfg: Config,
+    spec: EnvSpec,
+    critic_network: nn.Module | None = None,
+    *,
+    critic_obs: ObsView = None,
 ) -> Critic:
-    """The critic ``cfg`` describes (its torso ``critic_network`` if given)."""
-    return make_critic(spec, cfg.hidden, cfg.activation, torso=critic_network)
+    """The critic ``cfg`` describes (its torso ``critic_network`` if given),
+    reading ``critic_obs`` (default ``cfg.critic_obs``) of the observation."""
+    return make_critic(
+        spec,
+        cfg.hidden,
+        cfg.activation,
+        torso=critic_network,
+        obs_view=cfg.critic_obs if critic_obs is None else critic_obs,
+    )
 
 
 def make_init(cfg: Config, parts: Parts) -> Callable[..., TrainState]:
@@ -152,7 +174,9 @@ def make_init(cfg: Config, parts: Parts) -> Callable[..., TrainState]:
             update_idx=jnp.int32(0),
             env_steps=jnp.int32(0),
             episode=RunningEpisodes.zeros(cfg.num_envs),
-            obs_norm=RunningMeanStd.zeros(obs.shape[1:]),
+            obs_norm=RunningMeanStd.for_observation(
+                jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), obs)
+            ),
             reward_norm=RewardScaler.zeros(cfg.num_envs),
         )
 
@@ -344,7 +368,8 @@ def pack_rows(mask: Array, chunk: int, **arrays: Array) -> tuple[dict, Array]:
     """Move the valid rows of ``[L, B, ...]`` arrays to the front of ``[R, ...]``.
 
     ``R = L * B`` rounded up to a multiple of ``chunk``; the order of valid rows
-    is kept. Returns ``(packed, count)`` with ``count`` the number of valid rows.
+    is kept (a pytree, e.g. pytree observations, is packed leaf by leaf).
+    Returns ``(packed, count)`` with ``count`` the number of valid rows.
     """
     flat_mask = mask.reshape(-1)
     size = flat_mask.shape[0]
@@ -352,10 +377,14 @@ def pack_rows(mask: Array, chunk: int, **arrays: Array) -> tuple[dict, Array]:
     valid = flat_mask > 0
     dest = jnp.where(valid, jnp.cumsum(valid) - 1, rows)
     packed = {}
-    for name, x in arrays.items():
+
+    def pack(x: Array) -> Array:
         flat = x.reshape((size, *x.shape[2:]))
         out = jnp.zeros((rows, *x.shape[2:]), x.dtype)
-        packed[name] = out.at[dest].set(flat, mode="drop")
+        return out.at[dest].set(flat, mode="drop")
+
+    for name, x in arrays.items():
+        packed[name] = jax.tree.map(pack, x)
     return packed, jnp.sum(valid).astype(jnp.int32)
 
 
@@ -408,7 +437,9 @@ class _ChunkLoop(NamedTuple):
 
 def _slice(packed: dict, start: Array | int, size: int) -> dict:
     return {
-        k: jax.lax.dynamic_slice_in_dim(v, start, size, axis=0)
+        k: jax.tree.map(
+            lambda x: jax.lax.dynamic_slice_in_dim(x, start, size, axis=0), v
+        )
         for k, v in packed.items()
     }
 

@@ -279,7 +279,9 @@ def make_reinforce(
             reward_norm=reward_norm,
         )
         flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
-        new_state = update_statistics(cfg, new_state, flat(batch.obs), flat(batch.mask))
+        new_state = update_statistics(
+            cfg, new_state, jax.tree.map(flat, batch.obs), flat(batch.mask)
+        )
         return grads, metrics, new_state
 
     def update(state: ReinforceState) -> tuple[ReinforceState, dict[str, Array]]:

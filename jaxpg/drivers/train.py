@@ -32,6 +32,7 @@ from jaxpg.algorithms.reinforce import loop_chunk
 from jaxpg.config import CUSTOM_ENV, Config, Hyperparams
 from jaxpg.drivers.parallel import run_members
 from jaxpg.envs import EnvSpec, env_spec, make_env
+from jaxpg.envs.observations import ObsView
 from jaxpg.kernels.normalise import RunningMeanStd
 from jaxpg.networks import carries_obs_norm, with_obs_norm
 from jaxpg.rollout import EnvStepper, evaluate_episodes, make_stepper
@@ -119,6 +120,9 @@ def make_parts(
     policy_network: nn.Module | None = None,
     critic_network: nn.Module | None = None,
     optimizer: optax.GradientTransformation | None = None,
+    policy_obs: ObsView = None,
+    critic_obs: ObsView = None,
+    action_mask_fn: Callable[[Any], Array] | None = None,
 ) -> Parts:
     """The :class:`~jaxpg.algorithms.Parts` that ``cfg`` describes (specs,
     batched envs, policy, critic when the algorithm has one, optimizer), any
@@ -136,8 +140,16 @@ def make_parts(
     """
     env, env_params, spec = resolve_env(cfg, env, env_params)
     stepper = make_stepper_for(cfg, env, env_params, spec, cfg.num_envs)
-    policy = policy_for(cfg, spec, policy_network)
-    critic = critic_for(cfg, spec, critic_network) if needs_critic(cfg) else None
+    policy = policy_for(
+        cfg,
+        spec,
+        policy_network,
+        policy_obs=policy_obs,
+        action_mask_fn=action_mask_fn,
+    )
+    critic = None
+    if needs_critic(cfg):
+        critic = critic_for(cfg, spec, critic_network, critic_obs=critic_obs)
     if optimizer is not None and not isinstance(
         optimizer, optax.GradientTransformation
     ):
@@ -164,6 +176,9 @@ def make_algorithm(
     critic_network: nn.Module | None = None,
     optimizer: optax.GradientTransformation | None = None,
     algorithm: AlgorithmFactory | None = None,
+    policy_obs: ObsView = None,
+    critic_obs: ObsView = None,
+    action_mask_fn: Callable[[Any], Array] | None = None,
 ) -> Algorithm:
     """The configured algorithm's ``(init, update)`` pair for one seed.
 
@@ -186,6 +201,17 @@ def make_algorithm(
         and the keywords above describe; ``cfg.algo`` then only says which
         parts (a critic for ``a2c``, ``ppo`` and ``baseline="value"``).
         Default: ``jaxpg.algorithms.ALGORITHMS[cfg.algo]``.
+      policy_obs, critic_obs: what the policy's and the critic's torsos read
+        of the observation (a pytree): a key, a tuple of keys of a dict
+        observation, or a function ``obs -> pytree`` (any leading axes);
+        default ``cfg.policy_obs`` / ``cfg.critic_obs`` (keys, saved with the
+        run), else every leaf but the action mask. A privileged critic reads
+        a leaf the policy does not.
+      action_mask_fn: ``obs [..., *O] -> [..., A]`` bool, True for the legal
+        actions of a discrete policy; default the observation's boolean leaf
+        ``"action_mask"`` or ``"legal_action_mask"`` if it has one. Illegal
+        actions get probability 0 in training and evaluation; a state with no
+        legal action falls back to the unmasked distribution.
     """
     parts = make_parts(
         cfg,
@@ -194,6 +220,9 @@ def make_algorithm(
         policy_network=policy_network,
         critic_network=critic_network,
         optimizer=optimizer,
+        policy_obs=policy_obs,
+        critic_obs=critic_obs,
+        action_mask_fn=action_mask_fn,
     )
     if algorithm is None:
         return ALGORITHMS[cfg.algo](cfg, parts)
@@ -222,6 +251,9 @@ def make_train(
     critic_network: nn.Module | None = None,
     optimizer: optax.GradientTransformation | None = None,
     algorithm: AlgorithmFactory | None = None,
+    policy_obs: ObsView = None,
+    critic_obs: ObsView = None,
+    action_mask_fn: Callable[[Any], Array] | None = None,
 ) -> Callable[..., TrainOutput]:
     """``train(key, hparams=None) -> TrainOutput``: the whole run, pure.
 
@@ -232,8 +264,9 @@ def make_train(
 
     Args:
       cfg: the run's configuration.
-      env, env_params, policy_network, critic_network, optimizer, algorithm:
-        the parts, as :func:`make_algorithm` takes them.
+      env, env_params, policy_network, critic_network, optimizer, algorithm,
+      policy_obs, critic_obs, action_mask_fn: the parts, as
+        :func:`make_algorithm` takes them.
     """
     algo = make_algorithm(
         cfg,
@@ -243,6 +276,9 @@ def make_train(
         critic_network=critic_network,
         optimizer=optimizer,
         algorithm=algorithm,
+        policy_obs=policy_obs,
+        critic_obs=critic_obs,
+        action_mask_fn=action_mask_fn,
     )
 
     def train(key: Array, hparams: Hyperparams | None = None) -> TrainOutput:
@@ -279,6 +315,9 @@ def train_seeds(
     critic_network: nn.Module | None = None,
     optimizer: optax.GradientTransformation | None = None,
     algorithm: AlgorithmFactory | None = None,
+    policy_obs: ObsView = None,
+    critic_obs: ObsView = None,
+    action_mask_fn: Callable[[Any], Array] | None = None,
 ) -> TrainOutput:
     """Train ``num_seeds`` independent runs in one compiled program.
 
@@ -294,8 +333,9 @@ def train_seeds(
     :func:`jaxpg.drivers.runner.run`, which brings metrics to the host per chunk.
 
     Args:
-      env, env_params, policy_network, critic_network, optimizer, algorithm:
-        the parts, as :func:`make_algorithm` takes them.
+      env, env_params, policy_network, critic_network, optimizer, algorithm,
+      policy_obs, critic_obs, action_mask_fn: the parts, as
+        :func:`make_algorithm` takes them.
     """
     if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds!r} is invalid: must be an int >= 1")
@@ -307,6 +347,9 @@ def train_seeds(
         critic_network=critic_network,
         optimizer=optimizer,
         algorithm=algorithm,
+        policy_obs=policy_obs,
+        critic_obs=critic_obs,
+        action_mask_fn=action_mask_fn,
     )
     if (
         isinstance(first_seed, bool)
@@ -331,15 +374,19 @@ def evaluate(
     critic_network: nn.Module | None = None,
     optimizer: optax.GradientTransformation | None = None,
     algorithm: AlgorithmFactory | None = None,
+    policy_obs: ObsView = None,
+    critic_obs: ObsView = None,
+    action_mask_fn: Callable[[Any], Array] | None = None,
 ) -> Array:
     """Undiscounted returns of ``num_episodes`` fresh episodes: ``[num_episodes]``.
 
     Runs the episodes in parallel until each has ended (at most the time
     limit) with actions sampled from the policy (``deterministic=True``: its
     mode). Jittable; vmap it over ``params`` and ``key`` to evaluate many
-    seeds. ``policy_network`` must be the torso the parameters were trained
-    with; ``critic_network``, ``optimizer`` and ``algorithm`` are accepted (so
-    one set of keywords serves every driver) and unused.
+    seeds. ``policy_network``, ``policy_obs`` and ``action_mask_fn`` must be
+    those the parameters were trained with; ``critic_network``,
+    ``critic_obs``, ``optimizer`` and ``algorithm`` are accepted (so one set
+    of keywords serves every driver) and unused.
 
     Args:
       cfg: the configuration the policy was trained with.
@@ -394,7 +441,13 @@ def evaluate(
         )
     env, env_params, spec = resolve_env(cfg, env, env_params)
     stepper = make_stepper_for(cfg, env, env_params, spec, num_episodes)
-    policy = policy_for(cfg, spec, policy_network)
+    policy = policy_for(
+        cfg,
+        spec,
+        policy_network,
+        policy_obs=policy_obs,
+        action_mask_fn=action_mask_fn,
+    )
     horizon = cfg.max_episode_steps or spec.max_episode_steps
     try:
         return evaluate_episodes(

@@ -26,7 +26,20 @@ anything else:
 
 Observations: a ``Discrete(n)`` observation space is one-hot encoded to
 ``[n]`` float32 by the stepper (the spec reports ``(n,)``); other observations
-keep their shape and dtype. Dict/Tuple observation spaces are rejected.
+keep their shape and dtype. An observation may be any pytree of arrays (a
+``Dict``/``Tuple`` space, a NamedTuple, a flax struct): the spec keeps its
+template (:attr:`EnvSpec.obs_template`; ``obs_shape`` is then ``None``) and
+every layer carries it leaf by leaf. A boolean top-level leaf named
+``action_mask`` or ``legal_action_mask`` (:data:`MASK_KEYS`, shape ``[A]``)
+is the action mask of a discrete policy (illegal actions get probability 0;
+a state with no legal action falls back to the unmasked policy), and the
+torsos do not see it; :mod:`jaxpg.envs.observations` builds the mask and the
+views (``policy_obs`` / ``critic_obs``) a network reads.
+
+Action spaces: ``Discrete``, ``Box``, ``MultiDiscrete`` (:class:`MultiDiscrete`
+or any space with ``nvec``) and a ``Tuple`` of ``Discrete``, the last two a
+factorised categorical with ``[K]`` int32 actions (a ``Tuple`` env receives a
+tuple).
 """
 
 from jaxpg.envs import lazy_imports
@@ -40,10 +53,14 @@ from jaxpg.envs.legacy import LegacyStepAdapter  # noqa: E402
 from jaxpg.envs.navix import from_navix  # noqa: E402
 from jaxpg.envs.pgx import from_pgx  # noqa: E402
 from jaxpg.envs.registry import SUITES, is_known_env, known_envs, make_env  # noqa: E402
+from jaxpg.envs.spaces import MultiDiscrete  # noqa: E402
 from jaxpg.envs.spec import (  # noqa: E402
+    MASK_KEYS,
     EnvSpec,
     check_env,
     env_spec,
+    is_structured,
+    obs_template,
     observation_fn,
     to_env_action,
 )
@@ -52,11 +69,13 @@ from jaxpg.envs.xminigrid import from_xminigrid  # noqa: E402
 
 __all__ = [
     "CRAFTAX_ENVS",
+    "MASK_KEYS",
     "SUITES",
     "CraftaxAdapter",
     "EnvSpec",
     "EnvStepper",
     "LegacyStepAdapter",
+    "MultiDiscrete",
     "check_env",
     "env_spec",
     "from_brax",
@@ -65,10 +84,12 @@ __all__ = [
     "from_pgx",
     "from_xminigrid",
     "is_known_env",
+    "is_structured",
     "known_envs",
     "make_craftax",
     "make_env",
     "make_stepper",
+    "obs_template",
     "observation_fn",
     "select_envs",
     "to_env_action",

@@ -23,7 +23,8 @@ class EnvStepper(NamedTuple):
     ``reset(key) -> (obs [B, *O], state)``;
     ``step(key, state, action [B, ...]) -> (obs, state, reward [B], terminated [B],
     truncated [B], final_obs [B, *O])``. Every leaf of ``state`` has the leading
-    ``[B]`` axis; select between states with :func:`select_envs`.
+    ``[B]`` axis, and so does every leaf of a pytree observation; select
+    between states (or observations) with :func:`select_envs`.
     """
 
     num_envs: int
@@ -36,7 +37,7 @@ class _LimitState(NamedTuple):
 
     env_state: Any  # [B] env states
     elapsed: Array  # [B] int32, steps in the current episode
-    spare_obs: Array  # [B, *O] an unused reset observation per env
+    spare_obs: Any  # [B, *O] an unused reset observation per env (a pytree)
     spare_state: Any  # [B] its env state
     clock: Array  # [B] int32, stepper calls; the max over envs is current
 
@@ -132,7 +133,7 @@ def make_stepper(
         idx = (clock % num_envs * k + jnp.arange(k, dtype=jnp.int32)) % num_envs
         new_obs, new_state = v_reset(jax.random.split(key_spare, k))
         put = lambda spare, new: spare.at[idx].set(new)  # noqa: E731
-        spare_obs = put(state.spare_obs, new_obs)
+        spare_obs = jax.tree.map(put, state.spare_obs, new_obs)
         spare_state = jax.tree.map(put, state.spare_state, new_state)
         clock = jnp.full((num_envs,), clock + 1, jnp.int32)
         new = _LimitState(

@@ -17,6 +17,36 @@ Array = jax.Array
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
+# The logit an illegal action gets. Finite, so that no NaN can arise
+# (``0 * -inf``); so negative that ``exp(MASKED_LOGIT - max legal logit)`` is
+# exactly 0 in float32: an illegal action has probability 0 and is never
+# sampled (a Gumbel perturbation cannot lift it).
+MASKED_LOGIT = -1e30
+
+
+def masked_logits(logits: Array, mask: Array) -> Array:
+    r"""``[..., A]`` logits with the illegal actions (``mask`` False) set to
+    :data:`MASKED_LOGIT`.
+
+    The renormalised distribution over the legal actions:
+    :math:`\pi(a) = e^{l_a} / \sum_{b\,\text{legal}} e^{l_b}` for legal ``a``,
+    0 otherwise; an illegal logit gets zero gradient. A row with no legal
+    action keeps its logits (the fallback: the unmasked policy over all ``A``
+    actions, finite, differentiable), as masking it would leave nothing to
+    sample.
+
+    Args:
+      logits: ``[..., A]`` float.
+      mask: ``[..., A]`` bool, True where the action is legal.
+    """
+    if mask.shape != logits.shape:
+        raise ValueError(
+            f"mask has shape {mask.shape} but the logits have {logits.shape}; "
+            "they must be equal ([..., A])"
+        )
+    mask = mask | ~jnp.any(mask, axis=-1, keepdims=True)
+    return jnp.where(mask, logits, jnp.asarray(MASKED_LOGIT, logits.dtype))
+
 
 class Categorical(NamedTuple):
     r"""Categorical distribution over ``A`` actions from unnormalised logits.
@@ -82,4 +112,48 @@ class DiagGaussian(NamedTuple):
         return self.mean
 
 
-Distribution = Categorical | DiagGaussian
+class MultiCategorical(NamedTuple):
+    r"""``K`` independent categoricals (a ``MultiDiscrete`` action space):
+    :math:`\pi(a) = \prod_k \pi_k(a_k)`.
+
+    Attributes:
+      factors: ``K`` :class:`Categorical` with logits ``[..., n_k]``.
+    """
+
+    factors: tuple[Categorical, ...]
+
+    @classmethod
+    def from_logits(
+        cls, logits: Array, nvec: tuple[int, ...], mask: Array | None = None
+    ) -> MultiCategorical:
+        """Split ``[..., sum(nvec)]`` logits (and an optional ``[..., sum(nvec)]``
+        bool mask, per factor) into the factors."""
+        if mask is not None:
+            logits = masked_logits(logits, mask)
+        factors, lo = [], 0
+        for n in nvec:
+            factors.append(Categorical(logits[..., lo : lo + int(n)]))
+            lo += int(n)
+        return cls(tuple(factors))
+
+    def sample(self, key: Array) -> Array:
+        """``[..., K]`` int32 actions, one per factor."""
+        keys = jax.random.split(key, len(self.factors))
+        return jnp.stack(
+            [f.sample(k) for f, k in zip(self.factors, keys, strict=True)], axis=-1
+        )
+
+    def log_prob(self, action: Array) -> Array:
+        r"""``[...]`` :math:`\sum_k \log\pi_k(a_k)` for ``[..., K]`` actions."""
+        return sum(f.log_prob(action[..., k]) for k, f in enumerate(self.factors))
+
+    def entropy(self) -> Array:
+        """``[...]`` the sum of the factors' entropies."""
+        return sum(f.entropy() for f in self.factors)
+
+    def mode(self) -> Array:
+        """``[..., K]`` int32, every factor's most likely action."""
+        return jnp.stack([f.mode() for f in self.factors], axis=-1)
+
+
+Distribution = Categorical | DiagGaussian | MultiCategorical

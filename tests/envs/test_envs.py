@@ -75,10 +75,13 @@ def test_non_gymnax_env_is_a_type_error_naming_env():
         jaxpg.make_train(cfg, env=object(), env_params=ConstantReward().default_params)
 
 
-def test_dict_observation_space_is_a_type_error_naming_env():
+def test_dict_space_around_one_array_is_read_from_the_array():
+    # A Dict observation space is no longer refused; this env returns one
+    # array, which the spec describes (the space has no shape).
     env = DictObservation()
-    with pytest.raises(TypeError, match=r"env=DictObservation has a Dict obs"):
-        envs.env_spec(env, env.default_params)
+    spec = envs.env_spec(env, env.default_params)
+    assert spec.obs_shape == (2,) and not envs.is_structured(spec)
+    assert spec.obs_template == jax.ShapeDtypeStruct((2,), jnp.float32)
 
 
 # ---------------------------------------------------------------- adapters

@@ -243,3 +243,47 @@ def test_per_network_clipping_clips_each_network_by_its_own_norm():
     assert float(jnp.abs(uj["critic"]["w"][0])) < abs(want) / 50
     with pytest.raises(ValueError, match=r"clip_per_network.*max_grad_norm"):
         jaxpg.Config(clip_per_network=True)
+
+
+def test_pytree_statistics_per_float_leaf_match_numpy():
+    # A dict observation: two float leaves of different shapes (statistics of
+    # each equal NumPy's over the counted samples), an int leaf and a mask
+    # (no statistics, passed through unchanged by normalise).
+    rng = np.random.default_rng(1)
+    template = {
+        "pos": jax.ShapeDtypeStruct((3,), jnp.float32),
+        "grid": jax.ShapeDtypeStruct((2, 2), jnp.float32),
+        "count": jax.ShapeDtypeStruct((), jnp.int32),
+        "action_mask": jax.ShapeDtypeStruct((4,), jnp.bool_),
+    }
+    stats = RunningMeanStd.for_observation(template)
+    assert sorted(stats.mean) == ["grid", "pos"]
+
+    def batch(n):
+        return {
+            "pos": rng.normal(2.0, 3.0, (n, 3)).astype(np.float32),
+            "grid": rng.normal(-1.0, 0.5, (n, 2, 2)).astype(np.float32),
+            "count": rng.integers(0, 9, n).astype(np.int32),
+            "action_mask": rng.random((n, 4)) < 0.5,
+        }
+
+    batches = [batch(n) for n in (7, 30, 2)]
+    weights = [rng.integers(0, 2, len(b["pos"])).astype(np.float32) for b in batches]
+    for b, w in zip(batches, weights, strict=True):
+        stats = stats.update(jax.tree.map(jnp.asarray, b), jnp.asarray(w))
+    for name in ("pos", "grid"):
+        seen = np.concatenate(
+            [b[name][w > 0] for b, w in zip(batches, weights, strict=True)]
+        )
+        key = name
+        np.testing.assert_allclose(stats.mean[key], seen.mean(0), rtol=1e-5)
+        np.testing.assert_allclose(stats.var[key], seen.var(0), rtol=1e-5)
+    assert float(stats.count) == sum(w.sum() for w in weights)
+    obs = batches[0]
+    z = stats.normalise(jax.tree.map(jnp.asarray, obs))
+    mean, var = np.asarray(stats.mean["pos"]), np.asarray(stats.var["pos"])
+    want = (obs["pos"] - mean) / np.sqrt(var + 1e-8)
+    np.testing.assert_allclose(z["pos"], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(z["count"], obs["count"])
+    np.testing.assert_array_equal(z["action_mask"], obs["action_mask"])
+    assert z["count"].dtype == jnp.int32 and z["action_mask"].dtype == jnp.bool_
