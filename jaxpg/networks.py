@@ -12,6 +12,9 @@ space needs:
 * critic: a linear layer to one value.
 
 The default torso is :class:`MLPTorso` (flattens ``O``, then dense layers).
+A torso may also be an ``nnx.Module`` (:mod:`jaxpg.nnx_bridge`) or recurrent
+(:mod:`jaxpg.recurrent`: :class:`GRUTorso`, :class:`LSTMTorso`, or any module
+of its protocol); a recurrent policy acts through ``step`` with a carry.
 ``policy.apply(params, obs)`` accepts any leading batch shape ``[..., *O]``
 and returns a distribution with batch shape ``[...]``; ``critic.apply``
 returns ``[...]`` values. Parameters: ``{"torso": ..., "head": ...}`` plus
@@ -30,13 +33,19 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxpg import nnx_bridge
 from jaxpg.envs import EnvSpec
 from jaxpg.kernels.distributions import Categorical, DiagGaussian, Distribution
 from jaxpg.kernels.normalise import RunningMeanStd
+from jaxpg.nnx_bridge import check_collections
+from jaxpg.recurrent import GRUTorso as GRUTorso  # re-exported
+from jaxpg.recurrent import LSTMTorso as LSTMTorso  # re-exported
+from jaxpg.recurrent import is_recurrent, make_recurrent_trunk
 
 Array = jax.Array
 Params = Any
@@ -101,25 +110,64 @@ class MLPTorso(nn.Module):
 
 
 class Policy(NamedTuple):
-    """``init(key) -> params``; ``apply(params, obs [..., *O]) -> Distribution``."""
+    """``init(key) -> params``; ``apply(params, obs [..., *O]) -> Distribution``.
+
+    A recurrent policy (a torso of :mod:`jaxpg.recurrent`'s protocol) has
+    ``initial_carry(B) -> carry`` and ``step(params, carry, obs [B, *O],
+    reset [B]) -> (carry, Distribution)`` instead of ``apply``.
+    """
 
     init: Callable[[Array], Params]
     apply: Callable[[Params, Array], Distribution]
+    initial_carry: Callable[[int], Any] | None = None
+    step: Callable[..., tuple[Any, Distribution]] | None = None
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the policy has a carry (its torso is recurrent)."""
+        return self.step is not None
 
 
 class Critic(NamedTuple):
-    """``init(key) -> params``; ``apply(params, obs [..., *O]) -> [...]`` values."""
+    """``init(key) -> params``; ``apply(params, obs [..., *O]) -> [...]`` values.
+
+    Recurrent: ``initial_carry`` and ``step(params, carry, obs [B, *O], reset
+    [B]) -> (carry, [B] values)`` as :class:`Policy`.
+    """
 
     init: Callable[[Array], Params]
     apply: Callable[[Params, Array], Array]
+    initial_carry: Callable[[int], Any] | None = None
+    step: Callable[..., tuple[Any, Array]] | None = None
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the critic has a carry (its torso is recurrent)."""
+        return self.step is not None
 
 
-def _check_torso(torso: Any, name: str) -> None:
-    if not isinstance(torso, nn.Module):
+def _needs_step(name: str) -> Callable:
+    def apply(params: Params, obs: Array) -> Any:
         raise TypeError(
-            f"{name}={torso!r} is invalid: must be a flax.linen.Module mapping "
-            "observations [N, *O] to features [N, F]"
+            f"this {name} has a recurrent torso: call its step(params, carry, "
+            "obs, reset) with a carry from initial_carry(batch_size), not apply"
         )
+
+    return apply
+
+
+def _check_torso(torso: Any, name: str) -> Any:
+    """``torso`` as a linen-like module: an ``nnx.Module`` wrapped by
+    :func:`jaxpg.nnx_bridge.wrap`, a linen module as it is."""
+    torso = nnx_bridge.wrap(torso, name)
+    if not isinstance(torso, (nn.Module, nnx_bridge.NNXTorso)):
+        kind = f"{type(torso).__module__}.{type(torso).__qualname__}"
+        raise TypeError(
+            f"{name} of type {kind} is invalid: must be a flax.linen.Module or a "
+            "flax.nnx.Module mapping observations [N, *O] to features [N, F] "
+            "(or a recurrent torso, see jaxpg.recurrent)"
+        )
+    return torso
 
 
 def _obs_dtype(spec: EnvSpec) -> Any:
@@ -134,16 +182,22 @@ def _make_trunk(
     ``apply(params, obs)`` returns ``[..., F]``: leading axes are folded into
     one batch axis for the torso and unfolded afterwards.
     """
-    _check_torso(torso, name)
     dummy = jnp.zeros((1, *obs_shape), obs_dtype)
     try:
         out = jax.eval_shape(lambda: torso.init_with_output(jax.random.key(0), dummy))
+    except flax.errors.InvalidRngError as err:  # e.g. linen Dropout
+        raise ValueError(
+            f"{name} ({type(torso).__name__}) draws from an rng stream other than "
+            f"'params' (linen Dropout: 'dropout'): jaxpg trains torsos without "
+            f"extra rng streams; set deterministic=True ({err})"
+        ) from err
     except Exception as err:  # a user module that cannot take [1, *O]
         raise ValueError(
             f"{name} ({type(torso).__name__}) failed on observations of shape "
             f"[N, {', '.join(map(str, obs_shape))}]: {err}"
         ) from err
     features = out[0]
+    check_collections(out[1], torso, name)
     if features.ndim != 2 or features.shape[0] != 1:
         raise ValueError(
             f"{name} ({type(torso).__name__}) must map [N, *O] observations to "
@@ -188,9 +242,16 @@ def make_policy(
       ValueError: ``torso`` does not map ``[1, *O]`` to ``[1, F]``.
     """
     torso = MLPTorso(tuple(hidden), activation) if torso is None else torso
-    trunk_init, trunk_apply, features = _make_trunk(
-        torso, spec.obs_shape, _obs_dtype(spec), "policy_network"
-    )
+    torso = _check_torso(torso, "policy_network")
+    if is_recurrent(torso):
+        dummy_obs = jnp.zeros((1, *spec.obs_shape), _obs_dtype(spec))
+        trunk_init, initial_carry, trunk_step, features = make_recurrent_trunk(
+            torso, dummy_obs, "policy_network"
+        )
+    else:
+        trunk_init, trunk_apply, features = _make_trunk(
+            torso, spec.obs_shape, _obs_dtype(spec), "policy_network"
+        )
     head = nn.Dense(spec.num_actions, kernel_init=scaled_normal(head_scale))
     dummy = jnp.zeros((1, features), jnp.float32)
 
@@ -201,15 +262,27 @@ def make_policy(
             params["log_std"] = jnp.full((spec.num_actions,), init_log_std, jnp.float32)
         return params
 
-    def apply(params: Params, obs: Array) -> Distribution:
-        if carries_obs_norm(params):
-            obs = params[OBS_NORM].normalise(obs)
-        out = head.apply(params["head"], trunk_apply(params["torso"], obs))
+    def distribution(params: Params, features: Array) -> Distribution:
+        out = head.apply(params["head"], features)
         if spec.discrete:
             return Categorical(out)
         return DiagGaussian(out, jnp.broadcast_to(params["log_std"], out.shape))
 
-    return Policy(init, apply)
+    def apply(params: Params, obs: Array) -> Distribution:
+        if carries_obs_norm(params):
+            obs = params[OBS_NORM].normalise(obs)
+        return distribution(params, trunk_apply(params["torso"], obs))
+
+    if not is_recurrent(torso):
+        return Policy(init, apply)
+
+    def step(params: Params, carry: Any, obs: Array, reset: Array):
+        if carries_obs_norm(params):
+            obs = params[OBS_NORM].normalise(obs)
+        carry, features = trunk_step(params["torso"], carry, obs, reset)
+        return carry, distribution(params, features)
+
+    return Policy(init, _needs_step("policy"), initial_carry, step)
 
 
 def make_critic(
@@ -225,9 +298,16 @@ def make_critic(
       TypeError, ValueError: as :func:`make_policy`, for ``critic_network``.
     """
     torso = MLPTorso(tuple(hidden), activation) if torso is None else torso
-    trunk_init, trunk_apply, features = _make_trunk(
-        torso, spec.obs_shape, _obs_dtype(spec), "critic_network"
-    )
+    torso = _check_torso(torso, "critic_network")
+    if is_recurrent(torso):
+        dummy_obs = jnp.zeros((1, *spec.obs_shape), _obs_dtype(spec))
+        trunk_init, initial_carry, trunk_step, features = make_recurrent_trunk(
+            torso, dummy_obs, "critic_network"
+        )
+    else:
+        trunk_init, trunk_apply, features = _make_trunk(
+            torso, spec.obs_shape, _obs_dtype(spec), "critic_network"
+        )
     head = nn.Dense(1, kernel_init=scaled_normal(1.0))
     dummy = jnp.zeros((1, features), jnp.float32)
 
@@ -239,4 +319,11 @@ def make_critic(
         features = trunk_apply(params["torso"], obs)
         return head.apply(params["head"], features)[..., 0]
 
-    return Critic(init, apply)
+    if not is_recurrent(torso):
+        return Critic(init, apply)
+
+    def step(params: Params, carry: Any, obs: Array, reset: Array):
+        carry, features = trunk_step(params["torso"], carry, obs, reset)
+        return carry, head.apply(params["head"], features)[..., 0]
+
+    return Critic(init, _needs_step("critic"), initial_carry, step)
