@@ -184,7 +184,12 @@ def _make_trunk(
     """
     dummy = jnp.zeros((1, *obs_shape), obs_dtype)
     try:
-        out = jax.eval_shape(lambda: torso.init_with_output(jax.random.key(0), dummy))
+        # ``apply`` too: it runs without the rng streams ``init`` may lend.
+        variables = jax.eval_shape(lambda: torso.init(jax.random.key(0), dummy))
+        check_collections(variables, torso, name)
+        out = (jax.eval_shape(lambda v: torso.apply(v, dummy), variables), variables)
+    except nnx_bridge.UnsupportedState:
+        raise
     except flax.errors.InvalidRngError as err:  # e.g. linen Dropout
         raise ValueError(
             f"{name} ({type(torso).__name__}) draws from an rng stream other than "
@@ -197,7 +202,6 @@ def _make_trunk(
             f"[N, {', '.join(map(str, obs_shape))}]: {err}"
         ) from err
     features = out[0]
-    check_collections(out[1], torso, name)
     if features.ndim != 2 or features.shape[0] != 1:
         raise ValueError(
             f"{name} ({type(torso).__name__}) must map [N, *O] observations to "

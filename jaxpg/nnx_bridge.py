@@ -2,7 +2,7 @@ r"""``flax.nnx`` torsos behind the same pure ``init`` / ``apply`` as linen ones.
 
 An ``nnx.Module`` given as ``policy_network=`` or ``critic_network=`` is split
 once (:func:`wrap`) into its static graph and its ``nnx.Param`` state. The
-parameters, as a plain nested dict of arrays (``State.to_pure_dict()``), are
+parameters, as a plain nested dict of arrays (``nnx.to_pure_dict``), are
 the torso's entry of the params pytree: they vmap over seeds and settings,
 checkpoint and evaluate like a linen torso's. ``apply`` merges the graph with
 the parameters it is given, so every call is pure.
@@ -32,6 +32,11 @@ from flax import nnx
 Array = jax.Array
 
 
+class UnsupportedState(ValueError):
+    """A torso with state other than parameters (batch statistics, dropout
+    rngs): a ``ValueError`` that names it."""
+
+
 class NNXTorso:
     """An ``nnx.Module`` with linen's ``init`` / ``apply`` /
     ``init_with_output`` (what jaxpg's networks call).
@@ -45,7 +50,7 @@ class NNXTorso:
         self.module = module
         self._graph, state = nnx.split(module, nnx.Param)
         self._state = state
-        self._params = state.to_pure_dict()
+        self._params = nnx.to_pure_dict(state)
 
     def __repr__(self) -> str:
         return f"NNXTorso({type(self.module).__name__})"
@@ -102,14 +107,14 @@ def check_nnx_state(module: nnx.Module, name: str) -> None:
     for path, node in nnx.iter_graph(module):
         where = ".".join(map(str, path)) or "the module"
         if isinstance(node, nnx.Dropout) and not node.deterministic and node.rate:
-            raise ValueError(
+            raise UnsupportedState(
                 f"{name} ({type(module).__name__}) has a Dropout at {where} that "
                 "draws from an rngs stream ('dropout'): jaxpg trains torsos "
                 "without dropout rngs; build it with deterministic=True or "
                 "rate=0.0"
             )
         if isinstance(node, nnx.BatchNorm) and not node.use_running_average:
-            raise ValueError(
+            raise UnsupportedState(
                 f"{name} ({type(module).__name__}) has a BatchNorm at {where} "
                 "that updates its batch statistics (BatchStat, linen's "
                 "'batch_stats' collection): jaxpg carries no state but "
@@ -125,7 +130,7 @@ def check_nnx_state(module: nnx.Module, name: str) -> None:
         }
     )
     if kinds:
-        raise ValueError(
+        raise UnsupportedState(
             f"{name} ({type(module).__name__}) holds state other than "
             f"nnx.Param ({', '.join(kinds)}): jaxpg trains and carries only "
             "parameters; remove that state (or keep it outside the module)"
@@ -141,7 +146,7 @@ def check_collections(variables: Any, torso: Any, name: str) -> None:
     """
     extra = sorted(k for k in variables if k != "params")
     if extra and isinstance(torso, nn.Module):
-        raise ValueError(
+        raise UnsupportedState(
             f"{name} ({type(torso).__name__}) has the collection(s) "
             f"{', '.join(repr(k) for k in extra)} besides 'params': jaxpg "
             "trains and carries only parameters (BatchNorm: use LayerNorm or "

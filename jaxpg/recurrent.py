@@ -33,9 +33,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxpg.nnx_bridge import UnsupportedState, check_collections
 
 Array = jax.Array
 Carry = Any
@@ -183,9 +186,21 @@ def make_recurrent_trunk(
     reset1 = jnp.zeros((1,), jnp.bool_)
     try:
         carry1 = torso.initialize_carry(1)
-        (new_carry, features), _ = jax.eval_shape(
-            lambda: torso.init_with_output(jax.random.key(0), carry1, dummy_obs, reset1)
+        variables = jax.eval_shape(
+            lambda: torso.init(jax.random.key(0), carry1, dummy_obs, reset1)
         )
+        check_collections(variables, torso, name)
+        new_carry, features = jax.eval_shape(
+            lambda v: torso.apply(v, carry1, dummy_obs, reset1), variables
+        )
+    except UnsupportedState:
+        raise
+    except flax.errors.InvalidRngError as err:  # e.g. linen Dropout
+        raise ValueError(
+            f"{name} ({type(torso).__name__}) draws from an rng stream other than "
+            "'params' (linen Dropout: 'dropout'): jaxpg trains torsos without "
+            f"extra rng streams; set deterministic=True ({err})"
+        ) from err
     except Exception as err:  # a user module that does not follow the protocol
         raise ValueError(
             f"{name} ({type(torso).__name__}) has initialize_carry, so it must "

@@ -77,9 +77,7 @@ def test_reinforce_replay_equals_the_rollout(env):
     at every episode start) gives exactly the log-probabilities the policy
     acted with, on every collected step."""
     cfg = _config()
-    algo = jaxpg.make_algorithm(
-        cfg, env=env, policy_network=GRUTorso(hidden_size=8)
-    )
+    algo = jaxpg.make_algorithm(cfg, env=env, policy_network=GRUTorso(hidden_size=8))
     parts = jaxpg.make_parts(cfg, env=env, policy_network=GRUTorso(hidden_size=8))
     state = jax.jit(algo.init)(jax.random.key(0))
     batch, _, _ = jax.jit(lambda s: rollout(cfg, parts, s))(state)
@@ -175,14 +173,14 @@ def _estimates(leak: bool):
         return make_reinforce(cfg, parts, BASELINE_FNS["none"])
 
     torso = GRUTorso(hidden_size=4)
-    algo = jaxpg.make_algorithm(
-        cfg, env=env, policy_network=torso, algorithm=algorithm
-    )
+    algo = jaxpg.make_algorithm(cfg, env=env, policy_network=torso, algorithm=algorithm)
     policy = jaxpg.make_parts(cfg, env=env, policy_network=torso).policy
     state = algo.init(jax.random.key(0))
     leaves, tree = jax.tree.flatten(state.params)
     keys = jax.random.split(jax.random.key(7), len(leaves))
-    leaves = [x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+    leaves = [
+        x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)
+    ]
     params = jax.tree.unflatten(tree, leaves)
     exact = jax.grad(lambda p: env.exact_return(policy, p))(params["policy"])
 

@@ -99,7 +99,9 @@ class CueRecall(environment.Environment):
         eye = jnp.eye(3)
         carry = policy.initial_carry(2)
         carry, d0 = policy.step(params, carry, eye[:2], jnp.ones((2,), bool))
-        _, d1 = policy.step(params, carry, eye[jnp.array([2, 2])], jnp.zeros((2,), bool))
+        _, d1 = policy.step(
+            params, carry, eye[jnp.array([2, 2])], jnp.zeros((2,), bool)
+        )
         p0 = jax.nn.softmax(d0.logits)
         p1 = jax.nn.softmax(d1.logits)
         step0 = jnp.sum(p0 * self.R0, axis=1)
