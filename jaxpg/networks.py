@@ -163,7 +163,7 @@ def _check_torso(torso: Any, name: str) -> Any:
     if not isinstance(torso, (nn.Module, nnx_bridge.NNXTorso)):
         kind = f"{type(torso).__module__}.{type(torso).__qualname__}"
         raise TypeError(
-            f"{name} of type {kind} is invalid: must be a flax.linen.Module or a "
+            f"{name}=<a {kind}> is invalid: must be a flax.linen.Module or a "
             "flax.nnx.Module mapping observations [N, *O] to features [N, F] "
             "(or a recurrent torso, see jaxpg.recurrent)"
         )
