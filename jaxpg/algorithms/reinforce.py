@@ -16,6 +16,13 @@ per valid step and the value term appears with ``baseline="value"`` (a critic
 fitted to the returns; :math:`A = G - \mathrm{sg}(V(s))`, unbiased since
 :math:`V` does not depend on the action).
 
+Recurrent networks (:mod:`jaxpg.recurrent`): every update starts at an
+episode boundary, so the learner replays each env's buffer from the initial
+carry, reset at every episode start (``episode_start``): the log-probabilities
+it differentiates are those the policy acted with, and whole episodes are
+backpropagated through (nothing is truncated). It runs on the whole ``[L, B]``
+buffer instead of packed rows, padding included.
+
 An episode ended by the environment's time limit is a complete episode of the
 time-limited task: its return is the sum of its rewards up to the limit.
 
@@ -241,8 +248,7 @@ def make_reinforce(
         pg = policy_gradient_loss(log_prob, weights, mask, normaliser=pg_norm)
         ent = entropy_loss(dist.entropy(), mask, normaliser=num_valid)
         loss = pg + hp.ent_coef * ent + hp.vf_coef * vl
-        aux = {"loss": loss, "pg_loss": pg, "entropy": -ent, "value_loss": vl}
-        return loss, {**aux, "log_probs": log_prob}
+        return loss, {"loss": loss, "pg_loss": pg, "entropy": -ent, "value_loss": vl}
 
     def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:
         hp = state.hparams
@@ -278,7 +284,6 @@ def make_reinforce(
             grads, aux = jax.grad(sequence_loss, has_aux=True)(
                 state.params, rows, num_valid, hp
             )
-            del aux["log_probs"]
         else:
             packed, count = pack_rows(
                 mask, chunk, obs=see(batch.obs), actions=batch.actions, weights=weights
