@@ -23,6 +23,10 @@ policy cannot see. A discrete policy masks illegal actions
 (:func:`~jaxpg.kernels.distributions.masked_logits`) with the observation's
 mask leaf or a user's ``action_mask_fn``; a ``MultiDiscrete`` action space
 gets a :class:`~jaxpg.kernels.distributions.MultiCategorical` head.
+
+A torso may also be an ``nnx.Module`` (:mod:`jaxpg.nnx_bridge`) or recurrent
+(:mod:`jaxpg.recurrent`: :class:`GRUTorso`, :class:`LSTMTorso`, or any module
+of its protocol); a recurrent policy acts through ``step`` with a carry.
 ``policy.apply(params, obs)`` accepts any leading batch shape ``[..., *O]``
 and returns a distribution with batch shape ``[...]``; ``critic.apply``
 returns ``[...]`` values. Parameters: ``{"torso": ..., "head": ...}`` plus
@@ -41,10 +45,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxpg import nnx_bridge
 from jaxpg.envs import EnvSpec
 from jaxpg.envs.observations import ObsView, batch_shape, mask_fn, view_fn
 from jaxpg.envs.spec import obs_template
@@ -56,6 +62,10 @@ from jaxpg.kernels.distributions import (
     masked_logits,
 )
 from jaxpg.kernels.normalise import RunningMeanStd
+from jaxpg.nnx_bridge import check_collections
+from jaxpg.recurrent import GRUTorso as GRUTorso  # re-exported
+from jaxpg.recurrent import LSTMTorso as LSTMTorso  # re-exported
+from jaxpg.recurrent import is_recurrent, make_recurrent_trunk
 
 Array = jax.Array
 Params = Any
@@ -129,37 +139,69 @@ class MLPTorso(nn.Module):
 
 
 class Policy(NamedTuple):
-    """``init(key) -> params``; ``apply(params, obs [..., *O]) -> Distribution``."""
+    """``init(key) -> params``; ``apply(params, obs [..., *O]) -> Distribution``.
+
+    A recurrent policy (a torso of :mod:`jaxpg.recurrent`'s protocol) has
+    ``initial_carry(B) -> carry`` and ``step(params, carry, obs [B, *O],
+    reset [B]) -> (carry, Distribution)`` instead of ``apply``.
+    """
 
     init: Callable[[Array], Params]
     apply: Callable[[Params, Array], Distribution]
+    initial_carry: Callable[[int], Any] | None = None
+    step: Callable[..., tuple[Any, Distribution]] | None = None
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the policy has a carry (its torso is recurrent)."""
+        return self.step is not None
 
 
 class Critic(NamedTuple):
-    """``init(key) -> params``; ``apply(params, obs [..., *O]) -> [...]`` values."""
+    """``init(key) -> params``; ``apply(params, obs [..., *O]) -> [...]`` values.
+
+    Recurrent: ``initial_carry`` and ``step(params, carry, obs [B, *O], reset
+    [B]) -> (carry, [B] values)`` as :class:`Policy`.
+    """
 
     init: Callable[[Array], Params]
     apply: Callable[[Params, Array], Array]
+    initial_carry: Callable[[int], Any] | None = None
+    step: Callable[..., tuple[Any, Array]] | None = None
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the critic has a carry (its torso is recurrent)."""
+        return self.step is not None
 
 
-def _check_torso(torso: Any, name: str) -> None:
-    if not isinstance(torso, nn.Module):
+def _needs_step(name: str) -> Callable:
+    def apply(params: Params, obs: Array) -> Any:
         raise TypeError(
-            f"{name}={torso!r} is invalid: must be a flax.linen.Module mapping "
-            "observations [N, *O] to features [N, F]"
+            f"this {name} has a recurrent torso: call its step(params, carry, "
+            "obs, reset) with a carry from initial_carry(batch_size), not apply"
         )
 
+    return apply
 
-def _make_trunk(
-    torso: nn.Module, spec: EnvSpec, view: Callable, name: str
-) -> tuple[Callable, Callable, int]:
-    """``(init, apply, F)`` for ``torso`` on ``[..., *O]`` observations seen
-    through ``view`` (:func:`jaxpg.envs.observations.view_fn`).
 
-    ``apply(params, obs)`` returns ``[..., F]``: leading axes are folded into
-    one batch axis for the torso and unfolded afterwards.
-    """
-    _check_torso(torso, name)
+def _check_torso(torso: Any, name: str) -> Any:
+    """``torso`` as a linen-like module: an ``nnx.Module`` wrapped by
+    :func:`jaxpg.nnx_bridge.wrap`, a linen module as it is."""
+    torso = nnx_bridge.wrap(torso, name)
+    if not isinstance(torso, (nn.Module, nnx_bridge.NNXTorso)):
+        kind = f"{type(torso).__module__}.{type(torso).__qualname__}"
+        raise TypeError(
+            f"{name}=<a {kind}> is invalid: must be a flax.linen.Module or a "
+            "flax.nnx.Module mapping observations [N, *O] to features [N, F] "
+            "(or a recurrent torso, see jaxpg.recurrent)"
+        )
+    return torso
+
+
+def _seen(spec: EnvSpec, view: Callable, name: str) -> tuple[Any, Any]:
+    """``(template, dummy)``: what a torso sees of one observation (a pytree of
+    ``ShapeDtypeStruct``) and a ``[1, ...]`` zero batch of it."""
     full = obs_template(spec)
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), full)
     try:
@@ -171,9 +213,47 @@ def _make_trunk(
         ) from err
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), seen)
     dummy = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), seen)
+    return template, dummy
+
+
+def _make_recurrent(
+    torso: Any, spec: EnvSpec, view: Callable, name: str
+) -> tuple[Callable, Callable, Callable, int]:
+    """:func:`jaxpg.recurrent.make_recurrent_trunk` on observations seen
+    through ``view``: ``step(params, carry, obs [B, *O], reset [B])``."""
+    _, dummy = _seen(spec, view, name)
+    init, initial_carry, step, features = make_recurrent_trunk(torso, dummy, name)
+
+    def step_view(params: Params, carry: Any, obs: Any, reset: Array):
+        return step(params, carry, view(obs), reset)
+
+    return init, initial_carry, step_view, features
+
+
+def _make_trunk(
+    torso: nn.Module, spec: EnvSpec, view: Callable, name: str
+) -> tuple[Callable, Callable, int]:
+    """``(init, apply, F)`` for ``torso`` on ``[..., *O]`` observations seen
+    through ``view`` (:func:`jaxpg.envs.observations.view_fn`).
+
+    ``apply(params, obs)`` returns ``[..., F]``: leading axes are folded into
+    one batch axis for the torso and unfolded afterwards.
+    """
+    template, dummy = _seen(spec, view, name)
     shapes = jax.tree.map(lambda x: tuple(x.shape), template)
     try:
-        out = jax.eval_shape(lambda: torso.init_with_output(jax.random.key(0), dummy))
+        # ``apply`` too: it runs without the rng streams ``init`` may lend.
+        variables = jax.eval_shape(lambda: torso.init(jax.random.key(0), dummy))
+        check_collections(variables, torso, name)
+        out = (jax.eval_shape(lambda v: torso.apply(v, dummy), variables), variables)
+    except nnx_bridge.UnsupportedState:
+        raise
+    except flax.errors.InvalidRngError as err:  # e.g. linen Dropout
+        raise ValueError(
+            f"{name} ({type(torso).__name__}) draws from an rng stream other than "
+            f"'params' (linen Dropout: 'dropout'): jaxpg trains torsos without "
+            f"extra rng streams; set deterministic=True ({err})"
+        ) from err
     except Exception as err:  # a user module that cannot take [1, *O]
         raise ValueError(
             f"{name} ({type(torso).__name__}) failed on observations of shape "
@@ -256,9 +336,17 @@ def make_policy(
         naming keys the observation does not have.
     """
     torso = MLPTorso(tuple(hidden), activation) if torso is None else torso
+    torso = _check_torso(torso, "policy_network")
     view = view_fn(spec, obs_view, "policy_obs")
     read_mask = mask_fn(spec, action_mask_fn)
-    trunk_init, trunk_apply, features = _make_trunk(torso, spec, view, "policy_network")
+    if is_recurrent(torso):
+        trunk_init, initial_carry, trunk_step, features = _make_recurrent(
+            torso, spec, view, "policy_network"
+        )
+    else:
+        trunk_init, trunk_apply, features = _make_trunk(
+            torso, spec, view, "policy_network"
+        )
     head = nn.Dense(spec.num_actions, kernel_init=scaled_normal(head_scale))
     dummy = jnp.zeros((1, features), jnp.float32)
 
@@ -269,10 +357,8 @@ def make_policy(
             params["log_std"] = jnp.full((spec.num_actions,), init_log_std, jnp.float32)
         return params
 
-    def apply(params: Params, obs: Array) -> Distribution:
-        if carries_obs_norm(params):
-            obs = params[OBS_NORM].normalise(obs)
-        out = head.apply(params["head"], trunk_apply(params["torso"], obs))
+    def distribution(params: Params, features: Array, obs: Any) -> Distribution:
+        out = head.apply(params["head"], features)
         mask = None if read_mask is None else read_mask(obs)
         if spec.nvec is not None:
             return MultiCategorical.from_logits(out, spec.nvec, mask)
@@ -280,7 +366,21 @@ def make_policy(
             return Categorical(out if mask is None else masked_logits(out, mask))
         return DiagGaussian(out, jnp.broadcast_to(params["log_std"], out.shape))
 
-    return Policy(init, apply)
+    def apply(params: Params, obs: Array) -> Distribution:
+        if carries_obs_norm(params):
+            obs = params[OBS_NORM].normalise(obs)
+        return distribution(params, trunk_apply(params["torso"], obs), obs)
+
+    if not is_recurrent(torso):
+        return Policy(init, apply)
+
+    def step(params: Params, carry: Any, obs: Array, reset: Array):
+        if carries_obs_norm(params):
+            obs = params[OBS_NORM].normalise(obs)
+        carry, features = trunk_step(params["torso"], carry, obs, reset)
+        return carry, distribution(params, features, obs)
+
+    return Policy(init, _needs_step("policy"), initial_carry, step)
 
 
 def make_critic(
@@ -301,8 +401,16 @@ def make_critic(
       TypeError, ValueError: as :func:`make_policy`, for ``critic_network``.
     """
     torso = MLPTorso(tuple(hidden), activation) if torso is None else torso
+    torso = _check_torso(torso, "critic_network")
     view = view_fn(spec, obs_view, "critic_obs")
-    trunk_init, trunk_apply, features = _make_trunk(torso, spec, view, "critic_network")
+    if is_recurrent(torso):
+        trunk_init, initial_carry, trunk_step, features = _make_recurrent(
+            torso, spec, view, "critic_network"
+        )
+    else:
+        trunk_init, trunk_apply, features = _make_trunk(
+            torso, spec, view, "critic_network"
+        )
     head = nn.Dense(1, kernel_init=scaled_normal(1.0))
     dummy = jnp.zeros((1, features), jnp.float32)
 
@@ -314,4 +422,11 @@ def make_critic(
         features = trunk_apply(params["torso"], obs)
         return head.apply(params["head"], features)[..., 0]
 
-    return Critic(init, apply)
+    if not is_recurrent(torso):
+        return Critic(init, apply)
+
+    def step(params: Params, carry: Any, obs: Array, reset: Array):
+        carry, features = trunk_step(params["torso"], carry, obs, reset)
+        return carry, head.apply(params["head"], features)[..., 0]
+
+    return Critic(init, _needs_step("critic"), initial_carry, step)

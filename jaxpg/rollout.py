@@ -18,7 +18,11 @@ log-probabilities from stored observations and actions):
   cut, bootstrapped by the critic.
 
 Both, and evaluation, act through one function, :func:`actor_step` (policy ->
-sample -> env step -> a :class:`Transition`). Step ``t`` stores
+sample -> env step -> a :class:`Transition`). A recurrent policy
+(:mod:`jaxpg.recurrent`) acts with a carry: every loop takes ``carry`` (``[B,
+...]`` leaves; ``None`` for a feed-forward policy) and ``policy_apply`` is then
+``(params, carry, obs [B, *O], reset [B]) -> (carry, Distribution)``, called
+with ``reset`` true at the first step of every episode. Step ``t`` stores
 ``(s_t, a_t, r_t)`` and the flags of ``s_{t+1}``. Every loop whose length
 depends on data is a :func:`jaxpg.kernels.batching.chunked_while_loop`: under
 ``vmap`` it has no whole-carry select and no collective across devices, and it
@@ -103,22 +107,31 @@ def actor_step(
     env_state: Any,
     obs: Array,
     deterministic: bool = False,
-) -> tuple[Transition, Any]:
+    carry: Any = None,
+    reset: Array | None = None,
+) -> tuple[Transition, Any, Any]:
     """Act in ``B`` envs: policy -> sample (or mode) -> env step.
 
     Args:
       key: PRNG key (split into an action key and an env key).
       stepper: batched env of ``B`` copies.
-      policy_apply: ``(params, obs [B, *O]) -> Distribution``.
+      policy_apply: ``(params, obs [B, *O]) -> Distribution``; with a
+        ``carry``, ``(params, carry, obs, reset) -> (carry, Distribution)``.
       params: policy parameters.
       env_state, obs: ``[B]`` env states and ``[B, *O]`` observations.
       deterministic: act with the distribution's mode instead of a sample.
+      carry: a recurrent policy's carry (``None``: feed-forward).
+      reset: ``[B]`` bool, ``obs`` starts an episode (with ``carry``).
 
     Returns:
-      ``(transition, next_env_state)``.
+      ``(transition, next_env_state, carry)`` (``carry`` after the policy's
+      step, not reset where the episode ended; ``None`` without one).
     """
     key_act, key_env = jax.random.split(key)
-    dist = policy_apply(params, obs)
+    if carry is None:
+        dist = policy_apply(params, obs)
+    else:
+        carry, dist = policy_apply(params, carry, obs, reset)
     action = dist.mode() if deterministic else dist.sample(key_act)
     next_obs, env_state, reward, term, trunc, final_obs = stepper.step(
         key_env, env_state, action
@@ -133,7 +146,7 @@ def actor_step(
         final_obs=final_obs,
         next_obs=next_obs,
     )
-    return transition, env_state
+    return transition, env_state, carry
 
 
 class EpisodeStats(NamedTuple):
@@ -176,11 +189,12 @@ class RunningEpisodes(NamedTuple):
 
 
 class EpisodeBatch(NamedTuple):
-    """Complete episodes in a ``[L, B]`` buffer (``L`` = buffer length).
+    r"""Complete episodes in a ``[L, B]`` buffer (``L`` = buffer length).
 
     Attributes:
       obs: ``[L, B, *O]`` observations ``s_t``.
       actions: ``[L, B]`` int or ``[L, B, D]`` float (unclipped samples).
+      log_probs: ``[L, B]`` float, :math:`\log\pi(a_t|s_t)` at acting time.
       rewards: ``[L, B]`` float, 0 on padding.
       dones: ``[L, B]`` float, 1 where ``s_{t+1}`` ends the episode (or padding).
       mask: ``[L, B]`` float, 1 for steps of included episodes.
@@ -193,6 +207,7 @@ class EpisodeBatch(NamedTuple):
 
     obs: Array
     actions: Array
+    log_probs: Array
     rewards: Array
     dones: Array
     mask: Array
@@ -218,6 +233,7 @@ class _EpisodeLoop(NamedTuple):
     env_state: Any
     obs: Array  # [B, *O]
     active: Array  # [B] bool, inside an included episode
+    carry: Any  # a recurrent policy's [B, ...] carry, or None
     running: RunningEpisodes
     buffers: dict[str, Array]  # [L, B, ...] each
     stats: EpisodeStats
@@ -234,6 +250,7 @@ def collect_episodes(
     start_budget: int | Array,
     buffer_len: int,
     chunk: int = 1,
+    carry: Any = None,
 ) -> tuple[EpisodeBatch, Any, Array]:
     """Run included episodes to completion (see the module docstring).
 
@@ -251,6 +268,10 @@ def collect_episodes(
         most ``L`` used). The batch is the same for every ``chunk``: the up
         to ``chunk - 1`` steps after the last included episode ends are
         masked (no write lands in the buffer, frozen envs stay frozen).
+      carry: a recurrent policy's carry (``None``: feed-forward); reset at
+        every included episode's first step (``episode_start``), so its value
+        on entry does not matter. A learner replays each env's buffer from the
+        initial carry with ``reset = episode_start``.
 
     Returns:
       ``(batch, env_state, obs)`` with envs again at episode boundaries.
@@ -267,6 +288,7 @@ def collect_episodes(
     buffers = {
         "obs": jax.tree.map(lambda x: zeros(x.shape[1:], x.dtype), obs),
         "actions": zeros(act_shape, act_dtype),
+        "log_probs": zeros(()),
         "rewards": zeros(()),
         "dones": jnp.ones((buffer_len, num_envs), jnp.float32),
         "mask": zeros(()),
@@ -279,6 +301,7 @@ def collect_episodes(
         env_state=env_state,
         obs=obs,
         active=jnp.zeros((num_envs,), jnp.bool_),
+        carry=carry,
         running=RunningEpisodes.zeros(num_envs),
         buffers=buffers,
         stats=EpisodeStats.zeros(),
@@ -296,8 +319,15 @@ def collect_episodes(
         key, key_step = jax.random.split(c.key)
         starting = (~c.active) & (c.t < start_budget) & live
         active = c.active | starting
-        tr, next_state = actor_step(
-            key_step, stepper, policy_apply, params, c.env_state, c.obs
+        tr, next_state, next_carry = actor_step(
+            key_step,
+            stepper,
+            policy_apply,
+            params,
+            c.env_state,
+            c.obs,
+            carry=c.carry,
+            reset=starting,
         )
         f32 = jnp.float32
         m = active.astype(f32)
@@ -311,6 +341,7 @@ def collect_episodes(
                 lambda b, v: b.at[row].set(v, mode="drop"), buf["obs"], tr.obs
             ),
             "actions": put("actions", tr.action),
+            "log_probs": put("log_probs", tr.log_prob),
             "rewards": put("rewards", tr.reward * m),
             "dones": put("dones", jnp.where(active, tr.done, True).astype(f32)),
             "mask": put("mask", m),
@@ -326,6 +357,7 @@ def collect_episodes(
             env_state=select_envs(active, next_state, c.env_state),
             obs=select_envs(active, tr.next_obs, c.obs),
             active=active & ~tr.done,
+            carry=select_envs(active, next_carry, c.carry),
             running=running.restart(ended),
             buffers=buf,
             stats=c.stats.add(running, ended),
@@ -343,6 +375,7 @@ class _EvalLoop(NamedTuple):
     obs: Array  # [B, *O]
     alive: Array  # [B] bool, the first episode has not ended
     total: Array  # [B] float32, its return so far
+    carry: Any  # a recurrent policy's [B, ...] carry, or None
 
 
 def evaluate_episodes(
@@ -353,13 +386,15 @@ def evaluate_episodes(
     horizon: int,
     deterministic: bool = False,
     chunk: int = 1,
+    carry: Any = None,
 ) -> Array:
     """Undiscounted return of the first episode of each of ``B`` envs.
 
     Steps until every env's first episode has ended (at most ``horizon`` steps,
     the time limit); a batched loop under ``vmap`` that tests its predicate
     every ``chunk`` steps (at most ``horizon`` used; the returns are the same
-    for every ``chunk``). Returns ``[B]`` float32.
+    for every ``chunk``). A recurrent policy's ``carry`` (``[B, ...]``) is
+    reset at the first step. Returns ``[B]`` float32.
 
     Raises:
       ValueError: ``chunk`` is not an int >= 1.
@@ -375,6 +410,7 @@ def evaluate_episodes(
         obs=obs,
         alive=jnp.ones((num_envs,), jnp.bool_),
         total=jnp.zeros((num_envs,), jnp.float32),
+        carry=carry,
     )
 
     def cond(c: _EvalLoop) -> Array:
@@ -384,8 +420,16 @@ def evaluate_episodes(
         # Past the horizon a step is masked like a step after the episode.
         alive = c.alive & (c.t < horizon)
         key, key_step = jax.random.split(c.key)
-        tr, env_state = actor_step(
-            key_step, stepper, policy_apply, params, c.env_state, c.obs, deterministic
+        tr, env_state, carry = actor_step(
+            key_step,
+            stepper,
+            policy_apply,
+            params,
+            c.env_state,
+            c.obs,
+            deterministic,
+            c.carry,
+            reset=jnp.full((num_envs,), c.t == 0),
         )
         return _EvalLoop(
             t=c.t + 1,
@@ -394,6 +438,7 @@ def evaluate_episodes(
             obs=tr.next_obs,
             alive=alive & ~tr.done,
             total=c.total + jnp.where(alive, tr.reward, 0.0),
+            carry=carry,
         )
 
     return chunked_while_loop(cond, body, init, chunk).total
@@ -405,10 +450,24 @@ class Window(NamedTuple):
     Attributes:
       transitions: a :class:`Transition` of ``[T, B, ...]`` arrays.
       stats: :class:`EpisodeStats` of the episodes that ended in the window.
+      initial_carry: a recurrent policy's carry at the window's first step
+        (``[B, ...]``; ``None`` for a feed-forward policy).
+      final_carry: its carry after the last step, not reset where that step
+        ended an episode.
     """
 
     transitions: Transition
     stats: EpisodeStats
+    initial_carry: Any = None
+    final_carry: Any = None
+
+    @property
+    def resets(self) -> Array:
+        """``[T, B]`` bool: step ``t`` starts an episode inside the window
+        (``done`` of step ``t - 1``; false at ``t = 0``, where the initial
+        carry is already that of the step)."""
+        done = self.transitions.done
+        return jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]])
 
 
 def collect_window(
@@ -420,25 +479,43 @@ def collect_window(
     obs: Array,
     running: RunningEpisodes,
     length: int,
+    carry: Any = None,
 ) -> tuple[Window, Any, Array, RunningEpisodes]:
     """Step ``B`` envs for ``length`` steps (a ``lax.scan``), streaming.
 
     Args:
       running: the current episodes' return and length so far.
+      carry: a recurrent policy's carry for ``obs`` (already reset where
+        ``obs`` starts an episode); inside the window it is reset at
+        :attr:`Window.resets`.
 
     Returns:
       ``(window, env_state, obs, running)`` to carry into the next update.
     """
 
-    def body(carry, key_t):
-        env_state, obs, running, stats = carry
-        tr, env_state = actor_step(key_t, stepper, policy_apply, params, env_state, obs)
+    def body(loop, key_t):
+        env_state, obs, running, stats, policy_carry, reset = loop
+        tr, env_state, policy_carry = actor_step(
+            key_t,
+            stepper,
+            policy_apply,
+            params,
+            env_state,
+            obs,
+            carry=policy_carry,
+            reset=reset,
+        )
         running = running.step(tr.reward, jnp.ones_like(tr.reward))
         done = tr.done.astype(jnp.float32)
         stats = stats.add(running, done)
-        return (env_state, tr.next_obs, running.restart(done), stats), tr
+        loop = (env_state, tr.next_obs, running.restart(done), stats)
+        return (*loop, policy_carry, tr.done), tr
 
     keys = jax.random.split(key, length)
-    init = (env_state, obs, running, EpisodeStats.zeros())
-    (env_state, obs, running, stats), transitions = jax.lax.scan(body, init, keys)
-    return Window(transitions, stats), env_state, obs, running
+    no_reset = jnp.zeros((stepper.num_envs,), jnp.bool_)
+    init = (env_state, obs, running, EpisodeStats.zeros(), carry, no_reset)
+    (env_state, obs, running, stats, final, _), transitions = jax.lax.scan(
+        body, init, keys
+    )
+    window = Window(transitions, stats, carry, final)
+    return window, env_state, obs, running

@@ -19,6 +19,8 @@ LAYERS = {
     "kernels": 0,
     "envs": 1,
     "networks": 2,
+    "recurrent": 2,
+    "nnx_bridge": 2,
     "rollout": 2,
     "config": 3,
     "presets": 3,

@@ -19,6 +19,15 @@ the value loss :math:`L_V` are parameters (:data:`PolicyLoss`,
   drawn from the key; :math:`L_\pi` the clipped surrogate on per-minibatch
   normalised advantages (:func:`ppo_policy_loss`, reports approximate KL and
   clip fraction); value clipping with ``cfg.clip_value``.
+
+Recurrent networks (:mod:`jaxpg.recurrent`): the window keeps every env's
+initial carries (the policy's and the critic's), and a minibatch is a set of
+envs, each a whole ``T``-step sequence replayed from its initial carry with
+the window's resets, so the first epoch's log-probabilities are those of the
+rollout (ratio exactly 1). Gradients flow back through the window and stop at
+its first step: truncated backpropagation through time at window boundaries
+(the carry entering a window is a constant of its loss). ``num_minibatches``
+must then divide ``num_envs``.
 """
 
 from __future__ import annotations
@@ -33,11 +42,11 @@ from jaxpg.algorithms.base import (
     Algorithm,
     Parts,
     TrainState,
+    acting,
     apply_gradients,
     make_init,
     nan_if_empty,
     observe,
-    observing,
     schedule_learning_rate,
     update_statistics,
 )
@@ -45,6 +54,7 @@ from jaxpg.config import Config, Hyperparams
 from jaxpg.kernels.batching import permutation
 from jaxpg.kernels.losses import policy_gradient_loss, ppo_clip_loss, value_loss
 from jaxpg.kernels.returns import generalized_advantage_estimation
+from jaxpg.recurrent import replay, reset_carry
 from jaxpg.rollout import collect_window
 
 Array = jax.Array
@@ -52,7 +62,14 @@ Array = jax.Array
 
 class Samples(NamedTuple):
     """Flat ``[N]`` training samples (``N = T * B``); ``obs`` is ``[N, *O]``
-    (a pytree of such leaves for a pytree observation)."""
+    (a pytree of such leaves for a pytree observation).
+
+    With recurrent networks the learner holds them as ``[T, B]`` sequences
+    plus ``resets`` (``[T, B]`` bool, :attr:`jaxpg.rollout.Window.resets`) and
+    ``carry`` (the window's initial carries, ``{"policy": [B, ...],
+    ["critic": [B, ...]]}``), and flattens them after the replay; a loss sees
+    flat ``[N]`` samples either way.
+    """
 
     obs: Any
     actions: Array
@@ -60,6 +77,8 @@ class Samples(NamedTuple):
     values: Array
     advantages: Array
     targets: Array
+    resets: Array | None = None
+    carry: Any = None
 
 
 # ``policy_loss(log_probs [N], samples, hparams) -> (loss, diagnostics)``.
@@ -128,13 +147,38 @@ def make_actor_critic(
             f"rollout_steps = {num_samples}"
         )
     minibatch = num_samples // num_minibatches
+    recurrent = policy.recurrent or critic.recurrent
+    if recurrent and cfg.num_envs % num_minibatches:
+        raise ValueError(
+            f"num_minibatches={num_minibatches} must divide num_envs="
+            f"{cfg.num_envs} with a recurrent network (minibatches are sets of "
+            "envs, each a whole sequence)"
+        )
     init = make_init(cfg, parts)
 
+    def forward(params: Any, mb: Samples) -> tuple[Any, Array, Samples]:
+        """``(distribution, values, flat samples)`` of a minibatch: flat
+        samples as they are, or ``[T, b]`` sequences replayed from their
+        initial carries and flattened."""
+        if not recurrent:
+            dist = policy.apply(params["policy"], mb.obs)
+            return dist, critic.apply(params["critic"], mb.obs), mb
+        carry = mb.carry
+        _, dist = replay(
+            policy, params["policy"], mb.obs, mb.resets, carry.get("policy")
+        )
+        _, values = replay(
+            critic, params["critic"], mb.obs, mb.resets, carry.get("critic")
+        )
+        flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
+        dist, values = jax.tree.map(flat, dist), flat(values)
+        fields = mb._replace(resets=None, carry=None)
+        return dist, values, jax.tree.map(flat, fields)
+
     def loss_fn(params: Any, mb: Samples, hp: Hyperparams):
-        dist = policy.apply(params["policy"], mb.obs)
+        dist, values, mb = forward(params, mb)
         log_probs = dist.log_prob(mb.actions)
         entropy = jnp.mean(dist.entropy())
-        values = critic.apply(params["critic"], mb.obs)
         pg, diag = policy_loss(log_probs, mb, hp)
         vl = value_loss_fn(values, mb, hp)
         loss = pg + hp.vf_coef * vl - hp.ent_coef * entropy
@@ -153,17 +197,23 @@ def make_actor_critic(
         window, env_state, obs, episode = collect_window(
             key_rollout,
             parts.stepper,
-            observing(policy.apply, see),
+            acting(policy, see),
             state.params["policy"],
             state.env_state,
             state.obs,
             state.episode,
             cfg.rollout_steps,
+            carry=state.carry.get("policy"),
         )
         tr = window.transitions
         seen = see(tr.obs)
-        values = critic.apply(state.params["critic"], seen)
-        next_values = critic.apply(state.params["critic"], see(tr.final_obs))
+        values, next_values, critic_carry = critic_values(
+            state.params["critic"],
+            seen,
+            see(tr.final_obs),
+            window.resets,
+            state.carry.get("critic"),
+        )
         rewards, reward_norm = tr.reward, state.reward_norm
         if cfg.scale_rewards:
             rewards, reward_norm = reward_norm.scale(
@@ -179,13 +229,29 @@ def make_actor_critic(
         )
         flat = lambda x: x.reshape((num_samples, *x.shape[2:]))  # noqa: E731
         samples = Samples(
-            obs=jax.tree.map(flat, seen),
-            actions=flat(tr.action),
-            log_probs=flat(tr.log_prob),
-            values=flat(values),
-            advantages=flat(advantages),
-            targets=flat(targets),
+            obs=seen,
+            actions=tr.action,
+            log_probs=tr.log_prob,
+            values=values,
+            advantages=advantages,
+            targets=targets,
         )
+        if recurrent:
+            samples = samples._replace(resets=window.resets, carry=state.carry)
+        else:
+            samples = jax.tree.map(flat, samples)
+        # The carries for the next window: reset where the last step ended
+        # an episode (``obs`` then starts a new one).
+        last_done = tr.done[-1]
+        carry = dict(state.carry)
+        if policy.recurrent:
+            carry["policy"] = reset_carry(
+                last_done, window.final_carry, policy.initial_carry(cfg.num_envs)
+            )
+        if critic.recurrent:
+            carry["critic"] = reset_carry(
+                last_done, critic_carry, critic.initial_carry(cfg.num_envs)
+            )
         env_steps = state.env_steps + num_samples
         stats = window.stats
         metrics = {
@@ -201,9 +267,46 @@ def make_actor_critic(
             key=key,
             env_steps=env_steps,
             reward_norm=reward_norm,
+            carry=carry,
         )
         state = update_statistics(cfg, state, jax.tree.map(flat, tr.obs))
         return samples, key_shuffle, metrics, state
+
+    def critic_values(params, obs, final_obs, resets, carry):
+        """``(V(s_t), V(s_{t+1}), carry)``, ``[T, B]`` each: a recurrent
+        critic replayed over the window from ``carry``, ``V(s_{t+1})`` from
+        the carry after step ``t`` (before any reset) on the real next
+        observation."""
+        if not critic.recurrent:
+            values = critic.apply(params, obs)
+            return values, critic.apply(params, final_obs), carry
+
+        def step(c, x):
+            o, final, reset = x
+            c, value = critic.step(params, c, o, reset)
+            no_reset = jnp.zeros_like(reset)
+            _, next_value = critic.step(params, c, final, no_reset)
+            return c, (value, next_value)
+
+        carry, (values, next_values) = jax.lax.scan(
+            step, carry, (obs, final_obs, resets)
+        )
+        return values, next_values, carry
+
+    def env_minibatches(key: Array, samples: Samples) -> Samples:
+        """``[M, T, B / M]`` sequences (carries ``[M, B / M, ...]``): the envs
+        shuffled and split into ``M = num_minibatches`` sets."""
+        perm = permutation(key, cfg.num_envs)
+        size = cfg.num_envs // num_minibatches
+
+        def split(x: Array, axis: int) -> Array:
+            x = jnp.take(x, perm, axis=axis)
+            shape = (*x.shape[:axis], num_minibatches, size, *x.shape[axis + 1 :])
+            return jnp.moveaxis(x.reshape(shape), axis, 0)
+
+        carry = jax.tree.map(lambda x: split(x, 0), samples.carry)
+        seqs = jax.tree.map(lambda x: split(x, 1), samples._replace(carry=None))
+        return seqs._replace(carry=carry)
 
     def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:
         samples, _, metrics, state = collect(state)
@@ -224,6 +327,8 @@ def make_actor_critic(
         def epoch(carry, key):
             if num_minibatches == 1:
                 batches = jax.tree.map(lambda x: x[None], samples)
+            elif recurrent:
+                batches = env_minibatches(key, samples)
             else:
                 perm = permutation(key, num_samples)
                 batches = jax.tree.map(

@@ -49,6 +49,9 @@ class TrainState:
         the networks see when ``cfg.normalise_obs``.
       reward_norm: :class:`~jaxpg.kernels.normalise.RewardScaler` (``[B]`` running
         returns); used when ``cfg.scale_rewards``.
+      carry: the recurrent networks' carries for ``obs`` (``{"policy": [B,
+        ...], "critic": [B, ...]}``, an entry per recurrent network; ``{}``
+        without one), already reset where ``obs`` starts an episode.
     """
 
     params: Any
@@ -62,6 +65,7 @@ class TrainState:
     episode: RunningEpisodes
     obs_norm: RunningMeanStd
     reward_norm: RewardScaler
+    carry: dict[str, Any]
 
 
 class Algorithm(NamedTuple):
@@ -178,9 +182,32 @@ def make_init(cfg: Config, parts: Parts) -> Callable[..., TrainState]:
                 jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), obs)
             ),
             reward_norm=RewardScaler.zeros(cfg.num_envs),
+            carry=initial_carries(parts, cfg.num_envs),
         )
 
     return init
+
+
+def initial_carries(parts: Parts, num_envs: int) -> dict[str, Any]:
+    """The carries of ``parts``' recurrent networks at an episode start for
+    ``num_envs`` envs: :attr:`TrainState.carry` after ``init``."""
+    nets = {"policy": parts.policy, "critic": parts.critic}
+    return {
+        name: net.initial_carry(num_envs)
+        for name, net in nets.items()
+        if net is not None and net.recurrent
+    }
+
+
+def acting(policy: Policy, see: Callable[[Array], Array]) -> Callable:
+    """What a rollout acts with (:mod:`jaxpg.rollout`): ``policy.apply`` or, for
+    a recurrent policy, ``policy.step``, composed with the observation
+    transform ``see``."""
+    if policy.recurrent:
+        return lambda params, carry, obs, reset: policy.step(
+            params, carry, see(obs), reset
+        )
+    return observing(policy.apply, see)
 
 
 def observe(cfg: Config, state: TrainState) -> Callable[[Array], Array]:

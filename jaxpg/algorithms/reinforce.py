@@ -16,6 +16,13 @@ per valid step and the value term appears with ``baseline="value"`` (a critic
 fitted to the returns; :math:`A = G - \mathrm{sg}(V(s))`, unbiased since
 :math:`V` does not depend on the action).
 
+Recurrent networks (:mod:`jaxpg.recurrent`): every update starts at an
+episode boundary, so the learner replays each env's buffer from the initial
+carry, reset at every episode start (``episode_start``): the log-probabilities
+it differentiates are those the policy acted with, and whole episodes are
+backpropagated through (nothing is truncated). It runs on the whole ``[L, B]``
+buffer instead of packed rows, padding included.
+
 An episode ended by the environment's time limit is a complete episode of the
 time-limited task: its return is the sum of its rewards up to the limit.
 
@@ -52,12 +59,12 @@ from jaxpg.algorithms.base import (
     Algorithm,
     Parts,
     TrainState,
+    acting,
     apply_gradients,
     chunked_grad,
     make_init,
     nan_if_empty,
     observe,
-    observing,
     pack_rows,
     schedule_learning_rate,
     update_statistics,
@@ -78,6 +85,7 @@ from jaxpg.kernels.losses import (
     value_loss,
 )
 from jaxpg.kernels.returns import discounted_returns_prefix
+from jaxpg.recurrent import replay
 from jaxpg.rollout import EpisodeBatch, collect_episodes, default_loop_chunk
 
 Array = jax.Array
@@ -155,7 +163,7 @@ def rollout(
     return collect_episodes(
         key_rollout,
         parts.stepper,
-        observing(parts.policy.apply, observe(cfg, state)),
+        acting(parts.policy, observe(cfg, state)),
         state.params["policy"],
         parts.spec,
         state.env_state,
@@ -163,6 +171,7 @@ def rollout(
         jnp.where(in_budget, cfg.rollout_steps, 0),
         buffer_length(cfg, parts.spec),
         loop_chunk(cfg),
+        carry=state.carry.get("policy"),
     )
 
 
@@ -222,6 +231,25 @@ def make_reinforce(
         loss = pg + hp.ent_coef * ent + hp.vf_coef * vl
         return loss, {"loss": loss, "pg_loss": pg, "entropy": -ent, "value_loss": vl}
 
+    recurrent = policy.recurrent or (critic is not None and critic.recurrent)
+
+    def sequence_loss(params: Any, batch: dict, num_valid: Array, hp):
+        """The loss of ``chunk_loss`` on the whole ``[L, B]`` buffer, each
+        env's episodes replayed in order (recurrent networks)."""
+        mask, reset = batch["mask"], batch["episode_start"] > 0
+        dist = replay(policy, params["policy"], batch["obs"], reset)[1]
+        log_prob = dist.log_prob(batch["actions"])
+        weights = batch["weights"]
+        vl = jnp.zeros((), jnp.float32)
+        if critic is not None:
+            values = replay(critic, params["critic"], batch["obs"], reset)[1]
+            vl = value_loss(values, weights, mask, normaliser=num_valid)
+            weights = weights - jax.lax.stop_gradient(values)
+        pg = policy_gradient_loss(log_prob, weights, mask, normaliser=pg_norm)
+        ent = entropy_loss(dist.entropy(), mask, normaliser=num_valid)
+        loss = pg + hp.ent_coef * ent + hp.vf_coef * vl
+        return loss, {"loss": loss, "pg_loss": pg, "entropy": -ent, "value_loss": vl}
+
     def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:
         hp = state.hparams
         key, _ = jax.random.split(state.key)
@@ -240,12 +268,29 @@ def make_reinforce(
             weights = returns * mask
         else:
             weights = baseline(returns, mask, batch.episode_start)
-        packed, count = pack_rows(
-            mask, chunk, obs=see(batch.obs), actions=batch.actions, weights=weights
-        )
-        num_valid = jnp.maximum(count, 1).astype(jnp.float32)
-        loss_fn = functools.partial(chunk_loss, num_valid=num_valid, hp=hp)
-        grads, aux = chunked_grad(loss_fn, state.params, packed, count, chunk)
+        if recurrent:
+            # A recurrent network needs every env's steps in order: the whole
+            # buffer, not packed rows (its padding costs forward and backward
+            # passes; see jaxpg.recurrent).
+            count = jnp.sum(mask > 0).astype(jnp.int32)
+            num_valid = jnp.maximum(count, 1).astype(jnp.float32)
+            rows = {
+                "obs": see(batch.obs),
+                "actions": batch.actions,
+                "weights": weights,
+                "mask": mask,
+                "episode_start": batch.episode_start,
+            }
+            grads, aux = jax.grad(sequence_loss, has_aux=True)(
+                state.params, rows, num_valid, hp
+            )
+        else:
+            packed, count = pack_rows(
+                mask, chunk, obs=see(batch.obs), actions=batch.actions, weights=weights
+            )
+            num_valid = jnp.maximum(count, 1).astype(jnp.float32)
+            loss_fn = functools.partial(chunk_loss, num_valid=num_valid, hp=hp)
+            grads, aux = chunked_grad(loss_fn, state.params, packed, count, chunk)
         env_steps = state.env_steps + count
         steps_with_data = jnp.any(mask > 0, axis=1)
         own_steps = jnp.max(

@@ -453,11 +453,12 @@ def evaluate(
         return evaluate_episodes(
             key,
             stepper,
-            policy.apply,
+            policy.step if policy.recurrent else policy.apply,
             params,
             int(horizon),
             deterministic,
             loop_chunk(cfg),
+            carry=policy.initial_carry(num_episodes) if policy.recurrent else None,
         )
     except flax.errors.FlaxError as e:
         raise ValueError(

@@ -1,0 +1,151 @@
+"""``flax.nnx`` torsos through ``policy_network=`` / ``critic_network=``
+(:mod:`jaxpg.nnx_bridge`), and torsos with state other than parameters
+refused at ``make_train`` with the state named."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from memory_envs import CueRecall
+
+import jaxpg
+from jaxpg.experiment import checkpoint
+
+
+class Torso(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense = nnx.Linear(3, 16, rngs=rngs)
+
+    def __call__(self, obs):
+        return jnp.tanh(self.dense(obs.reshape((obs.shape[0], -1))))
+
+
+class GRU(nnx.Module):
+    """A recurrent NNX torso of jaxpg's protocol."""
+
+    def __init__(self, rngs: nnx.Rngs, hidden: int = 8):
+        self.cell = nnx.GRUCell(3, hidden, rngs=rngs)
+        self.hidden = hidden
+
+    def initialize_carry(self, batch_size: int):
+        return jnp.zeros((batch_size, self.hidden))
+
+    def __call__(self, carry, obs, reset):
+        carry = jnp.where(reset[:, None], 0.0, carry)
+        return self.cell(carry, obs)
+
+
+ENV = CueRecall()
+CFG = jaxpg.Config(
+    env="custom",
+    algo="ppo",
+    num_envs=8,
+    rollout_steps=4,
+    total_steps=8 * 4 * 30,
+    num_minibatches=2,
+    lr=1e-2,
+)
+
+
+@pytest.fixture(scope="module")
+def seeds():
+    torso = Torso(nnx.Rngs(0))
+    before = jax.tree.map(np.array, nnx.to_pure_dict(nnx.state(torso, nnx.Param)))
+    outs = jaxpg.train_seeds(
+        CFG, 4, env=ENV, policy_network=torso, critic_network=Torso(nnx.Rngs(1))
+    )
+    return torso, before, outs
+
+
+def test_nnx_torso_trains_over_four_seeds(seeds):
+    """The NNX parameters are the torso's entry of the params pytree, vmapped
+    over 4 seeds; training changes them (and leaves the module as built)."""
+    torso, before, outs = seeds
+    kernel = outs.params["torso"]["dense"]["kernel"]
+    assert kernel.shape == (4, 3, 16)
+    for i in range(4):
+        assert not np.allclose(kernel[i], before["dense"]["kernel"])
+    after = nnx.to_pure_dict(nnx.state(torso, nnx.Param))
+    np.testing.assert_array_equal(after["dense"]["kernel"], before["dense"]["kernel"])
+    # Seeds differ (head, envs and actions are drawn per seed).
+    assert not np.allclose(kernel[0], kernel[1])
+    assert np.all(np.isfinite(outs.metrics["episode_return"][:, -1]))
+
+
+def test_nnx_params_round_trip_a_checkpoint_and_evaluate(seeds, tmp_path):
+    torso, _, outs = seeds
+    one = jax.tree.map(lambda x: x[0], outs.params)
+    path = checkpoint.save_tree(tmp_path / "params", one)
+    back = checkpoint.restore_tree(path, jax.tree.map(jnp.zeros_like, one))
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(back), strict=True):
+        np.testing.assert_array_equal(a, b)
+    key = jax.random.key(3)
+    ret = jaxpg.evaluate(CFG, back, key, 16, env=ENV, policy_network=torso)
+    want = jaxpg.evaluate(CFG, one, key, 16, env=ENV, policy_network=torso)
+    assert ret.shape == (16,)
+    np.testing.assert_array_equal(ret, want)
+
+
+def test_recurrent_nnx_torso_trains_and_evaluates():
+    gru = GRU(nnx.Rngs(0))
+    out = jax.jit(jaxpg.make_train(CFG, env=ENV, policy_network=gru))(jax.random.key(0))
+    assert out.state.carry["policy"].shape == (CFG.num_envs, 8)
+    start = jax.tree.leaves(nnx.to_pure_dict(nnx.state(gru, nnx.Param)))
+    trained = jax.tree.leaves(out.params["torso"])
+    assert len(start) == len(trained)
+    assert all(not np.allclose(a, b) for a, b in zip(start, trained, strict=True))
+    ret = jaxpg.evaluate(CFG, out, jax.random.key(1), 8, env=ENV, policy_network=gru)
+    assert ret.shape == (8,) and np.all(np.isfinite(ret))
+
+
+class NNXBatchNorm(nnx.Module):
+    def __init__(self, rngs):
+        self.dense = nnx.Linear(3, 4, rngs=rngs)
+        self.norm = nnx.BatchNorm(4, rngs=rngs)
+
+    def __call__(self, x):
+        return self.norm(self.dense(x))
+
+
+class NNXDropout(nnx.Module):
+    def __init__(self, rngs):
+        self.dense = nnx.Linear(3, 4, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+        return self.drop(self.dense(x))
+
+
+class LinenBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.BatchNorm(use_running_average=False)(nn.Dense(4)(x))
+
+
+class LinenDropout(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dropout(0.5, deterministic=False)(nn.Dense(4)(x))
+
+
+@pytest.mark.parametrize(
+    ("torso", "named"),
+    [
+        (lambda: NNXBatchNorm(nnx.Rngs(0)), "BatchStat"),
+        (lambda: NNXDropout(nnx.Rngs(0)), "Dropout at drop"),
+        (LinenBatchNorm, "'batch_stats'"),
+        (LinenDropout, "'dropout'"),
+    ],
+)
+def test_state_other_than_params_is_refused_by_name(torso, named):
+    with pytest.raises(ValueError, match=named):
+        jaxpg.make_train(CFG, env=ENV, critic_network=torso())
+
+
+def test_other_objects_name_both_accepted_kinds():
+    with pytest.raises(TypeError, match=r"flax\.linen\.Module or a flax\.nnx\.Module"):
+        jaxpg.make_train(CFG, env=ENV, policy_network=lambda obs: obs)
