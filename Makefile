@@ -11,7 +11,7 @@ RUN ?= runs/cartpole-reinforce
 $(STAMP): Makefile pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test,checkpoint,craftax,tensorboard]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test,checkpoint,tensorboard,craftax,brax,playground,jumanji,navix,xminigrid,pgx]'
 	touch $(STAMP)
 
 train: $(STAMP)
