@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from flax import struct
-from suite_checks import GOAL, LIMIT, check_cut_toy, check_goal_toy, check_lockstep
+from suite_checks import (
+    GOAL,
+    LIMIT,
+    check_cut_toy,
+    check_goal_toy,
+    check_lockstep,
+    train_a_few_ppo_updates,
+)
 
 import jaxpg
 
@@ -105,19 +111,7 @@ def test_real_env_steps_as_xminigrid_does(empty):
 
 @pytest.mark.slow
 def test_real_env_trains_a_few_ppo_updates(empty):
-    cfg = jaxpg.Config(
-        env="xminigrid/MiniGrid-Empty-5x5",
-        algo="ppo",
-        num_envs=4,
-        rollout_steps=16,
-        num_minibatches=2,
-        num_epochs=1,
-        hidden=(16,),
-        total_steps=4 * 16 * 3,
-    )
-    out = jax.jit(jaxpg.make_train(cfg))(jax.random.key(0))
-    np.testing.assert_array_equal(out.metrics["env_steps"], [64, 128, 192])
-    assert np.isfinite(np.asarray(out.metrics["loss"])).all()
+    train_a_few_ppo_updates("xminigrid/MiniGrid-Empty-5x5")
 
 
 def test_missing_step_limit_is_named():

@@ -163,3 +163,24 @@ def check_lockstep(env, params, own_step, key, num_envs=8, steps=40):
     for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs), strict=True):
         np.testing.assert_array_equal(a, np.asarray(b, a.dtype))
     return batch
+
+
+def train_a_few_ppo_updates(env_name: str, **overrides):
+    """Three PPO updates of 4 envs x 16 steps on ``env_name`` through
+    ``make_train``; checks the step count and finite losses, returns the
+    output."""
+    cfg = jaxpg.Config(
+        env=env_name,
+        algo="ppo",
+        num_envs=4,
+        rollout_steps=16,
+        num_minibatches=2,
+        num_epochs=1,
+        hidden=(16,),
+        total_steps=4 * 16 * 3,
+        **overrides,
+    )
+    out = jax.jit(jaxpg.make_train(cfg))(jax.random.key(0))
+    np.testing.assert_array_equal(out.metrics["env_steps"], [64, 128, 192])
+    assert np.isfinite(np.asarray(out.metrics["loss"])).all()
+    return out
