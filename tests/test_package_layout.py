@@ -127,3 +127,12 @@ def test_no_argument_parsing_outside_the_command_line():
         if p.relative_to(ROOT).parts[0] != "cli" and "import argparse" in p.read_text()
     ]
     assert not offenders, offenders
+
+
+def test_test_modules_have_unique_names():
+    """Test folders have no ``__init__.py``, so pytest imports each test file by
+    its base name: two files of the same name in different folders collide
+    when one worker collects both."""
+    tests = Path(__file__).resolve().parent
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
