@@ -14,7 +14,7 @@ from typing import Any
 import jax
 
 from jaxpg.config import Config
-from jaxpg.drivers import parallel
+from jaxpg.drivers import executables, parallel
 
 # Shared with the library (one definition); the commands import them from here.
 from jaxpg.drivers.report import device_name as device_name
@@ -191,6 +191,7 @@ def enable_compilation_cache(args: argparse.Namespace) -> str | None:
     """Turn on JAX's persistent compilation cache in the directory the options
     of :func:`add_cache_argument` name (``$JAXPG_CACHE_DIR`` set to the empty
     string also turns it off); returns the directory, or ``None``."""
+    executables.enable(None)
     if getattr(args, "no_compile_cache", False):
         return None
     path = getattr(args, "compile_cache", None)
@@ -203,6 +204,8 @@ def enable_compilation_cache(args: argparse.Namespace) -> str | None:
     # in under a second, and a command compiles several.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # A config-built run's programs themselves, loaded without tracing.
+    executables.enable(Path(path) / "programs")
     return str(path)
 
 

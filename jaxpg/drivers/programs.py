@@ -15,9 +15,9 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxpg.algorithms.base import TrainState
+from jaxpg.algorithms.base import Algorithm, TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import memory, parallel
+from jaxpg.drivers import executables, memory, parallel
 from jaxpg.drivers.chunking import ChunkPlan, chunk_plan
 from jaxpg.drivers.progress import compiling
 from jaxpg.drivers.train import make_algorithm
@@ -53,26 +53,50 @@ def chunk(progs: Programs, length: int) -> Any:
     return progs.chunks[length]
 
 
-def compile_run(algo: Any, num_seeds: int) -> Programs:
+def compile_run(
+    algo: Algorithm | Callable[[], Algorithm],
+    num_seeds: int,
+    description: Any | None = None,
+) -> Programs:
     """The programs of a run of ``num_seeds`` seeds: ``init`` compiled,
-    chunks compiled by :func:`chunk` (``restore`` on first use)."""
+    chunks compiled by :func:`chunk` (``restore`` on first use).
+
+    Args:
+      algo: the algorithm, or a function returning it (called only when a
+        program has to be traced).
+      num_seeds: the run's seeds.
+      description: JSON-able, what determines the algorithm (a config-built
+        run's config); with it, the compiled programs are kept and loaded by
+        :func:`jaxpg.drivers.executables.load_or_compile`; ``None``: compiled
+        every time (a user's own parts cannot be described).
+    """
     lay = parallel.layout(num_seeds)
+    get = algo if callable(algo) else (lambda: algo)
 
     def init_one(seed: jax.Array) -> TrainState:
-        return algo.init(jax.random.key(seed))
+        return get().init(jax.random.key(seed))
 
     def chunk_program(length: int):
         def one_seed(s):
-            return jax.lax.scan(lambda c, _: algo.update(c), s, None, length=length)
+            return jax.lax.scan(lambda c, _: get().update(c), s, None, length=length)
 
         return parallel.sharded(one_seed, lay, raw_keys=False, donate_argnums=0)
+
+    def compiled(what: dict[str, Any], lower: Callable[[], Any]) -> Any:
+        if description is None:
+            return lower().compile()
+        full = {**what, "run": description, "seeds": num_seeds}
+        return executables.load_or_compile(full, lower)
 
     seeds = jax.ShapeDtypeStruct(
         (lay.padded,),
         np.int32,
         sharding=NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS)),
     )
-    init_exe = parallel.sharded(init_one, lay, raw_keys=False).lower(seeds).compile()
+    init_exe = compiled(
+        {"program": "init"},
+        lambda: parallel.sharded(init_one, lay, raw_keys=False).lower(seeds),
+    )
     # Chunks are lowered for the state's abstract values *and shardings*.
     state_spec = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
@@ -80,9 +104,15 @@ def compile_run(algo: Any, num_seeds: int) -> Programs:
     )
 
     def build(n: int) -> Any:
-        return chunk_program(n).lower(state_spec).compile()
+        return compiled(
+            {"program": "chunk", "length": n},
+            lambda: chunk_program(n).lower(state_spec),
+        )
 
-    member = jax.eval_shape(init_one, jax.ShapeDtypeStruct((), np.int32))
+    # One seed's abstract state: the init program's output without the seeds.
+    member = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), init_exe.out_info
+    )
 
     def restore_one(raw: Any) -> TrainState:
         return jax.tree.map(parallel._data_to_key, member, raw)
@@ -95,8 +125,12 @@ def compile_run(algo: Any, num_seeds: int) -> Programs:
 def cached(cfg: Config, num_seeds: int) -> Programs:
     """:func:`compile_run` for a config-built run, kept for the process: running
     or resuming the same run again in one process does not compile again
-    (the seeds are an argument: any ``first_seed`` reuses them)."""
-    return compile_run(make_algorithm(cfg), num_seeds)
+    (the seeds are an argument: any ``first_seed`` reuses them). Its programs
+    are kept on disk too (:mod:`jaxpg.drivers.executables`), unless the
+    environment is a user's import path (its code is not in the key)."""
+    algo = functools.cache(lambda: make_algorithm(cfg))
+    description = None if ":" in cfg.env else repr(cfg)
+    return compile_run(algo, num_seeds, description)
 
 
 def for_run(

@@ -1,0 +1,154 @@
+"""Compiled programs kept on disk under a description of what built them, so
+that a second identical command loads its executables instead of tracing,
+lowering and compiling them again.
+
+JAX's persistent compilation cache already skips XLA's compile on a repeated
+program, but it is keyed by the lowered program: every command still traces
+and lowers it first (about a second for ``jaxpg train``). Here the key is what
+determines the program before any tracing: the caller's description (for a
+config-built run: the :class:`jaxpg.Config`, the seed count and the chunk
+length) and a fingerprint of everything else the program depends on: the
+source of ``jaxpg``, the versions of JAX, jaxlib and the libraries that define
+networks and environments, the devices, ``XLA_FLAGS`` and JAX's numerics
+options. Anything that cannot be described so (a user's own network, algorithm
+or environment module) is not kept here.
+
+Off until :func:`enable` names a directory (the CLI does, beside JAX's cache).
+A file that cannot be read or loaded is compiled afresh and replaced; writes
+are atomic (a temporary file renamed), so concurrent processes never read half
+a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import warnings
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+
+__all__ = ["directory", "enable", "fingerprint", "load_or_compile"]
+
+# Libraries whose code ends up in a config-built program (versions in the key).
+_PACKAGES = (
+    "jax", "jaxlib", "flax", "optax", "numpy", "gymnax", "craftax", "brax",
+    "playground", "mujoco", "mujoco-mjx", "jumanji", "navix", "xminigrid", "pgx",
+)  # fmt: skip
+# JAX options that change what a traced program computes.
+_JAX_OPTIONS = (
+    "jax_enable_x64", "jax_numpy_rank_promotion", "jax_default_matmul_precision",
+    "jax_threefry_partitionable", "jax_default_prng_impl",
+    "jax_disable_most_optimizations", "jax_numpy_dtype_promotion",
+)  # fmt: skip
+_FORMAT = 1
+_state: dict[str, Any] = {"dir": None, "fingerprint": None}
+
+
+def enable(path: str | os.PathLike | None) -> None:
+    """Keep executables under ``path`` (``None``: off)."""
+    _state["dir"] = None if path is None else Path(path)
+
+
+def directory() -> Path | None:
+    """The directory in use, or ``None`` when off."""
+    return _state["dir"]
+
+
+def _source_digest() -> str:
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def fingerprint() -> dict[str, Any]:
+    """Everything besides the caller's description that a config-built
+    program depends on (computed once per process)."""
+    if _state["fingerprint"] is None:
+        _state["fingerprint"] = {
+            "format": _FORMAT,
+            "jaxpg_source": _source_digest(),
+            "versions": {p: _version(p) for p in _PACKAGES},
+            "devices": [
+                (d.platform, d.device_kind, d.id, d.process_index)
+                for d in jax.devices()
+            ],
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "jax_options": {o: str(getattr(jax.config, o, None)) for o in _JAX_OPTIONS},
+        }
+    return _state["fingerprint"]
+
+
+def _path(description: Any) -> Path:
+    text = json.dumps([fingerprint(), description], sort_keys=True, default=str)
+    return _state["dir"] / f"{hashlib.sha256(text.encode()).hexdigest()}.jaxpg-exe"
+
+
+def _load(path: Path) -> Any | None:
+    from jax.experimental import serialize_executable
+
+    try:
+        with path.open("rb") as f:
+            blob, in_tree, out_tree = pickle.load(f)
+        return serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # a damaged or foreign file: compile afresh
+        warnings.warn(
+            f"compiled program {path} is unreadable ({e}); compiling again",
+            stacklevel=4,
+        )
+        return None
+
+
+def _store(path: Path, compiled: Any) -> None:
+    from jax.experimental import serialize_executable
+
+    try:
+        blob = pickle.dumps(serialize_executable.serialize(compiled))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except Exception:  # not serialisable, or no room: the run goes on
+        return
+
+
+def load_or_compile(description: Any, lower: Callable[[], Any]) -> Any:
+    """The compiled program described by ``description``: loaded from
+    :func:`directory` when a program with the same description and
+    :func:`fingerprint` was kept there, else ``lower().compile()`` (kept).
+
+    Args:
+      description: JSON-able; must determine the program together with the
+        fingerprint (two different programs must never share one).
+      lower: ``() -> jax.stages.Lowered`` of the program.
+
+    Returns:
+      A ``jax.stages.Compiled``.
+    """
+    if _state["dir"] is None or jax.process_count() > 1:
+        return lower().compile()
+    path = _path(description)
+    compiled = _load(path)
+    if compiled is None:
+        compiled = lower().compile()
+        _store(path, compiled)
+    return compiled

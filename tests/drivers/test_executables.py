@@ -1,0 +1,113 @@
+"""jaxpg.drivers.executables: a config-built run's compiled programs kept on
+disk and loaded without tracing, bit-identical to compiling them, keyed so
+that a different program never loads another's file."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxpg
+from jaxpg.drivers import executables, programs
+
+CFG = jaxpg.Config(num_envs=4, rollout_steps=8, total_steps=4 * 8 * 4, lr=1e-2)
+SEEDS = 2
+
+
+@pytest.fixture
+def kept(tmp_path):
+    executables.enable(tmp_path)
+    yield tmp_path
+    executables.enable(None)
+
+
+def _build(cfg, calls):
+    def algo():
+        calls.append(cfg)
+        return jaxpg.make_algorithm(cfg)
+
+    return programs.compile_run(algo, SEEDS, repr(cfg))
+
+
+def _two_chunks(progs):
+    seeds = jnp.arange(progs.layout.padded, dtype=jnp.int32)
+    state = progs.init(seeds)
+    state, metrics = programs.chunk(progs, 2)(state)
+    leaves = jax.tree.leaves(
+        jax.tree.map(
+            lambda x: (
+                jax.random.key_data(x)
+                if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+                else x
+            ),
+            (state, metrics),
+        )
+    )
+    return [np.asarray(x) for x in leaves]
+
+
+def test_second_build_loads_without_tracing_and_computes_the_same(kept):
+    calls = []
+    first = _two_chunks(_build(CFG, calls))
+    assert len(calls) >= 1  # traced: the algorithm was built
+    assert len(list(kept.glob("*.jaxpg-exe"))) == 2  # init and the 2-update chunk
+    calls.clear()
+    progs = _build(CFG, calls)
+    second = _two_chunks(progs)
+    assert calls == []  # loaded: nothing traced, the algorithm never built
+    assert len(first) == len(second)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The abstract state of one seed comes from the loaded init program.
+    assert jax.tree.structure(progs.member) == jax.tree.structure(
+        jax.eval_shape(jaxpg.make_algorithm(CFG).init, jax.random.key(0))
+    )
+
+
+def test_another_config_or_fingerprint_is_another_file(kept, monkeypatch):
+    calls = []
+    _build(CFG, calls)
+    other = CFG.replace(lr=2e-2)
+    _build(other, calls)
+    assert calls[-1] == other  # traced anew, not loaded from CFG's file
+    assert len(list(kept.glob("*.jaxpg-exe"))) == 2
+    before = set(kept.glob("*.jaxpg-exe"))
+    monkeypatch.setitem(
+        executables._state,
+        "fingerprint",
+        {**executables.fingerprint(), "xla_flags": "--something-else"},
+    )
+    calls.clear()
+    _build(CFG, calls)
+    assert calls  # a different XLA_FLAGS: compiled again, into a new file
+    assert set(kept.glob("*.jaxpg-exe")) > before
+
+
+def test_a_damaged_file_is_compiled_again_and_replaced(kept):
+    calls = []
+    expected = _two_chunks(_build(CFG, calls))
+    for path in kept.glob("*.jaxpg-exe"):
+        path.write_bytes(b"not a program")
+    calls.clear()
+    with pytest.warns(UserWarning, match="unreadable"):
+        got = _two_chunks(_build(CFG, calls))
+    assert calls
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    calls.clear()
+    _build(CFG, calls)
+    assert calls == []  # replaced by a good file
+
+
+def test_off_keeps_nothing_and_user_parts_are_never_kept(tmp_path):
+    executables.enable(None)
+    calls = []
+    _build(CFG, calls)
+    executables.enable(tmp_path)
+    try:
+        programs.compile_run(jaxpg.make_algorithm(CFG), SEEDS)  # no description
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        executables.enable(None)
