@@ -223,6 +223,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def program_description(args: argparse.Namespace, model_cfg, rl_cfg) -> dict:
+    """What determines the RL programs besides the reference's parameters
+    (an argument, not part of the program): the task's options and the two
+    configs; the key under which :mod:`jaxpg.drivers.executables` keeps them."""
+    task = [args.task, args.digits, args.reward, args.max_new_tokens]
+    return {"task": task, "model": repr(model_cfg), "rl": repr(rl_cfg)}
+
+
 def build_config(args: argparse.Namespace):
     """``(task, model_cfg, rl_cfg)`` from parsed arguments (ValueError if bad)."""
     kwargs = {} if args.digits is None else {"num_digits": args.digits}
@@ -480,6 +488,7 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
             task, model_cfg, rl_cfg, ref_params, args.seeds, chunk, options,
             show_compile=not args.no_progress, run_dir=out, resume=resuming,
             progress=not args.no_progress,
+            description=program_description(args, model_cfg, rl_cfg),
         )  # fmt: skip
     except CheckpointError as e:
         print(f"jaxpg lm: error: cannot resume {out}: {e}", file=sys.stderr)

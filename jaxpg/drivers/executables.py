@@ -131,7 +131,9 @@ def _store(path: Path, compiled: Any) -> None:
         return
 
 
-def load_or_compile(description: Any, lower: Callable[[], Any]) -> Any:
+def load_or_compile(
+    description: Any, lower: Callable[[], Any], options: dict[str, Any] | None = None
+) -> Any:
     """The compiled program described by ``description``: loaded from
     :func:`directory` when a program with the same description and
     :func:`fingerprint` was kept there, else ``lower().compile()`` (kept).
@@ -140,15 +142,16 @@ def load_or_compile(description: Any, lower: Callable[[], Any]) -> Any:
       description: JSON-able; must determine the program together with the
         fingerprint (two different programs must never share one).
       lower: ``() -> jax.stages.Lowered`` of the program.
+      options: XLA compiler options (part of the key).
 
     Returns:
       A ``jax.stages.Compiled``.
     """
     if _state["dir"] is None or jax.process_count() > 1:
-        return lower().compile()
-    path = _path(description)
+        return lower().compile(options)
+    path = _path([description, options])
     compiled = _load(path)
     if compiled is None:
-        compiled = lower().compile()
+        compiled = lower().compile(options)
         _store(path, compiled)
     return compiled

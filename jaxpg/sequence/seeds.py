@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxpg.drivers import loop, parallel
+from jaxpg.drivers import executables, loop, parallel
 from jaxpg.drivers.progress import UpdateBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.experiment import rundir
@@ -77,7 +77,7 @@ class SeedsResult(NamedTuple):
 def train_seeds(
     task, model_cfg, rl_cfg, ref_params, num_seeds, chunk, options=None,
     devices=None, on_chunk=None, show_compile=False, run_dir=None, resume=False,
-    handle_signals=None, first_seed=0, progress=False,
+    handle_signals=None, first_seed=0, progress=False, description=None,
 ) -> SeedsResult:  # fmt: skip
     """Train seeds ``first_seed .. first_seed + num_seeds - 1`` of
     :func:`jaxpg.sequence.make_rl` from the reference ``ref_params``,
@@ -111,6 +111,10 @@ def train_seeds(
       first_seed: the first seed's number (a seed alone: ``num_seeds=1``).
       progress: show a bar over updates (reward, accuracy and KL: the
         latest means over seeds); needs tqdm.
+      description: JSON-able, what determines ``task``, ``model_cfg`` and
+        ``rl_cfg`` (the command line's options): with it the compiled
+        programs are kept on disk and a second identical call loads them
+        (:mod:`jaxpg.drivers.executables`); ``None``: compiled every time.
 
     Returns:
       :class:`SeedsResult`.
@@ -134,7 +138,15 @@ def train_seeds(
         out_shardings=members,
     )
     seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
-    states = init(*parallel.place((seeds,), lay), ref_params)  # [P]
+    placed = parallel.place((seeds,), lay)
+
+    def kept(what: str, lower, opts=None):
+        if description is None:
+            return lower().compile(opts)
+        full = {"program": what, "run": description, "seeds": num_seeds, "chunk": chunk}
+        return executables.load_or_compile(full, lower, opts)
+
+    states = kept("init", lambda: init.lower(*placed, ref_params))(*placed, ref_params)
     start = 0
     ckpt_dir = None if run_dir is None else Path(run_dir) / rundir.CHECKPOINTS
     if ckpt_dir is not None:
@@ -154,15 +166,17 @@ def train_seeds(
         jax.vmap(lambda s, ref: rlm.run_updates(algo, s, ref, chunk), (0, None)),
         out_shardings=members,
     )
-    lowered = run_chunk.lower(states, ref_params)
     with compiling(f"the RL program, {num_seeds} seeds", show_compile):
         try:
-            compiled = lowered.compile(options)
+            compiled = kept(
+                "chunk", lambda: run_chunk.lower(states, ref_params), options
+            )
         except Exception as e:  # an XLA without this option: its defaults
             if options is None or "compile option" not in str(e):
                 raise
             print(f"jaxpg lm: XLA options {options} not supported; using the defaults")
-            options, compiled = None, lowered.compile()
+            options = None
+            compiled = kept("chunk", lambda: run_chunk.lower(states, ref_params))
     compile_s = time.perf_counter() - t0
     enabled = run_dir is not None if handle_signals is None else handle_signals
     enabled = enabled and threading.current_thread() is threading.main_thread()

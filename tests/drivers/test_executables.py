@@ -111,3 +111,23 @@ def test_off_keeps_nothing_and_user_parts_are_never_kept(tmp_path):
         assert list(tmp_path.iterdir()) == []
     finally:
         executables.enable(None)
+
+
+def test_token_side_programs_are_kept_and_loaded_the_same(kept):
+    from tiny_sequence import task_and_model
+
+    from jaxpg.sequence import model, rl, seeds
+
+    task, model_cfg = task_and_model()
+    rl_cfg = rl.RLConfig(num_prompts=2, group_size=2, num_updates=2)
+    ref = model.init(jax.random.key(0), model_cfg)
+    description = {"task": "tiny sort", "model": repr(model_cfg), "rl": repr(rl_cfg)}
+    runs = [
+        seeds.train_seeds(task, model_cfg, rl_cfg, ref, 2, 2, description=description)
+        for _ in range(2)
+    ]
+    assert len(list(kept.glob("*.jaxpg-exe"))) == 2  # init and chunk, once
+    for a, b in zip(
+        jax.tree.leaves(runs[0].params), jax.tree.leaves(runs[1].params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
