@@ -379,6 +379,11 @@ _RULE_KEYS = {
 }
 
 
+def _se(x: list[float]) -> float | None:
+    """Standard error of the mean over seeds (None for one seed)."""
+    return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None
+
+
 def _f(x, digits=3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -422,7 +427,8 @@ def markdown(result: dict) -> str:
         "seed it never flags). KL budget: stop where the smoothed d first "
         "passes d* (below).",
         "",
-        "| setting | gold start | gold final | best gold (oracle) | d at best | "
+        "| setting | gold start | gold final ± s.e. (seeds) | best gold (oracle) "
+        "| d at best | "
         "d final | proxy final | monitor's first flag (per seed) | gold at flag "
         "| gold at KL budget | Gao alpha | Gao beta | R² |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -431,7 +437,8 @@ def markdown(result: dict) -> str:
         g = r["gao_fit"]
         flags = ", ".join("-" if u is None else str(u) for u in r["monitor_first_flag"])
         lines.append(
-            f"| {name} | {_f(r['gold_start'])} | {_f(r['gold_final'])} | "
+            f"| {name} | {_f(r['gold_start'])} | {_f(r['gold_final'])} "
+            f"± {_f(_se(r['gold_final_per_seed']))} | "
             f"{_f(r['gold_best'])} | {_f(r['sqrt_kl_at_best'], 2)} | "
             f"{_f(r['sqrt_kl_final'], 2)} | {_f(r['proxy_final'], 2)} | {flags} | "
             f"{_f(r['gold_at_first_flag'])} | {_f(r.get('gold_at_kl_budget'))} | "

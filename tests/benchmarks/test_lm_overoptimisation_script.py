@@ -84,7 +84,7 @@ def test_gao_fit_stopping_rules_and_markdown_on_synthetic_curves():
         "best_by_rule": {"rl": {"none (final)": "rl beta=0"}},
     }
     text = bench.markdown(result)
-    assert f"| rl beta=0 | 0.500 | {r['gold_final']:.3f} |" in text
+    assert f"| rl beta=0 | 0.500 | {r['gold_final']:.3f} ± - |" in text
     assert f"| {flag} | " in text
     assert f"- RL: none (final): rl beta=0 ({r['gold_final']:.3f})" in text
 
