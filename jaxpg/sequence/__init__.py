@@ -11,12 +11,20 @@ forward pass and optionally a KV cache; NNX and linen adapters),
 teacher-forced log-probs), :mod:`.tasks` (sort / add / proxy-reward tasks),
 :mod:`.estimators` (advantage, aggregation and KL kernels), :mod:`.sft` (warm
 start, versioned reference), :mod:`.reward_model` (Bradley–Terry reward model
-from preference pairs, RL against it), :mod:`.rl` (update, train, seeds, hacking flag),
+from preference pairs, RL against it), :mod:`.dpo` (DPO on the same pairs),
+:mod:`.rl` (update, train, seeds, hacking flag),
 :mod:`.cli` (``jaxpg lm``). Shapes: ``P`` prompts, ``G`` samples per prompt,
 ``N = P G``, ``Lp`` prompt length, ``R`` response length, ``V`` vocabulary,
 ``S`` seeds, ``U`` updates.
 """
 
+from jaxpg.sequence.dpo import (
+    DPOOutput,
+    dpo_loss,
+    make_dpo,
+    make_dpo_train,
+    sequence_log_probs,
+)
 from jaxpg.sequence.estimators import (
     ADVANTAGES,
     AGGREGATIONS,
@@ -94,6 +102,7 @@ __all__ = [
     "RL",
     "TASKS",
     "Batch",
+    "DPOOutput",
     "Hyperparams",
     "KVCache",
     "PreferencePairs",
@@ -111,6 +120,7 @@ __all__ = [
     "as_model",
     "bradley_terry_loss",
     "data_parallel",
+    "dpo_loss",
     "entropy",
     "evaluate",
     "exact_kl",
@@ -126,6 +136,8 @@ __all__ = [
     "load_reward_model",
     "loss_fn",
     "make_batch",
+    "make_dpo",
+    "make_dpo_train",
     "make_reward_model_train",
     "make_rl",
     "make_rl_train",
@@ -145,6 +157,7 @@ __all__ = [
     "save_reference",
     "save_reward_model",
     "score",
+    "sequence_log_probs",
     "surrogate_terms",
     "token_log_probs",
     "train_seeds",
