@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from jaxpg.config import Config
+from jaxpg.drivers import executables
 from jaxpg.drivers.imports import load_object
 from jaxpg.drivers.train import evaluate, make_algorithm, policy_params, seed_keys
 from jaxpg.experiment import integrity, rundir
@@ -71,8 +72,25 @@ def evaluate_seeds(
                 )
             )
         )
-    else:
+    elif executables.directory() is None or ":" in cfg.env:
+        # Programs not kept on disk (or a user's environment module).
         fn = _eval_fn(cfg, episodes, deterministic)
+    else:
+        jitted = _eval_fn(cfg, episodes, deterministic)
+        signature = jax.tree.map(
+            lambda x: (np.shape(x), str(x.dtype), str(getattr(x, "sharding", None))),
+            (params, keys),
+        )
+        description = {
+            "program": "evaluate",
+            "run": repr(cfg),
+            "episodes": episodes,
+            "deterministic": deterministic,
+            "arguments": str(signature),
+        }
+        fn = executables.load_or_compile(
+            description, lambda: jitted.lower(params, keys)
+        )
     return np.asarray(fn(params, keys), dtype=np.float64)
 
 

@@ -131,3 +131,17 @@ def test_token_side_programs_are_kept_and_loaded_the_same(kept):
         jax.tree.leaves(runs[0].params), jax.tree.leaves(runs[1].params), strict=True
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_evaluation_program_is_kept_and_loaded_the_same(kept):
+    from jaxpg.drivers import evaluation
+
+    out = jaxpg.train_seeds(CFG, num_seeds=SEEDS)
+    args = (CFG, out.params, SEEDS, 0, 3, False, 0)
+    first = evaluation.evaluate_seeds(*args)
+    (path,) = kept.glob("*.jaxpg-exe")
+    evaluation._eval_fn.cache_clear()
+    stamp = path.stat().st_mtime_ns
+    np.testing.assert_array_equal(evaluation.evaluate_seeds(*args), first)
+    assert path.stat().st_mtime_ns == stamp  # loaded, not written again
+    assert first.shape == (SEEDS, 3)
