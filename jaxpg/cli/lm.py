@@ -47,8 +47,10 @@ import numpy as np
 
 import jaxpg
 from jaxpg.cli.options import (
+    Flag,
     PlainHelpFormatter,
     add_cache_argument,
+    add_flags,
     check_output_dir,
     enable_compilation_cache,
     strict_json,
@@ -84,7 +86,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=PlainHelpFormatter,
     )
-    d = rlm.RLConfig()
     p.add_argument(
         "--task", default="sort", choices=tasks.TASKS, help="task (%(default)s)"
     )
@@ -131,82 +132,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--sft-batch", type=int, default=64, help="SFT batch size (%(default)s)"
     )
     g = p.add_argument_group("RL")
-    g.add_argument(
-        "--updates", type=int, default=150, help="RL updates per seed (%(default)s)"
-    )
-    g.add_argument(
-        "--prompts", type=int, default=d.num_prompts,
-        help="prompts per update (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--group", type=int, default=d.group_size,
-        help="samples per prompt (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--max-new-tokens", type=int, default=None,
-        help="longest response (default: the task's)",
-    )  # fmt: skip
-    g.add_argument(
-        "--advantage", default=d.advantage, choices=est.ADVANTAGES,
-        help="advantage estimator (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--aggregation", default="token_mean", choices=est.AGGREGATIONS,
-        help="how token losses are averaged (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--kl-placement", default=d.kl_placement, choices=rlm.KL_PLACEMENTS,
-        help="KL to the reference in the loss or in the reward (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--kl-estimator", default=d.kl_estimator, choices=est.KL_ESTIMATORS,
-        help="KL estimator (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--beta", type=float, default=d.beta, help="KL coefficient (%(default)s)"
-    )
-    g.add_argument(
-        "--lr", type=float, default=2e-3, help="RL learning rate (%(default)s)"
-    )
-    g.add_argument(
-        "--epochs", type=int, default=d.epochs,
-        help="passes over each batch (%(default)s)",
-    )  # fmt: skip
-    g.add_argument("--clip-eps", type=float, default=0.2, help="0: no clipping")
-    g.add_argument(
-        "--clip-eps-high", type=float, default=None,
-        help="upper ratio clip (DAPO clip-higher; default --clip-eps)",
-    )  # fmt: skip
-    g.add_argument("--dual-clip", type=float, default=None, help="dual-clip c > 1")
-    g.add_argument(
-        "--importance-ratio", default="token", choices=rlm.IMPORTANCE_RATIOS,
-        help="per token, or per sequence (GSPO; needs --aggregation seq_mean)",
-    )  # fmt: skip
-    g.add_argument(
-        "--dynamic-sampling", type=int, default=None,
-        help="groups drawn per update, --prompts informative ones kept (DAPO)",
-    )  # fmt: skip
-    g.add_argument(
-        "--overlong-buffer", type=int, default=None,
-        help="soft overlong penalty over the budget's last tokens (DAPO)",
-    )  # fmt: skip
-    g.add_argument(
-        "--overlong-penalty", type=float, default=d.overlong_penalty,
-        help="the overlong penalty at the budget (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--mask-truncated", action="store_true",
-        help="drop responses without EOS from the loss (DAPO)",
-    )  # fmt: skip
-    g.add_argument(
-        "--temperature", type=float, default=d.temperature,
-        help="sampling temperature (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--hack-window", type=int, default=10,
-        help="updates over which reward hacking is judged (%(default)s)",
-    )  # fmt: skip
-    g.add_argument("--chunk", type=int, default=None, help="updates per chunk")
+    add_flags(g, _rl_flags(rlm.RLConfig()))
     g.add_argument(
         "--no-progress",
         action="store_true",
@@ -221,6 +147,45 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(func=run)
     p.set_defaults(defaults={a.dest: a.default for a in p._actions})
     return p
+
+
+def _rl_flags(d: rlm.RLConfig) -> tuple[Flag, ...]:
+    """The RL group's flags, defaults from ``d`` (``RLConfig()``)."""
+    return (
+        ("--updates", int, 150, "RL updates per seed (%(default)s)"),
+        ("--prompts", int, d.num_prompts, "prompts per update (%(default)s)"),
+        ("--group", int, d.group_size, "samples per prompt (%(default)s)"),
+        ("--max-new-tokens", int, None, "longest response (default: the task's)"),
+        ("--advantage", est.ADVANTAGES, d.advantage,
+         "advantage estimator (%(default)s)"),
+        ("--aggregation", est.AGGREGATIONS, "token_mean",
+         "how token losses are averaged (%(default)s)"),
+        ("--kl-placement", rlm.KL_PLACEMENTS, d.kl_placement,
+         "KL to the reference in the loss or in the reward (%(default)s)"),
+        ("--kl-estimator", est.KL_ESTIMATORS, d.kl_estimator,
+         "KL estimator (%(default)s)"),
+        ("--beta", float, d.beta, "KL coefficient (%(default)s)"),
+        ("--lr", float, 2e-3, "RL learning rate (%(default)s)"),
+        ("--epochs", int, d.epochs, "passes over each batch (%(default)s)"),
+        ("--clip-eps", float, 0.2, "0: no clipping"),
+        ("--clip-eps-high", float, None,
+         "upper ratio clip (DAPO clip-higher; default --clip-eps)"),
+        ("--dual-clip", float, None, "dual-clip c > 1"),
+        ("--importance-ratio", rlm.IMPORTANCE_RATIOS, "token",
+         "per token, or per sequence (GSPO; needs --aggregation seq_mean)"),
+        ("--dynamic-sampling", int, None,
+         "groups drawn per update, --prompts informative ones kept (DAPO)"),
+        ("--overlong-buffer", int, None,
+         "soft overlong penalty over the budget's last tokens (DAPO)"),
+        ("--overlong-penalty", float, d.overlong_penalty,
+         "the overlong penalty at the budget (%(default)s)"),
+        ("--mask-truncated", bool, False,
+         "drop responses without EOS from the loss (DAPO)"),
+        ("--temperature", float, d.temperature, "sampling temperature (%(default)s)"),
+        ("--hack-window", int, 10,
+         "updates over which reward hacking is judged (%(default)s)"),
+        ("--chunk", int, None, "updates per chunk"),
+    )  # fmt: skip
 
 
 def build_config(args: argparse.Namespace):
