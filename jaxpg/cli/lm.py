@@ -2,14 +2,17 @@ r"""``jaxpg lm``: SFT warm start, then RL of a token policy on a verifiable task
 
 Steps: (1) supervised warm start on the task's ground truth, or ``--reference
 DIR`` to reuse a saved one; the SFT model is frozen as the KL reference and
-saved to ``OUT/reference`` with its version hash; (2) ``--seeds`` RL runs in one
+saved to ``OUT/reference`` with its version hash; with ``--reward-model``, a
+Bradley–Terry reward model trained on gold-labelled preference pairs (or
+loaded) becomes the optimised reward, the gold one tracked beside it
+(:mod:`jaxpg.cli.lm_reward_model`); (2) ``--seeds`` RL runs in one
 compiled program (seed i starts from the reference with ``jax.random.key(i)``),
 in compiled chunks of updates so that a progress bar can advance; (3) every
 seed's final policy and the reference are evaluated on fresh prompts; a summary
-table is printed, ``metrics.json`` (settings, reference version, per-update
-metrics ``[S, U]``, summary) and ``curves.png`` (reward, accuracy, KL and
-response length over updates, mean and range over seeds) are written to
-``--out``.
+table is printed, ``metrics.json`` (settings, reference and reward-model
+versions, per-update metrics ``[S, U]``, summary) and ``curves.png`` (reward,
+accuracy, KL and response length over updates, mean and range over seeds) are
+written to ``--out``.
 
 On CPU the RL program is compiled with XLA's YNNPACK fusions off
 (``--xla-ynn off``, the default): XLA's own CPU kernels made the RL update
@@ -46,6 +49,7 @@ import jax
 import numpy as np
 
 import jaxpg
+from jaxpg.cli import lm_reward_model as rm_cli
 from jaxpg.cli.options import (
     Flag,
     PlainHelpFormatter,
@@ -74,6 +78,7 @@ examples:
   jaxpg lm --task sort --seeds 4                       # GRPO, k3 KL in the loss
   jaxpg lm --task add --advantage rloo --kl-placement reward --kl-estimator k1
   jaxpg lm --task sort_proxy --beta 0 --out runs/hack  # reward hacking, flagged
+  jaxpg lm --task sort --reward-model --rm-noise 0.2   # RL on a learned reward
 """
 
 
@@ -143,6 +148,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="XLA's YNNPACK fusions for the RL program on CPU (default off: "
         "XLA's own kernels, faster at these sizes)",
     )  # fmt: skip
+    rm_cli.add_arguments(p)
     add_cache_argument(p)
     p.set_defaults(func=run)
     p.set_defaults(defaults={a.dest: a.default for a in p._actions})
@@ -385,6 +391,7 @@ def run(args: argparse.Namespace) -> int:
         chunk = _chunk(rl_cfg.num_updates, args.chunk)
         if args.reference:
             _check_reference(args.reference)
+        rm_cli.check(args, task)
         if not resuming:
             out = _new_out(args)
         check_output_dir(out, "--resume" if resuming else "--out")
@@ -411,6 +418,14 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
             f"{args.reference} is loaded, not trained",
             file=sys.stderr,
         )
+    unused = rm_cli.unused_options(args, defaults)
+    if unused and not resuming:
+        why = (
+            f"--reward-model {args.reward_model} is loaded, not trained"
+            if args.reward_model
+            else "no --reward-model"
+        )
+        print(f"jaxpg lm: {', '.join(unused)} not used: {why}", file=sys.stderr)
     enable_compilation_cache(args)
     if not resuming:
         (out / RUN_FILE).write_text(
@@ -438,6 +453,15 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     print(
         f"reference {version} ({'loaded' if args.reference else 'SFT'}, {sft_s:.1f}s)"
     )
+    try:
+        task, rm_record = rm_cli.prepare(
+            args, out, resuming, task, model_cfg, ref_params
+        )
+    except ValueError as e:
+        print(f"jaxpg lm: error: {e}", file=sys.stderr)
+        return 2
+    if rm_record is not None:
+        print(rm_cli.describe(rm_record))
 
     options = compiler_options(args.xla_ynn, jax.default_backend())
     try:
@@ -479,6 +503,8 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     record = {
         "task": task.name,
         "reference_version": version,
+        "reward_model_version": rm_record and rm_record["version"],
+        "reward_model": rm_record,
         "model": dataclasses.asdict(model_cfg),
         "rl": dataclasses.asdict(rl_cfg),
         "seeds": args.seeds,
@@ -553,8 +579,11 @@ def _plot(metrics, flags, path, task, rl_cfg, version) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    learned = task.name.endswith("+rm")
     titles = {
-        "reward": "optimised reward" + (" (proxy)" if task.has_proxy else ""),
+        "reward": "learned reward (reward model)"
+        if learned
+        else "optimised reward" + (" (proxy)" if task.has_proxy else ""),
         "true_reward": "true reward (exact match)",
         "kl_exact": "KL(pi || ref), exact, per response",
         "response_length": "response length",
