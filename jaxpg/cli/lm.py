@@ -119,23 +119,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="replace a run already in --out",
     )
-    g = p.add_argument_group("model")
-    g.add_argument("--width", type=int, default=32, help="model width (%(default)s)")
-    g.add_argument("--layers", type=int, default=2, help="layers (%(default)s)")
-    g.add_argument("--heads", type=int, default=2, help="heads (%(default)s)")
-    g.add_argument(
-        "--positions", default="learned", choices=POSITIONS,
-        help="position encoding (%(default)s)",
-    )  # fmt: skip
-    g = p.add_argument_group("supervised warm start (the reference)")
-    g.add_argument("--reference", default=None, help="load a saved reference DIR")
-    g.add_argument("--sft-steps", type=int, default=40, help="SFT steps (%(default)s)")
-    g.add_argument(
-        "--sft-lr", type=float, default=3e-3, help="SFT learning rate (%(default)s)"
-    )
-    g.add_argument(
-        "--sft-batch", type=int, default=64, help="SFT batch size (%(default)s)"
-    )
+    add_flags(p.add_argument_group("model"), _MODEL_FLAGS)
+    add_flags(p.add_argument_group("supervised warm start (the reference)"), _SFT_FLAGS)
     g = p.add_argument_group("RL")
     add_flags(g, _rl_flags(rlm.RLConfig()))
     g.add_argument(
@@ -153,6 +138,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(func=run)
     p.set_defaults(defaults={a.dest: a.default for a in p._actions})
     return p
+
+
+_MODEL_FLAGS: tuple[Flag, ...] = (
+    ("--width", int, 32, "model width (%(default)s)"),
+    ("--layers", int, 2, "layers (%(default)s)"),
+    ("--heads", int, 2, "heads (%(default)s)"),
+    ("--positions", POSITIONS, "learned", "position encoding (%(default)s)"),
+)
+_SFT_FLAGS: tuple[Flag, ...] = (
+    ("--reference", str, None, "load a saved reference DIR"),
+    ("--sft-steps", int, 40, "SFT steps (%(default)s)"),
+    ("--sft-lr", float, 3e-3, "SFT learning rate (%(default)s)"),
+    ("--sft-batch", int, 64, "SFT batch size (%(default)s)"),
+)
 
 
 def _rl_flags(d: rlm.RLConfig) -> tuple[Flag, ...]:

@@ -122,7 +122,7 @@ def test_dataset_rollout_host_reward_equals_jittable_reward(word_tasks):
     """A rollout on the jittable task under jit and vmap over two seeds, its
     responses scored again by the host task (strings, the string column
     looked up by row) with the columns drawn from the rollout's prompt key:
-    the same rewards (one compiled program)."""
+    the same rewards; ``evaluate`` on both tasks too (one compiled program)."""
     tok, (on_device, on_host) = word_tasks
     cfg = model.TransformerConfig(
         vocab_size=tok.vocab_size, width=8, num_layers=1, num_heads=2, max_len=8
@@ -135,13 +135,17 @@ def test_dataset_rollout_host_reward_equals_jittable_reward(word_tasks):
         prompt_key, _ = jax.random.split(key)  # as rollout draws its prompts
         columns = tasks.draw_columns(on_host, prompt_key, 4, 2)
         again = rl.scores(on_host, ro.prompts, ro.responses, ro.mask, "N", columns)
-        return ro.reward, again[0], again[1]
+        evals = [rl.evaluate(key, params, t, cfg, 8) for t in (on_device, on_host)]
+        return ro.reward, again[0], again[1], [e["reward"] for e in evals]
 
     keys = jax.random.split(jax.random.key(1), 2)
-    want, got, true = jax.jit(jax.vmap(both))(keys)
+    want, got, true, evals = jax.jit(jax.vmap(both))(keys)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(true, got)  # true_reward defaults to reward
     assert len(np.unique(np.asarray(want))) > 2  # rewards that tell rows apart
+    # evaluate draws its rows' columns too: the same mean reward both ways.
+    np.testing.assert_array_equal(evals[1], evals[0])
+    assert (np.asarray(evals[0]) > 0).all()
 
 
 @pytest.mark.parametrize(
