@@ -63,7 +63,9 @@ COMMAND_BUDGETS: list[tuple[str, str]] = [
     (r"--seeds \d+", "--seeds 2"),
     (r"--episodes \d+", "--episodes 4"),
     (r"--num-settings \d+", "--num-settings 2"),
-]
+    (r"--reward-model --rm-noise",  # jaxpg lm: a smaller reward model's training
+     "--reward-model --rm-pairs 128 --rm-steps 20 --rm-heldout 64 --rm-noise"),
+]  # fmt: skip
 COMMAND_EXTRAS: dict[str, list[str]] = {
     "train": ["--steps", "4096", "--eval-episodes", "4"],
     "train --resume": ["--eval-episodes", "4"],  # the rest is the run's own

@@ -2,14 +2,17 @@ r"""``jaxpg lm``: SFT warm start, then RL of a token policy on a verifiable task
 
 Steps: (1) supervised warm start on the task's ground truth, or ``--reference
 DIR`` to reuse a saved one; the SFT model is frozen as the KL reference and
-saved to ``OUT/reference`` with its version hash; (2) ``--seeds`` RL runs in one
+saved to ``OUT/reference`` with its version hash; with ``--reward-model``, a
+Bradley–Terry reward model trained on gold-labelled preference pairs (or
+loaded) becomes the optimised reward, the gold one tracked beside it
+(:mod:`jaxpg.cli.lm_reward_model`); (2) ``--seeds`` RL runs in one
 compiled program (seed i starts from the reference with ``jax.random.key(i)``),
 in compiled chunks of updates so that a progress bar can advance; (3) every
 seed's final policy and the reference are evaluated on fresh prompts; a summary
-table is printed, ``metrics.json`` (settings, reference version, per-update
-metrics ``[S, U]``, summary) and ``curves.png`` (reward, accuracy, KL and
-response length over updates, mean and range over seeds) are written to
-``--out``.
+table is printed, ``metrics.json`` (settings, reference and reward-model
+versions, per-update metrics ``[S, U]``, summary) and ``curves.png`` (reward,
+accuracy, KL and response length over updates, mean and range over seeds) are
+written to ``--out``.
 
 On CPU the RL program is compiled with XLA's YNNPACK fusions off
 (``--xla-ynn off``, the default): XLA's own CPU kernels made the RL update
@@ -46,9 +49,12 @@ import jax
 import numpy as np
 
 import jaxpg
+from jaxpg.cli import lm_reward_model as rm_cli
 from jaxpg.cli.options import (
+    Flag,
     PlainHelpFormatter,
     add_cache_argument,
+    add_flags,
     check_output_dir,
     enable_compilation_cache,
     strict_json,
@@ -72,6 +78,7 @@ examples:
   jaxpg lm --task sort --seeds 4                       # GRPO, k3 KL in the loss
   jaxpg lm --task add --advantage rloo --kl-placement reward --kl-estimator k1
   jaxpg lm --task sort_proxy --beta 0 --out runs/hack  # reward hacking, flagged
+  jaxpg lm --task sort --reward-model --rm-noise 0.2   # RL on a learned reward
 """
 
 
@@ -84,7 +91,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=PlainHelpFormatter,
     )
-    d = rlm.RLConfig()
     p.add_argument(
         "--task", default="sort", choices=tasks.TASKS, help="task (%(default)s)"
     )
@@ -113,100 +119,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="replace a run already in --out",
     )
-    g = p.add_argument_group("model")
-    g.add_argument("--width", type=int, default=32, help="model width (%(default)s)")
-    g.add_argument("--layers", type=int, default=2, help="layers (%(default)s)")
-    g.add_argument("--heads", type=int, default=2, help="heads (%(default)s)")
-    g.add_argument(
-        "--positions", default="learned", choices=POSITIONS,
-        help="position encoding (%(default)s)",
-    )  # fmt: skip
-    g = p.add_argument_group("supervised warm start (the reference)")
-    g.add_argument("--reference", default=None, help="load a saved reference DIR")
-    g.add_argument("--sft-steps", type=int, default=40, help="SFT steps (%(default)s)")
-    g.add_argument(
-        "--sft-lr", type=float, default=3e-3, help="SFT learning rate (%(default)s)"
-    )
-    g.add_argument(
-        "--sft-batch", type=int, default=64, help="SFT batch size (%(default)s)"
-    )
+    add_flags(p.add_argument_group("model"), _MODEL_FLAGS)
+    add_flags(p.add_argument_group("supervised warm start (the reference)"), _SFT_FLAGS)
     g = p.add_argument_group("RL")
-    g.add_argument(
-        "--updates", type=int, default=150, help="RL updates per seed (%(default)s)"
-    )
-    g.add_argument(
-        "--prompts", type=int, default=d.num_prompts,
-        help="prompts per update (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--group", type=int, default=d.group_size,
-        help="samples per prompt (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--max-new-tokens", type=int, default=None,
-        help="longest response (default: the task's)",
-    )  # fmt: skip
-    g.add_argument(
-        "--advantage", default=d.advantage, choices=est.ADVANTAGES,
-        help="advantage estimator (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--aggregation", default="token_mean", choices=est.AGGREGATIONS,
-        help="how token losses are averaged (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--kl-placement", default=d.kl_placement, choices=rlm.KL_PLACEMENTS,
-        help="KL to the reference in the loss or in the reward (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--kl-estimator", default=d.kl_estimator, choices=est.KL_ESTIMATORS,
-        help="KL estimator (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--beta", type=float, default=d.beta, help="KL coefficient (%(default)s)"
-    )
-    g.add_argument(
-        "--lr", type=float, default=2e-3, help="RL learning rate (%(default)s)"
-    )
-    g.add_argument(
-        "--epochs", type=int, default=d.epochs,
-        help="passes over each batch (%(default)s)",
-    )  # fmt: skip
-    g.add_argument("--clip-eps", type=float, default=0.2, help="0: no clipping")
-    g.add_argument(
-        "--clip-eps-high", type=float, default=None,
-        help="upper ratio clip (DAPO clip-higher; default --clip-eps)",
-    )  # fmt: skip
-    g.add_argument("--dual-clip", type=float, default=None, help="dual-clip c > 1")
-    g.add_argument(
-        "--importance-ratio", default="token", choices=rlm.IMPORTANCE_RATIOS,
-        help="per token, or per sequence (GSPO; needs --aggregation seq_mean)",
-    )  # fmt: skip
-    g.add_argument(
-        "--dynamic-sampling", type=int, default=None,
-        help="groups drawn per update, --prompts informative ones kept (DAPO)",
-    )  # fmt: skip
-    g.add_argument(
-        "--overlong-buffer", type=int, default=None,
-        help="soft overlong penalty over the budget's last tokens (DAPO)",
-    )  # fmt: skip
-    g.add_argument(
-        "--overlong-penalty", type=float, default=d.overlong_penalty,
-        help="the overlong penalty at the budget (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--mask-truncated", action="store_true",
-        help="drop responses without EOS from the loss (DAPO)",
-    )  # fmt: skip
-    g.add_argument(
-        "--temperature", type=float, default=d.temperature,
-        help="sampling temperature (%(default)s)",
-    )  # fmt: skip
-    g.add_argument(
-        "--hack-window", type=int, default=10,
-        help="updates over which reward hacking is judged (%(default)s)",
-    )  # fmt: skip
-    g.add_argument("--chunk", type=int, default=None, help="updates per chunk")
+    add_flags(g, _rl_flags(rlm.RLConfig()))
     g.add_argument(
         "--no-progress",
         action="store_true",
@@ -217,18 +133,77 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="XLA's YNNPACK fusions for the RL program on CPU (default off: "
         "XLA's own kernels, faster at these sizes)",
     )  # fmt: skip
+    rm_cli.add_arguments(p)
     add_cache_argument(p)
     p.set_defaults(func=run)
     p.set_defaults(defaults={a.dest: a.default for a in p._actions})
     return p
 
 
-def program_description(args: argparse.Namespace, model_cfg, rl_cfg) -> dict:
+_MODEL_FLAGS: tuple[Flag, ...] = (
+    ("--width", int, 32, "model width (%(default)s)"),
+    ("--layers", int, 2, "layers (%(default)s)"),
+    ("--heads", int, 2, "heads (%(default)s)"),
+    ("--positions", POSITIONS, "learned", "position encoding (%(default)s)"),
+)
+_SFT_FLAGS: tuple[Flag, ...] = (
+    ("--reference", str, None, "load a saved reference DIR"),
+    ("--sft-steps", int, 40, "SFT steps (%(default)s)"),
+    ("--sft-lr", float, 3e-3, "SFT learning rate (%(default)s)"),
+    ("--sft-batch", int, 64, "SFT batch size (%(default)s)"),
+)
+
+
+def _rl_flags(d: rlm.RLConfig) -> tuple[Flag, ...]:
+    """The RL group's flags, defaults from ``d`` (``RLConfig()``)."""
+    return (
+        ("--updates", int, 150, "RL updates per seed (%(default)s)"),
+        ("--prompts", int, d.num_prompts, "prompts per update (%(default)s)"),
+        ("--group", int, d.group_size, "samples per prompt (%(default)s)"),
+        ("--max-new-tokens", int, None, "longest response (default: the task's)"),
+        ("--advantage", est.ADVANTAGES, d.advantage,
+         "advantage estimator (%(default)s)"),
+        ("--aggregation", est.AGGREGATIONS, "token_mean",
+         "how token losses are averaged (%(default)s)"),
+        ("--kl-placement", rlm.KL_PLACEMENTS, d.kl_placement,
+         "KL to the reference in the loss or in the reward (%(default)s)"),
+        ("--kl-estimator", est.KL_ESTIMATORS, d.kl_estimator,
+         "KL estimator (%(default)s)"),
+        ("--beta", float, d.beta, "KL coefficient (%(default)s)"),
+        ("--lr", float, 2e-3, "RL learning rate (%(default)s)"),
+        ("--epochs", int, d.epochs, "passes over each batch (%(default)s)"),
+        ("--clip-eps", float, 0.2, "0: no clipping"),
+        ("--clip-eps-high", float, None,
+         "upper ratio clip (DAPO clip-higher; default --clip-eps)"),
+        ("--dual-clip", float, None, "dual-clip c > 1"),
+        ("--importance-ratio", rlm.IMPORTANCE_RATIOS, "token",
+         "per token, or per sequence (GSPO; needs --aggregation seq_mean)"),
+        ("--dynamic-sampling", int, None,
+         "groups drawn per update, --prompts informative ones kept (DAPO)"),
+        ("--overlong-buffer", int, None,
+         "soft overlong penalty over the budget's last tokens (DAPO)"),
+        ("--overlong-penalty", float, d.overlong_penalty,
+         "the overlong penalty at the budget (%(default)s)"),
+        ("--mask-truncated", bool, False,
+         "drop responses without EOS from the loss (DAPO)"),
+        ("--temperature", float, d.temperature, "sampling temperature (%(default)s)"),
+        ("--hack-window", int, 10,
+         "updates over which reward hacking is judged (%(default)s)"),
+        ("--chunk", int, None, "updates per chunk"),
+    )  # fmt: skip
+
+
+def program_description(
+    args: argparse.Namespace, model_cfg, rl_cfg, reward_model: dict | None
+) -> dict:
     """What determines the RL programs besides the reference's parameters
-    (an argument, not part of the program): the task's options and the two
-    configs; the key under which :mod:`jaxpg.drivers.executables` keeps them."""
+    (an argument, not part of the program): the task's options, the two
+    configs and the learned reward model's version (its parameters are in
+    the program); the key under which :mod:`jaxpg.drivers.executables` keeps
+    them."""
     task = [args.task, args.digits, args.reward, args.max_new_tokens]
-    return {"task": task, "model": repr(model_cfg), "rl": repr(rl_cfg)}
+    rm = None if reward_model is None else reward_model["version"]
+    return {"task": task, "model": repr(model_cfg), "rl": repr(rl_cfg), "rm": rm}
 
 
 def build_config(args: argparse.Namespace):
@@ -428,6 +403,7 @@ def run(args: argparse.Namespace) -> int:
         chunk = _chunk(rl_cfg.num_updates, args.chunk)
         if args.reference:
             _check_reference(args.reference)
+        rm_cli.check(args, task)
         if not resuming:
             out = _new_out(args)
         check_output_dir(out, "--resume" if resuming else "--out")
@@ -454,6 +430,14 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
             f"{args.reference} is loaded, not trained",
             file=sys.stderr,
         )
+    unused = rm_cli.unused_options(args, defaults)
+    if unused and not resuming:
+        why = (
+            f"--reward-model {args.reward_model} is loaded, not trained"
+            if args.reward_model
+            else "no --reward-model"
+        )
+        print(f"jaxpg lm: {', '.join(unused)} not used: {why}", file=sys.stderr)
     enable_compilation_cache(args)
     if not resuming:
         (out / RUN_FILE).write_text(
@@ -481,6 +465,15 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     print(
         f"reference {version} ({'loaded' if args.reference else 'SFT'}, {sft_s:.1f}s)"
     )
+    try:
+        task, rm_record = rm_cli.prepare(
+            args, out, resuming, task, model_cfg, ref_params
+        )
+    except ValueError as e:
+        print(f"jaxpg lm: error: {e}", file=sys.stderr)
+        return 2
+    if rm_record is not None:
+        print(rm_cli.describe(rm_record))
 
     options = compiler_options(args.xla_ynn, jax.default_backend())
     try:
@@ -488,7 +481,7 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
             task, model_cfg, rl_cfg, ref_params, args.seeds, chunk, options,
             show_compile=not args.no_progress, run_dir=out, resume=resuming,
             progress=not args.no_progress,
-            description=program_description(args, model_cfg, rl_cfg),
+            description=program_description(args, model_cfg, rl_cfg, rm_record),
         )  # fmt: skip
     except CheckpointError as e:
         print(f"jaxpg lm: error: cannot resume {out}: {e}", file=sys.stderr)
@@ -523,6 +516,8 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     record = {
         "task": task.name,
         "reference_version": version,
+        "reward_model_version": rm_record and rm_record["version"],
+        "reward_model": rm_record,
         "model": dataclasses.asdict(model_cfg),
         "rl": dataclasses.asdict(rl_cfg),
         "seeds": args.seeds,
@@ -597,8 +592,11 @@ def _plot(metrics, flags, path, task, rl_cfg, version) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    learned = task.name.endswith("+rm")
     titles = {
-        "reward": "optimised reward" + (" (proxy)" if task.has_proxy else ""),
+        "reward": "learned reward (reward model)"
+        if learned
+        else "optimised reward" + (" (proxy)" if task.has_proxy else ""),
         "true_reward": "true reward (exact match)",
         "kl_exact": "KL(pi || ref), exact, per response",
         "response_length": "response length",

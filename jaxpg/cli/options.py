@@ -167,6 +167,23 @@ def _env_int(name: str) -> int | None:
         raise ValueError(f"${_ENV[name]}={raw!r} is invalid: must be an int") from None
 
 
+# One command-line flag as a table row: (flag, kind, default, help), where
+# kind is a type (int, float, str), a tuple of choices, or bool (a switch).
+Flag = tuple[str, Any, Any, str]
+
+
+def add_flags(group: Any, table: tuple[Flag, ...]) -> None:
+    """Add the flags of ``table`` (rows of :data:`Flag`) to ``group``, an
+    ``argparse`` parser or argument group."""
+    for flag, kind, default, text in table:
+        if kind is bool:
+            group.add_argument(flag, action="store_true", help=text)
+        elif isinstance(kind, tuple):
+            group.add_argument(flag, default=default, choices=kind, help=text)
+        else:
+            group.add_argument(flag, type=kind, default=default, help=text)
+
+
 CACHE_ENV = "JAXPG_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "jaxpg" / "xla"
 

@@ -9,6 +9,9 @@ Modules: :mod:`.protocol` (the model protocol: any model with parameters, a
 forward pass and optionally a KV cache; NNX and linen adapters),
 :mod:`.model` (jaxpg's transformer, KV cache), :mod:`.sampling` (sampler,
 teacher-forced log-probs), :mod:`.tasks` (sort / add / proxy-reward tasks),
+:mod:`.data` (prompts and columns from a user's dataset, a character
+tokenizer), :mod:`.host_reward` (Python reward functions through
+``jax.pure_callback``),
 :mod:`.estimators` (advantage, aggregation and KL kernels), :mod:`.sft` (warm
 start, versioned reference), :mod:`.reward_model` (Bradley–Terry reward model
 from preference pairs, RL against it), :mod:`.dpo` (DPO on the same pairs),
@@ -25,6 +28,7 @@ from jaxpg.sequence.dpo import (
     make_dpo_train,
     sequence_log_probs,
 )
+from jaxpg.sequence.data import CharTokenizer, dataset_task
 from jaxpg.sequence.estimators import (
     ADVANTAGES,
     AGGREGATIONS,
@@ -37,6 +41,7 @@ from jaxpg.sequence.estimators import (
     kl_tokens,
     surrogate_terms,
 )
+from jaxpg.sequence.host_reward import host_reward
 from jaxpg.sequence.model import KVCache, TransformerConfig, apply, init, init_cache
 from jaxpg.sequence.protocol import (
     SequenceModel,
@@ -103,6 +108,7 @@ __all__ = [
     "TASKS",
     "Batch",
     "DPOOutput",
+    "CharTokenizer",
     "Hyperparams",
     "KVCache",
     "PreferencePairs",
@@ -121,12 +127,14 @@ __all__ = [
     "bradley_terry_loss",
     "data_parallel",
     "dpo_loss",
+    "dataset_task",
     "entropy",
     "evaluate",
     "exact_kl",
     "from_linen",
     "from_nnx",
     "group_advantages",
+    "host_reward",
     "init",
     "init_cache",
     "kl_shaped_rewards",

@@ -43,7 +43,7 @@ from jaxpg.algorithms.base import injected_adam
 from jaxpg.sequence import checks, sampling, sft
 from jaxpg.sequence.protocol import SequenceModel, as_model, causal
 from jaxpg.sequence.sampling import ModelLike
-from jaxpg.sequence.tasks import EOS, PAD, Task
+from jaxpg.sequence.tasks import EOS, PAD, Task, draw_columns
 
 Array = jax.Array
 
@@ -223,11 +223,13 @@ def preference_pairs(
     r = task.max_new_tokens if max_new_tokens is None else max_new_tokens
     prompt_key, sample_key, flip_key = jax.random.split(key, 3)
     prompts = jnp.repeat(task.sample_prompts(prompt_key, num_pairs), 2, axis=0)
+    columns = draw_columns(task, prompt_key, num_pairs, 2)
     s = sampling.sample(
         sample_key, policy_params, policy, prompts, r, eos_id=EOS, pad_id=PAD,
         temperature=temperature, group_size=2,
     )  # fmt: skip
-    gold = task.true_reward(prompts, s.responses, s.mask).reshape(num_pairs, 2)
+    gold = task.true_reward(prompts, s.responses, s.mask, **columns)
+    gold = gold.reshape(num_pairs, 2)
     first_wins = gold[:, 0] > gold[:, 1]
     flip = jax.random.bernoulli(flip_key, noise, (num_pairs,))
     first_chosen = first_wins != flip
@@ -246,7 +248,8 @@ def learned_reward_task(task: Task, backbone: ModelLike, params: dict) -> Task:
     """``task`` optimising the learned reward (the proxy) with its gold
     ``true_reward`` and ``accuracy`` kept: RL reports both."""
 
-    def learned(prompts, responses, mask):
+    def learned(prompts, responses, mask, **columns):
+        del columns  # the reward model reads the prompt and the response
         return reward_scores(params, backbone, prompts, responses, mask)
 
     return dataclasses.replace(

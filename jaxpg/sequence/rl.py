@@ -57,7 +57,7 @@ import optax
 
 from jaxpg.algorithms.base import injected_adam, keep_if_finite, set_learning_rate
 from jaxpg.kernels.losses import masked_mean
-from jaxpg.sequence import checks, sampling
+from jaxpg.sequence import checks, sampling, tasks
 from jaxpg.sequence import estimators as est
 from jaxpg.sequence.rlconfig import (  # re-exported: rl.RLConfig and friends
     IMPORTANCE_RATIOS,  # noqa: F401
@@ -159,6 +159,7 @@ def rollout(
     prompt_key, sample_key = jax.random.split(key)
     r, g, pool = rl.response_len(task), rl.group_size, rl.pool_size()
     prompts = task.sample_prompts(prompt_key, pool)
+    columns = tasks.draw_columns(task, prompt_key, pool, g)
     if batch_sharding is not None:
         prompts = jax.lax.with_sharding_constraint(prompts, batch_sharding)
     prompts = jnp.repeat(prompts, g, axis=0)  # [N, Lp], grouped
@@ -168,8 +169,9 @@ def rollout(
     )  # fmt: skip
     drawn = "dynamic_sampling" if rl.dynamic_sampling else "num_prompts"
     scored = scores(
-        task, prompts, samples.responses, samples.mask, f"{drawn} * group_size"
-    )
+        task, prompts, samples.responses, samples.mask, f"{drawn} * group_size",
+        columns,
+    )  # fmt: skip
     rows = (prompts, samples.responses, samples.mask, samples.log_probs, *scored)
     grouped = scored[0].reshape(pool, g)
     informative = jnp.any(grouped != grouped[:, :1], axis=1)
@@ -192,17 +194,23 @@ def rollout(
 
 
 def scores(
-    task: Task, prompts: Array, responses: Array, mask: Array, what: str
+    task: Task,
+    prompts: Array,
+    responses: Array,
+    mask: Array,
+    what: str,
+    columns: dict[str, Array] | None = None,
 ) -> tuple[Array, Array, Array]:
     """``(reward, true_reward, accuracy)`` of ``N`` responses, each ``[N]``
     float32; a task function (a user's ``reward_fn``) that returns another
     shape raises ValueError naming it and ``[N]`` (``what`` says where ``N``
-    comes from)."""
+    comes from). ``columns`` (``{name: [N, ...]}``) go to each as keywords."""
     n = responses.shape[0]
+    columns = columns or {}
     return tuple(
         checks.check_rewards(
             f"task.{name} ({task.name})",
-            getattr(task, name)(prompts, responses, mask),
+            getattr(task, name)(prompts, responses, mask, **columns),
             n,
             f"N = {what} = {n}",
         )
@@ -515,12 +523,13 @@ def evaluate(
     prompt_key, sample_key = jax.random.split(key)
     r = task.max_new_tokens if max_new_tokens is None else max_new_tokens
     prompts = task.sample_prompts(prompt_key, num_prompts)
+    columns = tasks.draw_columns(task, prompt_key, num_prompts)
     s = sampling.sample(
         sample_key, params, model_cfg, prompts, r, eos_id=EOS, pad_id=PAD,
         temperature=temperature,
     )  # fmt: skip
     reward, true_reward, accuracy = scores(
-        task, prompts, s.responses, s.mask, "num_prompts"
+        task, prompts, s.responses, s.mask, "num_prompts", columns
     )
     return {
         "accuracy": jnp.mean(accuracy),

@@ -5,7 +5,12 @@ Vocabulary (:data:`VOCAB_SIZE` = 14): ``PAD=0``, ``EOS=1``, digits ``0..9`` as
 per task; every answer ends with ``EOS``.
 
 A reward is a jittable ``reward_fn(prompts [N, Lp], responses [N, R],
-mask [N, R]) -> [N] float32`` (a user may pass their own: :func:`with_reward`).
+mask [N, R], **columns) -> [N] float32`` (a user may pass their own:
+:func:`with_reward`; a host Python function through
+:func:`jaxpg.sequence.data.host_reward`). ``columns`` are the extra columns of
+a dataset's rows (:func:`jaxpg.sequence.data.dataset_task`: ``{name: [N,
+...]}``, drawn with the prompts by :func:`draw_columns`); the built-in tasks
+have none.
 Each :class:`Task` carries three of them:
 
 * ``reward``: what RL maximises: exact match (``reward="exact"``, the default)
@@ -65,6 +70,9 @@ class Task:
       true_reward: the reward the user cares about, same signature.
       accuracy: exact match, same signature.
       has_proxy: ``reward`` is a proxy of ``true_reward`` (metrics name it so).
+      sample_columns: ``(key, n) -> {name: [n, ...]}``, the extra columns of
+        the rows ``sample_prompts(key, n)`` draws with the same key, passed to
+        the reward functions as keywords; ``None``: no columns.
     """
 
     name: str
@@ -77,6 +85,17 @@ class Task:
     true_reward: RewardFn
     accuracy: RewardFn
     has_proxy: bool = False
+    sample_columns: Callable[[Array, int], dict[str, Array]] | None = None
+
+
+def draw_columns(task: Task, key: Array, n: int, repeat: int = 1) -> dict[str, Array]:
+    """The columns of the ``n`` rows ``task.sample_prompts(key, n)`` draws,
+    each row repeated ``repeat`` times as the prompts of a group are
+    (``{name: [n repeat, ...]}``; ``{}`` for a task without columns)."""
+    if task.sample_columns is None:
+        return {}
+    columns = task.sample_columns(key, n)
+    return {k: jnp.repeat(v, repeat, axis=0) for k, v in columns.items()}
 
 
 def _matches(answers: Array, responses: Array) -> Array:
