@@ -21,6 +21,7 @@ from preference pairs, RL against it), :mod:`.dpo` (DPO on the same pairs),
 ``S`` seeds, ``U`` updates.
 """
 
+from jaxpg.sequence.data import CharTokenizer, dataset_task
 from jaxpg.sequence.dpo import (
     DPOOutput,
     dpo_loss,
@@ -28,7 +29,6 @@ from jaxpg.sequence.dpo import (
     make_dpo_train,
     sequence_log_probs,
 )
-from jaxpg.sequence.data import CharTokenizer, dataset_task
 from jaxpg.sequence.estimators import (
     ADVANTAGES,
     AGGREGATIONS,
@@ -107,8 +107,8 @@ __all__ = [
     "RL",
     "TASKS",
     "Batch",
-    "DPOOutput",
     "CharTokenizer",
+    "DPOOutput",
     "Hyperparams",
     "KVCache",
     "PreferencePairs",
@@ -126,8 +126,8 @@ __all__ = [
     "as_model",
     "bradley_terry_loss",
     "data_parallel",
-    "dpo_loss",
     "dataset_task",
+    "dpo_loss",
     "entropy",
     "evaluate",
     "exact_kl",
