@@ -11,6 +11,11 @@ adapter keeps it:
   (``⌈episode_length / action_repeat⌉`` agent steps, brax's own count);
 * ``info["final_observation"]``: the state's ``obs`` after the step, before
   the adapter's reset (a fresh ``env.reset`` with its own key).
+
+A brax / MJX reset runs the physics' forward pass, as costly as a step, so
+the adapter resets only the envs whose episode ended, also under ``vmap``
+(``costly_reset``, :func:`jaxpg.envs.lanes.reset_where`): a step where ``n``
+of ``B`` envs end computes a few more than ``n`` resets, not ``B``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxpg.envs.suite_base import SuiteEnv, import_suite, select
+from jaxpg.envs.lanes import select_envs
+from jaxpg.envs.suite_base import SuiteEnv, import_suite
 
 Array = jax.Array
 
@@ -53,6 +59,8 @@ class BraxAdapter(SuiteEnv):
     brax's and Playground's convention (their trainers squash with ``tanh``).
     """
 
+    costly_reset = True
+
     def __init__(self, env, name, params, low, high):
         super().__init__(env, name, params)
         self._low, self._high = low, high
@@ -64,7 +72,7 @@ class BraxAdapter(SuiteEnv):
     def _step(self, key, state, action, params):
         def once(carry, _):
             inner, total, done = carry
-            nxt = select(done, inner, self._env.step(inner, action))
+            nxt = select_envs(done, inner, self._env.step(inner, action))
             total = total + jnp.where(done, 0.0, jnp.asarray(nxt.reward, jnp.float32))
             return (nxt, total, done | (nxt.done > 0.5)), None
 
