@@ -29,7 +29,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from jaxpg.envs.lanes import select_envs
-from jaxpg.envs.suite_base import SuiteEnv, import_suite
+from jaxpg.envs.suite_base import Suite, SuiteEnv, make_named
 
 Array = jax.Array
 
@@ -153,39 +153,42 @@ def from_brax(
     return BraxAdapter(env, name, params, low, high), params
 
 
-def make(name: str) -> tuple[BraxAdapter, BraxParams]:
-    """``"brax/<env>"`` (``brax.envs.get_environment``) or
-    ``"playground/<Env>"`` (``mujoco_playground.registry.load``, with the env
-    config's ``episode_length`` and ``action_repeat``, and ``impl="jax"``).
-
-    Raises:
-      ValueError: an unknown env name (the message lists the suite's names).
-      ImportError: the suite's package is missing (names the extra).
-    """
-    suite, _, env_name = name.partition("/")
-    if suite == "brax":
-        envs = import_suite("brax.envs", "brax", f"env={name!r}")
-        known = sorted(envs._envs)
-        if env_name not in known:
-            raise ValueError(
-                f"env={name!r} is not a brax env; known: "
-                + ", ".join(f"brax/{k}" for k in known)
-            )
-        return from_brax(envs.get_environment(env_name), name=name)
-    registry = import_suite("mujoco_playground", "playground", f"env={name!r}").registry
-    known = sorted(registry.ALL_ENVS)
-    if env_name not in known:
-        raise ValueError(
-            f"env={name!r} is not a MuJoCo Playground env; known: "
-            + ", ".join(f"playground/{k}" for k in known)
-        )
-    config = registry.get_default_config(env_name)
+def _playground(
+    registry: Any, env_id: str, name: str
+) -> tuple[BraxAdapter, BraxParams]:
+    config = registry.get_default_config(env_id)
     # MJX's JAX implementation: Playground's default "warp" one leaks a tracer
     # under jaxpg's rollout (scan over a vmapped step with its auto-reset).
-    env = registry.load(env_name, config_overrides={"impl": "jax"})
+    env = registry.load(env_id, config_overrides={"impl": "jax"})
     return from_brax(
         env,
         episode_length=int(config.episode_length),
         action_repeat=int(config.get("action_repeat", 1)),
         name=name,
     )
+
+
+SUITES = {
+    "brax": Suite(
+        "brax.envs",
+        "brax",
+        "brax",
+        lambda envs: envs._envs,
+        lambda envs, env_id, name: from_brax(envs.get_environment(env_id), name=name),
+    ),
+    "playground": Suite(
+        "mujoco_playground.registry",
+        "playground",
+        "MuJoCo Playground",
+        lambda registry: registry.ALL_ENVS,
+        _playground,
+    ),
+}
+
+
+def make(name: str) -> tuple[BraxAdapter, BraxParams]:
+    """``"brax/<env>"`` (``brax.envs.get_environment``) or
+    ``"playground/<Env>"`` (``mujoco_playground.registry.load``, with the env
+    config's ``episode_length`` and ``action_repeat``, and ``impl="jax"``);
+    see :func:`make_named`."""
+    return make_named(name, SUITES[name.partition("/")[0]])

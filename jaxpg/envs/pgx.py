@@ -21,7 +21,13 @@ import jax
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
-from jaxpg.envs.suite_base import SuiteEnv, SuiteParams, import_suite, with_mask
+from jaxpg.envs.suite_base import (
+    Suite,
+    SuiteEnv,
+    SuiteParams,
+    make_named,
+    with_mask,
+)
 
 Array = jax.Array
 
@@ -97,19 +103,16 @@ def single_agent_games(pgx: Any) -> tuple[str, ...]:
     )
 
 
-def make(name: str) -> tuple[PgxAdapter, SuiteParams]:
-    """``"pgx/<id>"``: ``pgx.make(id)`` adapted.
+SUITE = Suite(
+    "pgx",
+    "pgx",
+    "single-agent pgx",
+    single_agent_games,
+    lambda pgx, env_id, name: from_pgx(pgx.make(env_id), name=name),
+)
 
-    Raises:
-      ValueError: not a single-agent pgx game (the message lists them).
-      ImportError: ``pgx`` (or, for MinAtar, ``pgx-minatar``) is missing.
-    """
-    pgx = import_suite("pgx", "pgx", f"env={name!r}")
-    env_id = name.partition("/")[2]
-    known = single_agent_games(pgx)
-    if env_id not in known:
-        raise ValueError(
-            f"env={name!r} is not a single-agent pgx game; known: "
-            + ", ".join(f"pgx/{k}" for k in known)
-        )
-    return from_pgx(pgx.make(env_id), name=name)
+
+def make(name: str) -> tuple[PgxAdapter, SuiteParams]:
+    """``"pgx/<id>"``: ``pgx.make(id)`` adapted (:func:`make_named`; MinAtar
+    needs the ``pgx-minatar`` package)."""
+    return make_named(name, SUITE)

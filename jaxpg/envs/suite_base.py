@@ -16,7 +16,8 @@ ranks, which a strict caller (``"raise"``) would otherwise turn into errors.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,35 @@ def import_suite(module: str, extra: str, what: str) -> Any:
             f"{what} needs the {module.split('.')[0]} package: "
             f"pip install 'jaxpg[{extra}]'"
         ) from err
+
+
+class Suite(NamedTuple):
+    """How ``"SUITE/<id>"`` names are built (see :func:`make_named`)."""
+
+    module: str  # imported to build an env ("brax.envs")
+    extra: str  # jaxpg's extra that installs it ("brax")
+    title: str  # the suite's name in messages ("brax")
+    known: Callable[[Any], Iterable[str]]  # module -> the suite's ids
+    build: Callable[[Any, str, str], tuple[Any, Any]]  # (module, id, name) -> env
+
+
+def make_named(name: str, suite: Suite) -> tuple[Any, Any]:
+    """``(env, env_params)`` for ``name = "SUITE/<id>"``: import the suite, check
+    the id against its registry, build.
+
+    Raises:
+      ValueError: an unknown id (the message lists the suite's names).
+      ImportError: the suite's package is missing (names the extra).
+    """
+    module = import_suite(suite.module, suite.extra, f"env={name!r}")
+    prefix, _, env_id = name.partition("/")
+    known = sorted(suite.known(module))
+    if env_id not in known:
+        raise ValueError(
+            f"env={name!r} is not a {suite.title} env; known: "
+            + ", ".join(f"{prefix}/{k}" for k in known)
+        )
+    return suite.build(module, env_id, name)
 
 
 def space_of(tree: Any) -> spaces.Space:
