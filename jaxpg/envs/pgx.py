@@ -66,7 +66,8 @@ def from_pgx(
     Args:
       env: from ``pgx.make`` with ``num_players == 1`` (``"2048"``, MinAtar).
       max_episode_steps: truncate after this many steps (``None``: pgx's own
-        end only; then set ``Config.max_episode_steps``).
+        end only; then training and evaluation need ``Config.max_episode_steps``;
+        by name, :data:`DEFAULT_MAX_EPISODE_STEPS`).
       name: its name, e.g. ``"pgx/2048"``.
 
     Raises:
@@ -96,8 +97,15 @@ def from_pgx(
     return PgxAdapter(env, name, params), params
 
 
+# pgx's single-agent games have no time limit; by name they get this one, far
+# past the end of a random game (2048: ~150 moves; a game reaching the 2048
+# tile: ~1000), so that evaluation has a horizon and training is unchanged.
+DEFAULT_MAX_EPISODE_STEPS = 10_000
+
+
 def single_agent_games(pgx: Any) -> tuple[str, ...]:
-    """pgx's single-agent game ids (MinAtar's only with its package)."""
+    """pgx's single-agent game ids: ``"2048"`` and MinAtar's (pgx ≥ 2.6 ships
+    them in its own wheel, ``pgx.minatar``)."""
     return tuple(
         g for g in pgx.available_envs() if g == "2048" or g.startswith("minatar")
     )
@@ -108,11 +116,15 @@ SUITE = Suite(
     "pgx",
     "single-agent pgx",
     single_agent_games,
-    lambda pgx, env_id, name: from_pgx(pgx.make(env_id), name=name),
+    lambda pgx, env_id, name: from_pgx(
+        pgx.make(env_id), max_episode_steps=DEFAULT_MAX_EPISODE_STEPS, name=name
+    ),
 )
 
 
 def make(name: str) -> tuple[PgxAdapter, SuiteParams]:
-    """``"pgx/<id>"``: ``pgx.make(id)`` adapted (:func:`make_named`; MinAtar
-    needs the ``pgx-minatar`` package)."""
+    """``"pgx/<id>"``: ``pgx.make(id)`` adapted with the time limit
+    :data:`DEFAULT_MAX_EPISODE_STEPS` (a ``Config.max_episode_steps`` below it
+    cuts first); ``"pgx/2048"``, ``"pgx/minatar-breakout"``, ... (see
+    :func:`make_named`)."""
     return make_named(name, SUITE)
