@@ -114,6 +114,29 @@ def test_unsupported_action_spec_and_wrappers_are_named():
         jaxpg.envs.from_jumanji(object())
 
 
+def test_multidiscrete_mask_shape_decides_joint_or_per_factor():
+    """nvec [2, 3] with a [2, 3] mask: joint by default (Discrete(6), a [6]
+    mask); told per factor, MultiDiscrete with the padded rows cut to [5]."""
+
+    class Multi(Toy):
+        def _obs(self, count):
+            mask = jnp.array([[True, False, False], [True, True, False]])
+            return Observation(jnp.stack([count, 0.5]).astype(jnp.float32), mask)
+
+        @property
+        def action_spec(self):
+            return specs.MultiDiscreteArray(jnp.array([2, 3]), name="action")
+
+    env, params = jaxpg.envs.from_jumanji(Multi(goal=GOAL))
+    assert env.action_space(params).n == 6
+    mask = env.reset(jax.random.key(0), params)[0]["action_mask"]
+    np.testing.assert_array_equal(mask, [1, 0, 0, 1, 1, 0])
+    env, params = jaxpg.envs.from_jumanji(Multi(goal=GOAL), joint_mask=False)
+    assert env.action_space(params).nvec.tolist() == [2, 3]
+    mask = env.reset(jax.random.key(0), params)[0]["action_mask"]
+    np.testing.assert_array_equal(mask, [1, 0, 1, 1, 0])  # row 0 cut to 2
+
+
 def test_snake_steps_as_jumanji_does_and_resets_after_the_end():
     """Snake-v1 (4x4, time_limit=6) against its own step on the same states:
     equal final observation, reward and flags. Jumanji 1.1.2's Snake ends at
