@@ -177,10 +177,10 @@ SUITES = {
         lambda envs, env_id, name: from_brax(envs.get_environment(env_id), name=name),
     ),
     "playground": Suite(
-        "mujoco_playground.registry",
+        "mujoco_playground",  # its registry is an attribute, not a module
         "playground",
         "MuJoCo Playground",
-        lambda registry: registry.ALL_ENVS,
+        lambda playground: playground.registry.ALL_ENVS,
         _playground,
     ),
 }
