@@ -154,8 +154,9 @@ def from_brax(
 
 
 def _playground(
-    registry: Any, env_id: str, name: str
+    playground: Any, env_id: str, name: str
 ) -> tuple[BraxAdapter, BraxParams]:
+    registry = playground.registry
     config = registry.get_default_config(env_id)
     # MJX's JAX implementation: Playground's default "warp" one leaks a tracer
     # under jaxpg's rollout (scan over a vmapped step with its auto-reset).
