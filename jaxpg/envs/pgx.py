@@ -98,7 +98,7 @@ def from_pgx(
 
 
 # pgx's single-agent games have no time limit; by name they get this one, far
-# past the end of a random game (2048: ~150 moves; a game reaching the 2048
+# past the end of a random game (2048: ~120 moves; a game reaching the 2048
 # tile: ~1000), so that evaluation has a horizon and training is unchanged.
 DEFAULT_MAX_EPISODE_STEPS = 10_000
 
