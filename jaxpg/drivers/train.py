@@ -99,8 +99,11 @@ def resolve_env(cfg: Config, env: Any = None, env_params: Any = None):
     spec = env_spec(env, env_params)
     if spec.max_episode_steps is None and cfg.max_episode_steps is None:
         raise ValueError(
-            "the environment has no time limit (env_params.max_steps_in_episode); "
-            "set Config.max_episode_steps"
+            f"env={type(env).__name__ if cfg.env == CUSTOM_ENV else cfg.env} has "
+            "no time limit (its env_params.max_steps_in_episode is None): set "
+            "Config.max_episode_steps (jaxpg train --set max_episode_steps=N), or "
+            "build the env with one (e.g. jaxpg.envs.from_pgx(env, "
+            "max_episode_steps=N))"
         )
     return env, env_params, spec
 

@@ -49,6 +49,7 @@ lazy_imports.defer()  # before gymnax: its render-only imports load on use
 from jaxpg.envs.brax import from_brax  # noqa: E402
 from jaxpg.envs.craftax import CRAFTAX_ENVS, CraftaxAdapter, make_craftax  # noqa: E402
 from jaxpg.envs.jumanji import from_jumanji  # noqa: E402
+from jaxpg.envs.lanes import select_envs  # noqa: E402
 from jaxpg.envs.legacy import LegacyStepAdapter  # noqa: E402
 from jaxpg.envs.navix import from_navix  # noqa: E402
 from jaxpg.envs.pgx import from_pgx  # noqa: E402
@@ -64,7 +65,7 @@ from jaxpg.envs.spec import (  # noqa: E402
     observation_fn,
     to_env_action,
 )
-from jaxpg.envs.stepper import EnvStepper, make_stepper, select_envs  # noqa: E402
+from jaxpg.envs.stepper import EnvStepper, make_stepper  # noqa: E402
 from jaxpg.envs.xminigrid import from_xminigrid  # noqa: E402
 
 __all__ = [

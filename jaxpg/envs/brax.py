@@ -11,6 +11,11 @@ adapter keeps it:
   (``⌈episode_length / action_repeat⌉`` agent steps, brax's own count);
 * ``info["final_observation"]``: the state's ``obs`` after the step, before
   the adapter's reset (a fresh ``env.reset`` with its own key).
+
+A brax / MJX reset runs the physics' forward pass, as costly as a step, so
+the adapter resets only the envs whose episode ended, also under ``vmap``
+(``costly_reset``, :func:`jaxpg.envs.lanes.reset_where`): a step where ``n``
+of ``B`` envs end computes a few more than ``n`` resets, not ``B``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxpg.envs.suite_base import SuiteEnv, import_suite, select
+from jaxpg.envs.lanes import select_envs
+from jaxpg.envs.suite_base import Suite, SuiteEnv, make_named
 
 Array = jax.Array
 
@@ -53,6 +59,8 @@ class BraxAdapter(SuiteEnv):
     brax's and Playground's convention (their trainers squash with ``tanh``).
     """
 
+    costly_reset = True
+
     def __init__(self, env, name, params, low, high):
         super().__init__(env, name, params)
         self._low, self._high = low, high
@@ -64,7 +72,7 @@ class BraxAdapter(SuiteEnv):
     def _step(self, key, state, action, params):
         def once(carry, _):
             inner, total, done = carry
-            nxt = select(done, inner, self._env.step(inner, action))
+            nxt = select_envs(done, inner, self._env.step(inner, action))
             total = total + jnp.where(done, 0.0, jnp.asarray(nxt.reward, jnp.float32))
             return (nxt, total, done | (nxt.done > 0.5)), None
 
@@ -145,39 +153,43 @@ def from_brax(
     return BraxAdapter(env, name, params, low, high), params
 
 
-def make(name: str) -> tuple[BraxAdapter, BraxParams]:
-    """``"brax/<env>"`` (``brax.envs.get_environment``) or
-    ``"playground/<Env>"`` (``mujoco_playground.registry.load``, with the env
-    config's ``episode_length`` and ``action_repeat``, and ``impl="jax"``).
-
-    Raises:
-      ValueError: an unknown env name (the message lists the suite's names).
-      ImportError: the suite's package is missing (names the extra).
-    """
-    suite, _, env_name = name.partition("/")
-    if suite == "brax":
-        envs = import_suite("brax.envs", "brax", f"env={name!r}")
-        known = sorted(envs._envs)
-        if env_name not in known:
-            raise ValueError(
-                f"env={name!r} is not a brax env; known: "
-                + ", ".join(f"brax/{k}" for k in known)
-            )
-        return from_brax(envs.get_environment(env_name), name=name)
-    registry = import_suite("mujoco_playground", "playground", f"env={name!r}").registry
-    known = sorted(registry.ALL_ENVS)
-    if env_name not in known:
-        raise ValueError(
-            f"env={name!r} is not a MuJoCo Playground env; known: "
-            + ", ".join(f"playground/{k}" for k in known)
-        )
-    config = registry.get_default_config(env_name)
+def _playground(
+    playground: Any, env_id: str, name: str
+) -> tuple[BraxAdapter, BraxParams]:
+    registry = playground.registry
+    config = registry.get_default_config(env_id)
     # MJX's JAX implementation: Playground's default "warp" one leaks a tracer
     # under jaxpg's rollout (scan over a vmapped step with its auto-reset).
-    env = registry.load(env_name, config_overrides={"impl": "jax"})
+    env = registry.load(env_id, config_overrides={"impl": "jax"})
     return from_brax(
         env,
         episode_length=int(config.episode_length),
         action_repeat=int(config.get("action_repeat", 1)),
         name=name,
     )
+
+
+SUITES = {
+    "brax": Suite(
+        "brax.envs",
+        "brax",
+        "brax",
+        lambda envs: envs._envs,
+        lambda envs, env_id, name: from_brax(envs.get_environment(env_id), name=name),
+    ),
+    "playground": Suite(
+        "mujoco_playground",  # its registry is an attribute, not a module
+        "playground",
+        "MuJoCo Playground",
+        lambda playground: playground.registry.ALL_ENVS,
+        _playground,
+    ),
+}
+
+
+def make(name: str) -> tuple[BraxAdapter, BraxParams]:
+    """``"brax/<env>"`` (``brax.envs.get_environment``) or
+    ``"playground/<Env>"`` (``mujoco_playground.registry.load``, with the env
+    config's ``episode_length`` and ``action_repeat``, and ``impl="jax"``);
+    see :func:`make_named`."""
+    return make_named(name, SUITES[name.partition("/")[0]])

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 from gymnax.environments import spaces
 
-from jaxpg.envs.suite_base import SuiteEnv, SuiteParams, import_suite
+from jaxpg.envs.suite_base import Suite, SuiteEnv, SuiteParams, make_named
 
 Array = jax.Array
 
@@ -65,19 +65,16 @@ def from_navix(
     return NavixAdapter(env, name, params), params
 
 
-def make(name: str) -> tuple[NavixAdapter, SuiteParams]:
-    """``"navix/<id>"``: ``navix.make(id)`` (navix's defaults) adapted.
+SUITE = Suite(
+    "navix",
+    "navix",
+    "navix",
+    lambda navix: navix.registry(),
+    lambda navix, env_id, name: from_navix(navix.make(env_id), name=name),
+)
 
-    Raises:
-      ValueError: an unknown id (the message lists navix's).
-      ImportError: ``navix`` is missing (names the extra).
-    """
-    navix = import_suite("navix", "navix", f"env={name!r}")
-    env_id = name.partition("/")[2]
-    known = sorted(navix.registry())
-    if env_id not in known:
-        raise ValueError(
-            f"env={name!r} is not a navix env; known: "
-            + ", ".join(f"navix/{k}" for k in known)
-        )
-    return from_navix(navix.make(env_id), name=name)
+
+def make(name: str) -> tuple[NavixAdapter, SuiteParams]:
+    """``"navix/<id>"``: ``navix.make(id)`` (navix's defaults) adapted
+    (:func:`make_named`)."""
+    return make_named(name, SUITE)

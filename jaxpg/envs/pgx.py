@@ -21,7 +21,13 @@ import jax
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
-from jaxpg.envs.suite_base import SuiteEnv, SuiteParams, import_suite, with_mask
+from jaxpg.envs.suite_base import (
+    Suite,
+    SuiteEnv,
+    SuiteParams,
+    make_named,
+    with_mask,
+)
 
 Array = jax.Array
 
@@ -60,7 +66,8 @@ def from_pgx(
     Args:
       env: from ``pgx.make`` with ``num_players == 1`` (``"2048"``, MinAtar).
       max_episode_steps: truncate after this many steps (``None``: pgx's own
-        end only; then set ``Config.max_episode_steps``).
+        end only; then training and evaluation need ``Config.max_episode_steps``;
+        by name, :data:`DEFAULT_MAX_EPISODE_STEPS`).
       name: its name, e.g. ``"pgx/2048"``.
 
     Raises:
@@ -90,26 +97,34 @@ def from_pgx(
     return PgxAdapter(env, name, params), params
 
 
+# pgx's single-agent games have no time limit; by name they get this one, far
+# past the end of a random game (2048: ~120 moves; a game reaching the 2048
+# tile: ~1000), so that evaluation has a horizon and training is unchanged.
+DEFAULT_MAX_EPISODE_STEPS = 10_000
+
+
 def single_agent_games(pgx: Any) -> tuple[str, ...]:
-    """pgx's single-agent game ids (MinAtar's only with its package)."""
+    """pgx's single-agent game ids: ``"2048"`` and MinAtar's (pgx ≥ 2.6 ships
+    them in its own wheel, ``pgx.minatar``)."""
     return tuple(
         g for g in pgx.available_envs() if g == "2048" or g.startswith("minatar")
     )
 
 
-def make(name: str) -> tuple[PgxAdapter, SuiteParams]:
-    """``"pgx/<id>"``: ``pgx.make(id)`` adapted.
+SUITE = Suite(
+    "pgx",
+    "pgx",
+    "single-agent pgx",
+    single_agent_games,
+    lambda pgx, env_id, name: from_pgx(
+        pgx.make(env_id), max_episode_steps=DEFAULT_MAX_EPISODE_STEPS, name=name
+    ),
+)
 
-    Raises:
-      ValueError: not a single-agent pgx game (the message lists them).
-      ImportError: ``pgx`` (or, for MinAtar, ``pgx-minatar``) is missing.
-    """
-    pgx = import_suite("pgx", "pgx", f"env={name!r}")
-    env_id = name.partition("/")[2]
-    known = single_agent_games(pgx)
-    if env_id not in known:
-        raise ValueError(
-            f"env={name!r} is not a single-agent pgx game; known: "
-            + ", ".join(f"pgx/{k}" for k in known)
-        )
-    return from_pgx(pgx.make(env_id), name=name)
+
+def make(name: str) -> tuple[PgxAdapter, SuiteParams]:
+    """``"pgx/<id>"``: ``pgx.make(id)`` adapted with the time limit
+    :data:`DEFAULT_MAX_EPISODE_STEPS` (a ``Config.max_episode_steps`` below it
+    cuts first); ``"pgx/2048"``, ``"pgx/minatar-breakout"``, ... (see
+    :func:`make_named`)."""
+    return make_named(name, SUITE)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpg.envs.lanes import select_envs
 from jaxpg.envs.spec import EnvSpec, observation_fn, to_env_action
 
 Array = jax.Array
@@ -142,13 +143,3 @@ def make_stepper(
         return obs, new, reward, term, trunc | cut, final_obs
 
     return EnvStepper(num_envs, reset_limited, step_limited)
-
-
-def select_envs(pred: Array, on_true: Any, on_false: Any) -> Any:
-    """Per-env ``where`` over pytrees; ``pred`` is ``[B]``."""
-
-    def sel(a, b):
-        p = pred.reshape(pred.shape + (1,) * (a.ndim - 1))
-        return jnp.where(p, a, b)
-
-    return jax.tree.map(sel, on_true, on_false)

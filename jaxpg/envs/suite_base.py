@@ -16,13 +16,16 @@ ranks, which a strict caller (``"raise"``) would otherwise turn into errors.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from gymnax.environments import spaces
+
+from jaxpg.envs.lanes import reset_where, select_envs
 
 Array = jax.Array
 
@@ -46,18 +49,33 @@ def import_suite(module: str, extra: str, what: str) -> Any:
         ) from err
 
 
-def select(pred: Array, on_true: Any, on_false: Any) -> Any:
-    """``on_true`` where the scalar ``pred`` holds, else ``on_false`` (pytrees of
-    one env; typed PRNG keys included)."""
+class Suite(NamedTuple):
+    """How ``"SUITE/<id>"`` names are built (see :func:`make_named`)."""
 
-    def pick(a, b):
-        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-            impl = jax.random.key_impl(a)
-            data = jnp.where(pred, jax.random.key_data(a), jax.random.key_data(b))
-            return jax.random.wrap_key_data(data, impl=impl)
-        return jnp.where(pred, a, b)
+    module: str  # imported to build an env ("brax.envs")
+    extra: str  # jaxpg's extra that installs it ("brax")
+    title: str  # the suite's name in messages ("brax")
+    known: Callable[[Any], Iterable[str]]  # module -> the suite's ids
+    build: Callable[[Any, str, str], tuple[Any, Any]]  # (module, id, name) -> env
 
-    return jax.tree.map(pick, on_true, on_false)
+
+def make_named(name: str, suite: Suite) -> tuple[Any, Any]:
+    """``(env, env_params)`` for ``name = "SUITE/<id>"``: import the suite, check
+    the id against its registry, build.
+
+    Raises:
+      ValueError: an unknown id (the message lists the suite's names).
+      ImportError: the suite's package is missing (names the extra).
+    """
+    module = import_suite(suite.module, suite.extra, f"env={name!r}")
+    prefix, _, env_id = name.partition("/")
+    known = sorted(suite.known(module))
+    if env_id not in known:
+        raise ValueError(
+            f"env={name!r} is not a {suite.title} env; known: "
+            + ", ".join(f"{prefix}/{k}" for k in known)
+        )
+    return suite.build(module, env_id, name)
 
 
 def space_of(tree: Any) -> spaces.Space:
@@ -100,8 +118,13 @@ class SuiteEnv:
     Subclasses implement ``_reset(key, params) -> (obs, state)``,
     ``_step(key, state, action, params) -> (obs, state, reward, terminated,
     truncated)`` (``s_{t+1}`` before any reset) and ``action_space(params)``;
-    :meth:`step` does the auto-reset.
+    :meth:`step` does the auto-reset. A subclass whose reset is costly (a
+    physics forward pass) sets ``costly_reset``: the reset then runs only for
+    the envs that ended, under any ``vmap`` (:func:`jaxpg.envs.lanes.reset_where`),
+    instead of for every env on every step.
     """
+
+    costly_reset: bool = False
 
     def __init__(self, env: Any, name: str | None, params: Any):
         self._env = env
@@ -143,17 +166,20 @@ class SuiteEnv:
             obs, nxt, reward, term, trunc = self._step(key_step, state, action, params)
         term = jnp.asarray(term, jnp.bool_)
         trunc = jnp.asarray(trunc, jnp.bool_) & ~term
-        obs_re, state_re = self.reset(key_reset, params)
         over = term | trunc
         info = {"final_observation": obs}
-        return (
-            select(over, obs_re, obs),
-            select(over, state_re, nxt),
-            jnp.asarray(reward, jnp.float32),
-            term,
-            trunc,
-            info,
-        )
+        if self.costly_reset:
+            limit = getattr(params, "max_steps_in_episode", None) or 64
+            obs, nxt = reset_where(
+                over,
+                key_reset,
+                (obs, nxt),
+                lambda k: self.reset(k, params),
+                rate=min(1.0, 2.0 / limit),
+            )
+        else:
+            obs, nxt = select_envs(over, self.reset(key_reset, params), (obs, nxt))
+        return obs, nxt, jnp.asarray(reward, jnp.float32), term, trunc, info
 
     def observation_space(self, params: Any = None) -> spaces.Space:
         """A ``Box`` per observation leaf (a ``Dict`` for a dict observation)."""

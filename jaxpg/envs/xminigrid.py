@@ -18,7 +18,7 @@ import jax
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxpg.envs.suite_base import SuiteEnv, import_suite
+from jaxpg.envs.suite_base import Suite, SuiteEnv, make_named
 
 Array = jax.Array
 
@@ -81,19 +81,15 @@ def from_xminigrid(
     return XMiniGridAdapter(env, name, params), params
 
 
-def make(name: str) -> tuple[XMiniGridAdapter, XMiniGridParams]:
-    """``"xminigrid/<id>"``: ``xminigrid.make(id)`` adapted.
+SUITE = Suite(
+    "xminigrid",
+    "xminigrid",
+    "xland-minigrid",
+    lambda xminigrid: xminigrid.registered_environments(),
+    lambda xminigrid, env_id, name: from_xminigrid(*xminigrid.make(env_id), name=name),
+)
 
-    Raises:
-      ValueError: an unknown id (the message lists xland-minigrid's).
-      ImportError: ``xminigrid`` is missing (names the extra).
-    """
-    xminigrid = import_suite("xminigrid", "xminigrid", f"env={name!r}")
-    env_id = name.partition("/")[2]
-    known = sorted(xminigrid.registered_environments())
-    if env_id not in known:
-        raise ValueError(
-            f"env={name!r} is not an xland-minigrid env; known: "
-            + ", ".join(f"xminigrid/{k}" for k in known)
-        )
-    return from_xminigrid(*xminigrid.make(env_id), name=name)
+
+def make(name: str) -> tuple[XMiniGridAdapter, XMiniGridParams]:
+    """``"xminigrid/<id>"``: ``xminigrid.make(id)`` adapted (:func:`make_named`)."""
+    return make_named(name, SUITE)

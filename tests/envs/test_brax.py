@@ -11,6 +11,8 @@ from suite_checks import (
     GAMMA,
     GOAL,
     LIMIT,
+    NUM_ENVS,
+    STEPS,
     check_cut_toy,
     check_goal_toy,
     collect,
@@ -27,8 +29,9 @@ class Toy(brax_base.Env):
     ends (only the adapter's episode limit cuts); else it is the step count
     and ``done`` fires when it reaches ``goal``."""
 
-    def __init__(self, goal: int | None = None):
+    def __init__(self, goal: int | None = None, resets: list | None = None):
         self.goal = goal
+        self.resets = resets  # one entry per env reset actually computed
 
     def _obs(self, count):
         if self.goal is None:
@@ -36,6 +39,8 @@ class Toy(brax_base.Env):
         return jnp.stack([count, 0.5]).astype(jnp.float32)
 
     def reset(self, rng):
+        if self.resets is not None:
+            jax.debug.callback(self.resets.append, jax.random.key_data(rng))
         count = jnp.int32(0)
         return brax_base.State(
             pipeline_state=None,
@@ -75,8 +80,14 @@ def test_episode_limit_is_a_truncation_bootstrapped_to_the_infinite_value():
 
 
 def test_done_is_a_termination_with_the_real_final_observation():
-    env, params = jaxpg.envs.from_brax(Toy(goal=GOAL), episode_length=1000)
-    check_goal_toy(env, params)
+    """... and the adapter computes a reset only for an env that ended (the
+    NUM_ENVS first resets, then one per termination), not for every env on
+    every step (NUM_ENVS · (STEPS + 1))."""
+    resets = []
+    env, params = jaxpg.envs.from_brax(Toy(goal=GOAL, resets=resets), 1000)
+    batch = check_goal_toy(env, params)
+    jax.effects_barrier()
+    assert len(resets) == NUM_ENVS + batch["terminated"].sum() < NUM_ENVS * STEPS
 
 
 def test_action_repeat_sums_rewards_and_stops_at_done():

@@ -9,7 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from suite_checks import GOAL, LIMIT, check_cut_toy, check_goal_toy, check_lockstep
+from suite_checks import (
+    GOAL,
+    LIMIT,
+    check_cut_toy,
+    check_goal_toy,
+    check_lockstep,
+    train_a_few_ppo_updates,
+)
 
 import jaxpg
 
@@ -96,13 +103,38 @@ def test_unsupported_action_spec_and_wrappers_are_named():
         def action_spec(self):
             return specs.MultiDiscreteArray(jnp.array([2, 3]), name="action")
 
-    with pytest.raises(TypeError, match="MultiDiscreteArray"):
-        jaxpg.envs.from_jumanji(Multi())
+    with pytest.raises(TypeError, match=r"mask has shape \(4,\), with Multi"):
+        jaxpg.envs.from_jumanji(Multi(goal=GOAL))  # a [4] mask for nvec [2, 3]
+    env, params = jaxpg.envs.from_jumanji(Multi())  # no mask: per factor
+    assert env.action_space(params).nvec.tolist() == [2, 3]
     wrapper = pytest.importorskip("jumanji.wrappers").AutoResetWrapper
     with pytest.raises(TypeError, match="auto-reset"):
         jaxpg.envs.from_jumanji(wrapper(Toy()))
     with pytest.raises(TypeError, match="not a Jumanji"):
         jaxpg.envs.from_jumanji(object())
+
+
+def test_multidiscrete_mask_shape_decides_joint_or_per_factor():
+    """nvec [2, 3] with a [2, 3] mask: joint by default (Discrete(6), a [6]
+    mask); told per factor, MultiDiscrete with the padded rows cut to [5]."""
+
+    class Multi(Toy):
+        def _obs(self, count):
+            mask = jnp.array([[True, False, False], [True, True, False]])
+            return Observation(jnp.stack([count, 0.5]).astype(jnp.float32), mask)
+
+        @property
+        def action_spec(self):
+            return specs.MultiDiscreteArray(jnp.array([2, 3]), name="action")
+
+    env, params = jaxpg.envs.from_jumanji(Multi(goal=GOAL))
+    assert env.action_space(params).n == 6
+    mask = env.reset(jax.random.key(0), params)[0]["action_mask"]
+    np.testing.assert_array_equal(mask, [1, 0, 0, 1, 1, 0])
+    env, params = jaxpg.envs.from_jumanji(Multi(goal=GOAL), joint_mask=False)
+    assert env.action_space(params).nvec.tolist() == [2, 3]
+    mask = env.reset(jax.random.key(0), params)[0]["action_mask"]
+    np.testing.assert_array_equal(mask, [1, 0, 1, 1, 0])  # row 0 cut to 2
 
 
 def test_snake_steps_as_jumanji_does_and_resets_after_the_end():
@@ -136,3 +168,46 @@ def test_registry_builds_jumanji_by_name():
     assert env.action_space(params).n == 4
     with pytest.raises(ValueError, match="jumanji/Snake-v1"):
         jaxpg.envs.make_env("jumanji/Nope-v0")
+
+
+def _minesweeper(invalid_reward=0.0):
+    """Jumanji's Minesweeper on a 4x4 board with 2 mines: MultiDiscreteArray
+    actions (row, col), a joint [4, 4] mask."""
+    ms = pytest.importorskip("jumanji.environments.logic.minesweeper")
+    return ms.Minesweeper(
+        generator=ms.generator.UniformSamplingGenerator(
+            num_rows=4, num_cols=4, num_mines=2
+        ),
+        reward_function=ms.reward.DefaultRewardFn(1.0, 0.0, invalid_reward),
+    )
+
+
+def test_a_joint_multidiscrete_mask_becomes_one_flat_discrete_action():
+    """Minesweeper's [rows, cols] mask is joint: the adapter acts in
+    Discrete(16) with the flat mask and steps the env with (a // 4, a % 4),
+    the same as Jumanji's own step on that action; random legal actions."""
+    mines = _minesweeper()
+    env, params = jaxpg.envs.from_jumanji(mines)
+    assert env.action_space(params).n == 16
+
+    def own(state, action):
+        _, ts = mines.step(state, jnp.stack([action // 4, action % 4]))
+        obs = ts.observation._asdict()
+        obs["action_mask"] = obs["action_mask"].reshape(-1)
+        last, discount = ts.last(), ts.discount
+        return obs, ts.reward, last & (discount == 0), last & (discount > 0)
+
+    batch = check_lockstep(env, params, own, jax.random.key(0), num_envs=4, steps=24)
+    mask = batch["obs"]["action_mask"]
+    assert mask.shape == (24, 4, 16) and batch["terminated"].any()
+    assert np.take_along_axis(mask, batch["action"][..., None], -1).all()
+
+
+@pytest.mark.slow
+def test_ppo_on_minesweeper_never_takes_an_illegal_action():
+    """An invalid action (a revealed square) pays -100 here, legal returns are
+    >= 0: no training episode returns below 0."""
+    env = jaxpg.envs.from_jumanji(_minesweeper(invalid_reward=-100.0))
+    out = train_a_few_ppo_updates("custom", env=env, max_episode_steps=16)
+    returns = np.asarray(out.metrics["episode_return"])
+    assert np.isfinite(returns).any() and np.nanmin(returns) >= 0

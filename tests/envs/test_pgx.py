@@ -93,7 +93,7 @@ def test_2048_plays_legal_moves_and_restarts_from_a_fresh_board():
     terminated (no truncation without a limit), its final board kept, and the
     next observation a fresh board of two tiles."""
     env, params = jaxpg.envs.make_env("pgx/2048")
-    assert params.max_steps_in_episode is None
+    assert params.max_steps_in_episode == 10_000  # by name: a default limit
     batch = collect(env, params, jax.random.key(0), num_envs=8, steps=300)
     assert (batch["reward"] >= 0).all() and not batch["truncated"].any()
     term = batch["terminated"]
@@ -102,6 +102,25 @@ def test_2048_plays_legal_moves_and_restarts_from_a_fresh_board():
     np.testing.assert_array_equal(tiles(batch["next_obs"])[term], 2)
     assert (tiles(batch["final_obs"])[term] >= 8).all()  # a full-ish board
     assert batch["obs"]["observation"].dtype == np.float32
+
+
+def test_no_limit_is_an_error_naming_what_to_set():
+    """pgx's own games have no time limit: from_pgx without one cannot train
+    until the config or the adapter gives one."""
+    env, params = jaxpg.envs.from_pgx(Toy())
+    cfg = jaxpg.Config(env="custom", num_envs=2, rollout_steps=4, total_steps=8)
+    with pytest.raises(
+        ValueError,
+        match=r"set Config.max_episode_steps .*from_pgx\(env, max_episode_steps=N\)",
+    ):
+        jaxpg.make_train(cfg, env=env, env_params=params)
+
+
+def test_minatar_comes_with_pgx_by_name():
+    """pgx 2.6 ships MinAtar in its own wheel (no pgx-minatar package)."""
+    env, params = jaxpg.envs.make_env("pgx/minatar-breakout")
+    assert env.action_space(params).n == 3
+    assert env.observation_space(params).spaces["observation"].shape == (10, 10, 4)
 
 
 def test_multi_player_games_and_bad_limits_are_named():

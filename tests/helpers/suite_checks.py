@@ -27,10 +27,11 @@ def random_action(space, key, obs):
     return space.sample(key)
 
 
-def collect(env, params, key, num_envs=NUM_ENVS, steps=STEPS):
+def collect(env, params, key, num_envs=NUM_ENVS, steps=STEPS, own_step=None):
     """``steps`` random steps of ``num_envs`` envs through the adapter's own
-    reset/step (vmapped): time-major ``obs, reward, terminated, truncated,
-    final_obs, next_obs``."""
+    reset/step (vmapped): time-major ``obs, action, reward, terminated,
+    truncated, final_obs, next_obs``, and with ``own_step`` (a function of one
+    env's state and action) its value on each step's state as ``"own"``."""
     space = env.action_space(params)
     reset = jax.vmap(env.reset, in_axes=(0, None))
     step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
@@ -56,6 +57,8 @@ def collect(env, params, key, num_envs=NUM_ENVS, steps=STEPS):
                 final_obs=info["final_observation"],
                 next_obs=nobs,
             )
+            if own_step is not None:
+                out["own"] = jax.vmap(own_step)(state, action)
             return (nobs, nstate), out
 
         return jax.lax.scan(body, carry, jax.random.split(key_run, steps))[1]
@@ -135,40 +138,17 @@ def check_lockstep(env, params, own_step, key, num_envs=8, steps=40):
     off the suite's raw API): observation (before the reset), reward and flags
     equal on every step; after an episode's end the next state is a reset one.
     Returns the collected batch."""
-    space = env.action_space(params)
-    reset = jax.vmap(env.reset, in_axes=(0, None))
-    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    own = jax.vmap(own_step)
-    act = jax.vmap(lambda k, o: random_action(space, k, o))
-
-    def run(key):
-        key_reset, key_run = jax.random.split(key)
-        carry = reset(jax.random.split(key_reset, num_envs), params)
-
-        def body(carry, key):
-            obs, state = carry
-            key_act, key_step = jax.random.split(key)
-            action = act(jax.random.split(key_act, num_envs), obs)
-            nobs, nstate, reward, term, trunc, info = step(
-                jax.random.split(key_step, num_envs), state, action, params
-            )
-            mine = (info["final_observation"], reward, term, trunc)
-            theirs = own(state, action)
-            out = dict(obs=obs, action=action, terminated=term, truncated=trunc)
-            return (nobs, nstate), (out, mine, theirs)
-
-        return jax.lax.scan(body, carry, jax.random.split(key_run, steps))[1]
-
-    batch, mine, theirs = jax.tree.map(np.asarray, jax.jit(run)(key))
-    for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs), strict=True):
+    batch = collect(env, params, key, num_envs, steps, own_step=own_step)
+    mine = tuple(batch[k] for k in ("final_obs", "reward", "terminated", "truncated"))
+    for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(batch["own"]), strict=True):
         np.testing.assert_array_equal(a, np.asarray(b, a.dtype))
     return batch
 
 
-def train_a_few_ppo_updates(env_name: str, **overrides):
-    """Three PPO updates of 4 envs x 16 steps on ``env_name`` through
-    ``make_train``; checks the step count and finite losses, returns the
-    output."""
+def train_a_few_ppo_updates(env_name: str, env=None, **overrides):
+    """Three PPO updates of 4 envs x 16 steps on ``env_name`` (or on ``env``, an
+    ``(env, env_params)`` pair) through ``make_train``; checks the step count
+    and finite losses, returns the output."""
     cfg = jaxpg.Config(
         env=env_name,
         algo="ppo",
@@ -180,7 +160,8 @@ def train_a_few_ppo_updates(env_name: str, **overrides):
         total_steps=4 * 16 * 3,
         **overrides,
     )
-    out = jax.jit(jaxpg.make_train(cfg))(jax.random.key(0))
+    given = {} if env is None else dict(env=env[0], env_params=env[1])
+    out = jax.jit(jaxpg.make_train(cfg, **given))(jax.random.key(0))
     np.testing.assert_array_equal(out.metrics["env_steps"], [64, 128, 192])
     assert np.isfinite(np.asarray(out.metrics["loss"])).all()
     return out
