@@ -11,7 +11,8 @@ space needs:
   ``log_std`` parameter, a :class:`~jaxpg.kernels.distributions.DiagGaussian`;
 * critic: a linear layer to one value.
 
-The default torso is :class:`MLPTorso` (flattens ``O``, then dense layers).
+The default torso is :class:`MLPTorso` (flattens ``O``, then dense layers);
+:func:`torso_from` builds the torso a config names (``Config.torso``).
 
 Observations may be pytrees (a dict, NamedTuple or flax struct of arrays with
 the same leading axes): the torso then receives the pytree (every leaf
@@ -136,6 +137,34 @@ class MLPTorso(nn.Module):
         for width in self.hidden:
             x = act(nn.Dense(width, kernel_init=scaled_normal(2**0.5))(x))
         return x
+
+
+TORSOS = ("mlp", "gru", "lstm")  # the torsos a Config can name (Config.torso)
+
+
+def torso_from(
+    kind: str,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    recurrent_size: int = 64,
+) -> nn.Module:
+    """The torso a config names (:attr:`jaxpg.Config.torso`).
+
+    ``"mlp"``: :class:`MLPTorso` of widths ``hidden``; ``"gru"`` /
+    ``"lstm"``: :class:`GRUTorso` / :class:`LSTMTorso` of ``recurrent_size``
+    units after dense ``encoder`` layers of widths ``hidden`` (features
+    ``[N, recurrent_size]``).
+
+    Raises:
+      ValueError: ``kind`` is not one of :data:`TORSOS`.
+    """
+    if kind == "mlp":
+        return MLPTorso(tuple(hidden), activation)
+    if kind == "gru":
+        return GRUTorso(recurrent_size, tuple(hidden), activation)
+    if kind == "lstm":
+        return LSTMTorso(recurrent_size, tuple(hidden), activation)
+    raise ValueError(f"torso={kind!r} is invalid: allowed: {', '.join(TORSOS)}")
 
 
 class Policy(NamedTuple):
