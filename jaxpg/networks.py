@@ -215,16 +215,12 @@ def _needs_step(name: str) -> Callable:
 
 
 def _check_torso(torso: Any, name: str) -> Any:
-    """``torso`` as a linen-like module: an ``nnx.Module`` wrapped by
-    :func:`jaxpg.nnx_bridge.wrap`, a linen module as it is."""
+    """``torso`` as a linen-like module: an ``nnx.Module`` or a factory of one
+    wrapped by :func:`jaxpg.nnx_bridge.wrap`, a linen module as it is."""
     torso = nnx_bridge.wrap(torso, name)
     if not isinstance(torso, (nn.Module, nnx_bridge.NNXTorso)):
         kind = f"{type(torso).__module__}.{type(torso).__qualname__}"
-        raise TypeError(
-            f"{name}=<a {kind}> is invalid: must be a flax.linen.Module or a "
-            "flax.nnx.Module mapping observations [N, *O] to features [N, F] "
-            "(or a recurrent torso, see jaxpg.recurrent)"
-        )
+        raise TypeError(f"{name}=<a {kind}> is invalid: must be {nnx_bridge.ACCEPTED}")
     return torso
 
 
