@@ -166,6 +166,13 @@ def markdown(record: dict) -> str:
             f"| {algo} | {torso} | {row['solved']}/{len(seeds)} | "
             f"{row['mean']:.3f}{sem} | {min(row['final_return']):.3f} |"
         )
+    lines += [
+        "",
+        "The JSON's compile_s, run_s and env_steps_per_s are wall times on "
+        "that machine as it was: on a shared one they are not measurements.",
+    ]
+    if record.get("note"):
+        lines += ["", record["note"]]
     return "\n".join(lines) + "\n"
 
 
