@@ -11,8 +11,9 @@ same budget, and records per seed the mean training ``episode_return`` over
 the last 10% of the updates and whether it is solved (>= ``--threshold``),
 plus compile and run time of both (one process: read the ratio, not the
 absolute numbers, and not at all on a shared CPU). Seeds start at
-``--first-seed`` (use seeds you did not tune on: the settings were developed
-on seeds 0-15 and 100-115).
+``--first-seed`` (use seeds you did not tune on: the settings were set in
+development, with a run on seeds 100-115; the seeds of earlier trials are not
+recorded, and were below 200).
 
 Output: ``benchmarks/results/memory_<platform>.json`` and ``.md`` (or
 ``--out FILE.json`` and ``FILE.md``).
