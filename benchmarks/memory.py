@@ -13,7 +13,7 @@ plus compile and run time of both (one process: read the ratio, not the
 absolute numbers, and not at all on a shared CPU). Seeds start at
 ``--first-seed`` (use seeds you did not tune on: the settings were set in
 development, with a run on seeds 100-115; the seeds of earlier trials are not
-recorded, and were below 200).
+recorded).
 
 Output: ``benchmarks/results/memory_<platform>.json`` and ``.md`` (or
 ``--out FILE.json`` and ``FILE.md``).
