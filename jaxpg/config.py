@@ -21,7 +21,7 @@ from jaxpg.envs import known_envs
 from jaxpg.envs.custom import is_import_path
 from jaxpg.envs.registry import SUITES, is_known_env
 from jaxpg.kernels.advantages import BASELINES
-from jaxpg.networks import ACTIVATIONS
+from jaxpg.networks import ACTIVATIONS, TORSOS
 
 ALGOS = ("reinforce", "a2c", "ppo")
 CUSTOM_ENV = "custom"
@@ -72,8 +72,21 @@ class Config:
         steps of an update are run to their end (complete episodes only).
       gamma: discount ``γ ∈ [0, 1]``.
       lr: Adam learning rate ``> 0``.
-      hidden: widths of the MLP torso (policy and critic).
+      hidden: widths of the MLP torso (policy and critic); with a recurrent
+        ``torso``, the widths of its dense encoder before the cell (``()``:
+        none).
       activation: one of ``tanh, relu, gelu, silu``.
+      torso: the policy's and the critic's torso when none is passed to
+        :func:`jaxpg.make_train`: ``"mlp"`` (:class:`~jaxpg.networks.MLPTorso`
+        of ``hidden``), ``"gru"`` or ``"lstm"``
+        (:class:`~jaxpg.networks.GRUTorso` / :class:`~jaxpg.networks.LSTMTorso`
+        of ``recurrent_size`` units after the ``hidden`` encoder; see
+        :func:`jaxpg.networks.torso_from`). With a recurrent torso, ppo needs
+        ``num_minibatches`` to divide ``num_envs`` (minibatches of whole env
+        sequences). Being in the config, it is rebuilt wherever the config is
+        (run directories, ``jaxpg eval`` and ``jaxpg compare``).
+      recurrent_size: ``H``, units of a recurrent ``torso``'s cell (its
+        features and carry ``[N, H]``); unused by ``"mlp"``.
       ent_coef: entropy bonus coefficient ``≥ 0``.
       vf_coef: value-loss coefficient ``≥ 0`` (critic algorithms).
       gae_lambda: GAE ``λ ∈ [0, 1]`` (a2c, ppo).
@@ -127,6 +140,8 @@ class Config:
     lr: float = 3e-3
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
+    torso: str = "mlp"
+    recurrent_size: int = 64
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     gae_lambda: float = 0.95
@@ -185,6 +200,13 @@ class Config:
             _fail("baseline", self.baseline, f"allowed: {', '.join(baselines)}")
         if self.activation not in ACTIVATIONS:
             _fail("activation", self.activation, f"allowed: {', '.join(ACTIVATIONS)}")
+        if self.torso not in TORSOS:
+            _fail(
+                "torso",
+                self.torso,
+                f"allowed: {', '.join(TORSOS)} (your own module goes to "
+                "make_train(..., policy_network=..., critic_network=...))",
+            )
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if value <= 0:
@@ -204,6 +226,18 @@ class Config:
                 "num_minibatches",
                 self.num_minibatches,
                 f"must divide num_envs * rollout_steps = {batch}",
+            )
+        if (
+            self.algo == "ppo"
+            and self.torso != "mlp"
+            and self.num_envs % self.num_minibatches
+        ):
+            _fail(
+                "num_minibatches",
+                self.num_minibatches,
+                f"must divide num_envs = {self.num_envs} with torso="
+                f"{self.torso!r} (minibatches are sets of envs, each a whole "
+                "sequence)",
             )
         if self.total_steps < batch:
             _fail(
@@ -271,13 +305,14 @@ _BOOL_FIELDS = (
     "normalise_obs",
     "scale_rewards",
 )
-_STR_FIELDS = ("env", "algo", "baseline", "activation")
+_STR_FIELDS = ("env", "algo", "baseline", "activation", "torso")
 _INT_FIELDS = (
     "num_envs",
     "total_steps",
     "rollout_steps",
     "num_epochs",
     "num_minibatches",
+    "recurrent_size",
 )
 _FLOAT_FIELDS = (
     "gamma",

@@ -11,7 +11,8 @@ space needs:
   ``log_std`` parameter, a :class:`~jaxpg.kernels.distributions.DiagGaussian`;
 * critic: a linear layer to one value.
 
-The default torso is :class:`MLPTorso` (flattens ``O``, then dense layers).
+The default torso is :class:`MLPTorso` (flattens ``O``, then dense layers);
+:func:`torso_from` builds the torso a config names (``Config.torso``).
 
 Observations may be pytrees (a dict, NamedTuple or flax struct of arrays with
 the same leading axes): the torso then receives the pytree (every leaf
@@ -138,6 +139,34 @@ class MLPTorso(nn.Module):
         return x
 
 
+TORSOS = ("mlp", "gru", "lstm")  # the torsos a Config can name (Config.torso)
+
+
+def torso_from(
+    kind: str,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    recurrent_size: int = 64,
+) -> nn.Module:
+    """The torso a config names (:attr:`jaxpg.Config.torso`).
+
+    ``"mlp"``: :class:`MLPTorso` of widths ``hidden``; ``"gru"`` /
+    ``"lstm"``: :class:`GRUTorso` / :class:`LSTMTorso` of ``recurrent_size``
+    units after dense ``encoder`` layers of widths ``hidden`` (features
+    ``[N, recurrent_size]``).
+
+    Raises:
+      ValueError: ``kind`` is not one of :data:`TORSOS`.
+    """
+    if kind == "mlp":
+        return MLPTorso(tuple(hidden), activation)
+    if kind == "gru":
+        return GRUTorso(recurrent_size, tuple(hidden), activation)
+    if kind == "lstm":
+        return LSTMTorso(recurrent_size, tuple(hidden), activation)
+    raise ValueError(f"torso={kind!r} is invalid: allowed: {', '.join(TORSOS)}")
+
+
 class Policy(NamedTuple):
     """``init(key) -> params``; ``apply(params, obs [..., *O]) -> Distribution``.
 
@@ -186,16 +215,12 @@ def _needs_step(name: str) -> Callable:
 
 
 def _check_torso(torso: Any, name: str) -> Any:
-    """``torso`` as a linen-like module: an ``nnx.Module`` wrapped by
-    :func:`jaxpg.nnx_bridge.wrap`, a linen module as it is."""
+    """``torso`` as a linen-like module: an ``nnx.Module`` or a factory of one
+    wrapped by :func:`jaxpg.nnx_bridge.wrap`, a linen module as it is."""
     torso = nnx_bridge.wrap(torso, name)
     if not isinstance(torso, (nn.Module, nnx_bridge.NNXTorso)):
         kind = f"{type(torso).__module__}.{type(torso).__qualname__}"
-        raise TypeError(
-            f"{name}=<a {kind}> is invalid: must be a flax.linen.Module or a "
-            "flax.nnx.Module mapping observations [N, *O] to features [N, F] "
-            "(or a recurrent torso, see jaxpg.recurrent)"
-        )
+        raise TypeError(f"{name}=<a {kind}> is invalid: must be {nnx_bridge.ACCEPTED}")
     return torso
 
 

@@ -1,17 +1,27 @@
 r"""``flax.nnx`` torsos behind the same pure ``init`` / ``apply`` as linen ones.
 
 An ``nnx.Module`` given as ``policy_network=`` or ``critic_network=`` is split
-once (:func:`wrap`) into its static graph and its ``nnx.Param`` state. The
-parameters, as a plain nested dict of arrays (``nnx.to_pure_dict``), are
-the torso's entry of the params pytree: they vmap over seeds and settings,
-checkpoint and evaluate like a linen torso's. ``apply`` merges the graph with
-the parameters it is given, so every call is pure.
+once (:func:`split_params`, which :func:`jaxpg.sequence.from_nnx` uses too)
+into its static graph and its ``nnx.Param`` state. The parameters, as a plain
+nested dict of arrays (``nnx.to_pure_dict``), are the torso's entry of the
+params pytree: they vmap over seeds and settings, checkpoint and evaluate like
+a linen torso's. ``apply`` merges the graph with the parameters it is given,
+so every call is pure.
 
-The module was built with its own ``rngs``: its initial parameters are those,
-for every seed (the head, the critic's head, the envs and the actions still
-differ by seed). A recurrent NNX torso follows :mod:`jaxpg.recurrent`'s
-protocol (``initialize_carry(batch_size)`` and ``__call__(carry, obs,
-reset)``).
+Initial parameters, two ways:
+
+* a *factory* ``rngs -> nnx.Module`` (a function, ``functools.partial`` or the
+  module's class when its constructor takes only ``rngs``): every seed builds
+  its module from its own key, ``factory(nnx.Rngs(key))`` inside ``init``, so
+  seeds start from different parameters, as linen torsos do. The factory is
+  also called once with ``nnx.Rngs(0)`` for the graph; it must build the same
+  structure for every key.
+* a module *instance*, already built with its own ``rngs``: its parameters
+  are every seed's initial parameters (the heads, the envs and the actions
+  still differ by seed). Pass a factory for seeds that differ.
+
+A recurrent NNX torso follows :mod:`jaxpg.recurrent`'s protocol
+(``initialize_carry(batch_size)`` and ``__call__(carry, obs, reset)``).
 
 State other than parameters is refused with an error naming it: batch
 statistics (``BatchNorm`` without ``use_running_average``, linen's
@@ -23,7 +33,8 @@ updates; evaluate-mode modules (``use_running_average=True``,
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -37,38 +48,81 @@ class UnsupportedState(ValueError):
     rngs): a ``ValueError`` that names it."""
 
 
-class NNXTorso:
-    """An ``nnx.Module`` with linen's ``init`` / ``apply`` /
-    ``init_with_output`` (what jaxpg's networks call).
+class NNXParts(NamedTuple):
+    """An ``nnx.Module`` split once (:func:`split_params`).
 
     Attributes:
-      module: the module as given.
+      graph: the static graph (``nnx.GraphDef``).
+      state: the ``nnx.Param`` state, the template :func:`merge_params` fills.
+      rest: every other variable (``nnx.State``; empty for a torso).
+      params: the parameters as a pure nested dict of arrays.
     """
 
-    def __init__(self, module: nnx.Module, name: str = "policy_network"):
+    graph: Any
+    state: Any
+    rest: Any
+    params: Any
+
+
+def split_params(module: nnx.Module) -> NNXParts:
+    """``module`` split into its graph, its ``nnx.Param`` state (also as a pure
+    nested dict of arrays: the params pytree) and the rest of its state."""
+    graph, state, rest = nnx.split(module, nnx.Param, ...)
+    return NNXParts(graph, state, rest, nnx.to_pure_dict(state))
+
+
+def merge_params(parts: NNXParts, params: Any) -> nnx.Module:
+    """A new module: ``parts``' graph and other state, with ``params`` (a pure
+    dict of :attr:`NNXParts.params`' structure) as its parameters; pure,
+    ``parts`` is left as it was."""
+    state = jax.tree.map(lambda x: x, parts.state)  # a fresh copy
+    nnx.replace_by_pure_dict(state, params)
+    return nnx.merge(parts.graph, state, parts.rest)
+
+
+class NNXTorso:
+    """An ``nnx.Module`` (or a factory ``rngs -> nnx.Module``) with linen's
+    ``init`` / ``apply`` / ``init_with_output`` (what jaxpg's networks call).
+
+    Attributes:
+      module: the module as given, or the factory's module for
+        ``nnx.Rngs(0)`` (its graph).
+      factory: the factory, or ``None`` for a module instance.
+    """
+
+    def __init__(
+        self,
+        module: nnx.Module,
+        name: str = "policy_network",
+        factory: Callable[[nnx.Rngs], nnx.Module] | None = None,
+    ):
         check_nnx_state(module, name)
         self.module = module
-        self._graph, state = nnx.split(module, nnx.Param)
-        self._state = state
-        self._params = nnx.to_pure_dict(state)
+        self.factory = factory
+        self._parts = split_params(module)
 
     def __repr__(self) -> str:
         return f"NNXTorso({type(self.module).__name__})"
 
-    def _merged(self, params: Any) -> nnx.Module:
-        state = jax.tree.map(lambda x: x, self._state)  # a fresh copy
-        nnx.replace_by_pure_dict(state, params)
-        return nnx.merge(self._graph, state)
-
     def init(self, key: Array, *args: Any) -> Any:
-        """The module's own parameters (``key`` is unused: see the module
-        docstring)."""
-        del key, args
-        return jax.tree.map(lambda x: x, self._params)
+        """Initial parameters: the factory's module for ``nnx.Rngs(key)``, or
+        (a module instance) the module's own parameters, whatever ``key``."""
+        del args
+        if self.factory is None:
+            return jax.tree.map(lambda x: x, self._parts.params)
+        params = nnx.to_pure_dict(nnx.state(self.factory(nnx.Rngs(key)), nnx.Param))
+        want = jax.tree.structure(self._parts.params)
+        if jax.tree.structure(params) != want:
+            raise ValueError(
+                f"the factory of {self!r} built parameters {jax.tree.structure(params)}"
+                f" for one key and {want} for nnx.Rngs(0): it must build the same "
+                "module for every key"
+            )
+        return params
 
     def apply(self, params: Any, *args: Any) -> Any:
         """The module, with ``params``, called on ``args``."""
-        return self._merged(params)(*args)
+        return merge_params(self._parts, params)(*args)
 
     def init_with_output(self, key: Array, *args: Any) -> tuple[Any, dict]:
         params = self.init(key)
@@ -82,19 +136,45 @@ class NNXRecurrentTorso(NNXTorso):
         return self.module.initialize_carry(batch_size)
 
 
+ACCEPTED = (
+    "a flax.linen.Module or a flax.nnx.Module mapping observations [N, *O] to "
+    "features [N, F] (or a recurrent torso, see jaxpg.recurrent), or a function "
+    "rngs -> nnx.Module (each seed's module built from its own key)"
+)
+
+
 def wrap(torso: Any, name: str = "policy_network") -> Any:
-    """``torso`` as jaxpg's networks take it: an ``nnx.Module`` wrapped in
-    :class:`NNXTorso` (:class:`NNXRecurrentTorso` when it has
-    ``initialize_carry``), anything else unchanged.
+    """``torso`` as jaxpg's networks take it: an ``nnx.Module`` or a factory
+    ``rngs -> nnx.Module`` wrapped in :class:`NNXTorso`
+    (:class:`NNXRecurrentTorso` when the module has ``initialize_carry``), a
+    linen module (or anything not callable) unchanged.
 
     Raises:
       ValueError: an NNX module with state other than parameters.
+      TypeError: a callable that is neither a linen module nor a factory of an
+        ``nnx.Module`` (called once with ``nnx.Rngs(0)`` to find out).
     """
+    factory = None
     if not isinstance(torso, nnx.Module):
-        return torso
+        if isinstance(torso, nn.Module) or not callable(torso):
+            return torso
+        factory = torso
+        kind = f"{type(torso).__module__}.{type(torso).__qualname__}"
+        try:
+            torso = factory(nnx.Rngs(0))
+        except Exception as err:
+            raise TypeError(
+                f"{name}=<a {kind}> is invalid: must be {ACCEPTED}; called with "
+                f"nnx.Rngs(0) as a factory it raised {type(err).__name__}: {err}"
+            ) from err
+        if not isinstance(torso, nnx.Module):
+            raise TypeError(
+                f"{name}=<a {kind}> is invalid: must be {ACCEPTED}; called with "
+                f"nnx.Rngs(0) as a factory it returned a {type(torso).__name__}"
+            )
     if callable(getattr(torso, "initialize_carry", None)):
-        return NNXRecurrentTorso(torso, name)
-    return NNXTorso(torso, name)
+        return NNXRecurrentTorso(torso, name, factory)
+    return NNXTorso(torso, name, factory)
 
 
 def check_nnx_state(module: nnx.Module, name: str) -> None:

@@ -150,6 +150,26 @@ _PRESETS: dict[tuple[str, str], dict] = {
         normalise_obs=True,
         anneal_lr=True,
     ),
+    # MemoryChain-bsuite (gymnax): the cue is shown at the first step only and
+    # the +1 / -1 reward for recalling it comes at the last, so a memoryless
+    # policy scores 0 on average; a GRU of 64 units after a 64-wide encoder
+    # remembers it. Complete episodes replayed from the initial carry (the
+    # leave-one-out baseline compares the envs' returns); the time limit of 8
+    # covers the 6-step episode. Set in development (a recorded run on seeds
+    # 100-115, 16/16; earlier seeds not recorded); checked on held-out seeds
+    # 200-215 in benchmarks/results/memory_cpu.md (16/16).
+    ("MemoryChain-bsuite", "reinforce"): dict(
+        torso="gru",
+        hidden=(64,),
+        recurrent_size=64,
+        num_envs=32,
+        total_steps=150_000,
+        rollout_steps=8,
+        max_episode_steps=8,
+        gamma=0.99,
+        lr=3e-3,
+        baseline="loo",
+    ),
 }
 
 

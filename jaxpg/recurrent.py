@@ -81,7 +81,13 @@ def unroll(
     return jax.lax.scan(lambda c, x: step(c, *x), carry, (obs, reset))
 
 
-_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "gelu": jax.nn.gelu}
+# jaxpg.networks.ACTIVATIONS (networks imports this module, not the reverse).
+_ACTIVATIONS = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+}
 
 
 def replay(

@@ -22,7 +22,7 @@ from jaxpg.envs import EnvSpec
 from jaxpg.envs.observations import ObsView
 from jaxpg.kernels.batching import while_loop
 from jaxpg.kernels.normalise import RewardScaler, RunningMeanStd
-from jaxpg.networks import Critic, Policy, make_critic, make_policy
+from jaxpg.networks import Critic, Policy, make_critic, make_policy, torso_from
 from jaxpg.rollout import RunningEpisodes
 
 Array = jax.Array
@@ -106,6 +106,12 @@ class Parts(NamedTuple):
     lr_from_hparams: bool = False
 
 
+def config_torso(cfg: Config) -> nn.Module:
+    """The torso ``cfg`` names: ``cfg.torso`` of ``cfg.hidden``,
+    ``cfg.activation`` and ``cfg.recurrent_size``."""
+    return torso_from(cfg.torso, cfg.hidden, cfg.activation, cfg.recurrent_size)
+
+
 def policy_for(
     cfg: Config,
     spec: EnvSpec,
@@ -116,14 +122,16 @@ def policy_for(
 ) -> Policy:
     """The policy ``cfg`` describes (its torso ``policy_network`` if given),
     reading ``policy_obs`` (default ``cfg.policy_obs``) of the observation and
-    masking with ``action_mask_fn`` (default: the observation's mask leaf)."""
+    masking with ``action_mask_fn`` (default: the observation's mask leaf).
+    Without ``policy_network``, the torso is ``cfg.torso``'s
+    (:func:`~jaxpg.networks.torso_from`)."""
     return make_policy(
         spec,
         cfg.hidden,
         cfg.activation,
         cfg.init_log_std,
         cfg.policy_head_scale,
-        torso=policy_network,
+        torso=config_torso(cfg) if policy_network is None else policy_network,
         obs_view=cfg.policy_obs if policy_obs is None else policy_obs,
         action_mask_fn=action_mask_fn,
     )
@@ -137,12 +145,13 @@ def critic_for(
     critic_obs: ObsView = None,
 ) -> Critic:
     """The critic ``cfg`` describes (its torso ``critic_network`` if given),
-    reading ``critic_obs`` (default ``cfg.critic_obs``) of the observation."""
+    reading ``critic_obs`` (default ``cfg.critic_obs``) of the observation.
+    Without ``critic_network``, the torso is ``cfg.torso``'s."""
     return make_critic(
         spec,
         cfg.hidden,
         cfg.activation,
-        torso=critic_network,
+        torso=config_torso(cfg) if critic_network is None else critic_network,
         obs_view=cfg.critic_obs if critic_obs is None else critic_obs,
     )
 

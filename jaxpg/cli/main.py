@@ -60,6 +60,7 @@ from jaxpg.drivers.evaluation import recorded_algorithm
 from jaxpg.drivers.imports import load_object
 from jaxpg.drivers.train import resolve_env
 from jaxpg.kernels.advantages import BASELINES
+from jaxpg.networks import TORSOS
 
 __all__ = ["SUBCOMMANDS", "build_parser", "config_from_args", "main", "parse_setting"]
 
@@ -74,6 +75,8 @@ _OVERRIDES = {
     "gamma": "gamma",
     "ent_coef": "ent_coef",
     "hidden": "hidden",
+    "torso": "torso",
+    "recurrent_size": "recurrent_size",
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -98,6 +101,7 @@ examples:
   jaxpg train                                  # CartPole-v1 REINFORCE preset, 16 seeds
   jaxpg train --env Acrobot-v1 --seeds 8 --steps 100000
   jaxpg train --no-preset --baseline loo --lr 0.005 --hidden 32,32 --out runs/loo
+  jaxpg train --env MemoryChain-bsuite --torso gru --hidden 64   # a recurrent policy
   jaxpg train --algo ppo --out runs/ppo --checkpoint-every 50   # Ctrl-C, then:
   jaxpg train --resume runs/ppo
   jaxpg train --seeds 1024 --coordinator host0:8476 --num-processes 4 --process-id I
@@ -185,6 +189,19 @@ def _add_train(sub: Any) -> None:
         type=hidden_widths,
         metavar="W,W",
         help=f"MLP hidden widths, comma-separated {d('hidden')}",
+    )
+    train.add_argument(
+        "--torso",
+        choices=TORSOS,
+        help="the policy's and critic's torso: mlp (--hidden widths), or a gru / "
+        "lstm cell of --recurrent-size units after a --hidden encoder, for "
+        f"partially observed tasks {d('torso')}",
+    )
+    train.add_argument(
+        "--recurrent-size",
+        type=int,
+        metavar="H",
+        help=f"units of a gru / lstm torso's cell {d('recurrent_size')}",
     )
     train.add_argument(
         "--set",
@@ -628,6 +645,11 @@ def _train(
             f"{cfg.num_updates} updates of {cfg.num_envs} envs x "
             f"{cfg.rollout_steps} steps; lr={cfg.lr} gamma={cfg.gamma} "
             f"baseline={cfg.baseline} hidden={cfg.hidden}"
+            + (
+                f" torso={cfg.torso}({cfg.recurrent_size})"
+                if cfg.torso != "mlp"
+                else ""
+            )
         )
         print(
             f"  {jax.device_count()} device(s) in {jax.process_count()} "

@@ -235,11 +235,11 @@ def from_nnx(
 ) -> SequenceModel:
     """A Flax NNX module as a :class:`SequenceModel`.
 
-    The module is split once (``nnx.split(module, nnx.Param, ...)``): its
-    ``nnx.Param`` state, as a pure nested dict of arrays, is the parameter
-    pytree (what ``init`` returns, the same for every key: the module is
-    already initialised); the graph and any other state are constants merged
-    back on every call.
+    The module is split once (:func:`jaxpg.nnx_bridge.split_params`, as NNX
+    torsos are): its ``nnx.Param`` state, as a pure nested dict of arrays, is
+    the parameter pytree (what ``init`` returns, the same for every key: the
+    module is already initialised); the graph and any other state are
+    constants merged back on every call.
 
     Args:
       module: an ``nnx.Module`` called as in the module docstring.
@@ -251,23 +251,22 @@ def from_nnx(
     """
     from flax import nnx
 
+    from jaxpg.nnx_bridge import merge_params, split_params
+
     if not isinstance(module, nnx.Module):
         raise TypeError(f"module={module!r} is not an nnx.Module")
-    graphdef, state, rest = nnx.split(module, nnx.Param, ...)
     # Parameters travel as a pure nested dict of arrays (serialisable, what
     # optax and checkpoints expect), put back into a copy of the state.
-    params = nnx.to_pure_dict(state)
+    parts = split_params(module)
 
     def call(params, tokens, positions, attention_mask, cache):
-        fresh = jax.tree.map(lambda x: x, state)
-        nnx.replace_by_pure_dict(fresh, params)
-        merged = nnx.merge(graphdef, fresh, rest)
+        merged = merge_params(parts, params)
         return merged(
             tokens, positions=positions, attention_mask=attention_mask, cache=cache
         )
 
     return _from_call(
-        call, lambda key: params, name=name or type(module).__name__,
+        call, lambda key: parts.params, name=name or type(module).__name__,
         vocab_size=vocab_size, max_len=max_len, init_cache=init_cache,
         cache_axes=cache_axes,
     )  # fmt: skip

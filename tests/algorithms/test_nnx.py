@@ -1,6 +1,8 @@
 """``flax.nnx`` torsos through ``policy_network=`` / ``critic_network=``
-(:mod:`jaxpg.nnx_bridge`), and torsos with state other than parameters
-refused at ``make_train`` with the state named."""
+(:mod:`jaxpg.nnx_bridge`): module instances (every seed starts from the
+module's parameters) and factories ``rngs -> nnx.Module`` (every seed builds
+its own), and torsos with state other than parameters refused at
+``make_train`` with the state named."""
 
 from __future__ import annotations
 
@@ -55,8 +57,9 @@ CFG = jaxpg.Config(
 def seeds():
     torso = Torso(nnx.Rngs(0))
     before = jax.tree.map(np.array, nnx.to_pure_dict(nnx.state(torso, nnx.Param)))
+    # The critic's torso by its class: a factory (its constructor takes rngs).
     outs = jaxpg.train_seeds(
-        CFG, 4, env=ENV, policy_network=torso, critic_network=Torso(nnx.Rngs(1))
+        CFG, 4, env=ENV, policy_network=torso, critic_network=Torso
     )
     return torso, before, outs
 
@@ -74,6 +77,33 @@ def test_nnx_torso_trains_over_four_seeds(seeds):
     # Seeds differ (head, envs and actions are drawn per seed).
     assert not np.allclose(kernel[0], kernel[1])
     assert np.all(np.isfinite(outs.metrics["episode_return"][:, -1]))
+    # The factory-built critic torso trained too, one per seed.
+    critic = outs.state.params["critic"]["torso"]["dense"]["kernel"]
+    assert critic.shape == (4, 3, 16) and np.all(np.isfinite(critic))
+
+
+def _initial_torsos(torso) -> np.ndarray:
+    """Two seeds' initial torso kernels ``[2, 3, 16]``, as ``make_train``
+    draws them (one key per seed, split for torso and head)."""
+    spec = jaxpg.envs.env_spec(ENV, ENV.default_params)
+    policy = jaxpg.networks.make_policy(spec, torso=torso)
+    keys = jax.vmap(jax.random.key)(jnp.arange(2))
+    return np.asarray(jax.jit(jax.vmap(policy.init))(keys)["torso"]["dense"]["kernel"])
+
+
+def test_a_factory_gives_each_seed_its_own_initial_parameters():
+    """``rngs -> nnx.Module``: each seed's torso is built from its own key,
+    as ``factory(nnx.Rngs(key))`` builds it; a module instance gives every
+    seed its own parameters."""
+    kernels = _initial_torsos(lambda rngs: Torso(rngs))
+    assert not np.allclose(kernels[0], kernels[1])
+    key = jax.random.split(jax.random.key(0))[0]  # seed 0's torso key
+    want = Torso(nnx.Rngs(key)).dense.kernel[...]
+    np.testing.assert_array_equal(kernels[0], want)
+    module = Torso(nnx.Rngs(5))
+    same = _initial_torsos(module)
+    np.testing.assert_array_equal(same[0], module.dense.kernel[...])
+    np.testing.assert_array_equal(same[0], same[1])
 
 
 def test_nnx_params_round_trip_a_checkpoint_and_evaluate(seeds, tmp_path):
@@ -147,5 +177,14 @@ def test_state_other_than_params_is_refused_by_name(torso, named):
 
 
 def test_other_objects_name_both_accepted_kinds():
-    with pytest.raises(TypeError, match=r"flax\.linen\.Module or a flax\.nnx\.Module"):
+    kinds = r"flax\.linen\.Module or a flax\.nnx\.Module.*function rngs -> nnx"
+    with pytest.raises(TypeError, match=kinds + ".*returned a Rngs"):
         jaxpg.make_train(CFG, env=ENV, policy_network=lambda obs: obs)
+    with pytest.raises(TypeError, match=kinds + ".*raised ValueError: no"):
+        jaxpg.make_train(CFG, env=ENV, policy_network=_fails)
+    with pytest.raises(TypeError, match=kinds):
+        jaxpg.make_train(CFG, env=ENV, policy_network=3)
+
+
+def _fails(rngs):
+    raise ValueError("no")

@@ -152,6 +152,24 @@ def test_recurrent_ppo_needs_minibatches_of_envs(env):
         jaxpg.make_algorithm(cfg, env=env, policy_network=GRUTorso(hidden_size=4))
 
 
+@pytest.mark.parametrize("kind, carry", [("gru", [(2, 5)]), ("lstm", [(2, 5)] * 2)])
+def test_config_torso_builds_recurrent_policy_and_critic(env, kind, carry):
+    """``Config.torso`` names the torso of both networks when none is passed
+    (``hidden``: the encoder before a cell of ``recurrent_size`` units); a
+    passed module still wins."""
+    from jaxpg.algorithms.base import critic_for, policy_for
+
+    cfg = _config("ppo", torso=kind, recurrent_size=5, hidden=(7,))
+    spec = jaxpg.envs.env_spec(env, env.default_params)
+    for net in (policy_for(cfg, spec), critic_for(cfg, spec)):
+        assert net.recurrent
+        assert [c.shape for c in jax.tree.leaves(net.initial_carry(2))] == carry
+        params = jax.eval_shape(net.init, jax.random.key(0))["torso"]["params"]
+        assert params["_Encoder_0"]["Dense_0"]["kernel"].shape == (3, 7)
+    assert not policy_for(cfg, spec, jaxpg.networks.MLPTorso((4,))).recurrent
+    assert not policy_for(cfg.replace(torso="mlp"), spec).recurrent
+
+
 def _leaky(policy: Policy) -> Policy:
     """The wrong estimator: a carry never reset at episode starts."""
 

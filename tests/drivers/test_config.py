@@ -85,6 +85,21 @@ def test_hidden_from_json_list_becomes_a_tuple():
         ({"loop_chunk": 16.0}, "loop_chunk", "must be an int"),
         ({"loop_chunk": "16"}, "loop_chunk", "must be an int"),
         ({"loop_chunk": 2**31}, "loop_chunk", str(INT32_MAX)),
+        # the torso a config names, and what a recurrent one needs
+        ({"torso": "rnn"}, "torso", "allowed: mlp, gru, lstm"),
+        ({"torso": None}, "torso", "must be a string"),
+        ({"recurrent_size": 0}, "recurrent_size", "positive integer"),
+        (
+            {
+                "algo": "ppo",
+                "torso": "lstm",
+                "num_envs": 6,
+                "num_minibatches": 4,
+                "rollout_steps": 2,
+            },
+            "num_minibatches",
+            "divide num_envs = 6 with torso='lstm'",
+        ),
     ],
 )
 def test_invalid_value_names_field_and_rule(changes, field, says):
