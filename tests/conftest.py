@@ -10,11 +10,25 @@ import sys
 import tempfile
 from pathlib import Path
 
+# The suite checks what programs compute, not how fast: XLA compiles them
+# without LLVM's optimisation passes (JAX's ``jax_disable_most_optimizations``),
+# which halves the suite's CPU time, as most of it is compiling. Every process
+# the suite starts inherits it; ``JAXPG_TEST_OPTIMIZE=1`` compiles as users do.
+# Tests marked ``optimized`` compile as users do: those whose property is the
+# bits of XLA's default code (a vmapped member equals its own run, bit for bit)
+# or a learning trajectory checked at that code.
+if os.environ.get("JAXPG_TEST_OPTIMIZE", "0") != "1":
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+
 import jax
+import pytest
 
 import jaxpg  # noqa: F401  (sets XLA_FLAGS before the backend starts)
+from jaxpg.drivers import executables
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+if os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS") == "1":  # jax read it already
+    jax.config.update("jax_disable_most_optimizations", True)
 # Shared test helpers (toy environments, subprocess workers) live apart.
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 # One persistent compilation cache per test run, shared by the xdist workers,
@@ -32,3 +46,35 @@ else:
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture(autouse=True)
+def _no_kept_programs_across_tests():
+    """A ``jaxpg`` command run in-process turns on the on-disk programs of
+    :mod:`jaxpg.drivers.executables` for the process; the next test starts
+    with them off, as a fresh process would."""
+    yield
+    executables.enable(None)
+
+
+def _optimized(request):
+    """``@pytest.mark.optimized`` (a test, or a module's ``pytestmark``): its
+    programs compile with XLA's default optimisation (in-memory caches cleared
+    on both sides, so no program compiled the other way is reused)."""
+    if request.node.get_closest_marker("optimized") is None or not (
+        jax.config.values["jax_disable_most_optimizations"]
+    ):
+        yield
+        return
+    jax.clear_caches()
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", True)
+        jax.clear_caches()
+
+
+# A marked module turns it on before its module-scoped fixtures compile.
+_optimized_module = pytest.fixture(scope="module", autouse=True)(_optimized)
+_optimized_test = pytest.fixture(autouse=True)(_optimized)

@@ -35,6 +35,8 @@ CFG = jaxpg.Config(
     max_episode_steps=30,
 )
 KEYS = jax.random.split(jax.random.key(1), 2)
+# Bit-identity of XLA's default code: compiled as users compile.
+pytestmark = pytest.mark.optimized
 
 
 def _assert_identical(got, want) -> None:

@@ -23,6 +23,7 @@ class SmallCNN(nn.Module):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized  # convolutions run slowly without LLVM's passes
 def test_cnn_policy_learns_breakout_minatar():
     """A uniformly random policy scores 0.40 per episode on Breakout-MinAtar
     (measured: 256 episodes, std 0.66, so its SE is 0.04). After 29 PPO updates

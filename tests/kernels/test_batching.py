@@ -109,6 +109,7 @@ def test_while_loop_unbatched_is_lax_while_loop():
     np.testing.assert_array_equal(ours, jax.jit(lax_version)(5, key))
 
 
+@pytest.mark.optimized
 def test_while_loop_vmap_equals_per_member_loops_nested_and_in_scan():
     """Plain vmap, nested vmap and vmap of a scan over the loop give each member
     exactly its own unbatched result (masked iterations change nothing)."""

@@ -69,6 +69,7 @@ ADD = dict(
 # credit is itself a proxy.
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize(
     ("task", "sft_steps", "rl_kwargs"),
     [(tasks.sort_task(3), 40, SORT), (tasks.add_task(1), 100, ADD)],
