@@ -152,6 +152,27 @@ def load_or_compile(
     path = _path([description, options])
     compiled = _load(path)
     if compiled is None:
+        _listen()
+        hits = _cache_hits[0]
         compiled = lower().compile(options)
-        _store(path, compiled)
+        # An executable that JAX itself loaded from its persistent cache does
+        # not serialise whole on the CPU (its code is missing when loaded
+        # again): keep only programs XLA compiled here.
+        if _cache_hits[0] == hits:
+            _store(path, compiled)
     return compiled
+
+
+_CACHE_HIT = "/jax/compilation_cache/cache_hits"
+_cache_hits = [0]
+
+
+def _count(event: str, **kwargs: Any) -> None:
+    if event == _CACHE_HIT:
+        _cache_hits[0] += 1
+
+
+def _listen() -> None:
+    if not _state.get("listening"):
+        jax.monitoring.register_event_listener(_count)
+        _state["listening"] = True

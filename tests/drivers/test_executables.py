@@ -18,9 +18,21 @@ SEEDS = 2
 
 @pytest.fixture
 def kept(tmp_path):
+    """Programs kept in ``tmp_path``, with JAX's own persistent cache off:
+    programs it serves are not kept (see the last test), so with it on a
+    program compiled twice would be kept only once."""
+    from jax._src import compilation_cache
+
+    before = jax.config.values["jax_compilation_cache_dir"]
+    jax.config.update("jax_compilation_cache_dir", None)
+    compilation_cache.reset_cache()
     executables.enable(tmp_path)
-    yield tmp_path
-    executables.enable(None)
+    try:
+        yield tmp_path
+    finally:
+        executables.enable(None)
+        jax.config.update("jax_compilation_cache_dir", before)
+        compilation_cache.reset_cache()
 
 
 def _build(cfg, calls):
@@ -145,3 +157,26 @@ def test_evaluation_program_is_kept_and_loaded_the_same(kept):
     np.testing.assert_array_equal(evaluation.evaluate_seeds(*args), first)
     assert path.stat().st_mtime_ns == stamp  # loaded, not written again
     assert first.shape == (SEEDS, 3)
+
+
+def test_a_program_jax_loaded_from_its_own_cache_is_not_kept(tmp_path):
+    """JAX's persistent cache (on in this suite) serves the second compile of
+    a program; such an executable loses its code when serialised, so it is
+    not kept: the next load compiles afresh instead of failing to run."""
+    if not jax.config.values["jax_compilation_cache_dir"]:
+        pytest.skip("JAX's persistent compilation cache is off (JAXPG_TEST_CACHE=0)")
+    cfg = CFG.replace(lr=3e-2)  # a program no other test compiles
+    first, second = tmp_path / "first", tmp_path / "second"
+    try:
+        executables.enable(first)
+        want = _two_chunks(_build(cfg, []))
+        jax.clear_caches()
+        executables.enable(second)  # empty: XLA's compile is JAX's cache hit
+        _two_chunks(_build(cfg, []))
+        assert list(second.glob("*.jaxpg-exe")) == []
+        jax.clear_caches()
+        got = _two_chunks(_build(cfg, []))  # from ``second``, were it kept
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        executables.enable(None)
