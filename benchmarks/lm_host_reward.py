@@ -25,21 +25,18 @@ the same computation but for where the reward runs (checked: equal metrics).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from record import write_record
 
 from jaxpg.sequence import model, rl, tasks
 from jaxpg.sequence.data import CharTokenizer
 from jaxpg.sequence.host_reward import host_reward
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def exact_ids(prompts, completions):
@@ -161,15 +158,7 @@ def main() -> None:
         "machine": platform.platform(),
         "rows": rows,
     }
-    if not a.tiny or a.out:
-        path = (
-            Path(a.out)
-            if a.out
-            else RESULTS / f"lm_host_reward_{jax.default_backend()}.json"
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote {path}")
+    write_record(record, f"lm_host_reward_{jax.default_backend()}.json", a.tiny, a.out)
 
 
 if __name__ == "__main__":

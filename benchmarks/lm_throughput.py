@@ -23,19 +23,16 @@ Tokens/s counts response tokens (``N * R`` per update; learner:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from record import write_record
 
 from jaxpg.sequence import model, rl, sampling, tasks
 from jaxpg.sequence.tasks import EOS, PAD
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -152,15 +149,7 @@ def main() -> None:
         "machine": platform.platform(),
         "rows": rows,
     }
-    if not a.tiny or a.out:
-        path = (
-            Path(a.out)
-            if a.out
-            else RESULTS / f"lm_throughput_{jax.default_backend()}.json"
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote {path}")
+    write_record(record, f"lm_throughput_{jax.default_backend()}.json", a.tiny, a.out)
 
 
 if __name__ == "__main__":

@@ -49,12 +49,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if __name__ == "__main__":
@@ -68,11 +66,11 @@ if __name__ == "__main__":
 import jax
 import jax.numpy as jnp
 import numpy as np
+from record import write_record
 
 from jaxpg.sequence import model, rl, sft, tasks
 from jaxpg.sequence.seeds import NO_YNN
 
-RESULTS = Path(__file__).parent / "results"
 # jaxpg rows: (compiler options of the compiled RL program, prompts laid
 # over all CPU devices).
 JAX_VARIANTS = {
@@ -369,11 +367,7 @@ def main() -> None:
         print(f"{name} / TRL training tokens/s (medians): {ratio:.1f}x")
     record = {"settings": vars(a), "rows": rows, "ratios": ratios,
               "machine": platform.platform()}  # fmt: skip
-    if not a.tiny or a.out:
-        path = Path(a.out) if a.out else RESULTS / "lm_trl_cpu.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote {path}")
+    write_record(record, "lm_trl_cpu.json", a.tiny, a.out)
 
 
 if __name__ == "__main__":

@@ -61,9 +61,8 @@ def _optimized(request):
     """``@pytest.mark.optimized`` (a test, or a module's ``pytestmark``): its
     programs compile with XLA's default optimisation (in-memory caches cleared
     on both sides, so no program compiled the other way is reused)."""
-    if request.node.get_closest_marker("optimized") is None or not (
-        jax.config.values["jax_disable_most_optimizations"]
-    ):
+    marked = request.node.get_closest_marker("optimized") is not None
+    if not marked or not jax.config.values["jax_disable_most_optimizations"]:
         yield
         return
     jax.clear_caches()

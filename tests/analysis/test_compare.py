@@ -5,13 +5,12 @@ tests/helpers/fixtures/make_rliable_fixture.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_capture import run_main as _main
 
 from jaxpg.analysis.compare import (
     AGGREGATES,
@@ -22,7 +21,6 @@ from jaxpg.analysis.compare import (
     stratified_interval,
 )
 from jaxpg.analysis.scores import ENV_SCORES, normalise
-from jaxpg.cli.main import main
 from jaxpg.config import Config
 from jaxpg.experiment import rundir
 
@@ -184,13 +182,6 @@ def _fake_run(root: Path, name: str, env: str, algo: str, means: list) -> Path:
         {"eval": {"seeds": list(range(len(means))), "mean_per_seed": means}},
     )
     return path
-
-
-def _main(*argv):
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(list(argv))
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def test_compare_command_normalises_per_env_and_reports_everything(tmp_path):

@@ -4,8 +4,6 @@ resume, eval), its config resolution, and the learning curve it draws
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -18,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from cli_capture import run_main as _main
 
 import jaxpg
 from jaxpg import presets
@@ -42,13 +41,6 @@ def _strict_json(text: str):
         raise ValueError(f"non-standard JSON constant {name}")
 
     return json.loads(text, parse_constant=no_constants)
-
-
-def _main(*argv) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(list(argv))
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="module")

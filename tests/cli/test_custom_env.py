@@ -7,15 +7,14 @@ gap). ``jaxpg.drivers.runner.run(env=...)`` writes the same report."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
+from cli_capture import run_main as _main
 from my_envs import TwoArms
 
-from jaxpg.cli.main import build_parser, config_from_args, main
+from jaxpg.cli.main import build_parser, config_from_args
 from jaxpg.drivers import runner
 from jaxpg.experiment import rundir
 
@@ -30,13 +29,6 @@ TINY = [
     "--hidden", "8", "--chunk-seconds", "0", "--no-progress",
 ]  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _main(*argv) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main([str(a) for a in argv])
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_capture import run_main as _main
 
-from jaxpg.cli.main import main
 from jaxpg.experiment import checkpoint, integrity, lock, rundir
 
 pytest.importorskip("orbax.checkpoint")
@@ -39,13 +38,6 @@ TINY = [
 HELPERS = Path(__file__).parents[1] / "helpers"
 ENV = {**os.environ, "JAXPG_CACHE_DIR": ""}
 TIMEOUT = 300  # seconds: far above a tiny run's compile time on a loaded machine
-
-
-def _main(*argv) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main([str(a) for a in argv])
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def _snapshot(directory: Path) -> dict[str, str]:

@@ -5,8 +5,6 @@ written before the field existed still load (as the MLP they were)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -14,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_capture import run_main as _main
 
 import jaxpg
-from jaxpg.cli.main import main
 from jaxpg.experiment import rundir
 
 pytest.importorskip("matplotlib")
@@ -32,13 +30,6 @@ TINY = [
     "--set", "max_episode_steps=8", "--eval-episodes", "3",
     "--chunk-seconds", "0", "--no-progress", "--no-compile-cache",
 ]  # fmt: skip
-
-
-def _main(*argv) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main([str(a) for a in argv])
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="module")
