@@ -18,9 +18,11 @@ uniformly random (legal, where the suite has a mask) actions, no policy:
 The two are compiled apart (compile seconds reported), then called in turn
 for ``--repeats`` rounds so that both see the same background load; reported:
 the median steps/s of each and ``ratio = jaxpg / own`` (the target is ≥ 0.95).
-The own variants skip work that the adapters do: brax's wrapper restarts from
-a cached first state instead of a fresh reset, and navix's spends the call
-after an episode's end on the reset instead of a step.
+The own variants differ in work: brax's wrapper restarts from a cached first
+state where jaxpg's adapter resets only the envs that ended, and navix's
+spends the call after an episode's end on the reset instead of a step. Both
+runs return a checksum of their final state beside the reward sum, so that
+XLA keeps every state update (a constant reward would let it drop them).
 
 Usage::
 
@@ -75,7 +77,8 @@ def _uniform(key: jax.Array, num_envs: int, space: Any) -> jax.Array:
 
 
 def jaxpg_rollout(env: Any, params: Any, num_envs: int) -> tuple[Callable, str]:
-    """``(run(key, steps) -> reward sum, label)`` through jaxpg's stepper."""
+    """``(run(key, steps) -> (reward sum, final-state checksum), label)``
+    through jaxpg's stepper."""
     space = env.action_space(params)
     try:
         stepper = envs.make_stepper(env, params, envs.env_spec(env, params), num_envs)
@@ -119,14 +122,27 @@ def jaxpg_rollout(env: Any, params: Any, num_envs: int) -> tuple[Callable, str]:
             return (obs, state, total + reward.sum()), None
 
         init = (obs, state, jnp.float32(0.0))
-        return jax.lax.scan(body, init, jax.random.split(key_run, steps))[0][2]
+        obs, state, total = jax.lax.scan(body, init, jax.random.split(key_run, steps))[
+            0
+        ]
+        return total, _checksum(state)
 
     return run, label
 
 
+def _checksum(state: Any) -> jax.Array:
+    """The sum of the final state's float leaves: returned beside the reward
+    sum so that XLA cannot drop the state's updates (with a constant reward,
+    as inverted_pendulum's, nothing else would use them)."""
+    leaves = [
+        x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)
+    ]
+    return sum(jnp.sum(x) for x in leaves)
+
+
 def own_rollout(suite: str, env: Any, params: Any, num_envs: int) -> Callable:
-    """``run(key, steps) -> reward sum`` through the suite's own batched,
-    auto-resetting step."""
+    """``run(key, steps) -> (reward sum, final-state checksum)`` through the
+    suite's own batched, auto-resetting step."""
     raw = env.unwrapped
     space = env.action_space(params)
     keys = lambda key: jax.random.split(key, num_envs)  # noqa: E731
@@ -208,7 +224,8 @@ def own_rollout(suite: str, env: Any, params: Any, num_envs: int) -> Callable:
             return (state, total + reward.sum()), None
 
         init = (state, jnp.float32(0.0))
-        return jax.lax.scan(body, init, jax.random.split(key_run, steps))[0][1]
+        state, total = jax.lax.scan(body, init, jax.random.split(key_run, steps))[0]
+        return total, _checksum(state)
 
     return run
 
