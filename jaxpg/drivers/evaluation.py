@@ -81,15 +81,15 @@ def evaluate_seeds(
             lambda x: (np.shape(x), str(x.dtype), str(getattr(x, "sharding", None))),
             (params, keys),
         )
-        description = {
-            "program": "evaluate",
-            "run": repr(cfg),
-            "episodes": episodes,
-            "deterministic": deterministic,
-            "arguments": str(signature),
-        }
+        description = executables.describe(
+            repr(cfg),
+            program="evaluate",
+            episodes=episodes,
+            deterministic=deterministic,
+            arguments=str(signature),
+        )
         fn = executables.load_or_compile(
-            description, lambda: jitted.lower(params, keys)
+            lambda: jitted.lower(params, keys), description=description
         )
     return np.asarray(fn(params, keys), dtype=np.float64)
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["directory", "enable", "fingerprint", "load_or_compile"]
+__all__ = ["describe", "directory", "enable", "fingerprint", "load_or_compile"]
 
 # Libraries whose code ends up in a config-built program (versions in the key).
 _PACKAGES = (
@@ -132,22 +132,31 @@ def _store(path: Path, compiled: Any) -> None:
 
 
 def load_or_compile(
-    description: Any, lower: Callable[[], Any], options: dict[str, Any] | None = None
+    lowered: Any | Callable[[], Any],
+    options: dict[str, Any] | None = None,
+    description: Any | None = None,
 ) -> Any:
-    """The compiled program described by ``description``: loaded from
-    :func:`directory` when a program with the same description and
-    :func:`fingerprint` was kept there, else ``lower().compile()`` (kept).
+    """The compiled program: with a ``description``, loaded from
+    :func:`directory` when a program with the same description, options and
+    :func:`fingerprint` was kept there, else compiled (and kept); without one
+    (``None``: the program cannot be described, e.g. a user's own parts) or
+    when keeping is off, compiled.
 
     Args:
-      description: JSON-able; must determine the program together with the
-        fingerprint (two different programs must never share one).
-      lower: ``() -> jax.stages.Lowered`` of the program.
+      lowered: the program as a ``jax.stages.Lowered``, or a function
+        returning it, called only when the program has to be compiled (a
+        program loaded from disk is never traced).
       options: XLA compiler options (part of the key).
+      description: JSON-able; must determine the program together with the
+        fingerprint (two different programs must never share one);
+        :func:`describe` builds one.
 
     Returns:
       A ``jax.stages.Compiled``.
     """
-    if _state["dir"] is None or jax.process_count() > 1:
+    given = isinstance(lowered, jax.stages.Lowered)
+    lower = (lambda: lowered) if given else lowered
+    if description is None or _state["dir"] is None or jax.process_count() > 1:
         return lower().compile(options)
     path = _path([description, options])
     compiled = _load(path)
@@ -161,6 +170,12 @@ def load_or_compile(
         if _cache_hits[0] == hits:
             _store(path, compiled)
     return compiled
+
+
+def describe(run: Any | None, **what: Any) -> dict[str, Any] | None:
+    """The description of one of a run's programs for :func:`load_or_compile`:
+    ``{**what, "run": run}``, or ``None`` (not kept) when ``run`` is ``None``."""
+    return None if run is None else {**what, "run": run}
 
 
 _CACHE_HIT = "/jax/compilation_cache/cache_hits"

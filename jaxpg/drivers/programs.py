@@ -82,20 +82,14 @@ def compile_run(
 
         return parallel.sharded(one_seed, lay, raw_keys=False, donate_argnums=0)
 
-    def compiled(what: dict[str, Any], lower: Callable[[], Any]) -> Any:
-        if description is None:
-            return lower().compile()
-        full = {**what, "run": description, "seeds": num_seeds}
-        return executables.load_or_compile(full, lower)
-
     seeds = jax.ShapeDtypeStruct(
         (lay.padded,),
         np.int32,
         sharding=NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS)),
     )
-    init_exe = compiled(
-        {"program": "init"},
+    init_exe = executables.load_or_compile(
         lambda: parallel.sharded(init_one, lay, raw_keys=False).lower(seeds),
+        description=executables.describe(description, program="init", seeds=num_seeds),
     )
     # Chunks are lowered for the state's abstract values *and shardings*.
     state_spec = jax.tree.map(
@@ -104,9 +98,11 @@ def compile_run(
     )
 
     def build(n: int) -> Any:
-        return compiled(
-            {"program": "chunk", "length": n},
+        return executables.load_or_compile(
             lambda: chunk_program(n).lower(state_spec),
+            description=executables.describe(
+                description, program="chunk", length=n, seeds=num_seeds
+            ),
         )
 
     # One seed's abstract state: the init program's output without the seeds.

@@ -140,13 +140,15 @@ def train_seeds(
     seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
     placed = parallel.place((seeds,), lay)
 
-    def kept(what: str, lower, opts=None):
-        if description is None:
-            return lower().compile(opts)
-        full = {"program": what, "run": description, "seeds": num_seeds, "chunk": chunk}
-        return executables.load_or_compile(full, lower, opts)
+    def kept(what: str) -> dict[str, Any] | None:  # the programs' descriptions
+        return executables.describe(
+            description, program=what, seeds=num_seeds, chunk=chunk
+        )
 
-    states = kept("init", lambda: init.lower(*placed, ref_params))(*placed, ref_params)
+    init_exe = executables.load_or_compile(
+        lambda: init.lower(*placed, ref_params), description=kept("init")
+    )
+    states = init_exe(*placed, ref_params)
     start = 0
     ckpt_dir = None if run_dir is None else Path(run_dir) / rundir.CHECKPOINTS
     if ckpt_dir is not None:
@@ -166,17 +168,19 @@ def train_seeds(
         jax.vmap(lambda s, ref: rlm.run_updates(algo, s, ref, chunk), (0, None)),
         out_shardings=members,
     )
+
+    def lower():
+        return run_chunk.lower(states, ref_params)
+
     with compiling(f"the RL program, {num_seeds} seeds", show_compile):
         try:
-            compiled = kept(
-                "chunk", lambda: run_chunk.lower(states, ref_params), options
-            )
+            compiled = executables.load_or_compile(lower, options, kept("chunk"))
         except Exception as e:  # an XLA without this option: its defaults
             if options is None or "compile option" not in str(e):
                 raise
             print(f"jaxpg lm: XLA options {options} not supported; using the defaults")
             options = None
-            compiled = kept("chunk", lambda: run_chunk.lower(states, ref_params))
+            compiled = executables.load_or_compile(lower, None, kept("chunk"))
     compile_s = time.perf_counter() - t0
     enabled = run_dir is not None if handle_signals is None else handle_signals
     enabled = enabled and threading.current_thread() is threading.main_thread()
