@@ -8,6 +8,7 @@ Shapes: ``S`` seeds, ``U`` updates.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -168,10 +169,9 @@ def train_seeds(
         jax.vmap(lambda s, ref: rlm.run_updates(algo, s, ref, chunk), (0, None)),
         out_shardings=members,
     )
-
-    def lower():
-        return run_chunk.lower(states, ref_params)
-
+    # Lowered once: an XLA that rejects the options compiles the same program
+    # with its defaults (not traced again).
+    lower = functools.cache(lambda: run_chunk.lower(states, ref_params))
     with compiling(f"the RL program, {num_seeds} seeds", show_compile):
         try:
             compiled = executables.load_or_compile(lower, options, kept("chunk"))

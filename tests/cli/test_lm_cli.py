@@ -128,16 +128,35 @@ def test_lm_estimator_options_reach_the_config():
     assert rl_cfg.mask_truncated and rl_cfg.advantage == "grpo_batch"
 
 
-def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys):
+def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys, monkeypatch):
+    """An XLA that rejects the options compiles the same ``Lowered`` program
+    with its defaults: the RL chunk is traced and lowered once."""
     args = _parse(["lm", *TINY, "--updates", "2", "--seeds", "1"])
     task, model_cfg, rl_cfg = cli.build_config(args)
     params = model.init(jax.random.key(0), model_cfg)
     unknown = {"xla_no_such_option_for_this_test": "1"}
+    compiles, traces = [], []
+    real_compile, real_updates = jax.stages.Lowered.compile, rl.run_updates
+
+    def compile_(self, options=None, **kwargs):
+        compiles.append((self, options))
+        return real_compile(self, options, **kwargs)
+
+    def run_updates(*a, **k):
+        traces.append(1)  # a Python side effect: runs once per trace
+        return real_updates(*a, **k)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", compile_)
+    monkeypatch.setattr(rl, "run_updates", run_updates)
     result = seeds.train_seeds(task, model_cfg, rl_cfg, params, 1, 2, unknown)
     metrics, used = result.metrics, result.options
     assert used is None
     assert "not supported; using the defaults" in capsys.readouterr().out
     assert metrics["reward"].shape == (1, 2)
+    assert len(traces) == 1
+    (rejected,) = [i for i, (_, o) in enumerate(compiles) if o == unknown]
+    assert compiles[rejected + 1][0] is compiles[rejected][0]  # the same Lowered
+    assert compiles[rejected + 1][1] is None
 
 
 @pytest.mark.parametrize(
