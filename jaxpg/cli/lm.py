@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import json
 import shlex
-import shutil
 import signal
 import sys
 import time
@@ -62,16 +61,16 @@ from jaxpg.cli.options import (
 from jaxpg.experiment import lock
 from jaxpg.experiment.checkpoint import CheckpointError
 from jaxpg.experiment.rundir import RunDirError
-from jaxpg.sequence import checks, sft, tasks
+from jaxpg.sequence import checks, report, runs, sft, tasks
 from jaxpg.sequence import estimators as est
 from jaxpg.sequence import rl as rlm
 from jaxpg.sequence.model import POSITIONS, TransformerConfig
+from jaxpg.sequence.runs import RUN_FILE
 from jaxpg.sequence.seeds import compiler_options, train_seeds
 
-__all__ = ["build_config", "register", "run"]
+__all__ = ["RUN_FILE", "build_config", "register", "run"]
 
 EVAL_SEED = 2_024_998
-PLOTTED = ("reward", "true_reward", "kl_exact", "response_length")
 
 _EXAMPLES = """\
 examples:
@@ -281,9 +280,6 @@ _NOT_RECORDED = frozenset(
     {"func", "command", "out", "resume", "overwrite", "no_progress",
      "compile_cache", "no_compile_cache", "defaults", "help"}
 )  # fmt: skip
-RUN_FILE = "lm_config.json"
-# What jaxpg.sequence.sft.save_reference writes.
-REFERENCE_FILES = ("reference.json", "reference.msgpack")
 
 
 def _recorded(args: argparse.Namespace) -> dict[str, Any]:
@@ -291,97 +287,14 @@ def _recorded(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _resume_args(args: argparse.Namespace, defaults: dict[str, Any]) -> Path:
-    """Fill ``args`` with the options of the run in ``--resume``; an option
-    given on the command line must agree with the run's (ValueError naming
-    it). Returns the run directory."""
-    out = Path(args.resume)
+    """Fill ``args`` with the options of the run in ``--resume``
+    (:func:`jaxpg.sequence.runs.resume_options`). Returns the run directory."""
     if args.out is not None or args.overwrite:
         raise ValueError("--resume DIR cannot be combined with --out or --overwrite")
-    try:
-        stored = json.loads((out / RUN_FILE).read_text())["options"]
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(
-            f"--resume {out}: not a jaxpg lm run directory ({e})"
-        ) from None
-    differ = [
-        f"--{k.replace('_', '-')}: run has {stored[k]!r}, command line {v!r}"
-        for k, v in _recorded(args).items()
-        if k in stored and v != defaults.get(k) and v != stored[k]
-    ]
-    if differ:
-        raise ValueError(f"--resume {out}: options differ: " + "; ".join(differ))
+    stored = runs.resume_options(args.resume, _recorded(args), defaults)
     for k, v in stored.items():
         setattr(args, k, v)
-    return out
-
-
-def _new_out(args: argparse.Namespace) -> Path:
-    """The run directory of a new run (refused if it holds a run, unless
-    ``--overwrite``; nothing is deleted here)."""
-    if args.out is None:
-        base = Path("runs") / f"lm-{args.task}"
-        out, n = base, 1
-        while out.exists():
-            n += 1
-            out = base.with_name(f"{base.name}-{n}")
-        return out
-    out = Path(args.out)
-    if (out / RUN_FILE).exists() and not args.overwrite:
-        raise ValueError(
-            f"--out {out} holds a jaxpg lm run: continue it with --resume "
-            f"{out}, or replace it with --overwrite"
-        )
-    return out
-
-
-def _clear(out: Path) -> None:
-    """Delete everything in ``out`` but its lock file (held by this process:
-    deleting it would let another process lock a new file of the same name)."""
-    for entry in out.iterdir():
-        if entry.name == lock.LOCK:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-def _check_reference(path: str) -> None:
-    """A ``--reference`` folder must hold a saved reference (ValueError)."""
-    ref = Path(path)
-    if not ref.is_dir():
-        raise ValueError(f"--reference {ref}: no such folder")
-    missing = [n for n in REFERENCE_FILES if not (ref / n).is_file()]
-    if missing:
-        raise ValueError(
-            f"--reference {ref} is not a saved reference: {', '.join(missing)} "
-            "missing (jaxpg lm writes one to OUT/reference)"
-        )
-
-
-def _saved_reference(
-    args: argparse.Namespace, out: Path, resuming: bool, model_cfg: Any
-) -> tuple[Any, str] | None:
-    """``(params, version)`` of the reference to load (``--reference``, or the
-    run's own on ``--resume``), or ``None`` when it is to be trained. Every
-    failure is one ValueError naming the option and the folder."""
-    if args.reference:
-        option, directory = "--reference", Path(args.reference)
-    elif resuming:
-        option, directory = "--resume", out / "reference"
-    else:
-        return None
-    try:
-        params, ref_cfg, info = sft.load_reference(directory)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(
-            f"{option} {directory}: cannot load the reference ({e})"
-        ) from None
-    if args.reference and ref_cfg != model_cfg:
-        raise ValueError(
-            f"reference model {ref_cfg} differs from the requested {model_cfg}"
-        )
-    return params, info["version"]
+    return Path(args.resume)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -402,10 +315,10 @@ def run(args: argparse.Namespace) -> int:
         task, model_cfg, rl_cfg = build_config(args)
         chunk = _chunk(rl_cfg.num_updates, args.chunk)
         if args.reference:
-            _check_reference(args.reference)
+            runs.check_reference(args.reference)
         rm_cli.check(args, task)
         if not resuming:
-            out = _new_out(args)
+            out = runs.new_out(args.out, args.task, args.overwrite)
         check_output_dir(out, "--resume" if resuming else "--out")
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
@@ -422,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     """:func:`run` once the run directory is checked and locked."""
     if not resuming and args.overwrite and (out / RUN_FILE).exists():
-        _clear(out)  # only now: validated, and no live run holds it
+        runs.clear(out)  # only now: validated, and no live run holds it
     unused = _unused_sft_options(args, defaults)
     if unused and not resuming:
         print(
@@ -440,12 +353,10 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
         print(f"jaxpg lm: {', '.join(unused)} not used: {why}", file=sys.stderr)
     enable_compilation_cache(args)
     if not resuming:
-        (out / RUN_FILE).write_text(
-            json.dumps({"options": _recorded(args), "jaxpg": jaxpg.__version__}) + "\n"
-        )
+        runs.write_run_file(out, _recorded(args), jaxpg.__version__)
     t0 = time.perf_counter()
     try:
-        loaded = _saved_reference(args, out, resuming, model_cfg)
+        loaded = runs.load_reference(args.reference, out, resuming, model_cfg)
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
         return 2
@@ -511,7 +422,7 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     flags = rlm.reward_hacking_flag(
         metrics["true_reward"], metrics["reward"], args.hack_window
     )
-    summary = _summary(metrics, finals, ref_eval, flags, args.hack_window)
+    summary = report.summary(metrics, finals, ref_eval, flags, args.hack_window)
     _print_table(summary, ref_eval, task, rl_cfg, compile_s, run_s, args.seeds)
     record = {
         "task": task.name,
@@ -536,25 +447,9 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     (out / "metrics.json").write_text(
         json.dumps(strict_json(record), allow_nan=False) + "\n"
     )
-    _plot(metrics, flags, out / "curves.png", task, rl_cfg, version)
+    report.plot_curves(metrics, flags, out / "curves.png", task, rl_cfg, version)
     print(f"wrote {out / 'metrics.json'} and {out / 'curves.png'}")
     return 0
-
-
-def _summary(metrics, finals, ref_eval, flags, window) -> dict:
-    tail = max(1, metrics["reward"].shape[1] // 10)
-    first = np.where(flags.any(axis=1), flags.argmax(axis=1), -1)
-    return {
-        "final_accuracy": finals["accuracy"].tolist(),
-        "final_true_reward": finals["true_reward"].tolist(),
-        "final_reward": finals["reward"].tolist(),
-        "last_kl_exact": metrics["kl_exact"][:, -tail:].mean(axis=1).tolist(),
-        "max_kl_exact": metrics["kl_exact"].max(axis=1).tolist(),
-        "last_length": metrics["response_length"][:, -tail:].mean(axis=1).tolist(),
-        "hack_first_update": first.tolist(),
-        "hack_window": window,
-        "reference_accuracy": ref_eval["accuracy"],
-    }
 
 
 def _print_table(summary, ref_eval, task, rl_cfg, compile_s, run_s, num_seeds):
@@ -584,40 +479,3 @@ def _print_table(summary, ref_eval, task, rl_cfg, compile_s, run_s, num_seeds):
         f"{sum(h >= 0 for h in s['hack_first_update'])}/{num_seeds:<7}"
     )
     print(f"compile {compile_s:.1f}s, run {run_s:.1f}s (accuracy: 512 fresh prompts)")
-
-
-def _plot(metrics, flags, path, task, rl_cfg, version) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    learned = task.name.endswith("+rm")
-    titles = {
-        "reward": "learned reward (reward model)"
-        if learned
-        else "optimised reward" + (" (proxy)" if task.has_proxy else ""),
-        "true_reward": "true reward (exact match)",
-        "kl_exact": "KL(pi || ref), exact, per response",
-        "response_length": "response length",
-    }
-    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4 * len(PLOTTED), 3.2))
-    x = np.arange(1, metrics["reward"].shape[1] + 1)
-    for ax, name in zip(axes, PLOTTED, strict=True):
-        v = metrics[name]
-        ax.plot(x, v.mean(axis=0), color="C0", label=f"mean of {v.shape[0]} seeds")
-        ax.fill_between(x, v.min(axis=0), v.max(axis=0), color="C0", alpha=0.2)
-        if flags.any():
-            first = int(np.min(np.where(flags.any(axis=1), flags.argmax(axis=1), 1e9)))
-            ax.axvline(x[first], color="C3", ls="--", label="hacking flagged")
-        ax.set_title(titles[name], fontsize=9)
-        ax.set_xlabel("update")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(
-        f"{task.name}: {rl_cfg.advantage}, KL {rl_cfg.kl_estimator} in "
-        f"{rl_cfg.kl_placement}, beta={rl_cfg.beta}; reference {version}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

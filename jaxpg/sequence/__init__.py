@@ -15,10 +15,11 @@ tokenizer), :mod:`.host_reward` (Python reward functions through
 :mod:`.estimators` (advantage, aggregation and KL kernels), :mod:`.sft` (warm
 start, versioned reference), :mod:`.reward_model` (Bradley–Terry reward model
 from preference pairs, RL against it), :mod:`.dpo` (DPO on the same pairs),
-:mod:`.rl` (update, train, seeds, hacking flag),
-:mod:`.cli` (``jaxpg lm``). Shapes: ``P`` prompts, ``G`` samples per prompt,
-``N = P G``, ``Lp`` prompt length, ``R`` response length, ``V`` vocabulary,
-``S`` seeds, ``U`` updates.
+:mod:`.rl` (update, train, seeds, hacking flag), :mod:`.seeds` (many
+seeds in compiled chunks), :mod:`.runs` (``jaxpg lm``'s run directory),
+:mod:`.report` (a run's summary and curves). Shapes: ``P`` prompts, ``G``
+samples per prompt, ``N = P G``, ``Lp`` prompt length, ``R`` response
+length, ``V`` vocabulary, ``S`` seeds, ``U`` updates.
 """
 
 from jaxpg.sequence.data import CharTokenizer, dataset_task
