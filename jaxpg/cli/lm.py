@@ -305,7 +305,9 @@ def run(args: argparse.Namespace) -> int:
     written; for a new run, none holding a run unless ``--overwrite``). The
     run directory's lock (:mod:`jaxpg.experiment.lock`) is held while the
     command runs, so a second ``jaxpg lm`` on a live run (resume or
-    overwrite) is refused.
+    overwrite) is refused. The versions of the reference and the reward model
+    are recorded in the run directory: ``--resume`` refuses one that changed
+    since the run started (:func:`jaxpg.sequence.runs.record_version`).
     """
     defaults = getattr(args, "defaults", None) or {}
     try:
@@ -360,6 +362,7 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
         return 2
+    ref_dir = Path(args.reference) if args.reference else out / "reference"
     if loaded is not None:
         ref_params, version = loaded
     else:
@@ -369,9 +372,14 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
         )  # fmt: skip
         ref_params = jax.jit(train_sft)(jax.random.key(10_000)).params
         version = sft.save_reference(
-            out / "reference", ref_params, model_cfg, task=task.name,
+            ref_dir, ref_params, model_cfg, task=task.name,
             sft_steps=args.sft_steps, sft_lr=args.sft_lr, sft_batch=args.sft_batch,
         )  # fmt: skip
+    try:  # a resumed run trains against the reference it started with
+        runs.record_version(out, "reference", version, ref_dir, resuming)
+    except ValueError as e:
+        print(f"jaxpg lm: error: {e}", file=sys.stderr)
+        return 2
     sft_s = time.perf_counter() - t0
     print(
         f"reference {version} ({'loaded' if args.reference else 'SFT'}, {sft_s:.1f}s)"

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxpg.cli.options import Flag, add_flags
-from jaxpg.sequence import checks, tasks
+from jaxpg.sequence import checks, runs, tasks
 from jaxpg.sequence import reward_model as rm
 from jaxpg.sequence.model import TransformerConfig
 from jaxpg.sequence.protocol import as_model
@@ -149,18 +149,7 @@ def prepare(
         model_cfg = backbone
         how = "loaded"
     version = info["version"]
-    run_file = out / "lm_config.json"
-    stored = json.loads(run_file.read_text())
-    recorded = stored.get("reward_model_version")
-    if resuming and recorded is not None and recorded != version:
-        raise ValueError(
-            f"--resume {out}: the reward model in {directory} has version "
-            f"{version}, but the run was trained against version {recorded} "
-            f"(recorded in {run_file}): restore that reward model, or start a "
-            "new run"
-        )
-    stored["reward_model_version"] = version
-    run_file.write_text(json.dumps(stored) + "\n")
+    runs.record_version(out, "reward model", version, directory, resuming)
     record = {
         "version": version,
         "folder": str(directory),

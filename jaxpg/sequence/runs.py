@@ -28,6 +28,7 @@ __all__ = [
     "clear",
     "load_reference",
     "new_out",
+    "record_version",
     "resume_options",
     "write_run_file",
 ]
@@ -155,3 +156,38 @@ def load_reference(
             f"reference model {ref_cfg} differs from the requested {model_cfg}"
         )
     return params, info["version"]
+
+
+def record_version(
+    out: Path, what: str, version: str, directory: Path, resuming: bool
+) -> None:
+    """Check and record the version of the ``what`` (``"reference"``,
+    ``"reward model"``) the run in ``out`` trains against, as
+    ``"<what>_version"`` in :data:`RUN_FILE`: the first time it is recorded;
+    on resume it must be the recorded one.
+
+    Args:
+      out: the run directory.
+      what: what the version is of.
+      version: its version (a hash of its parameters).
+      directory: where it was loaded from or saved to (for the message).
+      resuming: the run is being resumed.
+
+    Raises:
+      ValueError: resuming, and ``version`` is not the recorded one (naming
+        the folder and both versions; nothing is written).
+    """
+    key = what.replace(" ", "_") + "_version"
+    run_file = out / RUN_FILE
+    stored = json.loads(run_file.read_text())
+    recorded = stored.get(key)
+    if recorded == version:
+        return
+    if resuming and recorded is not None and recorded != version:
+        raise ValueError(
+            f"--resume {out}: the {what} in {directory} has version {version}, "
+            f"but the run was trained against version {recorded} (recorded in "
+            f"{run_file}): restore that {what}, or start a new run"
+        )
+    stored[key] = version
+    run_file.write_text(json.dumps(stored) + "\n")

@@ -263,6 +263,34 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
         assert (a == b).all()
 
 
+def test_lm_resume_refuses_a_changed_reference_naming_it(full_run, capsys):
+    """The run's reference replaced by another (same model, other
+    parameters): ``--resume`` names the folder and both versions and changes
+    nothing; another ``--reference`` is refused as a changed option."""
+    out, _ = full_run
+    folder = out / "reference"
+    params, cfg, info = sft.load_reference(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    config = (out / cli.RUN_FILE).read_text()
+    assert json.loads(config)["reference_version"] == info["version"]
+    new = sft.save_reference(folder, jax.tree.map(lambda x: x + 1.0, params), cfg)
+    try:
+        args = _parse(["lm", "--resume", str(out), "--no-progress"])
+        assert args.func(args) == 2
+        err = capsys.readouterr().err
+        assert f"the reference in {folder} has version {new}" in err
+        assert f"trained against version {info['version']}" in err
+        assert (out / cli.RUN_FILE).read_text() == config
+    finally:
+        for name, data in before.items():
+            (folder / name).write_bytes(data)
+    args = _parse(["lm", "--resume", str(out), "--reference", str(folder)])
+    assert args.func(args) == 2
+    assert f"--reference: run has None, command line '{folder}'" in (
+        capsys.readouterr().err
+    )
+
+
 def _is_locked(directory) -> bool:
     """Whether some open file description holds ``directory``'s lock (a new
     descriptor conflicts with a ``flock`` held even by this process)."""
