@@ -25,12 +25,12 @@ the same computation but for where the reward runs (checked: equal metrics).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
+import lm_settings
 import numpy as np
 from record import write_record
 
@@ -58,20 +58,8 @@ def exact_strings(prompts, completions):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--digits", type=int, default=3)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=2)
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--group", type=int, default=4)
-    p.add_argument("--seeds", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--iters", type=int, default=20, help="updates per timing")
-    p.add_argument("--tiny", action="store_true", help="a few seconds' check")
-    p.add_argument("--out", default=None, help="JSON path (default: results/)")
-    a = p.parse_args()
-    if a.tiny:
-        a.width, a.layers, a.prompts, a.group, a.seeds = 8, 1, 2, 2, 2
-        a.repeats, a.iters = 1, 2
+    lm_settings.add_options(p, iters_help="updates per timing")
+    a = lm_settings.parse(p)
 
     task = tasks.sort_task(a.digits)
     tok = CharTokenizer("0123456789+=")  # ids 2.. are the task's digits, +, =
@@ -81,10 +69,7 @@ def main() -> None:
         "host_strings": host_reward(exact_strings, tokenizer=tok),
     }
     r = task.max_new_tokens
-    cfg = model.TransformerConfig(
-        vocab_size=tasks.VOCAB_SIZE, width=a.width, num_layers=a.layers,
-        num_heads=a.heads, max_len=task.prompt_len + r,
-    )  # fmt: skip
+    cfg = lm_settings.model_config(task, a)
     rl_cfg = rl.RLConfig(num_prompts=a.prompts, group_size=a.group)
     params = model.init(jax.random.key(0), cfg)
     keys = jax.vmap(jax.random.key)(jnp.arange(a.seeds))
@@ -111,12 +96,11 @@ def main() -> None:
             (prompts, responses, mask),
             1,
         )
-    compiled, compile_s, outputs = {}, {}, {}
-    for name, (fn, arg, _) in programs.items():
-        t0 = time.perf_counter()
-        compiled[name] = jax.jit(fn).lower(arg).compile()
-        compile_s[name] = time.perf_counter() - t0
-        outputs[name] = jax.block_until_ready(compiled[name](arg))
+    compiled, compile_s = lm_settings.compile_programs(programs)
+    outputs = {
+        name: jax.block_until_ready(compiled[name](arg))
+        for name, (_, arg, _) in programs.items()
+    }
     for name in rewards:  # the same computation but for where the reward runs
         got, want = outputs[f"update/{name}"][1], outputs["update/jittable"][1]
         for k in ("reward", "accuracy", "loss"):
@@ -149,15 +133,8 @@ def main() -> None:
             f"| {name} | {row['seconds_per_call']:.5f} | "
             f"{row['seconds_per_call'] / base:.2f} | {row['us_per_response']:.2f} |"
         )
-    record = {
-        "settings": {k: v for k, v in vars(a).items() if k != "out"},
-        "responses_per_seed": n,
-        "response_len": r,
-        "device": str(jax.devices()[0]),
-        "jax": jax.__version__,
-        "machine": platform.platform(),
-        "rows": rows,
-    }
+    record = lm_settings.run_record(a, responses_per_seed=n, response_len=r)
+    record["rows"] = rows
     write_record(record, f"lm_host_reward_{jax.default_backend()}.json", a.tiny, a.out)
 
 

@@ -23,12 +23,12 @@ Tokens/s counts response tokens (``N * R`` per update; learner:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
+import lm_settings
 from record import write_record
 
 from jaxpg.sequence import model, rl, sampling, tasks
@@ -38,28 +38,13 @@ from jaxpg.sequence.tasks import EOS, PAD
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="sort", choices=tasks.TASKS)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=2)
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--group", type=int, default=4)
-    p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--iters", type=int, default=20, help="calls per timing")
-    p.add_argument("--tiny", action="store_true", help="a few seconds' check")
-    p.add_argument("--out", default=None, help="JSON path (default: results/)")
-    a = p.parse_args()
-    if a.tiny:
-        a.width, a.layers, a.prompts, a.group, a.seeds = 8, 1, 2, 2, 2
-        a.repeats, a.iters = 1, 2
+    lm_settings.add_options(p, iters_help="calls per timing")
+    a = lm_settings.parse(p)
 
     task = tasks.make_task(a.task)
     r = task.max_new_tokens
-    cfg = model.TransformerConfig(
-        vocab_size=tasks.VOCAB_SIZE, width=a.width, num_layers=a.layers,
-        num_heads=a.heads, max_len=task.prompt_len + r,
-    )  # fmt: skip
+    cfg = lm_settings.model_config(task, a)
     rl_cfg = rl.RLConfig(
         num_prompts=a.prompts, group_size=a.group, epochs=a.epochs,
         aggregation="token_mean",
@@ -106,11 +91,7 @@ def main() -> None:
         "rl_update": (rl_update, states, n * r * a.iters, 1),
         "learner": (learner, params, n * r * a.epochs, a.iters),
     }
-    compiled, compile_s = {}, {}
-    for name, (fn, arg, _, _) in programs.items():
-        t0 = time.perf_counter()
-        compiled[name] = jax.jit(fn).lower(arg).compile()
-        compile_s[name] = time.perf_counter() - t0
+    compiled, compile_s = lm_settings.compile_programs(programs)
     times = {name: [] for name in programs}
     for _ in range(a.repeats):
         for name, (_, arg, _, calls) in programs.items():
@@ -139,16 +120,8 @@ def main() -> None:
             f"{row['tokens_per_s'] / ceiling:.2f} | {row['seconds_per_call']:.4f} | "
             f"{row['compile_s']:.1f} |"
         )
-    record = {
-        "settings": {k: v for k, v in vars(a).items() if k != "out"},
-        "responses": n,
-        "response_len": r,
-        "device": str(jax.devices()[0]),
-        "device_kind": jax.devices()[0].device_kind,
-        "jax": jax.__version__,
-        "machine": platform.platform(),
-        "rows": rows,
-    }
+    record = lm_settings.run_record(a, responses=n, response_len=r)
+    record["rows"] = rows
     write_record(record, f"lm_throughput_{jax.default_backend()}.json", a.tiny, a.out)
 
 

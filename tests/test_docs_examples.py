@@ -341,6 +341,10 @@ def _check_not_run(cmd: Command, check: str, env) -> None:
         script = ROOT / tokens[1]
         assert script.is_file(), f"{cmd.where}: no {tokens[1]}"
         source = script.read_text()
+        # Options may be defined in a sibling module the script imports.
+        for name in re.findall(r"^(?:from|import) (\w+)", source, re.M):
+            if (script.parent / f"{name}.py").is_file():
+                source += (script.parent / f"{name}.py").read_text()
         for opt in (t.split("=")[0] for t in tokens[2:] if t.startswith("--")):
             assert f'"{opt}"' in source, f"{cmd.where}: {tokens[1]} has no {opt}"
     elif check == "extras":

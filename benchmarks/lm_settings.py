@@ -1,0 +1,74 @@
+"""What the token-policy timing benchmarks (``lm_throughput.py``,
+``lm_host_reward.py``) share: the model and batch options with ``--tiny``,
+the model built from them, compiling the timed programs, and the record's
+description of the run."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from typing import Any
+
+import jax
+
+from jaxpg.sequence import model, tasks
+
+
+def add_options(p: argparse.ArgumentParser, iters_help: str) -> None:
+    """The model (``--width --layers --heads``), the batch (``--prompts
+    --group --seeds``), the timing (``--repeats --iters``), ``--tiny`` and
+    ``--out``."""
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--group", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--iters", type=int, default=20, help=iters_help)
+    p.add_argument("--tiny", action="store_true", help="a few seconds' check")
+    p.add_argument("--out", default=None, help="JSON path (default: results/)")
+
+
+def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
+    """The parsed options; ``--tiny`` shrinks the model, batch and timing."""
+    a = p.parse_args()
+    if a.tiny:
+        a.width, a.layers, a.prompts, a.group, a.seeds = 8, 1, 2, 2, 2
+        a.repeats, a.iters = 1, 2
+    return a
+
+
+def model_config(task: tasks.Task, a: argparse.Namespace) -> model.TransformerConfig:
+    """The transformer of the options, long enough for a prompt and response."""
+    return model.TransformerConfig(
+        vocab_size=tasks.VOCAB_SIZE, width=a.width, num_layers=a.layers,
+        num_heads=a.heads, max_len=task.prompt_len + task.max_new_tokens,
+    )  # fmt: skip
+
+
+def compile_programs(
+    programs: dict[str, tuple[Any, ...]],
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """``(compiled, compile seconds)`` of ``{name: (function, argument, ...)}``."""
+    compiled, compile_s = {}, {}
+    for name, (fn, arg, *_) in programs.items():
+        t0 = time.perf_counter()
+        compiled[name] = jax.jit(fn).lower(arg).compile()
+        compile_s[name] = time.perf_counter() - t0
+    return compiled, compile_s
+
+
+def run_record(a: argparse.Namespace, **fields: Any) -> dict[str, Any]:
+    """The record: the settings (not ``--out``), ``fields``, the device, JAX's
+    version and the machine."""
+    device = jax.devices()[0]
+    return {
+        "settings": {k: v for k, v in vars(a).items() if k != "out"},
+        **fields,
+        "device": str(device),
+        "device_kind": device.device_kind,
+        "jax": jax.__version__,
+        "machine": platform.platform(),
+    }
