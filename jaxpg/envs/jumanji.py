@@ -36,6 +36,7 @@ from jaxpg.envs.suite_base import (
     Suite,
     SuiteEnv,
     SuiteParams,
+    last_flags,
     make_named,
 )
 
@@ -92,15 +93,8 @@ class JumanjiAdapter(SuiteEnv):
         if self._layout is not None:
             action = self._layout.action(action, self._env.action_spec.dtype)
         state, ts = self._env.step(state, action)
-        last = ts.last()
-        discount = jnp.asarray(ts.discount)
-        return (
-            _observation(ts.observation, self._layout),
-            state,
-            ts.reward,
-            last & (discount == 0),
-            last & (discount > 0),
-        )
+        obs = _observation(ts.observation, self._layout)
+        return (obs, state, ts.reward, *last_flags(ts))
 
     def action_space(self, params: Any = None) -> Any:
         """``Discrete(n)``, a ``Box``, ``MultiDiscrete(nvec)`` or, for a

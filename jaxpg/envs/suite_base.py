@@ -105,6 +105,15 @@ def with_mask(obs: Any, mask: Array) -> dict[str, Any]:
     return {**obs, MASK_KEY: jnp.asarray(mask, jnp.bool_)}
 
 
+def last_flags(timestep: Any) -> tuple[Array, Array]:
+    """``(terminated, truncated)`` of a dm_env-style ``TimeStep`` (Jumanji,
+    xland-minigrid): an episode's last step (``last()``) with discount 0 is a
+    termination, with discount > 0 a truncation (the suite's time limit)."""
+    last = timestep.last()
+    discount = jnp.asarray(timestep.discount)
+    return last & (discount == 0), last & (discount > 0)
+
+
 class SuiteParams(struct.PyTreeNode):
     """Env params of an adapted suite env: the time limit the suite applies
     (``None``: none; then set ``Config.max_episode_steps``)."""

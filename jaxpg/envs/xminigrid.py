@@ -18,7 +18,7 @@ import jax
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxpg.envs.suite_base import Suite, SuiteEnv, make_named
+from jaxpg.envs.suite_base import Suite, SuiteEnv, last_flags, make_named
 
 Array = jax.Array
 
@@ -43,14 +43,7 @@ class XMiniGridAdapter(SuiteEnv):
 
     def _step(self, key, state, action, params):
         nxt = self._env.step(params.inner, state, action)
-        last = nxt.last()
-        return (
-            nxt.observation,
-            nxt,
-            nxt.reward,
-            last & (nxt.discount == 0),
-            last & (nxt.discount > 0),
-        )
+        return (nxt.observation, nxt, nxt.reward, *last_flags(nxt))
 
     def action_space(self, params: Any = None) -> spaces.Discrete:
         """``Discrete(num_actions)``."""
