@@ -39,17 +39,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import platform
 import time
-from pathlib import Path
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from lm_trl import RESULTS, add_settings, compile_copies, jax_setup
+from lm_trl import add_settings, compile_copies, jax_setup
+from record import write_record
 
 from jaxpg.sequence import model, rl, tasks
 from jaxpg.sequence.seeds import NO_YNN
@@ -313,14 +312,9 @@ def main() -> None:
                 f"| {piece} | {name} | {us:.1f} | {ratio:.3f} "
                 f"[{ci[0]:.3f}, {ci[1]:.3f}] |"
             )
-    if a.tiny and not a.out:
-        return
-    path = Path(a.out) if a.out else RESULTS / "lm_ablate_cpu.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"settings": vars(a), "rows": rows, "pieces_alone": alone,
               "machine": platform.platform()}  # fmt: skip
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_record(record, "lm_ablate_cpu.json", a.tiny, a.out)
 
 
 if __name__ == "__main__":

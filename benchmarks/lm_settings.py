@@ -1,7 +1,8 @@
-"""What the token-policy timing benchmarks (``lm_throughput.py``,
-``lm_host_reward.py``) share: the model and batch options with ``--tiny``,
-the model built from them, compiling the timed programs, and the record's
-description of the run."""
+"""What the token-policy benchmarks share: the model and batch options
+(all of ``lm_throughput.py``, ``lm_host_reward.py``, ``lm_trl.py`` and
+``lm_ablate.py``) and the model built from them; for the two timing scripts
+also the seeds, timing and ``--tiny`` options, compiling the timed programs,
+and the record's description of the run."""
 
 from __future__ import annotations
 
@@ -15,15 +16,20 @@ import jax
 from jaxpg.sequence import model, tasks
 
 
-def add_options(p: argparse.ArgumentParser, iters_help: str) -> None:
-    """The model (``--width --layers --heads``), the batch (``--prompts
-    --group --seeds``), the timing (``--repeats --iters``), ``--tiny`` and
-    ``--out``."""
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model (``--width --layers --heads``) and a seed's batch
+    (``--prompts --group``); ``lm_trl.py`` and ``lm_ablate.py`` use them too."""
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=2)
     p.add_argument("--prompts", type=int, default=16)
     p.add_argument("--group", type=int, default=4)
+
+
+def add_options(p: argparse.ArgumentParser, iters_help: str) -> None:
+    """:func:`add_model_options`, the seeds (``--seeds``), the timing
+    (``--repeats --iters``), ``--tiny`` and ``--out``."""
+    add_model_options(p)
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--iters", type=int, default=20, help=iters_help)

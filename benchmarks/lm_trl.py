@@ -65,10 +65,11 @@ if __name__ == "__main__":
 
 import jax
 import jax.numpy as jnp
+import lm_settings
 import numpy as np
 from record import write_record
 
-from jaxpg.sequence import model, rl, sft, tasks
+from jaxpg.sequence import rl, sft, tasks
 from jaxpg.sequence.seeds import NO_YNN
 
 # jaxpg rows: (compiler options of the compiled RL program, prompts laid
@@ -88,10 +89,7 @@ def _text(tokens) -> str:
 
 def jax_setup(task, a):
     """``(model config, SFT reference params, RL config)`` of the settings."""
-    cfg = model.TransformerConfig(
-        vocab_size=tasks.VOCAB_SIZE, width=a.width, num_layers=a.layers,
-        num_heads=a.heads, max_len=task.prompt_len + task.max_new_tokens,
-    )  # fmt: skip
+    cfg = lm_settings.model_config(task, a)
     ref = jax.jit(sft.make_sft(task, cfg, num_steps=a.sft_steps, lr=a.sft_lr))(
         jax.random.key(a.seed)
     ).params
@@ -281,11 +279,7 @@ def run_trl_repeats(task, a, between) -> dict:
 def add_settings(p: argparse.ArgumentParser) -> None:
     """The model, task, batch and RL settings (shared with ``lm_ablate.py``)."""
     p.add_argument("--task", default="sort", choices=("sort",))
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=2)
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--group", type=int, default=4)
+    lm_settings.add_model_options(p)
     p.add_argument("--updates", type=int, default=150)
     p.add_argument("--sft-steps", type=int, default=40)
     p.add_argument("--sft-lr", type=float, default=3e-3)
