@@ -25,9 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-
 from jaxpg.cli.options import Flag, add_flags
 from jaxpg.sequence import checks, runs, tasks
 from jaxpg.sequence import reward_model as rm
@@ -39,8 +36,6 @@ __all__ = ["FOLDER", "add_arguments", "check", "prepare", "unused_options"]
 FOLDER = "reward_model"
 # What jaxpg.sequence.reward_model.save_reward_model writes.
 FILES = ("reward_model.json", "reward_model.msgpack")
-# Keys of the pairs, the held-out pairs and the reward model's training.
-PAIRS_SEED, HELDOUT_SEED, TRAIN_SEED = 20_000, 20_001, 20_002
 
 _TRAINING: tuple[Flag, ...] = (
     ("--rm-pairs", int, 512, "preference pairs to train on (%(default)s)"),
@@ -176,60 +171,16 @@ def describe(record: dict[str, Any]) -> str:
 
 
 def _train(args, task, model_cfg, ref_params, directory: Path):
-    """Pairs from the reference labelled by the gold reward, the reward model
-    fitted to them, its held-out accuracy (one compiled program); saved to
+    """The reward model fitted with the ``--rm-*`` options
+    (:func:`jaxpg.sequence.reward_model.fit_from_reference`), saved to
     ``directory``."""
-    train = rm.make_reward_model_train(
-        model_cfg, num_steps=args.rm_steps, batch_size=args.rm_batch, lr=args.rm_lr
-    )
-
-    def fit(ref_params):
-        pairs, heldout = (
-            rm.preference_pairs(
-                jax.random.key(seed), task, ref_params, model_cfg, n, noise=noise
-            )
-            for seed, n, noise in (
-                (PAIRS_SEED, args.rm_pairs, args.rm_noise),
-                (HELDOUT_SEED, args.rm_heldout, 0.0),
-            )
-        )
-        fitted = train(jax.random.key(TRAIN_SEED), pairs)
-        return fitted, {
-            name: (
-                jnp.sum(p.weight == 0),
-                rm.preference_accuracy(fitted.params, model_cfg, p),
-            )
-            for name, p in (("train", pairs), ("heldout", heldout))
-        }
-
-    fitted, stats = jax.jit(fit)(ref_params)
-    ties = {k: int(v[0]) for k, v in stats.items()}
-    if ties["train"] == args.rm_pairs:
-        raise ValueError(
-            f"--reward-model: all {args.rm_pairs} preference pairs tie under the "
-            f"gold reward of {task.name!r} (the reference's two responses to "
-            "each prompt score the same), so there is nothing to learn: train "
-            "a better reference (--sft-steps, --sft-lr)"
-        )
-    heldout_accuracy = (
-        float(stats["heldout"][1]) if ties["heldout"] < args.rm_heldout else None
-    )
-    metadata = {
-        "task": task.name,
-        "pairs": args.rm_pairs,
-        "noise": args.rm_noise,
-        "steps": args.rm_steps,
-        "lr": args.rm_lr,
-        "batch": args.rm_batch,
-        "ties_dropped": ties["train"],
-        "train_accuracy": float(stats["train"][1]),
-        "heldout_pairs": args.rm_heldout,
-        "heldout_ties": ties["heldout"],
-        "heldout_accuracy": heldout_accuracy,
-        "final_loss": float(fitted.loss[-1]),
-    }
-    version = rm.save_reward_model(directory, fitted.params, model_cfg, **metadata)
-    return fitted.params, {"version": version, **metadata}
+    params, metadata = rm.fit_from_reference(
+        task, model_cfg, ref_params, num_pairs=args.rm_pairs, noise=args.rm_noise,
+        num_steps=args.rm_steps, lr=args.rm_lr, batch_size=args.rm_batch,
+        num_heldout=args.rm_heldout,
+    )  # fmt: skip
+    version = rm.save_reward_model(directory, params, model_cfg, **metadata)
+    return params, {"version": version, **metadata}
 
 
 def _load(option: str, directory: Path):

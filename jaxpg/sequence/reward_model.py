@@ -51,6 +51,7 @@ __all__ = [
     "PreferencePairs",
     "RewardModelOutput",
     "bradley_terry_loss",
+    "fit_from_reference",
     "init_reward_model",
     "learned_reward_task",
     "load_reward_model",
@@ -255,6 +256,87 @@ def learned_reward_task(task: Task, backbone: ModelLike, params: dict) -> Task:
     return dataclasses.replace(
         task, name=f"{task.name}+rm", reward=learned, has_proxy=True
     )
+
+
+# Keys of the pairs, the held-out pairs and the training of
+# :func:`fit_from_reference` (``jaxpg lm --reward-model``'s).
+PAIRS_SEED, HELDOUT_SEED, TRAIN_SEED = 20_000, 20_001, 20_002
+
+
+def fit_from_reference(
+    task: Task,
+    backbone: ModelLike,
+    ref_params: Any,
+    *,
+    num_pairs: int,
+    noise: float,
+    num_steps: int,
+    lr: float,
+    batch_size: int,
+    num_heldout: int,
+) -> tuple[dict, dict[str, Any]]:
+    """A reward model fitted to ``num_pairs`` pairs sampled from the
+    reference and labelled by ``task``'s gold reward (flipped with
+    probability ``noise``, ties dropped), and its accuracy on
+    ``num_heldout`` fresh pairs with noiseless labels; one compiled program.
+
+    Returns:
+      ``(params, metadata)``: the metadata holds the settings, the ties
+      dropped, the train and held-out accuracies (held-out ``None`` when every
+      held-out pair ties) and the final loss.
+
+    Raises:
+      ValueError: every training pair ties (nothing to learn).
+    """
+    train = make_reward_model_train(
+        backbone, num_steps=num_steps, batch_size=batch_size, lr=lr
+    )
+
+    def fit(ref_params):
+        pairs, heldout = (
+            preference_pairs(
+                jax.random.key(seed), task, ref_params, backbone, n, noise=eps
+            )
+            for seed, n, eps in (
+                (PAIRS_SEED, num_pairs, noise),
+                (HELDOUT_SEED, num_heldout, 0.0),
+            )
+        )
+        fitted = train(jax.random.key(TRAIN_SEED), pairs)
+        return fitted, {
+            name: (
+                jnp.sum(p.weight == 0),
+                preference_accuracy(fitted.params, backbone, p),
+            )
+            for name, p in (("train", pairs), ("heldout", heldout))
+        }
+
+    fitted, stats = jax.jit(fit)(ref_params)
+    ties = {k: int(v[0]) for k, v in stats.items()}
+    if ties["train"] == num_pairs:
+        raise ValueError(
+            f"--reward-model: all {num_pairs} preference pairs tie under the "
+            f"gold reward of {task.name!r} (the reference's two responses to "
+            "each prompt score the same), so there is nothing to learn: train "
+            "a better reference (--sft-steps, --sft-lr)"
+        )
+    heldout_accuracy = (
+        float(stats["heldout"][1]) if ties["heldout"] < num_heldout else None
+    )
+    return fitted.params, {
+        "task": task.name,
+        "pairs": num_pairs,
+        "noise": noise,
+        "steps": num_steps,
+        "lr": lr,
+        "batch": batch_size,
+        "ties_dropped": ties["train"],
+        "train_accuracy": float(stats["train"][1]),
+        "heldout_pairs": num_heldout,
+        "heldout_ties": ties["heldout"],
+        "heldout_accuracy": heldout_accuracy,
+        "final_loss": float(fitted.loss[-1]),
+    }
 
 
 def save_reward_model(
