@@ -77,16 +77,10 @@ def check(args: argparse.Namespace, task: tasks.Task) -> None:
     checks.positive_int("--rm-batch", args.rm_batch)
     checks.positive_int("--rm-heldout", args.rm_heldout)
     if args.reward_model:
-        directory = Path(args.reward_model)
-        if not directory.is_dir():
-            raise ValueError(f"--reward-model {directory}: no such folder")
-        missing = [n for n in FILES if not (directory / n).is_file()]
-        if missing:
-            raise ValueError(
-                f"--reward-model {directory} is not a saved reward model: "
-                f"{', '.join(missing)} missing (jaxpg lm --reward-model writes "
-                f"one to OUT/{FOLDER})"
-            )
+        directory = runs.check_saved(
+            args.reward_model, "--reward-model", "reward model", FILES,
+            f"jaxpg lm --reward-model writes one to OUT/{FOLDER}",
+        )  # fmt: skip
         try:
             info = json.loads((directory / FILES[0]).read_text())
             backbone = TransformerConfig(**info["model"])

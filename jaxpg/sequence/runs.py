@@ -25,6 +25,7 @@ __all__ = [
     "REFERENCE_FILES",
     "RUN_FILE",
     "check_reference",
+    "check_saved",
     "clear",
     "load_reference",
     "new_out",
@@ -116,17 +117,33 @@ def write_run_file(out: Path, options: dict[str, Any], version: str) -> None:
     )
 
 
-def check_reference(path: str | Path) -> None:
-    """A ``--reference`` folder must hold a saved reference (ValueError)."""
-    ref = Path(path)
-    if not ref.is_dir():
-        raise ValueError(f"--reference {ref}: no such folder")
-    missing = [n for n in REFERENCE_FILES if not (ref / n).is_file()]
+def check_saved(
+    path: str | Path, option: str, what: str, files: tuple[str, ...], writer: str
+) -> Path:
+    """The folder given as ``option``, which must hold a saved ``what`` (its
+    ``files``; ``writer`` says what writes one).
+
+    Raises:
+      ValueError: no such folder, or files missing (naming them).
+    """
+    directory = Path(path)
+    if not directory.is_dir():
+        raise ValueError(f"{option} {directory}: no such folder")
+    missing = [n for n in files if not (directory / n).is_file()]
     if missing:
         raise ValueError(
-            f"--reference {ref} is not a saved reference: {', '.join(missing)} "
-            "missing (jaxpg lm writes one to OUT/reference)"
+            f"{option} {directory} is not a saved {what}: {', '.join(missing)} "
+            f"missing ({writer})"
         )
+    return directory
+
+
+def check_reference(path: str | Path) -> None:
+    """A ``--reference`` folder must hold a saved reference (ValueError)."""
+    check_saved(
+        path, "--reference", "reference", REFERENCE_FILES,
+        "jaxpg lm writes one to OUT/reference",
+    )  # fmt: skip
 
 
 def load_reference(
