@@ -5,7 +5,9 @@ broadcast between arrays of different ranks (``[T] + [T, B]``) is an error, not
 a silent bug (the practice of equinox's test suite).
 """
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,14 +36,21 @@ sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 # One persistent compilation cache per test run, shared by the xdist workers,
 # the in-process tests and every CLI subprocess (which inherit
 # ``JAXPG_CACHE_DIR``): the default user path (``jaxpg`` caches by default), and
-# a program that several tests build compiles once. It starts empty, so nothing
-# carries over between runs; ``JAXPG_TEST_CACHE=0`` turns it off.
+# a program that several tests build compiles once. The run's first process
+# (pytest, or xdist's controller, which starts the workers after importing
+# this file) makes a fresh folder and deletes it at exit, so nothing carries
+# over between runs and nothing is left in the temporary folder; a folder
+# given in ``JAXPG_TEST_CACHE_DIR`` is used and kept instead, and
+# ``JAXPG_TEST_CACHE=0`` turns the cache off.
 if os.environ.get("JAXPG_TEST_CACHE", "1") == "0":
     os.environ["JAXPG_CACHE_DIR"] = ""
 else:
-    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
-    cache = Path(tempfile.gettempdir()) / f"jaxpg-test-xla-{run_id}"
-    cache.mkdir(exist_ok=True)
+    if not os.environ.get("JAXPG_TEST_CACHE_DIR"):
+        made = tempfile.mkdtemp(prefix="jaxpg-test-xla-")
+        atexit.register(shutil.rmtree, made, True)
+        os.environ["JAXPG_TEST_CACHE_DIR"] = made
+    cache = Path(os.environ["JAXPG_TEST_CACHE_DIR"])
+    cache.mkdir(parents=True, exist_ok=True)
     os.environ["JAXPG_CACHE_DIR"] = str(cache)
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -125,6 +125,29 @@ def main(out: Path) -> None:
         for i in (0, 2)
     )
 
+    # ... and against each seed's run alone (one seed, one device).
+    alone_identical = []
+    for s in (0, 2):
+        alone = seeds.train_seeds(
+            task, cfg, chunk_cfg, params, 1, 1, None, devices=jax.devices()[:1],
+            first_seed=s,
+        )  # fmt: skip
+        alone_identical.append(
+            all(
+                np.array_equal(alone.metrics[k][0], runs[0].metrics[k][s])
+                for k in alone.metrics
+            )
+            and all(
+                np.array_equal(a[0], b[s])
+                for a, b in zip(
+                    jax.tree.leaves(alone.params),
+                    jax.tree.leaves(runs[0].params),
+                    strict=True,
+                )
+            )
+        )
+    report["cli_others_identical_alone"] = alone_identical
+
     try:
         uneven = dataclasses.replace(rl_cfg, num_prompts=3)
         rl.make_rl(task, cfg, uneven, batch_sharding=dp)

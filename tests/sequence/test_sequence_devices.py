@@ -86,9 +86,16 @@ def test_a_nan_reward_in_one_seed_is_rejected_and_the_others_unaffected(report):
     """Seed 1's first update gets a NaN reward (a user reward_fn): that update
     is rejected and reported (``nonfinite``), on one device and on two; its
     parameters stay finite; seeds 0 and 2 are bit-identical to the same
-    program's run without the NaN."""
+    program's run without the NaN, and to their own runs alone (one seed).
+
+    Alone is bit-identical as the suite compiles (without LLVM's passes). With
+    XLA's default code on a CPU with FMA, a batch of 3 and a batch of 1 may
+    round a parameter's last bit differently (2.3e-10 measured): LLVM's
+    vectorised loop fuses multiply-adds where the scalar remainder does not;
+    ``--xla_cpu_max_isa=AVX`` makes them equal again (docs/experiments.md)."""
     want = [[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]
     assert report["cli_nonfinite"] == [want, want]
     assert report["cli_clean_nonfinite"] == [[0.0, 0.0]] * 3
     assert report["cli_params_finite"] == [True, True]
     assert report["cli_others_identical"]
+    assert report["cli_others_identical_alone"] == [True, True]
