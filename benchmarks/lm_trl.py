@@ -312,7 +312,8 @@ def main() -> None:
         a.repeats, a.trl_repeats, a.copies = 1, 1, 1
     if a.repeats < 1 or a.trl_repeats < 1 or a.copies < 1:
         p.error("--repeats, --trl-repeats and --copies must be >= 1")
-    task = tasks.sort_task(3)
+    # TRL's reward function is the same partial credit (see run_trl).
+    task = tasks.sort_task(3, reward="partial")
     jx, call_args = run_jax(task, a)
     tokens = a.updates * a.prompts * a.group * task.max_new_tokens
 
