@@ -40,29 +40,32 @@ from jaxpg.experiment import rundir
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def configs(total_steps: int, hidden: int) -> dict[str, jaxpg.Config]:
-    """The GRU configs of both algorithms (the MLP arm replaces the torso):
-    REINFORCE is the preset."""
-    gru = dict(torso="gru", hidden=(hidden,), recurrent_size=hidden)
-    return {
-        "reinforce": jaxpg.presets.get("MemoryChain-bsuite", "reinforce").replace(
-            total_steps=total_steps, **gru
-        ),
-        "ppo": jaxpg.Config(
-            env="MemoryChain-bsuite",
-            algo="ppo",
-            max_episode_steps=8,
-            gamma=0.99,
-            num_envs=32,
-            rollout_steps=16,
-            num_minibatches=4,
-            num_epochs=4,
-            lr=1e-3,
-            ent_coef=0.01,
-            total_steps=total_steps,
-            **gru,
-        ),
-    }
+TASKS = ("MemoryChain-bsuite", "RepeatFirst-jaxpg")
+
+
+def configs(task: str, total_steps: int | None) -> dict[str, jaxpg.Config]:
+    """The GRU presets of both algorithms on ``task`` (the MLP arm replaces
+    the torso), at ``total_steps`` (``None``: the presets' budget)."""
+    out = {}
+    for algo in ("reinforce", "ppo"):
+        cfg = jaxpg.presets.get(task, algo)
+        out[algo] = cfg if total_steps is None else cfg.replace(total_steps=total_steps)
+    return out
+
+
+def overrides(items: list[str]) -> dict:
+    """``["max_grad_norm=0.5", "anneal_lr=true"]`` -> Config fields (values
+    read as JSON where they parse, else as strings)."""
+    fields = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            fields[name] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[name] = value
+    return fields
 
 
 def run(cfg: jaxpg.Config, seeds: np.ndarray) -> dict:
@@ -91,14 +94,36 @@ def run(cfg: jaxpg.Config, seeds: np.ndarray) -> dict:
     }
 
 
+CHANCE = {"MemoryChain-bsuite": 0.0, "RepeatFirst-jaxpg": 0.25}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", default="MemoryChain-bsuite", choices=TASKS)
     parser.add_argument("--seeds", type=int, default=16)
-    parser.add_argument("--first-seed", type=int, default=200)
-    parser.add_argument("--total-steps", type=int, default=150_000)
-    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--first-seed", type=int, default=1000)
+    parser.add_argument(
+        "--total-steps", type=int, default=None, help="default: the presets'"
+    )
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--algos", default="reinforce,ppo")
+    parser.add_argument(
+        "--arms", default="gru,mlp", help="torsos to train: gru, mlp or both"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a Config field of every arm (a search), e.g. "
+        "max_grad_norm=0.5; repeatable",
+    )
+    parser.add_argument(
+        "--role",
+        default="held-out",
+        help="what these seeds are, recorded: held-out (never used to choose "
+        "settings) or search",
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
         "--machine",
@@ -107,28 +132,48 @@ def main() -> None:
     )
     args = parser.parse_args()
     seeds = np.arange(args.first_seed, args.first_seed + args.seeds)
+    fields = overrides(args.set)
     rows, settings = {}, {}
-    for algo, cfg in configs(args.total_steps, args.hidden).items():
+    for algo, cfg in configs(args.task, args.total_steps).items():
         if algo not in args.algos.split(","):
             continue
-        mlp = cfg.replace(torso="mlp", hidden=(args.hidden, args.hidden))
+        cfg = cfg.replace(**fields)
+        width = cfg.recurrent_size
+        mlp = cfg.replace(torso="mlp", hidden=(width, width))
         for name, arm in [("gru", cfg), ("mlp", mlp)]:
+            if name not in args.arms.split(","):
+                continue
             row = run(arm, seeds)
             row["solved"] = int(np.sum(np.array(row["final_return"]) >= args.threshold))
             rows[f"{algo}/{name}"] = row
             settings[f"{algo}/{name}"] = rundir.config_to_dict(arm)
-            print(algo, name, row, flush=True)
-            write(args, seeds, rows, settings)  # each arm as it finishes
+            print(args.task, algo, name, row, flush=True)
+            write(args, seeds, fields, rows, settings)  # each arm as it finishes
 
 
-def write(args: argparse.Namespace, seeds: np.ndarray, rows: dict, settings: dict):
-    """Write the record of the arms done so far (JSON and Markdown)."""
-    record = {
-        "env": "MemoryChain-bsuite",
+def write(
+    args: argparse.Namespace,
+    seeds: np.ndarray,
+    fields: dict,
+    rows: dict,
+    settings: dict,
+) -> None:
+    """Merge this task's record of the arms done so far into the JSON file
+    (one entry per task) and rewrite its Markdown."""
+    out = args.out or RESULTS / f"memory_{jax.default_backend()}.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    tasks = previous.get("tasks", {})
+    old = tasks.get(args.task, {})
+    if old.get("seeds") == seeds.tolist() and old.get("overrides") == fields:
+        rows = {**old.get("rows", {}), **rows}  # another process's arms
+        settings = {**old.get("configs", {}), **settings}
+    tasks[args.task] = {
         "seeds": seeds.tolist(),
-        "total_steps": args.total_steps,
-        "hidden": args.hidden,
+        "seed_role": args.role,
+        "total_steps": settings[next(iter(settings))]["total_steps"],
+        "overrides": fields,
         "threshold": args.threshold,
+        "chance": CHANCE[args.task],
         "score": "mean training episode_return over the last 10% of updates "
         "(sampled actions)",
         "platform": jax.default_backend(),
@@ -137,7 +182,7 @@ def write(args: argparse.Namespace, seeds: np.ndarray, rows: dict, settings: dic
         "rows": rows,
         "configs": settings,
     }
-    out = args.out or RESULTS / f"memory_{jax.default_backend()}.json"
+    record = {"tasks": tasks, "notes": previous.get("notes", [])}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     out.with_suffix(".md").write_text(markdown(record))
@@ -145,35 +190,40 @@ def write(args: argparse.Namespace, seeds: np.ndarray, rows: dict, settings: dic
 
 
 def markdown(record: dict) -> str:
-    """The record as a table: solved count, mean ± s.e. and worst seed per
-    arm."""
-    seeds = record["seeds"]
-    lines = [
-        "# Memory: GRU against MLP on MemoryChain-bsuite",
-        "",
-        f"Machine: {record['machine']}; jax {record['jax']}. Seeds "
-        f"{seeds[0]}-{seeds[-1]} ({len(seeds)}), {record['total_steps']:,} env "
-        f"steps per seed. Score per seed: {record['score']}; solved: score >= "
-        f"{record['threshold']} (optimum 1, a memoryless policy 0 on average). "
-        "Mean ± standard error over seeds. Configs in the JSON record.",
-        "",
-        "| algo | torso | solved | mean ± s.e. | worst seed |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row in record["rows"].items():
-        algo, torso = name.split("/")
-        sem = "" if row["sem"] is None else f" ± {row['sem']:.3f}"
-        lines.append(
-            f"| {algo} | {torso} | {row['solved']}/{len(seeds)} | "
-            f"{row['mean']:.3f}{sem} | {min(row['final_return']):.3f} |"
-        )
+    """The record as one table per task: solved count, mean ± s.e. and worst
+    seed per arm."""
+    lines = ["# Memory: GRU against MLP", ""]
+    for task, rec in record["tasks"].items():
+        seeds = rec["seeds"]
+        changed = "".join(f", {k}={v}" for k, v in rec["overrides"].items())
+        lines += [
+            f"## {task}",
+            "",
+            f"Machine: {rec['machine']}; jax {rec['jax']}. Seeds "
+            f"{seeds[0]}-{seeds[-1]} ({len(seeds)}, {rec['seed_role']}), "
+            f"{rec['total_steps']:,} env steps per seed; the presets"
+            f"{changed}. Score per seed: {rec['score']}; solved: score >= "
+            f"{rec['threshold']} (optimum 1, a memoryless policy "
+            f"{rec['chance']} on average). Mean ± standard error over seeds. "
+            "Configs in the JSON record.",
+            "",
+            "| algo | torso | solved | mean ± s.e. | worst seed |",
+            "|---|---|---|---|---|",
+        ]
+        for name, row in rec["rows"].items():
+            algo, torso = name.split("/")
+            sem = "" if row["sem"] is None else f" ± {row['sem']:.3f}"
+            lines.append(
+                f"| {algo} | {torso} | {row['solved']}/{len(seeds)} | "
+                f"{row['mean']:.3f}{sem} | {min(row['final_return']):.3f} |"
+            )
+        lines.append("")
     lines += [
-        "",
         "The JSON's compile_s, run_s and env_steps_per_s are wall times on "
         "that machine as it was: on a shared one they are not measurements.",
     ]
-    if record.get("note"):
-        lines += ["", record["note"]]
+    for note in record.get("notes", []):
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 

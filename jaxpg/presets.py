@@ -8,6 +8,29 @@ from __future__ import annotations
 
 from jaxpg.config import Config
 
+# Recurrent (GRU) settings for the memory tasks (see their entries below).
+_MEMORY_GRU = dict(torso="gru", hidden=(64,), recurrent_size=64, gamma=0.99)
+_MEMORY_REINFORCE = dict(
+    _MEMORY_GRU,
+    num_envs=32,
+    total_steps=150_000,
+    rollout_steps=8,
+    lr=3e-3,
+    baseline="loo",
+)
+_MEMORY_PPO = dict(
+    _MEMORY_GRU,
+    num_envs=32,
+    total_steps=150_000,
+    rollout_steps=16,
+    num_minibatches=4,
+    num_epochs=4,
+    lr=1e-3,
+    ent_coef=0.01,
+    max_grad_norm=0.5,
+    anneal_lr=True,
+)
+
 # One setting each for A2C and PPO on the discrete classic-control tasks.
 _CLASSIC_A2C = dict(
     num_envs=16,
@@ -170,6 +193,9 @@ _PRESETS: dict[tuple[str, str], dict] = {
         lr=3e-3,
         baseline="loo",
     ),
+    ("MemoryChain-bsuite", "ppo"): dict(_MEMORY_PPO, max_episode_steps=8),
+    ("RepeatFirst-jaxpg", "reinforce"): _MEMORY_REINFORCE,
+    ("RepeatFirst-jaxpg", "ppo"): _MEMORY_PPO,
 }
 
 
