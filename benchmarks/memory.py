@@ -1,25 +1,35 @@
-"""Memory benchmark: recurrent against feed-forward policies on
-``MemoryChain-bsuite`` (gymnax; the cue is shown at the first step only, the
-reward of +1 / -1 comes at the last, so a memoryless policy scores 0 on
-average and the optimum is 1).
+"""Memory benchmark: recurrent against feed-forward policies on a memory task.
 
-For each algorithm (``reinforce``: the ``MemoryChain-bsuite`` preset;
-``ppo``) it trains ``--seeds`` seeds with a GRU policy (and GRU critic,
-``Config.torso="gru"``, ``--hidden`` units after a ``--hidden``-wide encoder)
-and with jaxpg's MLP (``torso="mlp"``, two layers of ``--hidden``), at the
-same budget, and records per seed the mean training ``episode_return`` over
+Tasks (``--task``): ``MemoryChain-bsuite`` (gymnax; the cue is shown at the
+first step only, the reward of +1 / -1 comes at the last, so a memoryless
+policy scores 0 on average and the optimum is 1) and ``RepeatFirst-jaxpg``
+(:mod:`jaxpg.envs.repeat_first`: 4 cues, 8 steps, reward 1 at the last step for
+naming the first step's cue; chance 0.25, optimum 1).
+
+For each algorithm (``--algos``: ``reinforce``, ``ppo``) it trains ``--seeds``
+seeds with the task's GRU preset (:mod:`jaxpg.presets`; GRU policy and, for
+PPO, GRU critic) and with jaxpg's MLP in its place (``torso="mlp"``, two
+layers as wide as the GRU), at the same budget, as one vmapped program per arm
+(``--arms``), and records per seed the mean training ``episode_return`` over
 the last 10% of the updates and whether it is solved (>= ``--threshold``),
-plus compile and run time of both (one process: read the ratio, not the
-absolute numbers, and not at all on a shared CPU). Seeds start at
-``--first-seed`` (use seeds you did not tune on: the settings were set in
-development, with a run on seeds 100-115; the seeds of earlier trials are not
-recorded).
+plus compile and run time (one process: read the ratio, not the absolute
+numbers, and not at all on a shared CPU). ``--set FIELD=VALUE`` changes a
+Config field of every arm (a search), recorded with the result; ``--role``
+records whether the seeds were a search set (settings chosen on them) or
+held out (never used to choose anything).
+
+Seed sets used so far: 100-115 (development of the MemoryChain REINFORCE
+preset), 200-215 (its first held-out check, which then served to diagnose
+PPO's collapse), 300-315 (search: the PPO presets and the RepeatFirst
+presets), 1000-1015 (held out: the recorded results).
 
 Output: ``benchmarks/results/memory_<platform>.json`` and ``.md`` (or
-``--out FILE.json`` and ``FILE.md``).
+``--out FILE.json`` and ``FILE.md``), one entry per task, merged into what the
+file holds.
 
-    python benchmarks/memory.py                        # 16 held-out seeds, 200-215
-    python benchmarks/memory.py --seeds 2 --total-steps 20000   # a smoke run
+    python benchmarks/memory.py --task MemoryChain-bsuite   # held out, 1000-1015
+    python benchmarks/memory.py --task RepeatFirst-jaxpg
+    python benchmarks/memory.py --seeds 2 --total-steps 20000 --out /tmp/m.json
 """
 
 from __future__ import annotations
