@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--algos", default="reinforce,ppo")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--num-envs", type=int, default=None, help="default: preset")
-    parser.add_argument("--steps", type=int, default=100_000, help="per seed")
+    parser.add_argument("--steps", type=int, default=50_000, help="per seed")
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
