@@ -194,7 +194,9 @@ _PRESETS: dict[tuple[str, str], dict] = {
         baseline="loo",
     ),
     ("MemoryChain-bsuite", "ppo"): dict(_MEMORY_PPO, max_episode_steps=8),
-    ("RepeatFirst-jaxpg", "reinforce"): _MEMORY_REINFORCE,
+    ("RepeatFirst-jaxpg", "reinforce"): dict(
+        _MEMORY_REINFORCE, total_steps=300_000, ent_coef=0.01
+    ),
     ("RepeatFirst-jaxpg", "ppo"): _MEMORY_PPO,
 }
 
