@@ -180,7 +180,6 @@ def write(
     tasks[args.task] = {
         "seeds": seeds.tolist(),
         "seed_role": args.role,
-        "total_steps": settings[next(iter(settings))]["total_steps"],
         "overrides": fields,
         "threshold": args.threshold,
         "chance": CHANCE[args.task],
@@ -210,21 +209,21 @@ def markdown(record: dict) -> str:
             f"## {task}",
             "",
             f"Machine: {rec['machine']}; jax {rec['jax']}. Seeds "
-            f"{seeds[0]}-{seeds[-1]} ({len(seeds)}, {rec['seed_role']}), "
-            f"{rec['total_steps']:,} env steps per seed; the presets"
-            f"{changed}. Score per seed: {rec['score']}; solved: score >= "
+            f"{seeds[0]}-{seeds[-1]} ({len(seeds)}, {rec['seed_role']}); the "
+            f"presets{changed}. Score per seed: {rec['score']}; solved: score >= "
             f"{rec['threshold']} (optimum 1, a memoryless policy "
             f"{rec['chance']} on average). Mean ± standard error over seeds. "
             "Configs in the JSON record.",
             "",
-            "| algo | torso | solved | mean ± s.e. | worst seed |",
-            "|---|---|---|---|---|",
+            "| algo | torso | env steps per seed | solved | mean ± s.e. | worst seed |",
+            "|---|---|---|---|---|---|",
         ]
         for name, row in rec["rows"].items():
             algo, torso = name.split("/")
             sem = "" if row["sem"] is None else f" ± {row['sem']:.3f}"
             lines.append(
-                f"| {algo} | {torso} | {row['solved']}/{len(seeds)} | "
+                f"| {algo} | {torso} | {row['env_steps_per_seed']:,.0f} | "
+                f"{row['solved']}/{len(seeds)} | "
                 f"{row['mean']:.3f}{sem} | {min(row['final_return']):.3f} |"
             )
         lines.append("")
