@@ -20,6 +20,8 @@ anything else:
   :func:`from_brax` (brax and MuJoCo Playground), :func:`from_jumanji`,
   :func:`from_navix`, :func:`from_xminigrid`, :func:`from_pgx`. Each adapter
   owns its auto-reset, so ``final_observation`` is the real ``s_{t+1}``.
+* :class:`RepeatFirst` (``"RepeatFirst-jaxpg"``): jaxpg's own memory task,
+  repeat the first observation (:mod:`jaxpg.envs.repeat_first`).
 * :func:`make_craftax`: Craftax (``Craftax-Classic-Symbolic-v1``,
   ``Craftax-Symbolic-v1``; ``pip install 'jaxpg[craftax]'``), with death and the
   time limit told apart exactly.
@@ -54,6 +56,7 @@ from jaxpg.envs.legacy import LegacyStepAdapter  # noqa: E402
 from jaxpg.envs.navix import from_navix  # noqa: E402
 from jaxpg.envs.pgx import from_pgx  # noqa: E402
 from jaxpg.envs.registry import SUITES, is_known_env, known_envs, make_env  # noqa: E402
+from jaxpg.envs.repeat_first import RepeatFirst, RepeatFirstParams  # noqa: E402
 from jaxpg.envs.spaces import MultiDiscrete  # noqa: E402
 from jaxpg.envs.spec import (  # noqa: E402
     MASK_KEYS,
@@ -77,6 +80,8 @@ __all__ = [
     "EnvStepper",
     "LegacyStepAdapter",
     "MultiDiscrete",
+    "RepeatFirst",
+    "RepeatFirstParams",
     "check_env",
     "env_spec",
     "from_brax",

@@ -1,4 +1,5 @@
-"""Environments by name: gymnax's registry, Craftax, and ``"SUITE/NAME"`` for
+"""Environments by name: gymnax's registry, Craftax, jaxpg's own memory task
+(``RepeatFirst-jaxpg``, :mod:`jaxpg.envs.repeat_first`), and ``"SUITE/NAME"`` for
 the adapted suites (each an optional extra, imported only when built)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import gymnax
 
 from jaxpg.envs.craftax import CRAFTAX_ENVS, make_craftax
 from jaxpg.envs.custom import is_import_path, make_custom_env
+from jaxpg.envs.repeat_first import REPEAT_FIRST_ENVS, make_repeat_first
 
 # suite prefix -> jaxpg module whose ``make(name)`` builds "SUITE/NAME"
 SUITES = {
@@ -23,9 +25,10 @@ SUITES = {
 
 
 def known_envs() -> tuple[str, ...]:
-    """Names accepted by ``Config(env=...)``: gymnax's registry and Craftax's
-    (besides ``"SUITE/NAME"`` for a suite in ``SUITES``, see :func:`is_known_env`)."""
-    return (*gymnax.registered_envs, *CRAFTAX_ENVS)
+    """Names accepted by ``Config(env=...)``: gymnax's registry, Craftax's and
+    jaxpg's own (besides ``"SUITE/NAME"`` for a suite in ``SUITES``, see
+    :func:`is_known_env`)."""
+    return (*gymnax.registered_envs, *CRAFTAX_ENVS, *REPEAT_FIRST_ENVS)
 
 
 def is_known_env(name: str) -> bool:
@@ -37,7 +40,7 @@ def is_known_env(name: str) -> bool:
 
 
 def make_env(name: str) -> tuple[Any, Any]:
-    """``(env, env_params)`` for a gymnax or Craftax name, ``"SUITE/NAME"``, or a
+    """``(env, env_params)`` for a gymnax, Craftax or jaxpg name, ``"SUITE/NAME"``, or a
     user's ``"package.module:make_env"`` (:mod:`jaxpg.envs.custom`).
 
     Raises:
@@ -50,6 +53,8 @@ def make_env(name: str) -> tuple[Any, Any]:
         return make_custom_env(name)
     if name in CRAFTAX_ENVS:
         return make_craftax(name)
+    if name in REPEAT_FIRST_ENVS:
+        return make_repeat_first(name)
     suite, sep, _ = name.partition("/")
     if sep and suite in SUITES:
         return importlib.import_module(SUITES[suite]).make(name)

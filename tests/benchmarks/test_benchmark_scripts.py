@@ -143,3 +143,27 @@ def test_chunk_table_has_a_row_per_chunk(throughput):
     assert len([line for line in lines if line.startswith("| 1 |")]) == 2
     assert any(line.startswith("| 256 | 16 | 100,000 | 0.500 |") for line in lines)
     assert throughput.chunk_table([{"seeds": 1, "chunks": [chunk(1)]}]) == []
+
+
+def test_recurrent_speed_tiny_writes_both_arms_and_their_ratio(tmp_path):
+    """``benchmarks/recurrent_speed.py --tiny`` (REINFORCE only, to keep it to
+    two small compiles): both arms at the same batch, the ratio of their
+    steps/s, and the Markdown row."""
+    spec = importlib.util.spec_from_file_location(
+        "recurrent_speed", BENCH / "recurrent_speed.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "rs.json"
+    module.main(["--tiny", "--algos", "reinforce", "--out", str(out)])
+    record = json.loads(out.read_text())
+    row = record["rows"]["reinforce"]
+    gru, mlp = row["arms"]["gru"], row["arms"]["mlp"]
+    assert gru["config"]["torso"] == "gru" and mlp["config"]["torso"] == "mlp"
+    assert gru["env_steps"] == mlp["env_steps"] > 0  # equal batch and budget
+    assert row["ratio"] == pytest.approx(
+        gru["steps_per_s"] / mlp["steps_per_s"], rel=1e-2
+    )
+    assert "| reinforce |" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        module.main(["--algos", "a2c"])
