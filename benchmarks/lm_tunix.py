@@ -49,6 +49,7 @@ import os
 import platform
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -56,10 +57,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from record import write_record
+from record import RESULTS, write_record
 
-from jaxpg.sequence import RLConfig, evaluate, from_nnx, make_rl_train, make_sft
-from jaxpg.sequence import tasks
+from jaxpg.sequence import (
+    RLConfig,
+    evaluate,
+    from_nnx,
+    make_rl_train,
+    make_sft,
+    sampling,
+    tasks,
+)
+from jaxpg.sequence.seeds import NO_YNN
 
 WORDS = ["<pad>", "<eos>", *[str(d) for d in range(10)], "+", "="]
 
@@ -163,11 +172,12 @@ def rl_config(a) -> RLConfig:
     )  # fmt: skip
 
 
-def run_jax(task, model, ref, a) -> dict:
+def run_jax(task, model, ref, a, options=None) -> dict:
+    """``options``: XLA compiler options of the compiled program."""
     train = make_rl_train(task, model, rl_config(a))
     args = (jax.random.key(a.seed + 1), ref, ref)
     t0 = time.perf_counter()
-    compiled = jax.jit(train).lower(*args).compile()
+    compiled = jax.jit(train, compiler_options=options).lower(*args).compile()
     compile_s = time.perf_counter() - t0
     runs = []
     for _ in range(a.repeats):
@@ -200,6 +210,29 @@ class WordTokenizer:
 
 def _text(tokens) -> str:
     return " ".join(WORDS[t] for t in tokens)
+
+
+def same_model_check(task, model, ref, a, max_len: int) -> float:
+    """Largest difference between the log-probs jaxpg's cached sampler gives
+    its draws and Tunix's teacher-forced pass (``compute_per_token_logps``)
+    over the same tokens with the module holding ``ref``: both stacks run one
+    model. Raises if above 1e-4."""
+    from tunix.rl import common
+
+    prompts = task.sample_prompts(jax.random.key(a.seed + 3), 8)
+    s = sampling.sample(
+        jax.random.key(a.seed + 4), ref, model, prompts, task.max_new_tokens,
+        eos_id=tasks.EOS, pad_id=tasks.PAD,
+    )  # fmt: skip
+    module = make_module(a, max_len)
+    load_params(module, ref)
+    theirs = common.compute_per_token_logps(
+        module, prompts, s.responses, pad_id=tasks.PAD, eos_id=tasks.EOS
+    )
+    gap = float(jnp.max(jnp.abs(jnp.where(s.mask, theirs - s.log_probs, 0.0))))
+    if not gap < 1e-4:
+        raise AssertionError(f"the two stacks disagree on the model: {gap}")
+    return gap
 
 
 def run_tunix(task, ref, a, max_len: int) -> dict:
@@ -311,29 +344,58 @@ def main() -> None:
     ev = jax.jit(lambda prm: evaluate(jax.random.key(7), prm, task, model, 512))
     tokens = a.updates * a.prompts * a.group * task.max_new_tokens
 
+    gap = same_model_check(task, model, ref, a, max_len)
+    print(f"log-probs of one model, jaxpg's cached sampler vs Tunix: max gap {gap:.1e}")
     rows = {"jaxpg": run_jax(task, model, ref, a),
+            "jaxpg, YNNPACK off": run_jax(task, model, ref, a, NO_YNN),
             "tunix": run_tunix(task, ref, a, max_len)}  # fmt: skip
     reference_accuracy = float(ev(ref)["accuracy"])
     for row in rows.values():
         row["accuracy"] = float(ev(row.pop("params"))["accuracy"])
         row["tokens_per_s"] = tokens / row["rl_s"]
-    ratio = rows["jaxpg"]["tokens_per_s"] / rows["tunix"]["tokens_per_s"]
-    jx, tx = rows["jaxpg"], rows["tunix"]
-    print(f"sort, {a.updates} updates x {a.prompts}x{a.group}, "
-          f"R={task.max_new_tokens}; SFT reference accuracy {reference_accuracy:.3f}")
-    print("| learner | RL tokens/s | RL s | compile s | accuracy after RL |")
-    print("|---|---|---|---|---|")
-    print(f"| jaxpg | {jx['tokens_per_s']:,.0f} | {jx['rl_s']:.2f} (median of "
-          f"{len(jx['runs_s'])}) | {jx['compile_s']:.1f} | {jx['accuracy']:.3f} |")
-    print(f"| Tunix | {tx['tokens_per_s']:,.0f} | {tx['rl_s']:.2f} (median update "
-          f"x {a.updates}; wall {tx['wall_s']:.2f}) | "
-          f"{tx['compile_and_first_s']:.1f} (with the first updates) | "
-          f"{tx['accuracy']:.3f} |")  # fmt: skip
-    print(f"jaxpg / Tunix training tokens/s: {ratio:.1f}x")
-    record = {"settings": vars(a), "rows": rows, "ratio": ratio,
-              "reference_accuracy": reference_accuracy,
+    ratios = {name: rows[name]["tokens_per_s"] / rows["tunix"]["tokens_per_s"]
+              for name in ("jaxpg", "jaxpg, YNNPACK off")}  # fmt: skip
+    record = {"settings": vars(a), "rows": rows, "ratios": ratios,
+              "logp_gap": gap, "reference_accuracy": reference_accuracy,
               "machine": platform.platform()}  # fmt: skip
+    text = markdown(record, task.max_new_tokens)
+    print(text, end="")
     write_record(record, "lm_tunix_cpu.json", a.tiny, a.out)
+    if a.out or not a.tiny:
+        path = Path(a.out) if a.out else RESULTS / "lm_tunix_cpu.json"
+        path.with_suffix(".md").write_text(text)
+
+
+def markdown(record: dict, r: int) -> str:
+    a, rows = record["settings"], record["rows"]
+    lines = [
+        "# jaxpg against Tunix's GRPO learner (`benchmarks/lm_tunix.py`, CPU)",
+        "",
+        f"sort (3 digits), the same NNX module (width {a['width']}, "
+        f"{a['layers']} layers, {a['heads']} heads), {a['updates']} GRPO updates "
+        f"of {a['prompts']} x {a['group']} samples, R = {r}, from one SFT "
+        f"reference (accuracy {record['reference_accuracy']:.3f}); log-probs "
+        f"of the two stacks agree within {record['logp_gap']:.1e}. "
+        f"{record['machine']}.",
+        "",
+        "| learner | RL tokens/s | RL s | compile s | accuracy after RL |",
+        "|---|---|---|---|---|",
+    ]
+    for name, ratio in record["ratios"].items():
+        row = rows[name]
+        lines.append(
+            f"| {name} | {row['tokens_per_s']:,.0f} ({ratio:.1f}x Tunix) | "
+            f"{row['rl_s']:.2f} (median of {len(row['runs_s'])} calls) | "
+            f"{row['compile_s']:.1f} | {row['accuracy']:.3f} |"
+        )
+    tx = rows["tunix"]
+    lines.append(
+        f"| Tunix | {tx['tokens_per_s']:,.0f} | {tx['rl_s']:.2f} (median update "
+        f"x {a['updates']}; wall {tx['wall_s']:.2f}) | "
+        f"{tx['compile_and_first_s']:.1f} (compile and first updates) | "
+        f"{tx['accuracy']:.3f} |"
+    )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
