@@ -12,14 +12,16 @@ position). jaxpg takes the same module through its NNX adapter
 
 Both learners start from the same parameters: a supervised warm start of
 ``--sft-steps`` Adam steps on the ground truth, run once by jaxpg
-(``make_sft``) and loaded into Tunix's actor and reference modules. Then
+(``make_sft``) and loaded into Tunix's actor and reference modules (a check
+first: both stacks give the same log-probs of the same tokens). Then
 ``--updates`` GRPO updates of ``P`` prompts x ``G`` samples of at most ``R``
-tokens on ``sort`` (3 digits), the task's exact-match reward (Tunix: the same
-jittable reward on the decoded tokens, a word-level tokenizer written here,
-nothing downloaded), group std scaling (Bessel, + 1e-4: the same formula on
-both sides), sequence-mean-token-mean loss (jaxpg ``seq_mean``), PPO clip
-0.2, k3 KL to the reference in the loss with ``--beta``, one gradient step per
-batch, Adam ``--lr`` after global-norm clipping at 1, sampling at T = 1.
+tokens on ``sort`` (3 digits) with the task's ``--reward`` (partial credit by
+default, as ``lm_trl.py`` describes; Tunix: the same jittable reward on the
+decoded tokens, through a word-level tokenizer written here, nothing
+downloaded), group std scaling (Bessel, + 1e-4, on both sides),
+sequence-mean-token-mean loss (jaxpg ``seq_mean``), PPO clip 0.2, k3 KL to
+the reference in the loss with ``--beta``, one gradient step per batch, Adam
+``--lr`` after global-norm clipping at 1, sampling at T = 1.
 
 Reported: RL training tokens/s (``updates * P * G * R`` response-token budget
 over the RL wall time) and exact-match accuracy of each final policy on 512
@@ -329,6 +331,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--beta", type=float, default=0.04)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reward", default="partial", choices=("partial", "exact"))
     p.add_argument("--repeats", type=int, default=5, help="timed jaxpg calls")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--out", default=None)
@@ -336,7 +339,7 @@ def main() -> None:
     if a.tiny:
         a.width, a.layers, a.prompts, a.group, a.updates, a.sft_steps = 8, 1, 2, 2, 4, 2
         a.repeats = 1
-    task = tasks.sort_task(3)
+    task = tasks.sort_task(3, reward=a.reward)
     max_len = task.prompt_len + task.max_new_tokens
     model = as_jaxpg(make_module(a, max_len), max_len)
     sft = jax.jit(make_sft(task, model, num_steps=a.sft_steps, lr=a.sft_lr))
@@ -371,7 +374,8 @@ def markdown(record: dict, r: int) -> str:
     lines = [
         "# jaxpg against Tunix's GRPO learner (`benchmarks/lm_tunix.py`, CPU)",
         "",
-        f"sort (3 digits), the same NNX module (width {a['width']}, "
+        f"sort (3 digits, {a['reward']} reward), the same NNX module "
+        f"(width {a['width']}, "
         f"{a['layers']} layers, {a['heads']} heads), {a['updates']} GRPO updates "
         f"of {a['prompts']} x {a['group']} samples, R = {r}, from one SFT "
         f"reference (accuracy {record['reference_accuracy']:.3f}); log-probs "
