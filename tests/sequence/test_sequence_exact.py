@@ -467,9 +467,16 @@ def test_overlong_penalty_follows_the_shaped_reward(user_setup):
     assert _split_z(estimates["overlong"], grads["J"]) > Z_BIAS
 
 
-def test_batch_std_scaling_is_biased(user_setup):
+def test_batch_std_scaling_is_biased_mostly_in_scale(user_setup):
     """Dividing by the batch's reward std (a random step size correlated with
-    the samples) is biased for grad J."""
+    the samples) is biased for grad J (z ~ 220 here), mostly in scale: the
+    mean is about 0.34 grad J, and orthogonally to grad J the split z (~ 4.9)
+    stays below the bias threshold (one std for all prompts: no per-prompt
+    reweighting, unlike ``grpo``)."""
     grads, estimates, _ = user_setup
-    z = _split_z(estimates["grpo_batch"], grads["J"])
-    assert z > Z_BIAS, z
+    target = grads["J"]
+    assert _split_z(estimates["grpo_batch"], target) > Z_BIAS
+    orthogonal = _split_z(estimates["grpo_batch"], target, orthogonal_to=target)
+    assert orthogonal < Z_BIAS, orthogonal
+    scale = estimates["grpo_batch"].mean(axis=0) @ target / (target @ target)
+    assert 0.2 < scale < 0.5, scale
