@@ -239,6 +239,28 @@ def same_model_check(task, model, ref, a, max_len: int) -> float:
     return gap
 
 
+def tunix_reward(task, stamps: list):
+    """Tunix's ``reward(prompts, completions)``: the task's reward of the
+    decoded completions. Tunix cuts a completion before its EOS (its text
+    and its loss mask end there), so a completion shorter than ``R`` stopped
+    with EOS, which is put back. Appends the call's time to ``stamps``."""
+    r, score = task.max_new_tokens, jax.jit(task.reward)
+
+    def reward(prompts, completions, **kwargs):
+        stamps.append(time.perf_counter())  # once per update, after sampling
+        p = np.array([[WORDS.index(w) for w in t.split()] for t in prompts])
+        y = np.full((len(completions), r), tasks.PAD, np.int32)
+        mask = np.zeros((len(completions), r), bool)
+        for i, text in enumerate(completions):
+            ids = [WORDS.index(w) for w in text.split()]
+            ids = [*ids, tasks.EOS] if len(ids) < r else ids[:r]
+            y[i, : len(ids)], mask[i, : len(ids)] = ids, True
+        rewards = score(jnp.asarray(p), jnp.asarray(y), jnp.asarray(mask))
+        return [float(x) for x in rewards]
+
+    return reward
+
+
 def run_tunix(task, ref, a, max_len: int) -> dict:
     import optax
     from tunix.rl import rl_cluster as rl_cluster_lib
@@ -249,21 +271,9 @@ def run_tunix(task, ref, a, max_len: int) -> dict:
     actor, reference = make_module(a, max_len), make_module(a, max_len)
     load_params(actor, ref)
     load_params(reference, ref)
-    score = jax.jit(task.reward)
     stamps = []
 
-    def reward(prompts, completions, **kwargs):
-        stamps.append(time.perf_counter())  # once per update, after sampling
-        p = np.array([[WORDS.index(w) for w in t.split()] for t in prompts])
-        y = np.full((len(completions), r), tasks.PAD, np.int32)
-        for i, text in enumerate(completions):
-            ids = [WORDS.index(w) for w in text.split()][:r]
-            y[i, : len(ids)] = ids
-        eos = np.cumsum(y == tasks.EOS, axis=1)
-        mask = (eos - (y == tasks.EOS)) == 0  # up to and including EOS
-        mask &= np.arange(r) < np.array([len(t.split()) for t in completions])[:, None]
-        return [float(x) for x in score(jnp.asarray(p), jnp.asarray(y),
-                                        jnp.asarray(mask))]  # fmt: skip
+    reward = tunix_reward(task, stamps)
 
     auto = (jax.sharding.AxisType.Auto,) * 2  # Tunix's models are unannotated
     mesh = jax.make_mesh((1, 1), ("fsdp", "tp"), auto, devices=jax.devices()[:1])
