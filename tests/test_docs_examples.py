@@ -76,7 +76,7 @@ COMMAND_EXTRAS: dict[str, list[str]] = {
 # ------------------------------------------------------ commands not run here
 # (pattern on the command, reason, check that replaces the run)
 SLURM = r"\b(srun|scontrol)\b|\$SLURM_"
-BENCH_EXTRA = r"^python benchmarks/(lm_trl|learning|torch_reinforce)\.py\b"
+BENCH_EXTRA = r"^python benchmarks/(lm_trl|lm_tunix|learning|torch_reinforce)\.py\b"
 BENCHMARK = r"^python benchmarks/\w+\.py\b"
 PIP = r"^pip install\b"
 MAKE = r"^make\b"
@@ -89,8 +89,8 @@ NOT_RUN: list[tuple[str, str, str]] = [
     ),
     (
         BENCH_EXTRA,
-        "needs the bench extra (PyTorch, rejax, TRL), which the test "
-        "environment does not install",
+        "needs the bench extra (PyTorch, rejax, TRL) or the tunix extra, which "
+        "the test environment does not install",
         "options",
     ),
     (

@@ -103,7 +103,8 @@ def _all_pairs():
 def _exact(params, ref_params, m=CFG):
     """Exact J, KL, T2, T3 (scalars) and sequence probabilities ``[P, 15]``
     under the model ``m``; ``J_len``: J of the reward ``r / |y|``;
-    ``J_done``: J of the reward set to 0 on truncated responses (no EOS)."""
+    ``J_done``: J of the reward set to 0 on truncated responses (no EOS);
+    ``J_long``: J of the reward with :data:`OVERLONG`'s soft penalty added."""
     prompts, responses, masks = _all_pairs()
     logits = sampling.response_logits(params, m, prompts, responses)
     ref_logits = sampling.response_logits(ref_params, m, prompts, responses)
@@ -115,10 +116,13 @@ def _exact(params, ref_params, m=CFG):
     forward_t = jnp.sum(est.exact_kl(logits, ref_logits) * masks, axis=1)
     reverse_t = jnp.sum(est.exact_kl(ref_logits, logits) * masks, axis=1)
     done = jnp.any((responses == EOS) & (masks > 0), axis=1)
+    length = jnp.sum(masks, axis=1)
+    penalty = OVERLONG[1] * est.overlong_penalty(length, R, OVERLONG[0])
     return {
         "J": jnp.sum(prob * reward) / P,
         "J_len": jnp.sum(prob * reward / jnp.sum(masks, axis=1)) / P,
         "J_done": jnp.sum(prob * reward * done) / P,
+        "J_long": jnp.sum(prob * (reward + penalty)) / P,
         "KL": jnp.sum(prob * (slp - ref_slp)) / P,
         "T2": jnp.sum(prob_sg * forward_t) / P,
         "T3": jnp.sum(prob_sg * reverse_t) / P,
@@ -317,6 +321,7 @@ def test_kl_placements_that_miss_the_sequence_kl_gradient(setup, placement, esti
 # practitioners' options, by the same enumeration.
 
 BIGRAM = token_models.bigram(3, CFG.max_len)
+OVERLONG = (2, 1.0)  # (buffer L_b, penalty c)
 USER_CONFIGS = {
     "reinforce": _config(advantage="reinforce"),
     "rloo": _config(advantage="rloo"),
@@ -333,6 +338,12 @@ USER_CONFIGS = {
         clip_eps_high=4e-4,
     ),
     "mask_truncated": _config(advantage="reinforce", mask_truncated=True),
+    # DAPO's soft overlong penalty: a reward change.
+    "overlong": _config(
+        advantage="reinforce", overlong_buffer=OVERLONG[0], overlong_penalty=OVERLONG[1]
+    ),
+    # Reward scaling by the batch std (TRL's scale_rewards="batch").
+    "grpo_batch": _config(advantage="grpo_batch"),
 }
 # Dynamic sampling on one prompt (P = 1): K groups drawn, the first whose
 # rewards are not all equal kept.
@@ -358,15 +369,14 @@ def user_setup():
     def exact(p):
         return _exact(p, ref_params, BIGRAM)
 
-    grads = {
-        name: np.asarray(
-            jax.jit(lambda q, n=name: _flat(jax.grad(lambda x: exact(x)[n])(q)))(
-                params
-            ),
-            np.float64,
-        )
-        for name in ("J", "J_len", "J_done")
-    }
+    @jax.jit
+    def exact_grads(p):  # one program for every exact gradient
+        return {
+            name: _flat(jax.grad(lambda q, n=name: exact(q)[n])(p))
+            for name in ("J", "J_len", "J_done", "J_long")
+        }
+
+    grads = {k: np.asarray(v, np.float64) for k, v in exact_grads(params).items()}
 
     def one_prompt_j(p):  # J of prompt 1 alone
         prob = exact(p)["prob"][1]
@@ -447,3 +457,26 @@ def test_dynamic_sampling_scales_the_gradient_by_its_keep_rate(user_setup):
     _assert_unbiased(estimates["plain"], grads["J1"])
     _assert_unbiased(estimates["dynamic"] * (1 - q) / (1 - q**K), grads["J1"])
     assert _split_z(estimates["dynamic"], grads["J1"]) > Z_BIAS
+
+
+def test_overlong_penalty_follows_the_shaped_reward(user_setup):
+    """The soft overlong penalty is added to the reward: the estimator (A = r)
+    follows grad J of the shaped reward, not of the task's reward."""
+    grads, estimates, _ = user_setup
+    _assert_unbiased(estimates["overlong"], grads["J_long"])
+    assert _split_z(estimates["overlong"], grads["J"]) > Z_BIAS
+
+
+def test_batch_std_scaling_is_biased_mostly_in_scale(user_setup):
+    """Dividing by the batch's reward std (a random step size correlated with
+    the samples) is biased for grad J (z ~ 220 here), mostly in scale: the
+    mean is about 0.34 grad J, and orthogonally to grad J the split z (~ 4.9)
+    stays below the bias threshold (one std for all prompts: no per-prompt
+    reweighting, unlike ``grpo``)."""
+    grads, estimates, _ = user_setup
+    target = grads["J"]
+    assert _split_z(estimates["grpo_batch"], target) > Z_BIAS
+    orthogonal = _split_z(estimates["grpo_batch"], target, orthogonal_to=target)
+    assert orthogonal < Z_BIAS, orthogonal
+    scale = estimates["grpo_batch"].mean(axis=0) @ target / (target @ target)
+    assert 0.2 < scale < 0.5, scale
