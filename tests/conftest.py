@@ -16,12 +16,10 @@ from pathlib import Path
 # without LLVM's optimisation passes (JAX's ``jax_disable_most_optimizations``),
 # which halves the suite's CPU time, as most of it is compiling. Every process
 # the suite starts inherits it; ``JAXPG_TEST_OPTIMIZE=1`` compiles as users do.
-# Tests marked ``optimized`` compile as users do: those whose property is the
-# bits of XLA's default code (a vmapped member equals its own run, bit for bit)
-# or a learning trajectory checked at that code.
 # XLA's CPU fusion emitters (its default code generator for fused loops) take
 # more than half of what is left of a compile: off, a PPO program compiles in
-# 2.6 s instead of 5.7 s of CPU. Tests marked ``optimized`` turn them back on.
+# 2.6 s instead of 5.7 s of CPU. Tests marked ``optimized`` or ``bitwise``
+# compile as users do (see ``_default_codegen``).
 if os.environ.get("JAXPG_TEST_OPTIMIZE", "0") != "1":
     os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
     if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
@@ -74,23 +72,38 @@ def _no_kept_programs_across_tests():
     executables.enable(None)
 
 
-def _optimized(request):
-    """``@pytest.mark.optimized`` (a test, or a module's ``pytestmark``): its
-    programs compile with XLA's default optimisation and code generators
-    (in-memory caches cleared on both sides, so no program compiled the other
-    way is reused)."""
-    marked = request.node.get_closest_marker("optimized") is not None
-    if not marked or not jax.config.values["jax_disable_most_optimizations"]:
+def _default_codegen(request):
+    """Marked tests (a test, or a module's ``pytestmark``) compile as users do:
+
+    * ``@pytest.mark.optimized``: XLA's default optimisation and code
+      generators: tests whose property is the bits of that code or a learning
+      trajectory checked at it;
+    * ``@pytest.mark.bitwise``: XLA's default code generators (its CPU fusion
+      emitters), still without LLVM's passes: tests that require a vmapped or
+      chunked run to equal another layout of it to the last bits. The legacy
+      emitters round the lanes of a batch differently from a batch of another
+      size (a few ulps, which training then grows), the fusion emitters do
+      not.
+
+    In-memory caches are cleared on both sides, so no program compiled the
+    other way is reused."""
+    optimized = request.node.get_closest_marker("optimized") is not None
+    bitwise = request.node.get_closest_marker("bitwise") is not None
+    switched = compiler.get_compile_options is _with_fusion_emitters
+    disabled = jax.config.values["jax_disable_most_optimizations"]
+    if not ((optimized and disabled) or (bitwise and not switched)):
         yield
         return
     jax.clear_caches()
-    jax.config.update("jax_disable_most_optimizations", False)
+    previous = compiler.get_compile_options
+    if optimized:
+        jax.config.update("jax_disable_most_optimizations", False)
     compiler.get_compile_options = _with_fusion_emitters
     try:
         yield
     finally:
-        compiler.get_compile_options = _get_compile_options
-        jax.config.update("jax_disable_most_optimizations", True)
+        compiler.get_compile_options = previous
+        jax.config.update("jax_disable_most_optimizations", disabled)
         jax.clear_caches()
 
 
@@ -109,5 +122,5 @@ def _with_fusion_emitters(*args, **kwargs):
 
 
 # A marked module turns it on before its module-scoped fixtures compile.
-_optimized_module = pytest.fixture(scope="module", autouse=True)(_optimized)
-_optimized_test = pytest.fixture(autouse=True)(_optimized)
+_default_codegen_module = pytest.fixture(scope="module", autouse=True)(_default_codegen)
+_default_codegen_test = pytest.fixture(autouse=True)(_default_codegen)

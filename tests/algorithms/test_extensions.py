@@ -116,6 +116,7 @@ def test_schedule_step_count_advances_once_per_optimizer_step(cfg, steps_per_upd
     np.testing.assert_allclose(lr, float(schedule(count - 1)), rtol=1e-6)
 
 
+@pytest.mark.bitwise  # equal to the last bits across layouts
 def test_default_optimizer_takes_the_traced_learning_rate():
     """The default optimizer reads ``hparams.lr``: vmapping two rates trains
     two different runs in one program, each equal to its own config's run."""
@@ -191,6 +192,7 @@ def test_reinforce_loss_and_gradient_equal_the_kernels_on_the_whole_batch():
     chex.assert_trees_all_close(grads, kernel_grads, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.bitwise  # equal to the last bits across layouts
 @pytest.mark.parametrize("algo", ["reinforce", "a2c", "ppo"])
 def test_plain_vmap_equals_train_seeds_for_every_algorithm(algo):
     cfg = jaxpg.Config(

@@ -24,6 +24,9 @@ from jaxpg.drivers.members import train_members
 from jaxpg.drivers.sweep import SWEEPABLE, grid_settings, random_settings, sweep
 from jaxpg.drivers.train import policy_params
 
+# The sweep equals its chunked and single runs to the last bits.
+pytestmark = pytest.mark.bitwise
+
 CFG = jaxpg.Config(
     algo="reinforce", num_envs=4, rollout_steps=8, total_steps=4 * 8 * 3, hidden=(8,)
 )

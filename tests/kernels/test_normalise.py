@@ -200,6 +200,7 @@ def test_evaluate_acts_through_the_saved_statistics(ppo_run):
         jaxpg.evaluate(PPO.replace(normalise_obs=False), carried, key, 6)
 
 
+@pytest.mark.bitwise  # equal to the last bits across layouts
 def test_anneal_lr_follows_the_step_budget():
     # A2C takes one optimizer step per update: the learning rate it stepped
     # with is the one left in its optimizer state.
