@@ -30,8 +30,10 @@ How the steps are counted (env steps; one env step = one agent step here,
   on every call, and its pmapped epoch is traced again on its second call,
   whose inputs are the first's outputs), so a call's steps/s is the steps of
   the later epochs over their time, and its compile seconds are the first two
-  epochs' time less two of the fastest later epoch. JAX's persistent
-  compilation cache is left as the environment sets it.
+  epochs' time less two of the fastest later epoch. To keep the run short,
+  brax's calls share JAX's persistent compilation cache (a fresh temporary
+  folder, set only around brax's calls): the first call compiles, the later
+  ones load; the compile seconds reported are the first call's.
 
 The final return of every seed of both sides is evaluated the same way:
 ``--episodes`` fresh episodes through jaxpg's brax adapter (1000-step limit,
@@ -51,10 +53,12 @@ and ``.md`` beside it (with ``--tiny`` only when ``--out`` is given).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -266,40 +270,78 @@ def train_brax(
     kwargs = brax_kwargs(settings, total_steps, epochs)
     per_epoch = total_steps // epochs
     rates, compiles, means = [], [], []
-    for seed in range(seeds):
-        sps = []
-
-        def progress(_, metrics, sps=sps):
-            sps.append(float(metrics["training/sps"]))
-
-        make_policy, brax_params, _ = ppo.train(
-            raw, **kwargs, seed=seed, network_factory=factory, progress_fn=progress
-        )
-        times = [per_epoch / r for r in sps]  # each epoch's seconds
-        # The first two epochs compile: the second call of brax's pmapped
-        # epoch gets the first's outputs, of another sharding, and retraces.
-        later = times[WARM_EPOCHS:]
-        rates.append(per_epoch * len(later) / sum(later))
-        compiles.append(sum(times[:WARM_EPOCHS]) - WARM_EPOCHS * min(later))
-        policy = make_policy(brax_params, deterministic=False)
-
-        def act(obs, key, policy=policy):  # brax's policies take raw uint32 keys
-            return policy(obs, jax.random.key_data(key))[0]
-
-        ret = returns_of(
-            env, params, act, jax.random.fold_in(jax.random.key(1), seed), episodes
-        )
-        means.append(float(np.mean(ret)))
-        print(
-            f"brax seed {seed}: {rates[-1]:,.0f} steps/s, return {means[-1]:.1f}, "
-            f"epoch seconds {', '.join(f'{t:.2f}' for t in times)}"
-        )
+    with tempfile.TemporaryDirectory() as cache, _compilation_cache(cache):
+        for seed in range(seeds):
+            _one_brax_call(
+                ppo,
+                raw,
+                kwargs,
+                factory,
+                seed,
+                per_epoch,
+                env,
+                params,
+                episodes,
+                (rates, compiles, means),
+            )
     return dict(
         compile_s_per_call=compiles,
-        compile_s=statistics.median(compiles),
+        compile_s=compiles[0],
         steps_per_s_per_call=rates,
         steps_per_s=statistics.median(rates),
         seed_returns=means,
+    )
+
+
+@contextlib.contextmanager
+def _compilation_cache(folder: str):
+    """JAX's persistent compilation cache in ``folder``, every program kept."""
+    names = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    )
+    before = [getattr(jax.config, n) for n in names]
+    for name, value in zip(names, (folder, 0.0, 0), strict=True):
+        jax.config.update(name, value)
+    try:
+        yield
+    finally:
+        for name, value in zip(names, before, strict=True):
+            jax.config.update(name, value)
+
+
+def _one_brax_call(
+    ppo, raw, kwargs, factory, seed, per_epoch, env, params, episodes, out
+) -> None:
+    """One seed of brax's side; appends its steps/s, compile s and return."""
+    rates, compiles, means = out
+    sps = []
+
+    def progress(_, metrics, sps=sps):
+        sps.append(float(metrics["training/sps"]))
+
+    make_policy, brax_params, _ = ppo.train(
+        raw, **kwargs, seed=seed, network_factory=factory, progress_fn=progress
+    )
+    times = [per_epoch / r for r in sps]  # each epoch's seconds
+    # The first two epochs compile: the second call of brax's pmapped
+    # epoch gets the first's outputs, of another sharding, and retraces.
+    later = times[WARM_EPOCHS:]
+    rates.append(per_epoch * len(later) / sum(later))
+    compiles.append(sum(times[:WARM_EPOCHS]) - WARM_EPOCHS * min(later))
+    policy = make_policy(brax_params, deterministic=False)
+
+    def act(obs, key, policy=policy):  # brax's policies take raw uint32 keys
+        return policy(obs, jax.random.key_data(key))[0]
+
+    ret = returns_of(
+        env, params, act, jax.random.fold_in(jax.random.key(1), seed), episodes
+    )
+    means.append(float(np.mean(ret)))
+    print(
+        f"brax seed {seed}: {rates[-1]:,.0f} steps/s, return {means[-1]:.1f}, "
+        f"epoch seconds {', '.join(f'{t:.2f}' for t in times)}"
     )
 
 
