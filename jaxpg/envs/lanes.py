@@ -11,13 +11,12 @@ step although ~``B / T`` envs end per step (``T`` the episode length).
 ``current``; the reset of an env that ended uses that env's own key, so the
 result is bit-equal to the plain way) but a batching rule of its own: over a
 batch of ``N`` envs (every ``vmap`` level folded into one), it counts the
-``n`` envs that ended and resets only those, gathered in two loops without a
-conditional: chunks of ``c = ⌈N / 16⌉`` envs, the last of them, when at
-most ``s = ⌈rate · N⌉ ≤ c`` envs are left, a gather of ``s``. The work per
-step is that of at most ``n + c - 1`` resets (``s`` when ``n ≤ s``), whatever
-the fraction of envs that end, with two
-reset programs compiled (sizes ``s`` and ``c``); a step where nothing ended
-runs no iteration and leaves the state untouched (a conditional would copy it).
+``n`` envs that ended and resets only those, gathered: none when ``n = 0``;
+one batch of ``s = ⌈rate · N⌉`` resets when ``n ≤ s``; otherwise a loop over
+``⌈n / c⌉`` chunks of ``c = ⌈N / 16⌉`` resets. The work per step is that of
+at most ``n + c - 1`` resets (``0`` on a step where nothing ended), whatever
+the fraction of envs that end, with two reset programs compiled (sizes
+``s`` and ``c``), not one per size.
 """
 
 from __future__ import annotations
@@ -83,35 +82,33 @@ def _lanes_reset(reset: Callable[[Array], Any], rate: float):
 
         def ended(width):
             """The ended envs' indices first, then ``size`` (dropped by the
-            scatter), padded by ``width``."""
-            return jnp.nonzero(over, size=size + width, fill_value=size)[0]
+            scatter), padded to a multiple of ``width``."""
+            padded = -(-size // width) * width
+            return jnp.nonzero(over, size=padded, fill_value=size)[0]
 
         def put(cur, idx):
             new = jax.vmap(reset)(keys[jnp.minimum(idx, size - 1)])
             return jax.tree.map(lambda c, v: c.at[idx].set(v, mode="drop"), cur, new)
 
-        def loop(width, first, trips, state):
-            """``trips`` gathers of ``width`` ended envs, from the ``first``-th."""
+        def nothing(_):
+            return current
+
+        def few(_):
+            return put(current, ended(small)[:small])
+
+        def many(_):
+            order = ended(chunk)
 
             def body(i, cur):
-                idx = jax.lax.dynamic_slice_in_dim(
-                    ended(width), first + i * width, width
-                )
+                idx = jax.lax.dynamic_slice_in_dim(order, i * chunk, chunk)
                 return put(cur, idx)
 
-            return jax.lax.fori_loop(0, trips, body, state)
+            return jax.lax.fori_loop(0, (count + chunk - 1) // chunk, body, current)
 
-        # Two loops and no conditional: a step where nothing ended runs no
-        # iteration and passes the state through untouched (a conditional
-        # would copy it).
-        if small == chunk:
-            return loop(chunk, 0, (count + chunk - 1) // chunk, current)
-        rest = count % chunk
-        big = count // chunk + (rest > small).astype(jnp.int32)
-        out = loop(chunk, 0, big, current)
-        return loop(
-            small, big * chunk, ((rest > 0) & (rest <= small)).astype(jnp.int32), out
-        )
+        if small == chunk:  # one reset program: the loop's
+            return jax.lax.switch(jnp.minimum(count, 1), [nothing, many], None)
+        branch = jnp.where(count == 0, 0, jnp.where(count <= small, 1, 2))
+        return jax.lax.switch(branch, [nothing, few, many], None)
 
     @lanes.def_vmap
     def _fold(axis_size, in_batched, over, keys, current):

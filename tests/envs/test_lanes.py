@@ -68,13 +68,13 @@ def test_equals_the_plain_where_and_resets_few_envs(case, ended):
     "ended, resets",
     [
         ([(1, 4)], 1),
-        ([(0, 2), (1, 4), (1, 15)], 3),
+        ([(0, 2), (1, 4), (1, 15)], 4),
         ([(s, i) for s in (0, 1) for i in range(B)], 2 * B),
     ],
 )
 def test_an_outer_vmap_is_folded_into_one_batch(case, ended, resets):
     """Two seeds of B envs folded into N = 32: one ended env takes one reset
-    (not 2·B); three take a chunk of ⌈N / 16⌉ = 2 and one single gather."""
+    (not 2·B); more take chunks of ⌈N / 16⌉ = 2, the padding dropped."""
     calls, keys, current, fresh, _, nested = case
     over = np.zeros((2, B), bool)
     for s, i in ended:
