@@ -24,9 +24,14 @@ spends the call after an episode's end on the reset instead of a step. Both
 runs return a checksum of their final state beside the reward sum, so that
 XLA keeps every state update (a constant reward would let it drop them).
 
+With ``--split``, brax and Playground get two more arms, to split the
+adapter's cost: its auto-reset replaced by one cached first state (brax's way)
+and by no reset at all (:func:`split_arms`).
+
 Usage::
 
     python benchmarks/env_adapters.py                 # CPU-sized defaults
+    python benchmarks/env_adapters.py --suites brax,playground --split
     python benchmarks/env_adapters.py --tiny          # a smoke run: B=2, 4 steps
 
 Writes ``<out-dir>/env_adapters_<platform>.json`` and ``.md`` (not with
@@ -230,25 +235,60 @@ def own_rollout(suite: str, env: Any, params: Any, num_envs: int) -> Callable:
     return run
 
 
-def measure(suite: str, num_envs: int, steps: int, repeats: int) -> dict[str, Any]:
-    """One suite's row: steps/s of both, their ratio, compile seconds."""
+SPLIT_SUITES = ("brax", "playground")
+
+
+def split_arms(env: Any) -> dict[str, Any]:
+    """The brax adapter with its auto-reset replaced, to split its cost:
+    ``cached`` restores one first state drawn once (brax's way, the same for
+    every env and episode: not jaxpg's semantics), ``no_reset`` never resets
+    (the floor: the adapter's step alone)."""
+    from jaxpg.envs.brax import BraxAdapter
+
+    class Cached(BraxAdapter):
+        def _auto_reset(self, over, key, carry, params):
+            return envs.select_envs(over, self.reset(jax.random.key(0), params), carry)
+
+    class NoReset(BraxAdapter):
+        def _auto_reset(self, over, key, carry, params):
+            return carry
+
+    args = (env.unwrapped, env.name, env.default_params, env._low, env._high)
+    return {"cached": Cached(*args), "no_reset": NoReset(*args)}
+
+
+def measure(
+    suite: str, num_envs: int, steps: int, repeats: int, split: bool = False
+) -> dict[str, Any]:
+    """One suite's row: steps/s of both, their ratio, compile seconds; with
+    ``split`` (brax, Playground) also the adapter's :func:`split_arms`."""
     env, params = envs.make_env(ENVS[suite])
     mine, label = jaxpg_rollout(env, params, num_envs)
     theirs = own_rollout(suite, env, params, num_envs)
+    arms = [("jaxpg", mine), ("own", theirs)]
+    if split and suite in SPLIT_SUITES:
+        for name, variant in split_arms(env).items():
+            arms.append((name, jaxpg_rollout(variant, params, num_envs)[0]))
     fns, compile_s = {}, {}
-    for name, run in (("jaxpg", mine), ("own", theirs)):
+    for name, run in arms:
         t0 = time.perf_counter()
         fns[name] = jax.jit(run, static_argnums=1).lower(jax.random.key(0), steps)
         fns[name] = fns[name].compile()
         compile_s[name] = time.perf_counter() - t0
-    times = {"jaxpg": [], "own": []}
+    times = {name: [] for name in fns}
     for r in range(repeats):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             jax.block_until_ready(fn(jax.random.key(r)))
             times[name].append(time.perf_counter() - t0)
     rate = {k: num_envs * steps / statistics.median(v) for k, v in times.items()}
+    extra = {}
+    if len(rate) > 2:
+        extra["split_ratio_to_own"] = {
+            k: rate[k] / rate["own"] for k in rate if k not in ("jaxpg", "own")
+        }
     return {
+        **extra,
         "suite": suite,
         "env": ENVS[suite],
         "jaxpg_path": label,
@@ -280,6 +320,23 @@ def _markdown(record: dict[str, Any]) -> str:
             f"{row['jaxpg_steps_per_s']:,.0f} | {row['own_steps_per_s']:,.0f} | "
             f"{row['ratio']:.2f} | {c['jaxpg']:.1f} / {c['own']:.1f} |"
         )
+    split = [r for r in record["rows"] if "split_ratio_to_own" in r]
+    if split:
+        lines += [
+            "",
+            "The brax adapter's cost split (steps/s over the suite's own): "
+            "`cached` restores one first state drawn once, as brax's wrapper "
+            "does; `no_reset` never resets.",
+            "",
+            "| suite | jaxpg | cached | no_reset |",
+            "| --- | --- | --- | --- |",
+        ]
+        for row in split:
+            r = row["split_ratio_to_own"]
+            lines.append(
+                f"| {row['suite']} | {row['ratio']:.2f} | {r['cached']:.2f} "
+                f"| {r['no_reset']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -290,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scan-steps", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tiny", action="store_true", help="B=2, 4 steps, 1 round")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="brax, Playground: also the adapter with a cached first state and "
+        "with no reset (see split_arms)",
+    )
     parser.add_argument("--out-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.tiny:
@@ -302,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for suite in suites:
         try:
-            row = measure(suite, args.num_envs, args.scan_steps, args.repeats)
+            row = measure(
+                suite, args.num_envs, args.scan_steps, args.repeats, args.split
+            )
         except ImportError as err:  # the suite's extra is not installed
             row = {"suite": suite, "env": ENVS[suite], "error": str(err)}
         rows.append(row)

@@ -11,10 +11,12 @@ step although ~``B / T`` envs end per step (``T`` the episode length).
 ``current``; the reset of an env that ended uses that env's own key, so the
 result is bit-equal to the plain way) but a batching rule of its own: over a
 batch of ``N`` envs (every ``vmap`` level folded into one), it counts the
-``n`` envs that ended and resets only those, gathered into the smallest of a
-few fixed sizes ``m ≥ n`` (0, about ``rate · N``, ``⌈N / 8⌉``, ``N``), so the
-work per step is that of ``m`` resets and is ``0`` on a step where nothing
-ended.
+``n`` envs that ended and resets only those, gathered: none when ``n = 0``;
+one batch of ``s = ⌈rate · N⌉`` resets when ``n ≤ s``; otherwise a loop over
+``⌈n / c⌉`` chunks of ``c = ⌈N / 16⌉`` resets. The work per step is that of
+at most ``n + c - 1`` resets (``0`` on a step where nothing ended), whatever
+the fraction of envs that end, with two reset programs compiled (sizes
+``s`` and ``c``), not one per size.
 """
 
 from __future__ import annotations
@@ -53,11 +55,11 @@ def select_envs(pred: Array, on_true: Any, on_false: Any) -> Any:
     return jax.tree.map(lambda a, b: _where(pred, a, b), on_true, on_false)
 
 
-def _gather_sizes(n: int, rate: float) -> tuple[int, ...]:
-    """The batch sizes a reset of ``n`` envs is padded to: 0, ~``rate · n``,
-    ``⌈n / 8⌉`` and ``n``, ascending and distinct."""
-    sizes = {0, n, min(n, max(1, math.ceil(rate * n))), min(n, -(-n // 8))}
-    return tuple(sorted(sizes))
+def _gather_sizes(n: int, rate: float) -> tuple[int, int]:
+    """``(s, c)`` for ``n`` envs: the single gather of the few-ended case,
+    ``⌈rate · n⌉``, and the chunk of the loop, ``⌈n / 16⌉`` (``s ≤ c ≤ n``)."""
+    chunk = -(-n // 16)
+    return min(chunk, max(1, math.ceil(rate * n))), chunk
 
 
 def _flat(x: Array, batched: bool, size: int) -> Array:
@@ -76,24 +78,37 @@ def _lanes_reset(reset: Callable[[Array], Any], rate: float):
         size = over.shape[0]
         count = jnp.sum(over, dtype=jnp.int32)
 
-        def gathered(m):
-            def run(_):
-                if m == 0:
-                    return current
-                if m == size:
-                    return select_envs(over, jax.vmap(reset)(keys), current)
-                idx = jnp.nonzero(over, size=m, fill_value=size)[0]
-                new = jax.vmap(reset)(keys[jnp.minimum(idx, size - 1)])
-                # padding indices (== size) fall outside and are dropped
-                return jax.tree.map(
-                    lambda c, v: c.at[idx].set(v, mode="drop"), current, new
-                )
+        small, chunk = _gather_sizes(size, rate)
 
-            return run
+        def ended(width):
+            """The ended envs' indices first, then ``size`` (dropped by the
+            scatter), padded to a multiple of ``width``."""
+            padded = -(-size // width) * width
+            return jnp.nonzero(over, size=padded, fill_value=size)[0]
 
-        sizes = _gather_sizes(size, rate)
-        branch = jnp.searchsorted(jnp.asarray(sizes, jnp.int32), count)
-        return jax.lax.switch(branch, [gathered(m) for m in sizes], None)
+        def put(cur, idx):
+            new = jax.vmap(reset)(keys[jnp.minimum(idx, size - 1)])
+            return jax.tree.map(lambda c, v: c.at[idx].set(v, mode="drop"), cur, new)
+
+        def nothing(_):
+            return current
+
+        def few(_):
+            return put(current, ended(small)[:small])
+
+        def many(_):
+            order = ended(chunk)
+
+            def body(i, cur):
+                idx = jax.lax.dynamic_slice_in_dim(order, i * chunk, chunk)
+                return put(cur, idx)
+
+            return jax.lax.fori_loop(0, (count + chunk - 1) // chunk, body, current)
+
+        if small == chunk:  # one reset program: the loop's
+            return jax.lax.switch(jnp.minimum(count, 1), [nothing, many], None)
+        branch = jnp.where(count == 0, 0, jnp.where(count <= small, 1, 2))
+        return jax.lax.switch(branch, [nothing, few, many], None)
 
     @lanes.def_vmap
     def _fold(axis_size, in_batched, over, keys, current):
@@ -128,7 +143,8 @@ def reset_where(
         ``reset(key)``.
       reset: ``key -> pytree``, pure.
       rate: the expected fraction of envs ending per step (``≈ 1 / T``); sets
-        the smallest non-zero gather size (``⌈rate · N⌉``).
+        the size of the single gather used when few envs ended
+        (``⌈rate · N⌉``, at most the loop's chunk ``⌈N / 16⌉``).
 
     Raises:
       ValueError: ``over`` is not a scalar or ``rate`` not in ``(0, 1]``.

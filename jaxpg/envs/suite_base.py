@@ -177,18 +177,24 @@ class SuiteEnv:
         trunc = jnp.asarray(trunc, jnp.bool_) & ~term
         over = term | trunc
         info = {"final_observation": obs}
+        obs, nxt = self._auto_reset(over, key_reset, (obs, nxt), params)
+        return obs, nxt, jnp.asarray(reward, jnp.float32), term, trunc, info
+
+    def _auto_reset(
+        self, over: Array, key: Array, carry: tuple[Any, Any], params: Any
+    ) -> tuple[Any, Any]:
+        """``(obs, state)``: ``self.reset(key)`` where ``over``, else ``carry``
+        (only the ended envs' resets computed when ``costly_reset``)."""
         if self.costly_reset:
             limit = getattr(params, "max_steps_in_episode", None) or 64
-            obs, nxt = reset_where(
+            return reset_where(
                 over,
-                key_reset,
-                (obs, nxt),
+                key,
+                carry,
                 lambda k: self.reset(k, params),
                 rate=min(1.0, 2.0 / limit),
             )
-        else:
-            obs, nxt = select_envs(over, self.reset(key_reset, params), (obs, nxt))
-        return obs, nxt, jnp.asarray(reward, jnp.float32), term, trunc, info
+        return select_envs(over, self.reset(key, params), carry)
 
     def observation_space(self, params: Any = None) -> spaces.Space:
         """A ``Box`` per observation leaf (a ``Dict`` for a dict observation)."""

@@ -167,3 +167,95 @@ def test_recurrent_speed_tiny_writes_both_arms_and_their_ratio(tmp_path):
     assert "| reinforce |" in out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit):
         module.main(["--algos", "a2c"])
+
+
+@pytest.fixture(scope="module")
+def brax_trainer():
+    spec = importlib.util.spec_from_file_location(
+        "brax_trainer", BENCH / "brax_trainer.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_brax_trainer_maps_one_batch_onto_both_trainers(brax_trainer):
+    """Same batch, minibatch, epochs and coefficients on both sides: brax's
+    minibatch of ``batch_size`` sequences of ``unroll`` steps is jaxpg's
+    ``num_envs · rollout_steps / num_minibatches`` transitions."""
+    s = brax_trainer.SETTINGS
+    steps = brax_trainer.STEPS_PER_SEED
+    cfg = brax_trainer.jaxpg_config(s, steps, "brax/inverted_pendulum")
+    kw = brax_trainer.brax_kwargs(s, steps, epochs=4)
+    assert kw["num_envs"] == cfg.num_envs and kw["unroll_length"] == cfg.rollout_steps
+    assert kw["batch_size"] * kw["num_minibatches"] == cfg.num_envs
+    assert kw["batch_size"] * kw["unroll_length"] == (
+        cfg.num_envs * cfg.rollout_steps // cfg.num_minibatches
+    )
+    assert kw["num_updates_per_batch"] == cfg.num_epochs
+    for theirs, ours in [
+        ("learning_rate", "lr"),
+        ("discounting", "gamma"),
+        ("gae_lambda", "gae_lambda"),
+        ("clipping_epsilon", "clip_eps"),
+        ("entropy_cost", "ent_coef"),
+        ("vf_loss_coefficient", "vf_coef"),
+        ("normalize_observations", "normalise_obs"),
+    ]:
+        assert kw[theirs] == getattr(cfg, ours), theirs
+    assert kw["num_timesteps"] == cfg.total_steps == steps
+    assert kw["num_evals"] == 5 and kw["run_evals"] is False
+    with pytest.raises(ValueError, match="total_steps=1000"):
+        brax_trainer.brax_kwargs(s, 1000, epochs=4)
+    with pytest.raises(ValueError, match="num_envs=30"):
+        brax_trainer.brax_kwargs({**s, "num_envs": 30}, steps, epochs=4)
+
+
+def test_brax_trainer_table_names_both_sides(brax_trainer):
+    side = {
+        "steps_per_s": 2000.0,
+        "compile_s": 3.0,
+        "seed_returns": [10.0, 20.0],
+        "summary": {"iqm": 15.0, "ci95": [10.0, 20.0]},
+    }
+    record = {
+        "machine": "2-core CPU VM",
+        "env": "brax/inverted_pendulum",
+        "steps_per_seed": 1024,
+        "seeds": 2,
+        "episodes": 4,
+        "settings": brax_trainer.SETTINGS,
+        "jaxpg": {**side, "vmapped_steps_per_s": 5000.0, "vmapped_compile_s": 4.0},
+        "brax": {**side, "steps_per_s": 1000.0},
+        "ratio": 2.0,
+    }
+    text = brax_trainer.markdown(record)
+    assert "| jaxpg | 2,000 | 3.0 | 15.0 [10.0, 20.0] | 10.0, 20.0 |" in text
+    assert "| brax | 1,000 | 3.0 |" in text
+    assert "jaxpg / brax steps/s: **2.00**" in text
+    assert "5,000 steps/s (all seeds' steps)" in text
+
+
+def test_env_suites_steps_per_s_are_figures_only_from_a_quiet_run():
+    spec = importlib.util.spec_from_file_location("env_suites", BENCH / "env_suites.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = {
+        "task": "navix/x",
+        "env_steps_per_seed": 64,
+        "seeds": 2,
+        "episodes_per_seed": 2,
+        "ppo_mean": 1.0,
+        "ppo_se_over_seeds": 0.0,
+        "ppo_seed_means": [1.0, 1.0],
+        "random_mean": 0.5,
+        "random_se": 0.1,
+        "gap_in_se": 5.0,
+        "beats": True,
+        "compile_s": 3.0,
+        "train_steps_per_s": 12345.0,
+    }
+    loaded = module.markdown([row], "2-core CPU VM")
+    assert "| (12,345) |" in loaded and "quiet run only" in loaded
+    quiet = module.markdown([row], "2-core CPU VM", quiet=True)
+    assert "| 3 | 12,345 |" in quiet and "quiet run only" not in quiet

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpg.envs.lanes import reset_where, select_envs
+from jaxpg.envs.lanes import _gather_sizes, reset_where, select_envs
 
 B = 16
 
@@ -53,29 +53,52 @@ def case():
 
 @pytest.mark.parametrize("ended", [[], [3], [0, 5], list(range(0, B, 3))])
 def test_equals_the_plain_where_and_resets_few_envs(case, ended):
-    """Sizes for B = 16 at rate 1/64: 0, 1, 2, 16 resets; 6 ended take 16."""
+    """B = 16: chunks of 1, so exactly the ended envs are reset."""
     calls, keys, current, fresh, step, _ = case
     over = np.isin(np.arange(B), ended)
     out = step(jnp.asarray(over), keys, current)
     jax.effects_barrier()
     expected = select_envs(jnp.asarray(over), fresh, current)
     jax.tree.map(np.testing.assert_array_equal, _data(out), _data(expected))
-    assert len(calls) == {0: 0, 1: 1, 2: 2}.get(len(ended), B)
+    assert len(calls) == len(ended)
     calls.clear()
 
 
-def test_an_outer_vmap_is_folded_into_one_batch(case):
-    """Two seeds of B envs, one env ended in all: one reset, not 2·B."""
+@pytest.mark.parametrize(
+    "ended, resets",
+    [
+        ([(1, 4)], 1),
+        ([(0, 2), (1, 4), (1, 15)], 4),
+        ([(s, i) for s in (0, 1) for i in range(B)], 2 * B),
+    ],
+)
+def test_an_outer_vmap_is_folded_into_one_batch(case, ended, resets):
+    """Two seeds of B envs folded into N = 32: one ended env takes one reset
+    (not 2·B); more take chunks of ⌈N / 16⌉ = 2, the padding dropped."""
     calls, keys, current, fresh, _, nested = case
     over = np.zeros((2, B), bool)
-    over[1, 4] = True
+    for s, i in ended:
+        over[s, i] = True
     both = lambda x: jnp.stack([x, x])  # noqa: E731
     out = nested(jnp.asarray(over), both(keys), jax.tree.map(both, current))
     jax.effects_barrier()
-    assert len(calls) == 1
+    assert len(calls) == resets
     calls.clear()
-    np.testing.assert_array_equal(out["x"][1, 4], fresh["x"][4])
-    np.testing.assert_array_equal(out["x"][0], current["x"])
+    for s in (0, 1):
+        expected = select_envs(jnp.asarray(over[s]), fresh, current)
+        jax.tree.map(
+            np.testing.assert_array_equal,
+            _data(jax.tree.map(lambda x, s=s: x[s], out)),
+            _data(expected),
+        )
+
+
+def test_gather_sizes():
+    """(single gather, chunk): brax's 256 envs at rate 2/1000 gather 1 env
+    alone and 16 per chunk; the gather never exceeds the chunk."""
+    assert _gather_sizes(256, 2 / 1000) == (1, 16)
+    assert _gather_sizes(256, 0.5) == (16, 16)
+    assert _gather_sizes(3, 1.0) == (1, 1)
 
 
 def test_bad_arguments_are_named():
