@@ -56,6 +56,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import jax
 import jax.numpy as jnp
+import lm_settings
 import numpy as np
 from flax import nnx
 from record import RESULTS, write_record
@@ -332,11 +333,7 @@ def run_tunix(task, ref, a, max_len: int) -> dict:
 # -------------------------------------------------------------------- main
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=2)
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--group", type=int, default=4)
+    lm_settings.add_model_options(p)
     p.add_argument("--updates", type=int, default=150)
     p.add_argument("--sft-steps", type=int, default=40)
     p.add_argument("--sft-lr", type=float, default=3e-3)

@@ -29,7 +29,7 @@ file holds.
 
     python benchmarks/memory.py --task MemoryChain-bsuite   # held out, 1000-1015
     python benchmarks/memory.py --task RepeatFirst-jaxpg
-    python benchmarks/memory.py --seeds 2 --total-steps 20000 --out /tmp/m.json
+    python benchmarks/memory.py --seeds 2 --total-steps 20000 --out m.json
 """
 
 from __future__ import annotations

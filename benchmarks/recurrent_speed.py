@@ -24,7 +24,7 @@ Output: ``benchmarks/results/recurrent_speed_<platform>.json`` and ``.md``
 (or ``--out FILE.json`` and ``FILE.md``).
 
     python benchmarks/recurrent_speed.py            # the recorded run
-    python benchmarks/recurrent_speed.py --tiny --out /tmp/rs.json  # a smoke run
+    python benchmarks/recurrent_speed.py --tiny --out rs.json  # a smoke run
 """
 
 from __future__ import annotations
