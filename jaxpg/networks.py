@@ -55,6 +55,7 @@ from jaxpg import nnx_bridge
 from jaxpg.envs import EnvSpec
 from jaxpg.envs.observations import ObsView, batch_shape, mask_fn, view_fn
 from jaxpg.envs.spec import obs_template
+from jaxpg.initializers import scaled_normal as scaled_normal  # re-exported
 from jaxpg.kernels.distributions import (
     Categorical,
     DiagGaussian,
@@ -99,17 +100,6 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": jax.nn.gelu,
     "silu": jax.nn.silu,
 }
-
-
-def scaled_normal(gain: float) -> Callable:
-    """Normal init with variance ``gain² / fan_in``.
-
-    jaxpg's default instead of orthogonal init: orthogonal init needs a QR
-    decomposition, a LAPACK call that XLA's CPU runtime can deadlock on when it
-    is vmapped over many seeds; scaled normals need none and train the same on
-    the preset tasks.
-    """
-    return nn.initializers.variance_scaling(gain**2, "fan_in", "normal")
 
 
 class MLPTorso(nn.Module):

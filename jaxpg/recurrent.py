@@ -38,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxpg.initializers import orthogonal, scaled_normal
 from jaxpg.nnx_bridge import UnsupportedState, check_collections
 
 Array = jax.Array
@@ -127,8 +128,7 @@ class _Encoder(nn.Module):
     @nn.compact
     def __call__(self, obs: Array) -> Array:
         act = _ACTIVATIONS[self.activation]
-        # jaxpg's scaled normal of gain √2 (see jaxpg.networks.scaled_normal).
-        init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+        init = scaled_normal(2**0.5)
         x = _flatten(obs)
         for width in self.widths:
             x = act(nn.Dense(width, kernel_init=init)(x))
@@ -152,7 +152,11 @@ class GRUTorso(nn.Module):
     def __call__(self, carry: Carry, obs: Array, reset: Array) -> tuple[Carry, Array]:
         carry = reset_carry(reset, carry, self.initialize_carry(obs.shape[0]))
         x = _Encoder(tuple(self.encoder), self.activation)(obs)
-        return nn.GRUCell(self.hidden_size)(carry, x)
+        # Flax's orthogonal recurrent init, with a QR that cannot hang when
+        # vmapped on CPU (jaxpg.initializers).
+        return nn.GRUCell(self.hidden_size, recurrent_kernel_init=orthogonal())(
+            carry, x
+        )
 
 
 class LSTMTorso(nn.Module):
@@ -173,7 +177,9 @@ class LSTMTorso(nn.Module):
     def __call__(self, carry: Carry, obs: Array, reset: Array) -> tuple[Carry, Array]:
         carry = reset_carry(reset, carry, self.initialize_carry(obs.shape[0]))
         x = _Encoder(tuple(self.encoder), self.activation)(obs)
-        return nn.OptimizedLSTMCell(self.hidden_size)(carry, x)
+        init = orthogonal()
+        cell = nn.OptimizedLSTMCell(self.hidden_size, recurrent_kernel_init=init)
+        return cell(carry, x)
 
 
 def make_recurrent_trunk(

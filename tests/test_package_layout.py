@@ -18,6 +18,7 @@ ROOT = Path(jaxpg.__file__).parent
 LAYERS = {
     "kernels": 0,
     "envs": 1,
+    "initializers": 2,
     "networks": 2,
     "recurrent": 2,
     "nnx_bridge": 2,
