@@ -7,7 +7,11 @@ and step budget ``--steps`` per seed):
 
 * **gru**: the preset with ``recurrent_size=--width`` (a ``--width`` encoder,
   then a GRU of ``--width`` units; the critic the same, for PPO);
-* **mlp**: the same config with ``torso="mlp"``, ``hidden=(width, width)``.
+* **mlp**: the same config with ``torso="mlp"``, ``hidden=(width, width)``;
+* **mlp_same_macs**: an MLP of seven ``--width`` layers, which does the GRU
+  arm's multiply-adds per step (the encoder's, then six ``width x width``
+  products: a GRU cell's three input and three recurrent ones), so that the
+  ratio against it shows what the recurrence costs beyond its arithmetic.
 
 MemoryChain's episodes have a fixed length (6 steps), so both arms collect the
 same steps whatever they learn; REINFORCE's episode loop and PPO's windows do
@@ -18,7 +22,8 @@ rounds after one untimed one, :func:`throughput.time_interleaved`), so that
 both see the same background load. Steps/s counts the env steps that fed the
 gradient (``metrics["env_steps"][:, -1]`` summed over seeds) over the median
 call; **ratio** = gru steps/s / mlp steps/s, with the range of the per-round
-ratios. On a shared machine read only the ratios, and only from a quiet run.
+ratios; **ratio_same_macs** = gru / mlp_same_macs. On a shared machine read
+only the ratios, and only from a quiet run.
 
 Output: ``benchmarks/results/recurrent_speed_<platform>.json`` and ``.md``
 (or ``--out FILE.json`` and ``FILE.md``).
@@ -53,7 +58,8 @@ ENV = "MemoryChain-bsuite"
 
 
 def arms(algo: str, width: int, steps: int, num_envs: int | None) -> dict:
-    """``{"gru": cfg, "mlp": cfg}`` for ``algo`` at the same batch and budget."""
+    """``{"gru": cfg, "mlp": cfg, "mlp_same_macs": cfg}`` for ``algo`` at the
+    same batch and budget."""
     cfg = jaxpg.presets.get(ENV, algo)
     fields = dict(total_steps=steps, recurrent_size=width, hidden=(width,))
     if num_envs is not None:
@@ -61,7 +67,11 @@ def arms(algo: str, width: int, steps: int, num_envs: int | None) -> dict:
         if algo == "ppo":
             fields["num_minibatches"] = min(cfg.num_minibatches, num_envs)
     gru = cfg.replace(**fields)
-    return {"gru": gru, "mlp": gru.replace(torso="mlp", hidden=(width, width))}
+    return {
+        "gru": gru,
+        "mlp": gru.replace(torso="mlp", hidden=(width, width)),
+        "mlp_same_macs": gru.replace(torso="mlp", hidden=(width,) * 7),
+    }
 
 
 def measure(configs: dict, num_seeds: int, repeats: int) -> dict:
@@ -85,7 +95,7 @@ def measure(configs: dict, num_seeds: int, repeats: int) -> dict:
         row["run_times_s"] = [round(t, 4) for t in record]
         row["run_s"] = round(statistics.median(record), 4)
         row["steps_per_s"] = round(row["env_steps"] / row["run_s"], 1)
-    gru, mlp = rows["gru"], rows["mlp"]
+    gru, mlp, same = rows["gru"], rows["mlp"], rows["mlp_same_macs"]
     paired = [
         (gru["env_steps"] / g) / (mlp["env_steps"] / m)
         for g, m in zip(times[0], times[1], strict=True)
@@ -94,6 +104,7 @@ def measure(configs: dict, num_seeds: int, repeats: int) -> dict:
         "arms": rows,
         "ratio": round(gru["steps_per_s"] / mlp["steps_per_s"], 3),
         "ratio_paired_min_max": [round(min(paired), 3), round(max(paired), 3)],
+        "ratio_same_macs": round(gru["steps_per_s"] / same["steps_per_s"], 3),
         "compile_ratio": round(gru["compile_s"] / mlp["compile_s"], 3),
     }
 
@@ -112,17 +123,19 @@ def markdown(record: dict) -> str:
         f"{env['jax_version']}; median of {record['repeats']} rounds timed in "
         f"turns; load average at the start {env['load_average']}.",
         "",
-        "| algo | gru steps/s | mlp steps/s | ratio (range) | gru compile s "
-        "| mlp compile s |",
-        "|---|---|---|---|---|---|",
+        "| algo | gru steps/s | mlp steps/s | ratio (range) | mlp_same_macs "
+        "steps/s | gru / mlp_same_macs | gru compile s | mlp compile s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for algo, row in record["rows"].items():
-        gru, mlp = row["arms"]["gru"], row["arms"]["mlp"]
+        arms = row["arms"]
+        gru, mlp, same = arms["gru"], arms["mlp"], arms["mlp_same_macs"]
         low, high = row["ratio_paired_min_max"]
         lines.append(
             f"| {algo} | {gru['steps_per_s']:,.0f} | {mlp['steps_per_s']:,.0f} | "
-            f"{row['ratio']:.2f} ({low:.2f}-{high:.2f}) | {gru['compile_s']:.1f} "
-            f"| {mlp['compile_s']:.1f} |"
+            f"{row['ratio']:.2f} ({low:.2f}-{high:.2f}) | "
+            f"{same['steps_per_s']:,.0f} | {row['ratio_same_macs']:.2f} | "
+            f"{gru['compile_s']:.1f} | {mlp['compile_s']:.1f} |"
         )
     lines += ["", f"Command: `{record['command']}`"]
     return "\n".join(lines) + "\n"
@@ -169,7 +182,8 @@ def main(argv: list[str] | None = None) -> dict:
         record["total_s"] = round(time.perf_counter() - start, 1)
         out.write_text(json.dumps(record, indent=1))  # each algo as it finishes
         out.with_suffix(".md").write_text(markdown(record))
-        print(algo, {k: record["rows"][algo][k] for k in ("ratio", "compile_ratio")})
+        keys = ("ratio", "ratio_same_macs", "compile_ratio")
+        print(algo, {k: record["rows"][algo][k] for k in keys})
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return record
 

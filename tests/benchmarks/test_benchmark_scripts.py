@@ -147,7 +147,7 @@ def test_chunk_table_has_a_row_per_chunk(throughput):
 
 def test_recurrent_speed_tiny_writes_both_arms_and_their_ratio(tmp_path):
     """``benchmarks/recurrent_speed.py --tiny`` (REINFORCE only, to keep it to
-    two small compiles): both arms at the same batch, the ratio of their
+    three small compiles): the arms at the same batch, the ratios of their
     steps/s, and the Markdown row."""
     spec = importlib.util.spec_from_file_location(
         "recurrent_speed", BENCH / "recurrent_speed.py"
@@ -158,11 +158,15 @@ def test_recurrent_speed_tiny_writes_both_arms_and_their_ratio(tmp_path):
     module.main(["--tiny", "--algos", "reinforce", "--out", str(out)])
     record = json.loads(out.read_text())
     row = record["rows"]["reinforce"]
-    gru, mlp = row["arms"]["gru"], row["arms"]["mlp"]
+    gru, mlp, same = (row["arms"][k] for k in ("gru", "mlp", "mlp_same_macs"))
     assert gru["config"]["torso"] == "gru" and mlp["config"]["torso"] == "mlp"
-    assert gru["env_steps"] == mlp["env_steps"] > 0  # equal batch and budget
+    assert len(same["config"]["hidden"]) == 7  # the encoder, then six products
+    assert gru["env_steps"] == mlp["env_steps"] == same["env_steps"] > 0
     assert row["ratio"] == pytest.approx(
         gru["steps_per_s"] / mlp["steps_per_s"], rel=1e-2
+    )
+    assert row["ratio_same_macs"] == pytest.approx(
+        gru["steps_per_s"] / same["steps_per_s"], rel=1e-2
     )
     assert "| reinforce |" in out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit):
