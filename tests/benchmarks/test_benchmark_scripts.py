@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,30 @@ def test_env_suites_steps_per_s_are_figures_only_from_a_quiet_run():
     assert "| (12,345) |" in loaded and "quiet run only" in loaded
     quiet = module.markdown([row], "2-core CPU VM", quiet=True)
     assert "| 3 | 12,345 |" in quiet and "quiet run only" not in quiet
+
+
+def test_lm_protocol_speed_imports_an_older_tree_beside_jaxpg(tmp_path):
+    """``benchmarks/lm_protocol_speed.py`` renames an older checkout's package
+    to ``jaxpg_old`` so both versions import in one process: its modules must
+    import each other, not today's ``jaxpg``."""
+    spec = importlib.util.spec_from_file_location(
+        "lm_protocol_speed", BENCH / "lm_protocol_speed.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tree = tmp_path / "tree"
+    (tree / "jaxpg" / "sub").mkdir(parents=True)
+    (tree / "jaxpg" / "__init__.py").write_text("from jaxpg.sub import leaf\n")
+    (tree / "jaxpg" / "sub" / "__init__.py").write_text("")
+    (tree / "jaxpg" / "sub" / "leaf.py").write_text(
+        "import jaxpg.sub\nNAME = 'jaxpg'\nWHO = jaxpg.sub.__name__\n"
+    )
+    try:
+        old = module.import_old(tree, tmp_path / "copy")
+        assert old.__name__ == "jaxpg_old"
+        assert old.leaf.WHO == "jaxpg_old.sub"
+        assert old.leaf.NAME == "jaxpg"  # strings are left alone
+    finally:
+        sys.path.remove(str(tmp_path / "copy"))
+        for name in [m for m in sys.modules if m.split(".")[0] == "jaxpg_old"]:
+            del sys.modules[name]
