@@ -18,8 +18,9 @@ from jaxpg.networks import GRUTorso, LSTMTorso
 KEYS = jax.vmap(jax.random.key)(jnp.arange(4))
 
 
-@pytest.mark.parametrize("shape", [(6, 6), (3, 5), (5, 3), (2, 3, 4)])
-@pytest.mark.parametrize("column_axis", [-1, 0])
+@pytest.mark.parametrize(
+    ("shape", "column_axis"), [((6, 6), -1), ((3, 5), -1), ((5, 3), 0), ((2, 3, 4), 0)]
+)
 def test_orthogonal_draws_flax_matrices_bit_for_bit(shape, column_axis):
     ref = nn.initializers.orthogonal(1.5, column_axis)
     new = orthogonal(1.5, column_axis)

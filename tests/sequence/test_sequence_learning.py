@@ -1,6 +1,8 @@
 """Learning checks: RL raises exact-match accuracy above the SFT reference on
-each task; the KL penalty keeps the policy near the reference; on the proxy
-task the reward-hacking flag fires without a KL penalty and not with one.
+the sort task; the KL penalty keeps the policy near the reference; on the
+proxy task the reward-hacking flag fires without a KL penalty and not with
+one. (The add task's run, 3x the sort run's cost, is a benchmark now:
+``jaxpg lm --task add`` and docs/llm.md.)
 
 CPU budget: a 2-layer width-32 transformer, 2 seeds x 16 prompts x 4 samples
 per update. Accuracies are means over 2 seeds x 512 fresh prompts (binomial
@@ -58,26 +60,14 @@ SORT = dict(
     advantage="grpo", kl_placement="loss", kl_estimator="k3", beta=0.04, lr=2e-3,
     num_updates=150, num_prompts=16,
 )  # fmt: skip
-# Adam's first steps from a good SFT policy cost accuracy at lr 2e-3 on add
-# (0.76 -> 0.4 before recovering); lr 1e-3 loses less.
-ADD = dict(
-    advantage="grpo", kl_placement="reward", kl_estimator="k1", beta=0.02, lr=1e-3,
-    num_updates=450, num_prompts=32,
-)  # fmt: skip
-# Rewards: exact match (the tasks' default). With partial credit, RL on add
-# raised the partial reward while exact match fell (0.54 -> 0.43): partial
-# credit is itself a proxy.
+# Rewards: exact match (the tasks' default).
 
 
 @pytest.mark.optimized
-@pytest.mark.parametrize(
-    ("task", "sft_steps", "rl_kwargs"),
-    [(tasks.sort_task(3), 40, SORT), (tasks.add_task(1), 100, ADD)],
-    ids=["sort", "add"],
-)
-def test_rl_raises_accuracy_above_the_sft_reference(task, sft_steps, rl_kwargs):
-    rl_cfg = rl.RLConfig(group_size=4, aggregation="token_mean", **rl_kwargs)
-    metrics, finals, ref_eval = _run(task, sft_steps, rl_cfg)
+def test_rl_raises_accuracy_above_the_sft_reference():
+    task = tasks.sort_task(3)
+    rl_cfg = rl.RLConfig(group_size=4, aggregation="token_mean", **SORT)
+    metrics, finals, ref_eval = _run(task, 40, rl_cfg)
     ref_acc = float(ref_eval["accuracy"])
     final_acc = float(np.mean(finals["accuracy"]))
     print(f"{task.name}: reference {ref_acc:.3f} -> RL {final_acc:.3f}")
