@@ -29,12 +29,12 @@ import tempfile
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import lm_settings  # noqa: E402
+import lm_throughput  # noqa: E402
 import throughput  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -49,62 +49,6 @@ def import_old(tree: Path, into: Path):
         path.write_text(re.sub(r"\bjaxpg\b(?=[\s.,])", "jaxpg_old", text))
     sys.path.insert(0, str(into))
     return importlib.import_module("jaxpg_old")
-
-
-def programs(pkg, a: argparse.Namespace) -> dict:
-    """``{name: (function, argument, tokens per call, calls per timing)}``
-    for ``pkg``, as ``lm_throughput.py`` times them."""
-    sq = importlib.import_module(f"{pkg.__name__}.sequence")
-    model, rl, sampling, tasks = sq.model, sq.rl, sq.sampling, sq.tasks
-    task = tasks.make_task("sort")
-    r = task.max_new_tokens
-    cfg = model.TransformerConfig(
-        vocab_size=tasks.VOCAB_SIZE, width=a.width, num_layers=a.layers,
-        num_heads=a.heads, max_len=task.prompt_len + r,
-    )  # fmt: skip
-    rl_cfg = rl.RLConfig(
-        num_prompts=a.prompts, group_size=a.group, aggregation="token_mean"
-    )
-    params = model.init(jax.random.key(0), cfg)
-    n = a.seeds * a.prompts * a.group
-    prompts = jnp.repeat(
-        task.sample_prompts(jax.random.key(1), n // a.group), a.group, 0
-    )
-    eos, pad = tasks.EOS, tasks.PAD
-
-    def generate(key):
-        return sampling.sample(key, params, cfg, prompts, r, eos_id=eos, pad_id=pad)
-
-    def generate_no_cache(key):
-        return sampling.sample_without_cache(
-            key, params, cfg, prompts, r, eos_id=eos, pad_id=pad
-        )
-
-    algo = rl.make_rl(task, cfg, rl_cfg)
-    keys = jax.vmap(jax.random.key)(jnp.arange(a.seeds))
-    states = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))(keys, params)
-
-    def rl_update(states):
-        return jax.vmap(lambda s: rl.run_updates(algo, s, params, a.iters))(states)
-
-    batch = jax.jit(
-        jax.vmap(lambda k: rl.make_batch(k, params, params, task, cfg, rl_cfg))
-    )(keys)
-    grad_fn = jax.grad(rl.loss_fn, has_aux=True)
-
-    def learner(p):
-        def one(b):
-            g, _ = grad_fn(p, b, cfg, rl_cfg)
-            return jax.tree.map(lambda x, y: x - 1e-3 * y, p, g)
-
-        return jax.vmap(one)(batch)
-
-    return {
-        "generate": (generate, jax.random.key(2), n * r, a.iters),
-        "generate_no_cache": (generate_no_cache, jax.random.key(2), n * r, a.iters),
-        "rl_update": (rl_update, states, n * r * a.iters, 1),
-        "learner": (learner, params, n * r, a.iters),
-    }
 
 
 def repeat(compiled, arg, k: int):
@@ -140,16 +84,20 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--old-tree", type=Path, required=True)
     p.add_argument("--old-commit", default="dbae0a5")
     lm_settings.add_options(p, iters_help="calls per timing (RL: updates per call)")
-    p.set_defaults(repeats=10)
+    p.set_defaults(task="sort", epochs=1, repeats=10)
     a = p.parse_args(argv)
     if a.tiny:
         a.width, a.layers, a.prompts, a.group, a.seeds = 8, 1, 2, 2, 2
         a.repeats, a.iters = 1, 2
-    import jaxpg
+    import jaxpg.sequence
 
     with tempfile.TemporaryDirectory() as tmp:
-        old = import_old(a.old_tree, Path(tmp))
-        built = {"old": programs(old, a), "new": programs(jaxpg, a)}
+        import_old(a.old_tree, Path(tmp))
+        old_sequence = importlib.import_module("jaxpg_old.sequence")
+        built = {
+            "old": lm_throughput.programs(old_sequence, a)[0],
+            "new": lm_throughput.programs(jaxpg.sequence, a)[0],
+        }
         calls, names = [], []
         for version, progs in built.items():
             compiled, _ = lm_settings.compile_programs(progs)

@@ -46,9 +46,13 @@ def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
     return a
 
 
-def model_config(task: tasks.Task, a: argparse.Namespace) -> model.TransformerConfig:
-    """The transformer of the options, long enough for a prompt and response."""
-    return model.TransformerConfig(
+def model_config(
+    task: tasks.Task, a: argparse.Namespace, transformer: Any = model
+) -> model.TransformerConfig:
+    """The transformer of the options, long enough for a prompt and response
+    (``transformer``: the module holding ``TransformerConfig``, today's
+    ``jaxpg.sequence.model`` or an older version's)."""
+    return transformer.TransformerConfig(
         vocab_size=tasks.VOCAB_SIZE, width=a.width, num_layers=a.layers,
         num_heads=a.heads, max_len=task.prompt_len + task.max_new_tokens,
     )  # fmt: skip

@@ -25,26 +25,26 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import lm_settings
 from record import write_record
 
-from jaxpg.sequence import model, rl, sampling, tasks
-from jaxpg.sequence.tasks import EOS, PAD
+import jaxpg.sequence
+from jaxpg.sequence import tasks
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", default="sort", choices=tasks.TASKS)
-    p.add_argument("--epochs", type=int, default=1)
-    lm_settings.add_options(p, iters_help="calls per timing")
-    a = lm_settings.parse(p)
-
+def programs(sq: Any, a: argparse.Namespace) -> tuple[dict, int, int]:
+    """``({name: (function, argument, tokens per call, calls per timing)}, N,
+    R)``: the four timed programs of ``sq`` (a ``jaxpg.sequence`` package:
+    today's, or an older one's for ``lm_protocol_speed.py``) at the options
+    ``a`` (``--task``, ``--epochs``, the model, batch and ``--iters``)."""
+    model, rl, sampling, tasks = sq.model, sq.rl, sq.sampling, sq.tasks
     task = tasks.make_task(a.task)
     r = task.max_new_tokens
-    cfg = lm_settings.model_config(task, a)
+    cfg = lm_settings.model_config(task, a, model)
     rl_cfg = rl.RLConfig(
         num_prompts=a.prompts, group_size=a.group, epochs=a.epochs,
         aggregation="token_mean",
@@ -54,13 +54,14 @@ def main() -> None:
     prompts = jnp.repeat(
         task.sample_prompts(jax.random.key(1), n // a.group), a.group, 0
     )
+    eos, pad = tasks.EOS, tasks.PAD
 
     def generate(key):
-        return sampling.sample(key, params, cfg, prompts, r, eos_id=EOS, pad_id=PAD)
+        return sampling.sample(key, params, cfg, prompts, r, eos_id=eos, pad_id=pad)
 
     def generate_no_cache(key):
         return sampling.sample_without_cache(
-            key, params, cfg, prompts, r, eos_id=EOS, pad_id=PAD
+            key, params, cfg, prompts, r, eos_id=eos, pad_id=pad
         )
 
     algo = rl.make_rl(task, cfg, rl_cfg)
@@ -85,16 +86,26 @@ def main() -> None:
 
         return jax.vmap(one)(batch)
 
-    programs = {  # name: (function, argument, tokens per call, calls per timing)
+    progs = {  # name: (function, argument, tokens per call, calls per timing)
         "generate": (generate, jax.random.key(2), n * r, a.iters),
         "generate_no_cache": (generate_no_cache, jax.random.key(2), n * r, a.iters),
         "rl_update": (rl_update, states, n * r * a.iters, 1),
         "learner": (learner, params, n * r * a.epochs, a.iters),
     }
-    compiled, compile_s = lm_settings.compile_programs(programs)
-    times = {name: [] for name in programs}
+    return progs, n, r
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="sort", choices=tasks.TASKS)
+    p.add_argument("--epochs", type=int, default=1)
+    lm_settings.add_options(p, iters_help="calls per timing")
+    a = lm_settings.parse(p)
+    programs_, n, r = programs(jaxpg.sequence, a)
+    compiled, compile_s = lm_settings.compile_programs(programs_)
+    times = {name: [] for name in programs_}
     for _ in range(a.repeats):
-        for name, (_, arg, _, calls) in programs.items():
+        for name, (_, arg, _, calls) in programs_.items():
             jax.block_until_ready(compiled[name](arg))
             t0 = time.perf_counter()
             for _ in range(calls):
@@ -103,7 +114,7 @@ def main() -> None:
             times[name].append((time.perf_counter() - t0) / calls)
 
     rows = {}
-    for name, (_, _, tokens, _) in programs.items():
+    for name, (_, _, tokens, _) in programs_.items():
         sec = statistics.median(times[name])
         rows[name] = {
             "tokens_per_s": tokens / sec,
