@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/cartpole-reinforce
+EXTRAS := cli,test,checkpoint,tensorboard,craftax,brax,playground,jumanji,navix,xminigrid,pgx
 
 .PHONY: train test lint format bench clean
 
 $(STAMP): Makefile pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cli,test,checkpoint,tensorboard,craftax,brax,playground,jumanji,navix,xminigrid,pgx]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 train: $(STAMP)
