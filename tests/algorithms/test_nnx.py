@@ -30,7 +30,9 @@ class GRU(nnx.Module):
     """A recurrent NNX torso of jaxpg's protocol."""
 
     def __init__(self, rngs: nnx.Rngs, hidden: int = 8):
-        self.cell = nnx.GRUCell(3, hidden, rngs=rngs)
+        # jaxpg's orthogonal: flax's draws, safe to vmap on a CPU
+        init = jaxpg.initializers.orthogonal()
+        self.cell = nnx.GRUCell(3, hidden, recurrent_kernel_init=init, rngs=rngs)
         self.hidden = hidden
 
     def initialize_carry(self, batch_size: int):
