@@ -132,7 +132,7 @@ def _store(path: Path, compiled: Any) -> None:
 
 
 def load_or_compile(
-    lowered: Any | Callable[[], Any],
+    lower: Callable[[], Any],
     options: dict[str, Any] | None = None,
     description: Any | None = None,
 ) -> Any:
@@ -143,9 +143,9 @@ def load_or_compile(
     when keeping is off, compiled.
 
     Args:
-      lowered: the program as a ``jax.stages.Lowered``, or a function
-        returning it, called only when the program has to be compiled (a
-        program loaded from disk is never traced).
+      lower: ``() -> jax.stages.Lowered`` of the program, called only when
+        the program has to be compiled (a program loaded from disk is never
+        traced).
       options: XLA compiler options (part of the key).
       description: JSON-able; must determine the program together with the
         fingerprint (two different programs must never share one);
@@ -154,8 +154,6 @@ def load_or_compile(
     Returns:
       A ``jax.stages.Compiled``.
     """
-    given = isinstance(lowered, jax.stages.Lowered)
-    lower = (lambda: lowered) if given else lowered
     if description is None or _state["dir"] is None or jax.process_count() > 1:
         return lower().compile(options)
     path = _path([description, options])
