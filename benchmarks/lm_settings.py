@@ -26,6 +26,18 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", type=int, default=4)
 
 
+def add_rl_options(p: argparse.ArgumentParser) -> None:
+    """The learning settings the comparisons against TRL and Tunix share:
+    ``--updates``, the SFT warm start (``--sft-steps --sft-lr``), ``--lr``,
+    ``--beta`` and ``--seed``."""
+    p.add_argument("--updates", type=int, default=150)
+    p.add_argument("--sft-steps", type=int, default=40)
+    p.add_argument("--sft-lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--beta", type=float, default=0.04)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def add_options(p: argparse.ArgumentParser, iters_help: str) -> None:
     """:func:`add_model_options`, the seeds (``--seeds``), the timing
     (``--repeats --iters``), ``--tiny`` and ``--out``."""

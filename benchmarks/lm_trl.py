@@ -280,12 +280,7 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     """The model, task, batch and RL settings (shared with ``lm_ablate.py``)."""
     p.add_argument("--task", default="sort", choices=("sort",))
     lm_settings.add_model_options(p)
-    p.add_argument("--updates", type=int, default=150)
-    p.add_argument("--sft-steps", type=int, default=40)
-    p.add_argument("--sft-lr", type=float, default=3e-3)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--beta", type=float, default=0.04)
-    p.add_argument("--seed", type=int, default=0)
+    lm_settings.add_rl_options(p)
 
 
 def main() -> None:

@@ -334,12 +334,7 @@ def run_tunix(task, ref, a, max_len: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     lm_settings.add_model_options(p)
-    p.add_argument("--updates", type=int, default=150)
-    p.add_argument("--sft-steps", type=int, default=40)
-    p.add_argument("--sft-lr", type=float, default=3e-3)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--beta", type=float, default=0.04)
-    p.add_argument("--seed", type=int, default=0)
+    lm_settings.add_rl_options(p)
     p.add_argument("--reward", default="partial", choices=("partial", "exact"))
     p.add_argument("--repeats", type=int, default=5, help="timed jaxpg calls")
     p.add_argument("--tiny", action="store_true")
