@@ -94,7 +94,7 @@ def _lanes_reset(reset: Callable[[Array], Any], rate: float):
             return current
 
         def few(_):
-            return put(current, ended(small)[:small])
+            return put(current, jnp.nonzero(over, size=small, fill_value=size)[0])
 
         def many(_):
             order = ended(chunk)
