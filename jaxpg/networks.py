@@ -56,6 +56,7 @@ from jaxpg.envs import EnvSpec
 from jaxpg.envs.observations import ObsView, batch_shape, mask_fn, view_fn
 from jaxpg.envs.spec import obs_template
 from jaxpg.initializers import scaled_normal as scaled_normal  # re-exported
+from jaxpg.kernels import convolution
 from jaxpg.kernels.distributions import (
     Categorical,
     DiagGaussian,
@@ -127,6 +128,16 @@ class MLPTorso(nn.Module):
         for width in self.hidden:
             x = act(nn.Dense(width, kernel_init=scaled_normal(2**0.5))(x))
         return x
+
+
+class Conv(nn.Conv):
+    """``flax.linen.Conv`` (same fields, parameters and values) whose forward
+    pass and gradients XLA runs with its fast CPU kernels inside the training
+    loops: :func:`jaxpg.kernels.convolution.conv_general_dilated` in place of
+    :func:`jax.lax.conv_general_dilated` (why: that module's docstring). On GPU
+    and TPU it computes what ``nn.Conv`` does."""
+
+    conv_general_dilated: Callable = convolution.conv_general_dilated
 
 
 TORSOS = ("mlp", "gru", "lstm")  # the torsos a Config can name (Config.torso)

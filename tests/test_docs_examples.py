@@ -222,13 +222,16 @@ def _python_source(text: str, used: set[int]) -> str:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Environment of every process started here: ``jaxpg`` on PATH as this
-    interpreter's ``-m jaxpg``, this repository first on the import path, one
-    compilation cache shared by all (a repeated program compiles once)."""
+    interpreter's ``-m jaxpg``, this repository first on the import path, the
+    suite's compilation cache (conftest.py), so that a program the other tests
+    compiled, or a repeated one, compiles once."""
     bin_dir = tmp_path_factory.mktemp("bin")
     shim = bin_dir / "jaxpg"
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m jaxpg "$@"\n')
     shim.chmod(0o755)
-    cache = str(tmp_path_factory.mktemp("xla-cache"))
+    cache = os.environ.get("JAXPG_TEST_CACHE_DIR") or str(
+        tmp_path_factory.mktemp("xla-cache")
+    )
     drop = ("JAX_NUM_CPU_DEVICES", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES")
     out = {k: v for k, v in os.environ.items() if k not in drop}
     out.pop("JAX_PROCESS_ID", None)

@@ -18,7 +18,8 @@ class SmallCNN(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        x = nn.relu(nn.Conv(16, (3, 3), padding="VALID")(obs.astype(jnp.float32)))
+        conv = jaxpg.networks.Conv(16, (3, 3), padding="VALID")
+        x = nn.relu(conv(obs.astype(jnp.float32)))
         return nn.relu(nn.Dense(64)(x.reshape((x.shape[0], -1))))
 
 

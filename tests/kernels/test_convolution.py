@@ -1,0 +1,154 @@
+"""jaxpg.kernels.convolution: lax.conv_general_dilated's values and gradients,
+laid out so that XLA's CPU backend runs it with its fast kernels inside loops."""
+
+from __future__ import annotations
+
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import jaxpg
+from jaxpg.kernels.convolution import conv_general_dilated
+
+# (lhs shape, rhs shape, keyword arguments): layouts, strides, padding,
+# dilations and groups that CNN torsos use.
+CASES = {
+    "nhwc_valid": ((2, 7, 6, 3), (3, 3, 3, 4), dict(
+        window_strides=(1, 1), padding="VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))),
+    "nchw_default_strided_same": ((2, 3, 7, 6), (4, 3, 3, 2), dict(
+        window_strides=(2, 1), padding="SAME")),
+    "nhwc_dilated_explicit_padding": ((2, 8, 8, 2), (2, 2, 2, 5), dict(
+        window_strides=(1, 2), padding=((1, 0), (2, 1)), rhs_dilation=(2, 1),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))),
+    "nhwc_grouped": ((2, 6, 6, 4), (3, 3, 2, 6), dict(
+        window_strides=(1, 1), padding="SAME", feature_group_count=2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))),
+    "nwc_1d": ((3, 9, 2), (4, 2, 3), dict(
+        window_strides=(2,), padding="VALID",
+        dimension_numbers=("NWC", "WIO", "NWC"))),
+    "ncdhw_3d_transposed_out": ((1, 2, 4, 5, 4), (3, 2, 2, 2, 2), dict(
+        window_strides=(1, 1, 1), padding="SAME",
+        dimension_numbers=("NCDHW", "OIDHW", "NDHWC"))),
+}  # fmt: skip
+
+
+def _operands(case):
+    lhs_shape, rhs_shape, kw = CASES[case]
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    lhs = jax.random.normal(k1, lhs_shape)
+    rhs = jax.random.normal(k2, rhs_shape)
+    out = jax.eval_shape(lambda x, w: lax.conv_general_dilated(x, w, **kw), lhs, rhs)
+    return lhs, rhs, jax.random.normal(k3, out.shape), kw
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_values_and_gradients_equal_lax(case):
+    """Forward values and both gradients (a random cotangent, so every output
+    entry counts) equal lax.conv_general_dilated's; the tolerance is float32
+    rounding of the same sums taken in another order (rtol 1e-5 of values of
+    order 10)."""
+    lhs, rhs, cot, kw = _operands(case)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(conv(x, w, **kw) * cot)
+
+    want = jax.jit(jax.value_and_grad(loss(lax.conv_general_dilated), (0, 1)))
+    got = jax.jit(jax.value_and_grad(loss(conv_general_dilated), (0, 1)))
+    np.testing.assert_allclose(
+        conv_general_dilated(lhs, rhs, **kw),
+        lax.conv_general_dilated(lhs, rhs, **kw),
+        rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
+    pairs = zip(
+        jax.tree.leaves(got(lhs, rhs)), jax.tree.leaves(want(lhs, rhs)), strict=True
+    )
+    for a, b in pairs:
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_gradients_under_vmap_and_scan_equal_lax():
+    """Per-seed kernels (vmap, as train_seeds lays seeds out) and a scan over
+    minibatches (as every update runs): the same gradients as lax's."""
+    lhs, rhs, cot, kw = _operands("nhwc_valid")
+    rhs = jnp.stack([rhs, 2 * rhs, -rhs])  # 3 seeds' kernels
+    xs = jnp.stack([lhs, lhs + 1.0])  # 2 minibatches
+
+    def run(conv):
+        def grad_sum(w):
+            def body(acc, x):
+                g = jax.grad(lambda w: jnp.sum(conv(x, w, **kw) * cot))(w)
+                return acc + g, None
+
+            return lax.scan(body, jnp.zeros_like(w), xs)[0]
+
+        return jax.jit(jax.vmap(grad_sum))(rhs)
+
+    np.testing.assert_allclose(
+        run(conv_general_dilated), run(lax.conv_general_dilated), rtol=1e-5, atol=1e-4
+    )
+
+
+def _loop_convolutions(conv) -> list[str]:
+    """The dimension labels of every convolution XLA compiled for a kernel
+    gradient taken inside a ``lax.scan`` body (at the default optimisation)."""
+    lhs, rhs, cot, kw = _operands("nhwc_valid")
+
+    def f(w, xs):
+        def body(w, x):
+            g = jax.grad(lambda w: jnp.sum(conv(x, w, **kw) * cot))(w)
+            return w - 0.1 * g, None
+
+        return lax.scan(body, w, xs)[0]
+
+    hlo = jax.jit(f).lower(rhs, jnp.stack([lhs, lhs])).compile().as_text()
+    return re.findall(r"convolution\(.*?dim_labels=([\w>-]+)", hlo)
+
+
+@pytest.mark.optimized  # XLA's default passes decide the layouts checked here
+def test_inside_a_loop_every_convolution_is_canonical():
+    """The property the module exists for. XLA's CPU backend lays out a
+    convolution canonically (``b01f_01io->b01f``) only at a program's top
+    level; inside a loop, lax's kernel gradient keeps its batch-contracting
+    layout (``f01b_i01o->01bf``) and runs in XLA's naive loop code (8x slower,
+    benchmarks/conv_speed.py). jaxpg's has only canonical ones. If XLA ever
+    canonicalises loop bodies itself, the first assertion fails and the
+    module can go."""
+    assert any(
+        labels != "b01f_01io->b01f"
+        for labels in _loop_convolutions(lax.conv_general_dilated)
+    )
+    labels = _loop_convolutions(conv_general_dilated)
+    assert labels and all(lab == "b01f_01io->b01f" for lab in labels), labels
+
+
+def test_networks_conv_is_flax_conv_with_the_fast_convolution():
+    """jaxpg.networks.Conv has nn.Conv's parameters and values, linen and NNX
+    layers accept the function itself."""
+    x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3))
+    ours = jaxpg.networks.Conv(5, (3, 3), strides=2, padding="SAME")
+    theirs = nn.Conv(5, (3, 3), strides=2, padding="SAME")
+    params = theirs.init(jax.random.key(0), x)
+    assert jax.tree.structure(ours.init(jax.random.key(0), x)) == jax.tree.structure(
+        params
+    )
+    np.testing.assert_allclose(
+        ours.apply(params, x), theirs.apply(params, x), rtol=1e-5, atol=1e-5
+    )
+    from flax import nnx
+
+    layer = nnx.Conv(3, 5, (3, 3), conv_general_dilated=conv_general_dilated,
+                     rngs=nnx.Rngs(0))  # fmt: skip
+    plain = nnx.Conv(3, 5, (3, 3), rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(layer(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_forward_mode_is_refused_with_jax_own_error():
+    lhs, rhs, _, kw = _operands("nhwc_valid")
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda w: conv_general_dilated(lhs, w, **kw), (rhs,), (rhs,))
