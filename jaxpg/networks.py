@@ -43,6 +43,7 @@ training returns are all that acting and evaluation need.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -256,6 +257,26 @@ def _make_recurrent(
     return init, initial_carry, step_view, features
 
 
+def _warn_plain_convolutions(torso: Any, variables: Any, dummy: Any, name: str) -> None:
+    """On CPU, a :class:`convolution.SlowConvolutionWarning` for a torso whose
+    convolutions are plain ``lax.conv_general_dilated`` (``nn.Conv``)."""
+    if jax.default_backend() != "cpu":
+        return
+    count = convolution.plain_convolutions(lambda v: torso.apply(v, dummy), variables)
+    if count:
+        warnings.warn(
+            f"{name} ({type(torso).__name__}) has {count} convolution(s) from "
+            "jax.lax.conv_general_dilated (flax's nn.Conv): on CPU, XLA runs their "
+            "kernel gradients inside jaxpg's update loops with naive code (5x "
+            "slower training for the README's CNN); use jaxpg.networks.Conv, or "
+            "pass conv_general_dilated=jaxpg.kernels.convolution."
+            "conv_general_dilated to your convolution layers "
+            "(docs/benchmarks.md, 'CNN torsos on CPU')",
+            convolution.SlowConvolutionWarning,
+            stacklevel=4,
+        )
+
+
 def _make_trunk(
     torso: nn.Module, spec: EnvSpec, view: Callable, name: str
 ) -> tuple[Callable, Callable, int]:
@@ -286,6 +307,7 @@ def _make_trunk(
             f"[N, *O], O = {shapes}: {err}"
         ) from err
     features = out[0]
+    _warn_plain_convolutions(torso, out[1], dummy, name)
     if features.ndim != 2 or features.shape[0] != 1:
         raise ValueError(
             f"{name} ({type(torso).__name__}) must map [N, *O] observations to "

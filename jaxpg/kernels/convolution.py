@@ -127,3 +127,32 @@ def conv_general_dilated(lhs: Array, rhs: Array, *args: Any, **kwargs: Any) -> A
 
     fast.defvjp(fwd, bwd)
     return fast(lhs, rhs)
+
+
+class SlowConvolutionWarning(UserWarning):
+    """A torso's convolutions will run their gradients with XLA's naive CPU
+    code inside jaxpg's update loops (see :func:`plain_convolutions`)."""
+
+
+def _count_plain(jaxpr: Any) -> int:
+    count = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive is lax.conv_general_dilated_p:
+            count += 1
+        elif not eqn.primitive.name.startswith("custom_vjp"):  # ours, or a user's
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                        count += _count_plain(sub.jaxpr)
+                    elif isinstance(sub, jax.extend.core.Jaxpr):
+                        count += _count_plain(sub)
+    return count
+
+
+def plain_convolutions(fn: Callable, *args: Any) -> int:
+    """How many :func:`jax.lax.conv_general_dilated` calls ``fn(*args)`` makes
+    outside a ``jax.custom_vjp`` (this module's, or one of the user's own that
+    decides its gradients' layout). Each such convolution's kernel gradient
+    runs with XLA's naive code on CPU inside a loop. ``args`` may be
+    :class:`jax.ShapeDtypeStruct` trees: ``fn`` is traced, not run."""
+    return _count_plain(jax.make_jaxpr(fn)(*args).jaxpr)

@@ -152,3 +152,37 @@ def test_forward_mode_is_refused_with_jax_own_error():
     lhs, rhs, _, kw = _operands("nhwc_valid")
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(lambda w: conv_general_dilated(lhs, w, **kw), (rhs,), (rhs,))
+
+
+class _Torso(nn.Module):
+    conv: type = nn.Conv
+
+    @nn.compact
+    def __call__(self, obs):
+        x = self.conv(2, (3, 3), padding="VALID")(obs.astype(jnp.float32))
+        return nn.relu(nn.Dense(4)(x.reshape((x.shape[0], -1))))
+
+
+def test_plain_convolutions_counts_those_outside_a_custom_vjp():
+    x = jax.ShapeDtypeStruct((1, 5, 5, 3), jnp.float32)
+    params = jax.eval_shape(_Torso().init, jax.random.key(0), x)
+    count = jaxpg.kernels.convolution.plain_convolutions
+    assert count(_Torso().apply, params, x) == 1
+    assert count(_Torso(jaxpg.networks.Conv).apply, params, x) == 0
+    assert count(jax.jit(_Torso().apply), params, x) == 1  # inside a jit too
+
+
+def test_a_cpu_torso_with_plain_convolutions_is_warned_about_once_built():
+    """Building a trainer with an nn.Conv torso on CPU names the fix; with
+    jaxpg.networks.Conv, or an MLP, nothing is said."""
+    cfg = jaxpg.Config(env="Breakout-MinAtar", algo="a2c", num_envs=2, rollout_steps=2)
+    slow = jaxpg.kernels.convolution.SlowConvolutionWarning
+    with pytest.warns(slow, match=r"policy_network \(_Torso\) has 1 convolution"):
+        jaxpg.make_algorithm(cfg, policy_network=_Torso())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", slow)
+        net = _Torso(jaxpg.networks.Conv)
+        jaxpg.make_algorithm(cfg, policy_network=net, critic_network=net)
+        jaxpg.make_algorithm(cfg)
