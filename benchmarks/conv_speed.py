@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -92,10 +91,7 @@ def measure(cfg: jaxpg.Config, num_seeds: int, repeats: int) -> dict:
         }
         calls.append(lambda compiled=compiled: compiled(keys))
     times = throughput.time_interleaved(calls, repeats)
-    for row, record in zip(rows.values(), times, strict=True):
-        row["run_times_s"] = [round(t, 4) for t in record]
-        row["run_s"] = round(statistics.median(record), 4)
-        row["steps_per_s"] = round(row["env_steps"] / row["run_s"], 1)
+    throughput.add_step_rates(list(rows.values()), times)
     paired = [f / j for f, j in zip(times[0], times[1], strict=True)]
     return {
         "arms": rows,

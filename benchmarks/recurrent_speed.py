@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -91,10 +90,7 @@ def measure(configs: dict, num_seeds: int, repeats: int) -> dict:
         }
         calls.append(lambda compiled=compiled: compiled(keys))
     times = throughput.time_interleaved(calls, repeats)
-    for row, record in zip(rows.values(), times, strict=True):
-        row["run_times_s"] = [round(t, 4) for t in record]
-        row["run_s"] = round(statistics.median(record), 4)
-        row["steps_per_s"] = round(row["env_steps"] / row["run_s"], 1)
+    throughput.add_step_rates(list(rows.values()), times)
     gru, mlp, same = rows["gru"], rows["mlp"], rows["mlp_same_macs"]
     paired = [
         (gru["env_steps"] / g) / (mlp["env_steps"] / m)

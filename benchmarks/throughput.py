@@ -138,6 +138,16 @@ def time_interleaved(
     return times
 
 
+def add_step_rates(rows: Sequence[dict[str, Any]], times: list[list[float]]) -> None:
+    """Each arm's ``run_times_s``, median ``run_s`` and ``steps_per_s`` (its
+    ``env_steps`` over the median call) from :func:`time_interleaved`'s times,
+    written into its row."""
+    for row, record in zip(rows, times, strict=True):
+        row["run_times_s"] = [round(t, 4) for t in record]
+        row["run_s"] = round(statistics.median(record), 4)
+        row["steps_per_s"] = round(row["env_steps"] / row["run_s"], 1)
+
+
 def compile_timed(jitted: Any, *args: Any) -> tuple[Any, float, float]:
     """``(executable, lower_s, compile_s)`` for ``jitted`` at ``args``."""
     start = time.perf_counter()
