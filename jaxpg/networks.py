@@ -136,7 +136,7 @@ class Conv(nn.Conv):
     pass and gradients XLA runs with its fast CPU kernels inside the training
     loops: :func:`jaxpg.kernels.convolution.conv_general_dilated` in place of
     :func:`jax.lax.conv_general_dilated` (why: that module's docstring). On GPU
-    and TPU it computes what ``nn.Conv`` does."""
+    and TPU it is ``nn.Conv``."""
 
     conv_general_dilated: Callable = convolution.conv_general_dilated
 

@@ -94,8 +94,9 @@ def conv_general_dilated(lhs: Array, rhs: Array, *args: Any, **kwargs: Any) -> A
     """:func:`jax.lax.conv_general_dilated`, fast inside loops on CPU.
 
     Same arguments, shapes and values (up to float rounding: the same sums in
-    XLA's fast kernels); the forward pass and both gradients run in the
-    canonical layout. See the module docstring for why.
+    XLA's fast kernels); on CPU the forward pass and both gradients run in the
+    canonical layout (the module docstring says why); on other backends it is
+    :func:`jax.lax.conv_general_dilated` itself.
 
     Args:
       lhs: input, ``[N, C, *S]`` by default or as ``dimension_numbers`` says.
@@ -110,6 +111,9 @@ def conv_general_dilated(lhs: Array, rhs: Array, *args: Any, **kwargs: Any) -> A
 
     def conv(x: Array, w: Array) -> Array:
         return lax.conv_general_dilated(x, w, *args, **kwargs)
+
+    if jax.default_backend() != "cpu":  # the layout pass is the CPU backend's
+        return conv(lhs, rhs)
 
     @jax.custom_vjp
     def fast(x: Array, w: Array) -> Array:
