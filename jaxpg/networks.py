@@ -43,6 +43,8 @@ training returns are all that acting and evaluation need.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -135,8 +137,9 @@ class Conv(nn.Conv):
     """``flax.linen.Conv`` (same fields, parameters and values) whose forward
     pass and gradients XLA runs with its fast CPU kernels inside the training
     loops: :func:`jaxpg.kernels.convolution.conv_general_dilated` in place of
-    :func:`jax.lax.conv_general_dilated` (why: that module's docstring). On GPU
-    and TPU it is ``nn.Conv``."""
+    :func:`jax.lax.conv_general_dilated` (why, and what it supports: that
+    module's docstring; on CPU no forward-mode differentiation). On GPU and TPU
+    it is ``nn.Conv``."""
 
     conv_general_dilated: Callable = convolution.conv_general_dilated
 
@@ -257,23 +260,43 @@ def _make_recurrent(
     return init, initial_carry, step_view, features
 
 
-def _warn_plain_convolutions(torso: Any, variables: Any, dummy: Any, name: str) -> None:
-    """On CPU, a :class:`convolution.SlowConvolutionWarning` for a torso whose
-    convolutions are plain ``lax.conv_general_dilated`` (``nn.Conv``)."""
-    if jax.default_backend() != "cpu":
+def _first_caller_outside_jaxpg() -> int:
+    """The ``stacklevel`` of the nearest frame outside this package (the
+    user's call), counted from the function that calls this one."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_plain_convolutions(
+    spec: EnvSpec, torso: Any, obs_view: ObsView, name: str
+) -> None:
+    """On CPU, a :class:`~jaxpg.kernels.convolution.SlowConvolutionWarning`
+    (at the user's call) when the feed-forward ``torso`` trained on ``spec``'s
+    observations makes plain ``lax.conv_general_dilated`` calls
+    (:func:`~jaxpg.kernels.convolution.plain_convolutions`: ``nn.Conv``). The
+    trainers call it; evaluation, which takes no gradient, does not."""
+    if torso is None or jax.default_backend() != "cpu":
         return
+    torso = _check_torso(torso, name)
+    if is_recurrent(torso):
+        return
+    _, dummy = _seen(spec, view_fn(spec, obs_view, name), name)
+    variables = jax.eval_shape(lambda: torso.init(jax.random.key(0), dummy))
     count = convolution.plain_convolutions(lambda v: torso.apply(v, dummy), variables)
     if count:
         warnings.warn(
             f"{name} ({type(torso).__name__}) has {count} convolution(s) from "
             "jax.lax.conv_general_dilated (flax's nn.Conv): on CPU, XLA runs their "
             "kernel gradients inside jaxpg's update loops with naive code (5x "
-            "slower training for the README's CNN); use jaxpg.networks.Conv, or "
-            "pass conv_general_dilated=jaxpg.kernels.convolution."
-            "conv_general_dilated to your convolution layers "
+            "slower training for the README's CNN on a 2-core CPU); use "
+            "jaxpg.networks.Conv, or pass conv_general_dilated=jaxpg.kernels."
+            "convolution.conv_general_dilated to your convolution layers "
             "(docs/benchmarks.md, 'CNN torsos on CPU')",
             convolution.SlowConvolutionWarning,
-            stacklevel=4,
+            stacklevel=_first_caller_outside_jaxpg(),
         )
 
 
@@ -307,7 +330,6 @@ def _make_trunk(
             f"[N, *O], O = {shapes}: {err}"
         ) from err
     features = out[0]
-    _warn_plain_convolutions(torso, out[1], dummy, name)
     if features.ndim != 2 or features.shape[0] != 1:
         raise ValueError(
             f"{name} ({type(torso).__name__}) must map [N, *O] observations to "

@@ -34,7 +34,7 @@ from jaxpg.drivers.parallel import run_members
 from jaxpg.envs import EnvSpec, env_spec, make_env
 from jaxpg.envs.observations import ObsView
 from jaxpg.kernels.normalise import RunningMeanStd
-from jaxpg.networks import carries_obs_norm, with_obs_norm
+from jaxpg.networks import carries_obs_norm, warn_plain_convolutions, with_obs_norm
 from jaxpg.rollout import EnvStepper, evaluate_episodes, make_stepper
 
 Array = jax.Array
@@ -150,9 +150,17 @@ def make_parts(
         policy_obs=policy_obs,
         action_mask_fn=action_mask_fn,
     )
+    warn_plain_convolutions(
+        spec, policy_network, cfg.policy_obs if policy_obs is None else policy_obs,
+        "policy_network",
+    )  # fmt: skip
     critic = None
     if needs_critic(cfg):
         critic = critic_for(cfg, spec, critic_network, critic_obs=critic_obs)
+        warn_plain_convolutions(
+            spec, critic_network, cfg.critic_obs if critic_obs is None else critic_obs,
+            "critic_network",
+        )  # fmt: skip
     if optimizer is not None and not isinstance(
         optimizer, optax.GradientTransformation
     ):

@@ -19,8 +19,10 @@ runs them with its fast kernels wherever they are. Pass it to your own
 convolution layers (``nn.Conv(..., conv_general_dilated=...)`` in linen,
 ``nnx.Conv(..., conv_general_dilated=...)`` in NNX) or use
 :class:`jaxpg.networks.Conv`. Its gradients are JAX's own transpose rules,
-re-laid out; it supports reverse-mode differentiation and ``vmap``, not
-forward mode (``jax.jvp``), as any ``jax.custom_vjp``.
+re-laid out. On CPU it is a ``jax.custom_vjp``: reverse-mode gradients of
+any order, ``vmap`` and ``jax.checkpoint`` work, forward mode (``jax.jvp``,
+``jax.hessian``, ``jacfwd``) raises JAX's custom_vjp error; on other backends
+it is :func:`jax.lax.conv_general_dilated` itself, where forward mode works.
 """
 
 from __future__ import annotations
