@@ -271,24 +271,24 @@ def _first_caller_outside_jaxpg() -> int:
 
 
 def warn_plain_convolutions(
-    spec: EnvSpec, torso: Any, obs_view: ObsView, name: str
+    spec: EnvSpec, network: Policy | Critic, torso: Any, name: str
 ) -> None:
     """On CPU, a :class:`~jaxpg.kernels.convolution.SlowConvolutionWarning`
-    (at the user's call) when the feed-forward ``torso`` trained on ``spec``'s
-    observations makes plain ``lax.conv_general_dilated`` calls
+    (at the user's call) when ``network``, built on the user's feed-forward
+    ``torso``, makes plain ``lax.conv_general_dilated`` calls
     (:func:`~jaxpg.kernels.convolution.plain_convolutions`: ``nn.Conv``). The
     trainers call it; evaluation, which takes no gradient, does not."""
-    if torso is None or jax.default_backend() != "cpu":
+    if torso is None or network.recurrent or jax.default_backend() != "cpu":
         return
-    torso = _check_torso(torso, name)
-    if is_recurrent(torso):
-        return
-    _, dummy = _seen(spec, view_fn(spec, obs_view, name), name)
-    variables = jax.eval_shape(lambda: torso.init(jax.random.key(0), dummy))
-    count = convolution.plain_convolutions(lambda v: torso.apply(v, dummy), variables)
+    obs = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), obs_template(spec)
+    )
+    params = jax.eval_shape(network.init, jax.random.key(0))
+    count = convolution.plain_convolutions(network.apply, params, obs)
     if count:
         warnings.warn(
-            f"{name} ({type(torso).__name__}) has {count} convolution(s) from "
+            f"{name} ({getattr(torso, '__name__', type(torso).__name__)}) has "
+            f"{count} convolution(s) from "
             "jax.lax.conv_general_dilated (flax's nn.Conv): on CPU, XLA runs their "
             "kernel gradients inside jaxpg's update loops with naive code (5x "
             "slower training for the README's CNN on a 2-core CPU); use "

@@ -150,17 +150,11 @@ def make_parts(
         policy_obs=policy_obs,
         action_mask_fn=action_mask_fn,
     )
-    warn_plain_convolutions(
-        spec, policy_network, cfg.policy_obs if policy_obs is None else policy_obs,
-        "policy_network",
-    )  # fmt: skip
+    warn_plain_convolutions(spec, policy, policy_network, "policy_network")
     critic = None
     if needs_critic(cfg):
         critic = critic_for(cfg, spec, critic_network, critic_obs=critic_obs)
-        warn_plain_convolutions(
-            spec, critic_network, cfg.critic_obs if critic_obs is None else critic_obs,
-            "critic_network",
-        )  # fmt: skip
+        warn_plain_convolutions(spec, critic, critic_network, "critic_network")
     if optimizer is not None and not isinstance(
         optimizer, optax.GradientTransformation
     ):
