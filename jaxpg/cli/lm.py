@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jaxpg
@@ -422,11 +423,20 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
             "non-finite updates rejected (parameters kept): "
             + ", ".join(f"seed {i}: {int(n)}" for i, n in enumerate(rejected) if n)
         )
-    evaluate = jax.jit(lambda key, p: rlm.evaluate(key, p, task, model_cfg, 512))
+    # The reference and every seed's final policy in one compiled program:
+    # the reference is member 0 of the stacked parameters.
     eval_key = jax.random.key(EVAL_SEED)
-    ref_eval = {k: float(v) for k, v in evaluate(eval_key, ref_params).items()}
-    finals = jax.vmap(lambda p: evaluate(eval_key, p))(final_params)
-    finals = {k: np.asarray(v) for k, v in finals.items()}
+
+    @jax.jit
+    def evaluate(ref, finals):
+        stacked = jax.tree.map(lambda r, f: jnp.concatenate([r[None], f]), ref, finals)
+        return jax.vmap(lambda p: rlm.evaluate(eval_key, p, task, model_cfg, 512))(
+            stacked
+        )
+
+    evals = {k: np.asarray(v) for k, v in evaluate(ref_params, final_params).items()}
+    ref_eval = {k: float(v[0]) for k, v in evals.items()}
+    finals = {k: v[1:] for k, v in evals.items()}
     flags = rlm.reward_hacking_flag(
         metrics["true_reward"], metrics["reward"], args.hack_window
     )
