@@ -55,6 +55,30 @@ def test_host_reward_equals_the_jittable_reward_of_sort_under_jit_and_vmap():
     np.testing.assert_array_equal(got, jnp.stack([want, want[::-1]]))
 
 
+def test_a_sampled_pad_is_in_the_ids_and_skipped_in_the_decoded_string():
+    """What docs/llm.md warns of: a completion ``1 <pad> 2 3`` (no EOS) is four
+    ids on the host, but ``"123"`` once ``CharTokenizer`` decodes it."""
+    tok = CharTokenizer("0123456789+=")
+    prompts = jnp.array([tok.encode("312=")], jnp.int32)
+    responses = jnp.array([[3, 0, 4, 5]], jnp.int32)  # 1 <pad> 2 3
+    mask = jnp.ones(responses.shape, jnp.float32)
+    seen = {}
+
+    def record(key):
+        def fn(prompts, completions):
+            seen[key] = completions[0]
+            return [0.0]
+
+        return fn
+
+    host_reward(record("ids"))(prompts, responses, mask).block_until_ready()
+    host_reward(record("text"), tokenizer=tok)(
+        prompts, responses, mask
+    ).block_until_ready()
+    np.testing.assert_array_equal(seen["ids"], [3, 0, 4, 5])
+    assert seen["text"] == "123"
+
+
 @pytest.mark.parametrize(
     ("returned", "message"),
     [
