@@ -315,7 +315,7 @@ def _make_trunk(
         # ``apply`` too: it runs without the rng streams ``init`` may lend.
         variables = jax.eval_shape(lambda: torso.init(jax.random.key(0), dummy))
         check_collections(variables, torso, name)
-        out = (jax.eval_shape(lambda v: torso.apply(v, dummy), variables), variables)
+        features = jax.eval_shape(lambda v: torso.apply(v, dummy), variables)
     except nnx_bridge.UnsupportedState:
         raise
     except flax.errors.InvalidRngError as err:  # e.g. linen Dropout
@@ -329,7 +329,6 @@ def _make_trunk(
             f"{name} ({type(torso).__name__}) failed on observations of shape "
             f"[N, *O], O = {shapes}: {err}"
         ) from err
-    features = out[0]
     if features.ndim != 2 or features.shape[0] != 1:
         raise ValueError(
             f"{name} ({type(torso).__name__}) must map [N, *O] observations to "
