@@ -29,18 +29,39 @@ statistics (``BatchNorm`` without ``use_running_average``, linen's
 any other collection or variable type. jaxpg carries no such state between
 updates; evaluate-mode modules (``use_running_average=True``,
 ``deterministic=True``) are accepted.
+
+``flax.nnx`` is imported on first use (:func:`_nnx`), not with this module:
+it costs about a third of a second of every ``import jaxpg`` (with IPython,
+when installed, which ``flax.nnx`` probes at import), and a user who passes an
+NNX module has imported it already.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import flax.linen as nn
 import jax
-from flax import nnx
+
+if TYPE_CHECKING:
+    from flax import nnx
 
 Array = jax.Array
+
+
+def _nnx() -> Any:
+    """``flax.nnx``, imported on first use."""
+    return importlib.import_module("flax.nnx")
+
+
+def is_nnx_module(obj: Any) -> bool:
+    """Whether ``obj`` is an ``nnx.Module`` (without importing ``flax.nnx``
+    when nothing has: then nothing can be one)."""
+    loaded = sys.modules.get("flax.nnx")
+    return loaded is not None and isinstance(obj, loaded.Module)
 
 
 class UnsupportedState(ValueError):
@@ -67,6 +88,7 @@ class NNXParts(NamedTuple):
 def split_params(module: nnx.Module) -> NNXParts:
     """``module`` split into its graph, its ``nnx.Param`` state (also as a pure
     nested dict of arrays: the params pytree) and the rest of its state."""
+    nnx = _nnx()
     graph, state, rest = nnx.split(module, nnx.Param, ...)
     return NNXParts(graph, state, rest, nnx.to_pure_dict(state))
 
@@ -75,6 +97,7 @@ def merge_params(parts: NNXParts, params: Any) -> nnx.Module:
     """A new module: ``parts``' graph and other state, with ``params`` (a pure
     dict of :attr:`NNXParts.params`' structure) as its parameters; pure,
     ``parts`` is left as it was."""
+    nnx = _nnx()
     state = jax.tree.map(lambda x: x, parts.state)  # a fresh copy
     nnx.replace_by_pure_dict(state, params)
     return nnx.merge(parts.graph, state, parts.rest)
@@ -110,6 +133,7 @@ class NNXTorso:
         del args
         if self.factory is None:
             return jax.tree.map(lambda x: x, self._parts.params)
+        nnx = _nnx()
         params = nnx.to_pure_dict(nnx.state(self.factory(nnx.Rngs(key)), nnx.Param))
         want = jax.tree.structure(self._parts.params)
         if jax.tree.structure(params) != want:
@@ -155,9 +179,10 @@ def wrap(torso: Any, name: str = "policy_network") -> Any:
         ``nnx.Module`` (called once with ``nnx.Rngs(0)`` to find out).
     """
     factory = None
-    if not isinstance(torso, nnx.Module):
+    if not is_nnx_module(torso):
         if isinstance(torso, nn.Module) or not callable(torso):
             return torso
+        nnx = _nnx()  # a callable: perhaps a factory of an nnx.Module
         factory = torso
         kind = f"{type(torso).__module__}.{type(torso).__qualname__}"
         try:
@@ -184,6 +209,7 @@ def check_nnx_state(module: nnx.Module, name: str) -> None:
     Raises:
       ValueError: naming the variable type, the module path and the fix.
     """
+    nnx = _nnx()
     for path, node in nnx.iter_graph(module):
         where = ".".join(map(str, path)) or "the module"
         if isinstance(node, nnx.Dropout) and not node.deterministic and node.rate:

@@ -190,3 +190,37 @@ def test_other_objects_name_both_accepted_kinds():
 
 def _fails(rngs):
     raise ValueError("no")
+
+
+LAZY_NNX = """
+import sys
+import jaxpg, jaxpg.cli.main
+assert "flax.nnx" not in sys.modules and "IPython" not in sys.modules
+import jax, jax.numpy as jnp
+from flax import nnx
+
+class Torso(nnx.Module):
+    def __init__(self, rngs):
+        self.dense = nnx.Linear(4, 8, rngs=rngs)
+    def __call__(self, obs):
+        return self.dense(obs)
+
+spec = jaxpg.envs.env_spec(*jaxpg.envs.make_env("CartPole-v1"))
+for torso in (Torso(nnx.Rngs(0)), Torso):  # an instance and a factory
+    policy = jaxpg.networks.make_policy(spec, torso=torso)
+    params = policy.init(jax.random.key(0))
+    print(policy.apply(params, jnp.ones((2, 4))).logits.shape)
+"""
+
+
+def test_import_jaxpg_leaves_nnx_unloaded_and_nnx_torsos_work_after():
+    # flax.nnx (with IPython, which it probes at import) is about a third of a
+    # second of every import jaxpg; it loads when an NNX torso arrives.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", LAZY_NNX], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["(2,", "2)"] * 2, out.stdout
