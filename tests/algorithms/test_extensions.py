@@ -116,7 +116,6 @@ def test_schedule_step_count_advances_once_per_optimizer_step(cfg, steps_per_upd
     np.testing.assert_allclose(lr, float(schedule(count - 1)), rtol=1e-6)
 
 
-@pytest.mark.bitwise  # equal to the last bits across layouts
 def test_default_optimizer_takes_the_traced_learning_rate():
     """The default optimizer reads ``hparams.lr``: vmapping two rates trains
     two different runs in one program, each equal to its own config's run."""
@@ -127,6 +126,9 @@ def test_default_optimizer_takes_the_traced_learning_rate():
     outs = jax.jit(jax.vmap(train))(keys, hps)
     for i, lr in enumerate((1e-3, 3e-2)):
         single = jax.jit(jaxpg.make_train(RF_TINY.replace(lr=lr)))(jax.random.key(0))
+        # A vmapped lane rounds a few ulps apart from a single run (at most
+        # 3.6e-7 measured after these 3 updates); a rate not applied, or
+        # another member's, moves the parameters by about lr * grad >= 1e-4.
         chex.assert_trees_all_close(
             jax.tree.map(lambda x, i=i: x[i], outs.params),
             single.params,
@@ -192,7 +194,6 @@ def test_reinforce_loss_and_gradient_equal_the_kernels_on_the_whole_batch():
     chex.assert_trees_all_close(grads, kernel_grads, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.bitwise  # equal to the last bits across layouts
 @pytest.mark.parametrize("algo", ["reinforce", "a2c", "ppo"])
 def test_plain_vmap_equals_train_seeds_for_every_algorithm(algo):
     cfg = jaxpg.Config(
