@@ -7,7 +7,10 @@ one. (The add task's run, 3x the sort run's cost, is a benchmark now:
 CPU budget: a 2-layer width-32 transformer, 2 seeds x 16 prompts x 4 samples
 per update. Accuracies are means over 2 seeds x 512 fresh prompts (binomial
 standard error <= 0.016 per mean), so the margins asserted below (>= 0.15) are
-> 9 standard errors. Numbers seen are in docs/llm.md.
+> 9 standard errors. Numbers seen are in docs/llm.md. Both checks compile as
+the suite does (no LLVM passes): float rounding gives them trajectories other
+than those of the settings' tuning, compiled as users compile (sort: 0.802
+there, 0.778 here).
 """
 
 from __future__ import annotations
@@ -63,7 +66,6 @@ SORT = dict(
 # Rewards: exact match (the tasks' default).
 
 
-@pytest.mark.optimized
 def test_rl_raises_accuracy_above_the_sft_reference():
     task = tasks.sort_task(3)
     rl_cfg = rl.RLConfig(group_size=4, aggregation="token_mean", **SORT)
