@@ -15,10 +15,15 @@ compiled in this process:
   computes the weight gradient as the wide ``dy^T x`` product;
 * ``decode attention elementwise``: in single-token decode steps the two
   attention products (``q k^T`` over the cache and ``attn v``) are written as
-  broadcast products and sums instead of matrix products.
+  broadcast products and sums instead of matrix products;
+* ``decode loop unrolled``: the sampler's ``lax.scan`` over its ``R - 1``
+  decode steps unrolled (no while loop, no copies of its carry);
+* ``Eigen single-threaded``: ``compiler_options={"xla_cpu_multi_thread_eigen":
+  False}`` (the matrix products off XLA's intra-op thread pool).
 
 The patched pieces (``flax.linen.gelu``, ``flax.linen.Dense``, the model
-module's ``jnp``) are swapped in only while a variant is traced.
+module's ``jnp``, the sampling module's ``jax``) are swapped in only while a
+variant is traced.
 
 Timing: every program is compiled ``--copies`` times (separate traces and
 executables: two compilations of one program can differ by several percent
@@ -50,7 +55,7 @@ import numpy as np
 from lm_trl import add_settings, compile_copies, jax_setup
 from record import write_record
 
-from jaxpg.sequence import model, rl, tasks
+from jaxpg.sequence import model, rl, sampling, tasks
 from jaxpg.sequence.seeds import NO_YNN
 
 _C, _A = math.sqrt(2.0 / math.pi), 0.044715
@@ -122,6 +127,26 @@ class _ElementwiseDecodeJnp:
         return jnp.einsum(spec, a, b)
 
 
+class _UnrolledLax:
+    """``jax.lax`` whose ``scan`` is unrolled whole."""
+
+    def __getattr__(self, name):
+        return getattr(jax.lax, name)
+
+    @staticmethod
+    def scan(f, init, xs=None, length=None, **kwargs):
+        return jax.lax.scan(f, init, xs, length=length, unroll=True)
+
+
+class _UnrolledJax:
+    """``jax`` with :class:`_UnrolledLax` (the sampling module's loops)."""
+
+    lax = _UnrolledLax()
+
+    def __getattr__(self, name):
+        return getattr(jax, name)
+
+
 @contextlib.contextmanager
 def patched(obj, name, value):
     old = getattr(obj, name)
@@ -141,8 +166,13 @@ VARIANTS = {
     "decode attention elementwise": lambda: patched(
         model, "jnp", _ElementwiseDecodeJnp()
     ),
+    "decode loop unrolled": lambda: patched(sampling, "jax", _UnrolledJax()),
+    "Eigen single-threaded": lambda: contextlib.nullcontext(),
 }
-OPTIONS = {"YNNPACK off": NO_YNN}
+OPTIONS = {
+    "YNNPACK off": NO_YNN,
+    "Eigen single-threaded": {"xla_cpu_multi_thread_eigen": False},
+}
 
 
 def paired_rounds(programs: dict, repeats: int) -> dict[str, list[float]]:
