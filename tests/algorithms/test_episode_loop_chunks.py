@@ -107,8 +107,7 @@ def _everything(keys):
     params = jax.vmap(jaxpg.make_algorithm(CFG).init)(keys).params["policy"]
     return {
         # K = 1 (the reference loop) and K = 5, both under vmap.
-        "single": jax.vmap(_collect(1))(keys),
-        "batched": jax.vmap(_collect(5))(keys),
+        "collect": {chunk: jax.vmap(_collect(chunk))(keys) for chunk in (1, 5)},
         "eval": {
             chunk: jax.vmap(_evaluate(at(chunk)))(params, keys) for chunk in (1, 7)
         },
@@ -126,11 +125,11 @@ def test_collected_batch_is_the_same_for_every_chunk(results):
     """K = 5 under vmap: the loop runs on for the slower member, and the last
     chunk past both; those steps write nothing: each member's batch is its
     K = 1 one (whose loop ends at the member's own step)."""
-    single = results["single"]
-    steps = [int(n) for n in single[0].num_steps]
+    want = results["collect"][1]
+    steps = [int(n) for n in want[0].num_steps]
     assert steps[0] != steps[1], steps
     assert max(steps) % 5 and max(steps) < buffer_length(CFG, make_parts(CFG).spec)
-    _assert_identical(results["batched"], single)
+    _assert_identical(results["collect"][5], want)
 
 
 @pytest.mark.parametrize("index", range(len(BASELINE_FNS)))

@@ -6,6 +6,9 @@ its own), and torsos with state other than parameters refused at
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -216,9 +219,6 @@ for torso in (Torso(nnx.Rngs(0)), Torso):  # an instance and a factory
 def test_import_jaxpg_leaves_nnx_unloaded_and_nnx_torsos_work_after():
     # flax.nnx (with IPython, which it probes at import) is about a third of a
     # second of every import jaxpg; it loads when an NNX torso arrives.
-    import subprocess
-    import sys
-
     out = subprocess.run(
         [sys.executable, "-c", LAZY_NNX], capture_output=True, text=True
     )
