@@ -19,7 +19,13 @@ compiled in this process:
 * ``decode loop unrolled``: the sampler's ``lax.scan`` over its ``R - 1``
   decode steps unrolled (no while loop, no copies of its carry);
 * ``Eigen single-threaded``: ``compiler_options={"xla_cpu_multi_thread_eigen":
-  False}`` (the matrix products off XLA's intra-op thread pool).
+  False}`` (the matrix products off XLA's intra-op thread pool);
+* ``Adam on one flat vector``: the default optimizer (clipping, Adam, the
+  injected learning rate) wrapped in ``optax.flatten``, so that its
+  element-wise steps run on one vector instead of once per parameter leaf;
+* ``flat Adam, norms of the raveled trees``: the same, and every
+  ``optax.tree.norm`` (the reported gradient norm, the non-finite guard's
+  parameter norm) taken on the raveled tree (one reduction, not one per leaf).
 
 The patched pieces (``flax.linen.gelu``, ``flax.linen.Dense``, the model
 module's ``jnp``, the sampling module's ``jax``) are swapped in only while a
@@ -50,11 +56,14 @@ import time
 
 import flax.linen as nn
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+import optax
 from lm_trl import add_settings, compile_copies, jax_setup
 from record import write_record
 
+from jaxpg.algorithms.base import _adam_chain
 from jaxpg.sequence import model, rl, sampling, tasks
 from jaxpg.sequence.seeds import NO_YNN
 
@@ -168,7 +177,37 @@ VARIANTS = {
     ),
     "decode loop unrolled": lambda: patched(sampling, "jax", _UnrolledJax()),
     "Eigen single-threaded": lambda: contextlib.nullcontext(),
+    "Adam on one flat vector": lambda: contextlib.nullcontext(),
+    "flat Adam, norms of the raveled trees": lambda: patched(
+        optax.tree, "norm", raveled_norm
+    ),
 }
+# Variants that change how the program is built (held while it is made).
+BUILD = {
+    "Adam on one flat vector": lambda: patched(rl, "default_optimizer", flat_adam),
+    "flat Adam, norms of the raveled trees": lambda: patched(
+        rl, "default_optimizer", flat_adam
+    ),
+}
+
+
+def raveled_norm(tree, ord=2, squared=False):
+    """``optax.tree.norm`` (the 2-norm) of the tree raveled into one vector."""
+    assert ord in (None, 2), ord
+    flat = jax.flatten_util.ravel_pytree(tree)[0]
+    sq = jnp.sum(flat * flat)
+    return sq if squared else jnp.sqrt(sq)
+
+
+def flat_adam(rl_cfg):
+    """The token side's default optimizer on the raveled parameter vector."""
+    return optax.inject_hyperparams(
+        lambda learning_rate: optax.flatten(
+            _adam_chain(learning_rate, rl_cfg.max_grad_norm, False, 1e-8)
+        )
+    )(learning_rate=rl_cfg.lr)
+
+
 OPTIONS = {
     "YNNPACK off": NO_YNN,
     "Eigen single-threaded": {"xla_cpu_multi_thread_eigen": False},
@@ -255,12 +294,54 @@ def pieces(iters: int) -> dict[str, dict]:
     }
 
 
+def time_pieces(num_copies: int, repeats: int, rng) -> dict:
+    """The changed pieces alone (:func:`pieces`), timed as the programs are:
+    ``piece -> variant -> {us_per_call, paired_ratio, ratio_ci95}``."""
+    alone = {}
+    iters = 150
+    print(f"\nPieces alone ({iters} calls per timing; rounds and copies as above)")
+    print("| piece | variant | us per call (median) | / first, paired (95% CI) |")
+    print("|---|---|---:|---:|")
+    built = [pieces(iters) for _ in range(num_copies)]  # separate executables
+    for piece, variants in built[0].items():
+        copies = range(num_copies)
+        times = paired_rounds(
+            {(v, c): built[c][piece][v] for v in variants for c in copies}, repeats
+        )
+        per_round = {
+            v: np.mean([times[v, c] for c in copies], axis=0) for v in variants
+        }
+        first = next(iter(per_round.values()))
+        alone[piece] = {}
+        for name, runs in per_round.items():
+            ratio, ci = paired_ratio(runs, first, rng)
+            us = float(np.median(runs)) / iters * 1e6
+            alone[piece][name] = {"us_per_call": us, "paired_ratio": ratio,
+                                  "ratio_ci95": ci}  # fmt: skip
+            print(
+                f"| {piece} | {name} | {us:.1f} | {ratio:.3f} "
+                f"[{ci[0]:.3f}, {ci[1]:.3f}] |"
+            )
+    return alone
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_settings(p)
     p.add_argument("--repeats", type=int, default=16, help="rounds of calls")
     p.add_argument(
         "--copies", type=int, default=3, help="compiled copies of each program"
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS)[1:],
+        default=list(VARIANTS)[1:],
+        metavar="NAME",
+        help="the variants to time beside the unchanged program (default: all)",
+    )
+    p.add_argument(
+        "--no-pieces", action="store_true", help="skip the pieces-alone timings"
     )
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--out", default=None)
@@ -276,10 +357,12 @@ def main() -> None:
     ev = jax.jit(lambda q: rl.evaluate(jax.random.key(7), q, task, cfg, 512))
     args = (key, ref, ref)
     programs, rows, texts_of = {}, {}, {}
-    for name, patch in VARIANTS.items():
-        copies, compile_s, text = compile_copies(
-            task, cfg, rl_cfg, args, a.copies, OPTIONS.get(name), patch
-        )
+    for name in ["jaxpg", *a.variants]:
+        patch = VARIANTS[name]
+        with BUILD.get(name, contextlib.nullcontext)():
+            copies, compile_s, text = compile_copies(
+                task, cfg, rl_cfg, args, a.copies, OPTIONS.get(name), patch
+            )
         if name not in OPTIONS and "again" not in name and text in texts_of.values():
             raise RuntimeError(f"variant {name!r} traced to an unchanged program")
         texts_of[name] = text
@@ -317,31 +400,7 @@ def main() -> None:
             f"| {name} | {row['ms_per_update']:.2f} | {ratio:.3f} "
             f"[{ci[0]:.3f}, {ci[1]:.3f}] | {row['accuracy']:.3f} |"
         )
-    iters = 150
-    alone = {}
-    print(f"\nPieces alone ({iters} calls per timing; rounds and copies as above)")
-    print("| piece | variant | us per call (median) | / first, paired (95% CI) |")
-    print("|---|---|---:|---:|")
-    built = [pieces(iters) for _ in range(a.copies)]  # separate executables
-    for piece, variants in built[0].items():
-        copies = range(a.copies)
-        times = paired_rounds(
-            {(v, c): built[c][piece][v] for v in variants for c in copies}, a.repeats
-        )
-        per_round = {
-            v: np.mean([times[v, c] for c in copies], axis=0) for v in variants
-        }
-        first = next(iter(per_round.values()))
-        alone[piece] = {}
-        for name, runs in per_round.items():
-            ratio, ci = paired_ratio(runs, first, rng)
-            us = float(np.median(runs)) / iters * 1e6
-            alone[piece][name] = {"us_per_call": us, "paired_ratio": ratio,
-                                  "ratio_ci95": ci}  # fmt: skip
-            print(
-                f"| {piece} | {name} | {us:.1f} | {ratio:.3f} "
-                f"[{ci[0]:.3f}, {ci[1]:.3f}] |"
-            )
+    alone = {} if a.no_pieces else time_pieces(a.copies, a.repeats, rng)
     record = {"settings": vars(a), "rows": rows, "pieces_alone": alone,
               "machine": platform.platform()}  # fmt: skip
     write_record(record, "lm_ablate_cpu.json", a.tiny, a.out)

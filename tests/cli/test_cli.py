@@ -22,7 +22,8 @@ import jaxpg
 from jaxpg import presets
 from jaxpg.analysis.plotting import common_grid_curves, plot_learning_curve
 from jaxpg.cli.compare import eval_summary, print_eval
-from jaxpg.cli.main import _default_out, build_parser, config_from_args, main
+from jaxpg.cli.main import build_parser, config_from_args, main
+from jaxpg.cli.train_options import default_out
 from jaxpg.config import Config
 from jaxpg.experiment import checkpoint, rundir
 
@@ -261,12 +262,12 @@ def test_resume_with_a_different_option_names_it(cli_run):
 def test_default_out_is_numbered_when_taken(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = presets.get("CartPole-v1")
-    assert _default_out(cfg) == Path("runs/CartPole-v1-reinforce")
+    assert default_out(cfg) == Path("runs/CartPole-v1-reinforce")
     taken = Path("runs/CartPole-v1-reinforce")
     taken.mkdir(parents=True)
-    assert _default_out(cfg) == taken  # empty: used
+    assert default_out(cfg) == taken  # empty: used
     (taken / "config.json").write_text("{}")
-    assert _default_out(cfg) == Path("runs/CartPole-v1-reinforce-2")
+    assert default_out(cfg) == Path("runs/CartPole-v1-reinforce-2")
 
 
 def test_nonfinite_evaluation_is_reported_and_kept_out_of_the_statistics(capsys):
