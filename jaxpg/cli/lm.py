@@ -37,8 +37,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -57,6 +55,7 @@ from jaxpg.cli.options import (
     add_flags,
     check_output_dir,
     enable_compilation_cache,
+    interrupted_status,
     strict_json,
 )
 from jaxpg.experiment import lock
@@ -407,14 +406,7 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
         print(f"jaxpg lm: error: cannot resume {out}: {e}", file=sys.stderr)
         return 2
     if result.interrupted:
-        name = signal.Signals(result.signal).name if result.signal else "stop"
-        print(
-            f"jaxpg lm: interrupted ({name}) at update {result.updates_done}/"
-            f"{rl_cfg.num_updates}; checkpoint saved; resume with: "
-            f"jaxpg lm --resume {shlex.quote(str(out))}",
-            file=sys.stderr,
-        )
-        return 128 + int(result.signal) if result.signal else 1
+        return interrupted_status("lm", result, rl_cfg.num_updates, out)
     metrics, final_params = result.metrics, result.params
     compile_s, run_s, options = result.compile_s, result.run_s, result.options
     rejected = np.sum(metrics["nonfinite"] > 0, axis=1)

@@ -8,6 +8,9 @@ import argparse
 import dataclasses
 import os
 import re
+import shlex
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +97,37 @@ _ENV = {
     "num_processes": "JAX_NUM_PROCESSES",
     "process_id": "JAX_PROCESS_ID",
 }
+
+
+def add_set_argument(parser: Any, help: str) -> None:
+    """``--set FIELD=VALUE`` (repeatable) into ``args.settings``, a list of
+    ``(field, value)`` pairs (:func:`parse_setting`)."""
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        type=parse_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help=help,
+    )
+
+
+def interrupted_status(
+    command: str, result: Any, num_updates: int, out: Path | str, say: bool = True
+) -> int:
+    """Exit status of a run that stopped early (``result.interrupted``): 128 +
+    its signal, or 1; with ``say``, first print where it stopped and the
+    command that resumes it (``jaxpg COMMAND --resume OUT``) to stderr."""
+    if say:
+        name = signal.Signals(result.signal).name if result.signal else "stop"
+        print(
+            f"jaxpg {command}: interrupted ({name}) at update "
+            f"{result.updates_done}/{num_updates}; checkpoint saved; resume "
+            f"with: jaxpg {command} --resume {shlex.quote(str(out))}",
+            file=sys.stderr,
+        )
+    return 128 + int(result.signal) if result.signal else 1
 
 
 def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:

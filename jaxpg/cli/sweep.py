@@ -42,11 +42,11 @@ from jaxpg.cli.options import (
     PlainHelpFormatter,
     add_cache_argument,
     add_distributed_arguments,
+    add_set_argument,
     check_output_dir,
     device_name,
     enable_compilation_cache,
     initialize_from_args,
-    parse_setting,
     strict_json,
 )
 from jaxpg.config import ALGOS, Config
@@ -128,14 +128,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         action="store_false",
         help="no compiling line and no progress bar while the sweep trains",
     )
-    p.add_argument(
-        "--set",
-        dest="settings",
-        type=parse_setting,
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="set a Config field of the base config (repeatable)",
+    add_set_argument(
+        p,
+        "set a Config field of the base config (repeatable)",
     )
     p.add_argument(
         "--eval-episodes", type=int, default=32, metavar="N",

@@ -7,8 +7,6 @@ import argparse
 import contextlib
 import importlib.util
 import math
-import shlex
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,11 @@ import numpy as np
 
 import jaxpg
 from jaxpg.cli import train_options
-from jaxpg.cli.options import enable_compilation_cache, initialize_from_args
+from jaxpg.cli.options import (
+    enable_compilation_cache,
+    initialize_from_args,
+    interrupted_status,
+)
 from jaxpg.config import Config
 from jaxpg.drivers import parallel
 from jaxpg.drivers.evaluation import recorded_algorithm
@@ -215,15 +217,7 @@ def _train(
         if logger is not None:
             logger.close()
     if result.interrupted:
-        name = signal.Signals(result.signal).name if result.signal else "stop"
-        if writer:
-            print(
-                f"jaxpg train: interrupted ({name}) at update "
-                f"{result.updates_done}/{cfg.num_updates}; checkpoint saved; "
-                f"resume with: jaxpg train --resume {shlex.quote(str(out))}",
-                file=sys.stderr,
-            )
-        return 128 + int(result.signal) if result.signal else 1
+        return interrupted_status("train", result, cfg.num_updates, out, say=writer)
     if not writer:
         return 0
 

@@ -18,8 +18,8 @@ from jaxpg.cli.options import (
     PlainHelpFormatter,
     add_cache_argument,
     add_distributed_arguments,
+    add_set_argument,
     hidden_widths,
-    parse_setting,
 )
 from jaxpg.config import ALGOS, Config
 from jaxpg.drivers.train import resolve_env
@@ -175,14 +175,9 @@ def add_parser(sub: Any, command: Callable[[argparse.Namespace], int]) -> None:
         metavar="H",
         help=f"units of a gru / lstm torso's cell {d('recurrent_size')}",
     )
-    train.add_argument(
-        "--set",
-        dest="settings",
-        type=parse_setting,
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="set any Config field, e.g. --set policy_head_scale=1.0 "
+    add_set_argument(
+        train,
+        "set any Config field, e.g. --set policy_head_scale=1.0 "
         "--set max_grad_norm=none (repeatable; applied after the options above)",
     )
     train.add_argument(
