@@ -227,7 +227,8 @@ def score(ro: Rollout, rl: RLConfig, beta: Array | float | None = None) -> Batch
     """
     beta = rl.beta if beta is None else beta
     ref_logp = sampling.token_log_probs(ro.ref_logits, ro.responses)
-    kl = est.kl_tokens(ro.log_probs, ref_logp, rl.kl_estimator) * ro.mask
+    logp, ref_logp = _on_mask(ro.mask, ro.log_probs, ref_logp)
+    kl = est.kl_tokens(logp, ref_logp, rl.kl_estimator) * ro.mask
     shaped = ro.reward
     if rl.overlong_buffer is not None:
         length = jnp.sum(ro.mask, axis=1)
@@ -238,7 +239,7 @@ def score(ro: Rollout, rl: RLConfig, beta: Array | float | None = None) -> Batch
     truncated = est.truncated(ro.responses, ro.mask, EOS)
     mask = ro.mask * (1.0 - truncated[:, None]) if rl.mask_truncated else ro.mask
     if rl.kl_placement == "reward":
-        shaped = est.kl_shaped_rewards(ro.reward, kl, ro.mask, beta)
+        shaped = est.kl_shaped_rewards(shaped, kl, ro.mask, beta)
     adv = est.group_advantages(
         shaped.reshape(rl.num_prompts, rl.group_size), rl.advantage
     )
@@ -266,6 +267,14 @@ def make_batch(
     return score(ro, rl)
 
 
+def _on_mask(mask: Array, *log_probs: Array) -> tuple[Array, ...]:
+    """``[N, R]`` log-probs set to 0 where ``mask`` is 0: there the ratios are 1
+    and the KL terms 0, so an overflow at a padding position (a ratio or a k3
+    term of ``exp(88)`` or more) cannot make the masked sums ``0 * inf = NaN``,
+    in the loss or its gradient."""
+    return tuple(jnp.where(mask > 0, lp, 0.0) for lp in log_probs)
+
+
 def loss_fn(
     params: Any,
     batch: Batch,
@@ -288,8 +297,12 @@ def loss_fn(
     logits = sampling.response_logits(
         params, model_cfg, batch.prompts, batch.responses, rl.group_size
     )
-    logp = sampling.token_log_probs(logits, batch.responses)
     mask = batch.mask
+    logp, behaviour = _on_mask(
+        mask,
+        sampling.token_log_probs(logits, batch.responses),
+        batch.behaviour_log_probs,
+    )
     adv = jnp.broadcast_to(batch.advantages[:, None], mask.shape)
     surrogate = (
         est.surrogate_terms
@@ -297,22 +310,28 @@ def loss_fn(
         else functools.partial(est.sequence_surrogate_terms, mask=mask)
     )
     terms, clipped = surrogate(
-        logp, batch.behaviour_log_probs, adv, clip_eps=rl.clip_eps,
+        logp, behaviour, adv, clip_eps=rl.clip_eps,
         clip_eps_high=rl.clip_eps_high, dual_clip=rl.dual_clip,
     )  # fmt: skip
     norm = rl.loss_norm if rl.loss_norm is not None else mask.shape[1]
     loss = est.aggregate(terms, mask, rl.aggregation, norm)
     if rl.kl_placement == "loss":
-        ref_logp = sampling.token_log_probs(batch.ref_logits, batch.responses)
+        (ref_logp,) = _on_mask(
+            mask, sampling.token_log_probs(batch.ref_logits, batch.responses)
+        )
         kl = est.kl_tokens(logp, ref_logp, rl.kl_estimator)
         beta = rl.beta if beta is None else beta
         loss = loss + beta * est.aggregate(kl, mask, rl.aggregation, norm)
     logits_sg = jax.lax.stop_gradient(logits)
+    # The policy's KL and entropy over every sampled token, as ``kl_estimate``:
+    # with ``mask_truncated`` the loss mask drops truncated responses, which
+    # (no EOS) have every position of the response budget.
+    response_mask = jnp.maximum(mask, batch.truncated[:, None])
     aux = {
         "kl_exact": jnp.mean(
-            jnp.sum(est.exact_kl(logits_sg, batch.ref_logits) * mask, axis=1)
+            jnp.sum(est.exact_kl(logits_sg, batch.ref_logits) * response_mask, axis=1)
         ),
-        "entropy": masked_mean(est.entropy(logits_sg), mask),
+        "entropy": masked_mean(est.entropy(logits_sg), response_mask),
         "clip_frac": masked_mean(clipped, mask),
     }
     return loss, aux

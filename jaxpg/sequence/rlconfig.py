@@ -21,6 +21,8 @@ __all__ = ["IMPORTANCE_RATIOS", "KL_PLACEMENTS", "Hyperparams", "RLConfig"]
 IMPORTANCE_RATIOS = ("token", "sequence")
 KL_PLACEMENTS = ("none", "reward", "loss")
 _INT32_MAX = int(np.iinfo(np.int32).max)
+# Advantages that subtract a group's own mean: 0 for groups of one response.
+_GROUP_BASELINES = ("rloo", "grpo", "dr_grpo", "grpo_batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,10 +135,39 @@ class RLConfig:
                 raise ValueError(
                     f"{name}={getattr(self, name)!r} is not one of {allowed}"
                 )
-        if self.advantage in ("rloo", "grpo") and self.group_size < 2:
+        # Settings whose every advantage is 0 (only a KL term would train).
+        if self.advantage in _GROUP_BASELINES and self.group_size < 2:
             raise ValueError(
-                f"advantage={self.advantage!r} needs group_size >= 2, "
-                f"got {self.group_size}"
+                f"advantage={self.advantage!r} needs group_size >= 2, got "
+                f"{self.group_size}: with one response per prompt, r minus its "
+                "group's mean is 0"
+            )
+        if (
+            self.advantage in ("reinforce_mean", "reinforce_pp")
+            and self.num_prompts * self.group_size < 2
+        ):
+            raise ValueError(
+                f"advantage={self.advantage!r} needs num_prompts * group_size "
+                f">= 2, got {self.num_prompts} * {self.group_size}: with one "
+                "response, r minus the batch mean is 0"
+            )
+        if self.dynamic_sampling is not None and self.group_size < 2:
+            raise ValueError(
+                f"RLConfig.dynamic_sampling={self.dynamic_sampling} needs "
+                f"group_size >= 2, got {self.group_size}: a group of one "
+                "response is never informative"
+            )
+        if self.clip_eps is not None and self.clip_eps >= 1:
+            raise ValueError(
+                f"RLConfig.clip_eps={self.clip_eps} is invalid: must be < 1 (the "
+                "ratio's lower bound 1 - clip_eps must be > 0)"
+            )
+        if self.clip_eps_high is not None and (
+            self.clip_eps is not None and self.clip_eps_high < self.clip_eps
+        ):
+            raise ValueError(
+                f"RLConfig.clip_eps_high={self.clip_eps_high} is invalid: must be "
+                f">= clip_eps={self.clip_eps} (clip-higher widens the upper bound)"
             )
         if not isinstance(self.mask_truncated, bool):
             raise ValueError(

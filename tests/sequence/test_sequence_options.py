@@ -135,12 +135,14 @@ def _rollout(responses, mask, reward):
     )  # fmt: skip
 
 
-def test_score_overlong_penalty_and_truncation_mask_by_hand():
+@pytest.mark.parametrize("kl_placement", ["none", "loss", "reward"])
+def test_score_overlong_penalty_and_truncation_mask_by_hand(kl_placement):
     """R = 4, buffer 2, penalty 0.5, every reward 1. Lengths 2, 3, 4 (no EOS:
     truncated), 1 -> penalties 0, -0.5 * 0.5, -1 * 0.5, 0 -> shaped rewards
     1, 0.75, 0.5, 1. Group 0 (rows 0-1): Dr. GRPO advantages +0.125, -0.125;
     group 1 (rows 2-3): -0.25, +0.25. The truncated row's loss mask is 0, its
-    reward still in its group's baseline."""
+    reward still in its group's baseline. With beta 0 the KL's placement
+    changes nothing: the penalty is kept when the KL shapes the reward too."""
     e, p, t = EOS, PAD, 2
     responses = jnp.array(
         [[t, e, p, p], [t, t, e, p], [t, t, t, t], [e, p, p, p]], jnp.int32
@@ -149,8 +151,8 @@ def test_score_overlong_penalty_and_truncation_mask_by_hand():
         [[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]], jnp.float32
     )
     cfg = rl.RLConfig(num_prompts=2, group_size=2, advantage="dr_grpo",
-                      kl_placement="none", overlong_buffer=2, overlong_penalty=0.5,
-                      mask_truncated=True)  # fmt: skip
+                      kl_placement=kl_placement, beta=0.0, overlong_buffer=2,
+                      overlong_penalty=0.5, mask_truncated=True)  # fmt: skip
     batch = rl.score(_rollout(responses, mask, jnp.ones(4)), cfg)
     np.testing.assert_allclose(batch.advantages, [0.125, -0.125, -0.25, 0.25])
     np.testing.assert_array_equal(batch.truncated, [0, 0, 1, 0])
@@ -172,11 +174,97 @@ def test_score_overlong_penalty_and_truncation_mask_by_hand():
         (dict(dynamic_sampling=8), "dynamic_sampling=8 is invalid: must be >= "),
         (dict(overlong_penalty=-1.0), "RLConfig.overlong_penalty=-1.0 is invalid"),
         (dict(mask_truncated=1), "mask_truncated=1 must be a bool"),
+        # Settings whose every advantage would be 0.
+        (dict(advantage="dr_grpo", group_size=1),
+         "advantage='dr_grpo' needs group_size >= 2, got 1"),
+        (dict(advantage="grpo_batch", group_size=1),
+         "advantage='grpo_batch' needs group_size >= 2, got 1"),
+        (dict(advantage="reinforce_pp", num_prompts=1, group_size=1),
+         r"needs num_prompts \* group_size >= 2, got 1 \* 1"),
+        (dict(advantage="reinforce", group_size=1, dynamic_sampling=32),
+         "dynamic_sampling=32 needs group_size >= 2, got 1"),
+        (dict(clip_eps=1.0), "clip_eps=1.0 is invalid: must be < 1"),
+        (dict(clip_eps=0.2, clip_eps_high=0.1),
+         "clip_eps_high=0.1 is invalid: must be >= clip_eps=0.2"),
     ],
 )  # fmt: skip
 def test_option_settings_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        rl.RLConfig(num_prompts=16, **kwargs)
+        rl.RLConfig(**{"num_prompts": 16, **kwargs})
+
+
+def _bigram():
+    """A bigram-table model (``logits = table[previous token]``), V = 4."""
+    from jaxpg.sequence import SequenceModel
+
+    def apply(params, tokens, positions, mask):
+        return params["table"][tokens]
+
+    return SequenceModel("bigram", 4, 8, lambda k: {"table": jnp.zeros((4, 4))}, apply)
+
+
+def _bigram_rollout(model, policy, ref, responses, mask):
+    from jaxpg.sequence import sampling
+
+    prompts = jnp.full((responses.shape[0], 2), 3, jnp.int32)
+    logits = sampling.response_logits(policy, model, prompts, responses, 2)
+    logp = sampling.token_log_probs(logits, responses) * mask
+    ref_logits = sampling.response_logits(ref, model, prompts, responses, 2)
+    reward = jnp.array([1.0, 0.0])
+    return rl.Rollout(
+        prompts, responses, mask, logp, logp, ref_logits, reward, reward, reward,
+        jnp.float32(1.0),
+    )  # fmt: skip
+
+
+def test_truncation_mask_leaves_the_kl_and_entropy_metrics_over_every_token():
+    """``kl_exact`` and ``entropy`` are the policy's over every sampled token,
+    as ``kl_estimate`` is: masking the truncated response out of the loss
+    leaves them unchanged (row 1 has no EOS)."""
+    model = _bigram()
+    policy = {"table": jax.random.normal(jax.random.key(0), (4, 4))}
+    ref = {"table": jax.random.normal(jax.random.key(1), (4, 4))}
+    responses = jnp.array([[2, 1, 0], [2, 2, 2]], jnp.int32)
+    mask = jnp.array([[1, 1, 0], [1, 1, 1]], jnp.float32)
+    assert EOS == 1 and PAD == 0
+    ro = _bigram_rollout(model, policy, ref, responses, mask)
+    aux = {}
+    for masked in (False, True):
+        cfg = rl.RLConfig(num_prompts=1, group_size=2, advantage="rloo",
+                          mask_truncated=masked)  # fmt: skip
+        batch = rl.score(ro, cfg)
+        _, aux[masked] = rl.loss_fn(policy, batch, model, cfg)
+    assert float(aux[False]["kl_exact"]) > 0.1  # a KL worth comparing
+    for name in ("kl_exact", "entropy"):
+        np.testing.assert_allclose(aux[True][name], aux[False][name], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kl_placement", ["loss", "reward"])
+def test_an_overflow_at_a_padding_position_leaves_loss_and_gradient_finite(
+    kl_placement,
+):
+    """After row 0's EOS the policy puts -200 nats on PAD and the reference
+    +200: k3 there is exp(400), inf in float32. Masked positions enter no sum
+    (the token after EOS is not part of the response), so the loss, the
+    shaped reward and the gradient stay finite (with the KL in the loss they
+    were NaN before: ``0 * inf``)."""
+    model = _bigram()
+    policy = {"table": jnp.zeros((4, 4)).at[EOS, PAD].set(-200.0)}
+    ref = {"table": jnp.zeros((4, 4)).at[EOS, PAD].set(200.0)}
+    responses = jnp.array([[2, 1, 0], [2, 2, 1]], jnp.int32)
+    mask = jnp.array([[1, 1, 0], [1, 1, 1]], jnp.float32)
+    ro = _bigram_rollout(model, policy, ref, responses, mask)
+    cfg = rl.RLConfig(num_prompts=1, group_size=2, advantage="rloo",
+                      kl_placement=kl_placement, kl_estimator="k3",
+                      beta=0.1)  # fmt: skip
+    batch = rl.score(ro, cfg)
+    assert np.all(np.isfinite(batch.kl_estimate))
+    assert np.all(np.isfinite(batch.advantages))
+    (loss, _), grads = jax.value_and_grad(rl.loss_fn, has_aux=True)(
+        policy, batch, model, cfg
+    )
+    assert np.isfinite(float(loss))
+    assert np.all(np.isfinite(grads["table"]))
 
 
 def test_every_option_together_runs_through_make_rl_train():
