@@ -41,13 +41,17 @@ class TensorBoardLogger:
             raise ImportError(
                 "--tensorboard needs tensorboardX: pip install 'jaxpg[tensorboard]'"
             ) from e
-        root = Path(directory)
-        self.writers = [
-            SummaryWriter(logdir=str(root / f"seed_{first_seed + i}"))
-            for i in range(num_seeds)
+        self._make = SummaryWriter
+        self._logdirs = [
+            str(Path(directory) / f"seed_{first_seed + i}") for i in range(num_seeds)
         ]
+        # Made at the first chunk: the run directory must still be empty (or
+        # hold the run) when the runner checks it before training.
+        self.writers: list = []
 
     def __call__(self, info) -> None:
+        if not self.writers:
+            self.writers = [self._make(logdir=d) for d in self._logdirs]
         steps = np.asarray(info.metrics["env_steps"], dtype=np.int64)
         for name, values in info.metrics.items():
             if name == "env_steps":

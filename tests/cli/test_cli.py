@@ -199,6 +199,22 @@ def test_sigint_checkpoints_exits_cleanly_and_resume_is_bit_identical(
         assert events and b"train/episode_return" in events[0].read_bytes()
 
 
+def test_tensorboard_on_a_new_run_and_over_a_finished_one(tmp_path):
+    """--tensorboard writes its event files once training starts, so the run
+    directory is still empty (or holds the run being replaced) when it is
+    checked: a new run and an --overwrite both train and log."""
+    out = tmp_path / "tb"
+    for extra in ([], ["--overwrite"]):
+        code, _, err = _main("train", *TINY, "--out", str(out), "--tensorboard",
+                             "--no-progress", *extra)  # fmt: skip
+        assert code == 0, err
+        assert (out / "summary.json").is_file()
+        for seed in (0, 1):
+            events = list((out / "tensorboard" / f"seed_{seed}").glob("events.*"))
+            assert len(events) == 1  # the replaced run's events were cleared
+            assert b"train/episode_return" in events[0].read_bytes()
+
+
 def _params_target(run_dir):
     from jaxpg.drivers.evaluation import policy_target
 
