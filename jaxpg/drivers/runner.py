@@ -231,16 +231,19 @@ def run(
         checkpoint restores (its metrics and checkpoints are deleted).
       checkpoint_every: also checkpoint at the first chunk boundary at least
         this many updates after the previous checkpoint (``None``: only at the
-        end and on a signal). Chunks are no longer than this.
+        end and on a signal). Without ``chunk_updates``, chunks are no longer
+        than this.
       keep_checkpoints: newest valid checkpoints kept, ``>= 1``.
       keep_metrics: return the metrics in :attr:`RunResult.metrics`. With a run
         directory and ``False``, host memory stays flat however many chunks
         run (the metrics are on disk).
       callback: called on the host after each chunk with a
-        :class:`ChunkInfo`; a truthy return stops the run at this boundary
-        (with a checkpoint when there is a run directory). With several
-        processes it is called on every process with the metrics of all
-        seeds, and a truthy return on any of them stops all.
+        :class:`ChunkInfo`; a truthy return stops the run at the next chunk
+        boundary (the chunk after this one is already running; it is called
+        for that chunk too), with a checkpoint when there is a run
+        directory. With several processes it is called on every process with
+        the metrics of all seeds, and a truthy return on any of them stops
+        all.
       handle_signals: on SIGINT/SIGTERM, stop at the next chunk boundary and
         checkpoint instead of raising (a second signal raises). Default: on
         when there is a run directory and this is the main thread.
@@ -366,6 +369,8 @@ def _run(
         "env": _describe(env),
         **{k: _describe(v) for k, v in parts.items()},
     }
+    if env_params is not None:  # recorded only when given: older records lack it
+        custom["env_params"] = runstate.fingerprint(env_params)
 
     has_dir = checkpoint_dir is not None
     # Process 0 alone reads and writes the run directory: ``out`` is None on

@@ -57,6 +57,23 @@ def describe(part: Any) -> str | None:
     return f"{name}({env_name!r})" if isinstance(env_name, str) else name
 
 
+def fingerprint(tree: Any) -> str:
+    """A stable digest of a pytree's structure and values (environment
+    parameters passed as ``env_params=``): two trees with the same leaves,
+    bit for bit, in the same structure have the same fingerprint, in any
+    process."""
+    import hashlib
+
+    leaves, treedef = jax.tree.flatten(tree)
+    digest = hashlib.sha256(str(treedef).encode())
+    for leaf in leaves:
+        a = np.asarray(leaf)
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    kind = f"{type(tree).__module__}.{type(tree).__qualname__}"
+    return f"{kind}:{digest.hexdigest()[:16]}"
+
+
 def read_plan(out: Path) -> dict[str, Any] | None:
     """The chunk plan recorded in ``out`` (``None``: none yet)."""
     path = out / rundir.CHUNKS

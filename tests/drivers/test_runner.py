@@ -294,3 +294,27 @@ def test_custom_parts_are_described_without_memory_addresses():
     )
     assert "features = 3" in _describe(nn.Dense(3))
     assert "0x" not in _describe(optax.adam(1e-3)) + _describe(nn.Dense(3))
+
+
+def test_env_params_are_fingerprinted_and_a_resume_with_others_is_refused(tmp_path):
+    import gymnax
+
+    from jaxpg.drivers.runstate import fingerprint
+    from jaxpg.experiment import rundir
+
+    env, params = gymnax.make("CartPole-v1")
+    other = params.replace(max_steps_in_episode=5)
+    assert fingerprint(params) == fingerprint(params.replace())  # values, not ids
+    assert fingerprint(params) != fingerprint(other)
+    cfg = CFG.replace(total_steps=4 * 8 * 2)
+    out = tmp_path / "run"
+    run(cfg, 1, progress=False, checkpoint_dir=out, env=env, env_params=params)
+    recorded = rundir.load_run(out)[1]["custom"]["env_params"]
+    assert recorded == fingerprint(params)
+    with pytest.raises(rundir.RunDirError, match=r"custom:.*env_params"):
+        run(cfg, 1, progress=False, checkpoint_dir=out, resume=True, env=env,
+            env_params=other)  # fmt: skip
+    # The same values resume (here: a finished run, returned as it is).
+    res = run(cfg, 1, progress=False, checkpoint_dir=out, resume=True, env=env,
+              env_params=params.replace())  # fmt: skip
+    assert res.updates_done == cfg.num_updates
