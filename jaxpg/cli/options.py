@@ -260,6 +260,19 @@ def enable_compilation_cache(args: argparse.Namespace) -> str | None:
     return str(path)
 
 
+def first_free(base: Path) -> Path:
+    """``base``, or the first of ``base-2``, ``base-3``, ... that does not
+    exist or is an empty folder (jaxpg's own leftovers aside): the default
+    output folder of a command, never one that holds an earlier result."""
+    from jaxpg.experiment.rundir import is_empty
+
+    out, n = base, 1
+    while out.exists() and (not out.is_dir() or not is_empty(out)):
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
 def check_output_dir(path: Path, option: str) -> None:
     """Fail now, before anything is computed, when ``path`` cannot become a
     writable folder (``jaxpg lm`` may call it too).

@@ -8,7 +8,10 @@ in compiled chunks of updates with a progress bar over env steps
 setting (the IQM over seeds of the evaluated return with a 95% bootstrap
 interval, and the seeds whose evaluated return reaches ``--solved-at``), marks
 the best setting (highest IQM) with ``*`` and writes ``DIR/sweep.json`` and
-``DIR/sweep.png`` (final scores with intervals; learning curves).
+``DIR/sweep.png`` (final scores with intervals; learning curves). A folder
+that holds an earlier sweep is refused before anything is computed unless
+``--overwrite`` is given; without ``--out`` the first free
+``runs/sweep-ENV-ALGO``, ``-2``, ``-3``, ... is used.
 ``--random lr=1e-4:1e-2 --num-settings 16`` draws log-uniform settings from
 ``--search-seed`` instead (``:linear`` for a uniform range).
 
@@ -46,11 +49,13 @@ from jaxpg.cli.options import (
     check_output_dir,
     device_name,
     enable_compilation_cache,
+    first_free,
     initialize_from_args,
     strict_json,
 )
 from jaxpg.config import ALGOS, Config
 from jaxpg.drivers.evaluation import EVAL_SEED, eval_keys
+from jaxpg.drivers.train import make_algorithm
 
 __all__ = ["register", "run"]
 
@@ -144,7 +149,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         f"env's, known for {', '.join(ENV_SCORES)})",
     )
     p.add_argument(
-        "--out", type=Path, metavar="DIR", help="default runs/sweep-ENV-ALGO"
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="where sweep.json and sweep.png go (default: runs/sweep-ENV-ALGO, "
+        "or the first free -2, -3, ... after it)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the sweep.json and sweep.png of an earlier sweep in --out",
     )
     add_cache_argument(p)
     add_distributed_arguments(p)
@@ -158,17 +172,24 @@ def run(args: argparse.Namespace) -> int:
         joined = initialize_from_args(args)
         cfg, source = _base_config(args)
         settings_spec = _settings_spec(args)
-        out_dir = args.out or Path("runs") / f"sweep-{cfg.env}-{cfg.algo}"
+        name = cfg.env.replace(":", "-")  # an import path module:make_env
+        out_dir = args.out or first_free(Path("runs") / f"sweep-{name}-{cfg.algo}")
         check_output_dir(out_dir, "--out")  # before compiling, not after training
+        if (out_dir / "sweep.json").exists() and not args.overwrite:
+            raise ValueError(
+                f"--out {out_dir} already holds a sweep (sweep.json): choose "
+                "another --out, or replace it with --overwrite"
+            )
+        enable_compilation_cache(args)
+        algorithm = make_algorithm(cfg)  # a bad environment fails here
     except ValueError as e:
         print(f"jaxpg sweep: error: {e}", file=sys.stderr)
         return 2
     import jax
 
-    enable_compilation_cache(args)
     from jaxpg.drivers.members import train_members
     from jaxpg.drivers.sweep import grid_settings, random_settings
-    from jaxpg.drivers.train import evaluate, make_algorithm, policy_params
+    from jaxpg.drivers.train import evaluate, policy_params
 
     try:
         if isinstance(settings_spec, dict):
@@ -207,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     # In chunks of updates, with a progress bar between them.
     trained = train_members(
         cfg,
-        make_algorithm(cfg),
+        algorithm,
         seeds,
         member_hp,
         finish=evaluate_member,

@@ -19,6 +19,7 @@ from jaxpg.cli.options import (
     add_cache_argument,
     add_distributed_arguments,
     add_set_argument,
+    first_free,
     hidden_widths,
 )
 from jaxpg.config import ALGOS, Config
@@ -370,12 +371,5 @@ def resume_config(args: argparse.Namespace) -> tuple[Config, str, int, int]:
 
 def default_out(cfg: Config) -> Path:
     """``runs/<env>-<algo>``, or the first free ``-2``, ``-3``, ... after it."""
-    from jaxpg.experiment.rundir import is_empty
-
     name = cfg.env.replace(":", "-")  # an import path module:make_env
-    base = Path("runs") / f"{name}-{cfg.algo}"
-    out, n = base, 1
-    while out.exists() and (not out.is_dir() or not is_empty(out)):
-        n += 1
-        out = base.with_name(f"{base.name}-{n}")
-    return out
+    return first_free(Path("runs") / f"{name}-{cfg.algo}")

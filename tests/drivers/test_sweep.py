@@ -252,3 +252,36 @@ def test_sweep_evaluates_as_train_does(tmp_path, capsys):
         trained["eval"]["mean_per_seed"],
         rtol=1e-6,
     )
+    # A second sweep into the same folder is refused before anything is
+    # computed, and the first one's record is kept.
+    before = (tmp_path / "sweep" / "sweep.json").read_bytes()
+    capsys.readouterr()
+    assert main(["sweep", *tiny, "--grid", "lr=0.01", "--no-progress",
+                 "--out", str(tmp_path / "sweep")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "already holds a sweep (sweep.json)" in err and "--overwrite" in err
+    assert (tmp_path / "sweep" / "sweep.json").read_bytes() == before
+
+
+def test_sweep_default_folder_is_the_first_free_one(tmp_path, monkeypatch):
+    from jaxpg.cli.options import first_free
+
+    monkeypatch.chdir(tmp_path)
+    base = tmp_path / "runs" / "sweep-CartPole-v1-ppo"
+    assert first_free(base) == base
+    base.mkdir(parents=True)
+    (base / ".jaxpg-lock").write_text("")  # jaxpg's own leftover: still free
+    assert first_free(base) == base
+    (base / "sweep.json").write_text("{}")
+    (base.with_name(base.name + "-2") / "x").mkdir(parents=True)
+    assert first_free(base) == base.with_name(base.name + "-3")
+
+
+def test_sweep_with_an_environment_it_cannot_build_is_one_error_line(capsys):
+    from jaxpg.cli.main import main
+
+    assert main(["sweep", "--env", "custom", "--grid", "lr=1e-3", "--seeds", "1",
+                 "--no-progress"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("jaxpg sweep: error: ") and "Traceback" not in err
+    assert "custom" in err
