@@ -239,10 +239,11 @@ def _train(
             f"{int(np.count_nonzero(rejected))} seed(s) had updates rejected as "
             "non-finite (column 'rejected': updates with any rejected step)"
         )
+    timings = summary["timings"]  # the training's, also when it ended before
     print(
-        f"throughput {result.steps_per_s:,.0f} env steps/s (all seeds)   "
-        f"compile {result.compile_s:.1f} s   run {result.run_s:.1f} s   "
-        f"eval {summary['timings']['eval_s']:.1f} s (incl. compile)"
+        f"throughput {timings['steps_per_s']:,.0f} env steps/s (all seeds)   "
+        f"compile {timings['compile_s']:.1f} s   run {timings['run_s']:.1f} s   "
+        f"eval {timings['eval_s']:.1f} s (incl. compile)"
     )
     print(f"device {summary['device']}")
     print(f"wrote {out / SUMMARY} and {out / CURVE}")

@@ -501,6 +501,8 @@ def _run(
     summary = None
     if out is not None and not interrupted and eval_episodes is not None:
         timings = {"compile_s": compile_s, "run_s": run_s, "steps_per_s": steps_per_s}
+        if start >= num_updates:  # a finished run opened again: nothing trained
+            timings = _training_timings(out) or timings
         summary = report.write_report(
             out,
             cfg,
@@ -525,6 +527,16 @@ def _run(
         run_dir=out,
         summary=summary,
     )
+
+
+def _training_timings(out: Path) -> dict[str, float] | None:
+    """The training timings in the run's ``summary.json`` (``None``: none):
+    evaluating a finished run again keeps them instead of this call's."""
+    try:
+        timings = rundir.read_json(out / rundir.SUMMARY)["timings"]
+        return {k: float(timings[k]) for k in ("compile_s", "run_s", "steps_per_s")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _total_steps(env_steps: Any) -> int:

@@ -452,3 +452,17 @@ def test_chunk_seconds_is_validated_and_a_resume_keeps_the_runs_own(finished):
     code, _, err = _main("train", "--resume", finished, "--chunk-seconds", "1")
     assert code == 2, err
     assert "chunk_seconds: run has 5.0, command line 1.0" in err, err
+
+
+def test_resuming_a_finished_run_keeps_its_training_timings(copy):
+    """The documented "always run the same command" pattern: resuming a
+    finished run trains nothing and evaluates again; summary.json keeps the
+    training's compile time, run time and throughput (this call's are 0)."""
+    before = rundir.read_json(copy / rundir.SUMMARY)["timings"]
+    assert before["steps_per_s"] > 0
+    code, out, err = _main("train", "--resume", copy)
+    assert code == 0, err
+    after = rundir.read_json(copy / rundir.SUMMARY)["timings"]
+    for name in ("compile_s", "run_s", "steps_per_s", "total_env_steps"):
+        assert after[name] == before[name], name
+    assert f"throughput {before['steps_per_s']:,.0f} env steps/s" in out
