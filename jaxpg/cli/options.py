@@ -11,6 +11,7 @@ import re
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,16 +154,16 @@ def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--num-processes",
-        type=int,
+        type=_int_option(_ENV["num_processes"]),
         metavar="N",
-        default=_env_int("num_processes"),
+        default=os.environ.get(_ENV["num_processes"]) or None,
         help="number of processes (default: $JAX_NUM_PROCESSES)",
     )
     group.add_argument(
         "--process-id",
-        type=int,
+        type=_int_option(_ENV["process_id"]),
         metavar="I",
-        default=_env_int("process_id"),
+        default=os.environ.get(_ENV["process_id"]) or None,
         help="this process's index in [0, N) (default: $JAX_PROCESS_ID)",
     )
     group.add_argument(
@@ -191,14 +192,21 @@ def initialize_from_args(args: argparse.Namespace) -> bool:
     )
 
 
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(_ENV[name])
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"${_ENV[name]}={raw!r} is invalid: must be an int") from None
+def _int_option(env_name: str) -> Callable[[str], int]:
+    """argparse ``type`` of an int option whose default is read from the
+    environment variable ``env_name`` (argparse parses a string default
+    too, so a bad value is a usage error naming the option, not a crash)."""
+
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an integer (without the option, the value "
+                f"comes from ${env_name})"
+            ) from None
+
+    return parse
 
 
 # One command-line flag as a table row: (flag, kind, default, help), where

@@ -56,7 +56,7 @@ def train_command(args: argparse.Namespace) -> int:
 def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from jaxpg.drivers.memory import OutOfMemoryError
     from jaxpg.experiment.guard import SaveFailedError
-    from jaxpg.experiment.rundir import RunDirError, config_from_dict, config_to_dict
+    from jaxpg.experiment.rundir import config_from_dict, config_to_dict
 
     opened = _open_run(args, held) if jax.process_index() == 0 else None
     if jax.process_count() > 1:
@@ -89,7 +89,7 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     except OutOfMemoryError as e:
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 2
-    except RunDirError as e:
+    except ValueError as e:  # RunDirError, or a setting refused before training
         print(f"jaxpg train: error: {e}", file=sys.stderr)
         return 2
 

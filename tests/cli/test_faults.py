@@ -466,3 +466,16 @@ def test_resuming_a_finished_run_keeps_its_training_timings(copy):
     for name in ("compile_s", "run_s", "steps_per_s", "total_env_steps"):
         assert after[name] == before[name], name
     assert f"throughput {before['steps_per_s']:,.0f} env steps/s" in out
+
+
+def test_a_setting_refused_by_the_algorithm_leaves_no_run_behind(tmp_path):
+    """A setting that only the algorithm can check (policy_obs naming keys of
+    an array observation) is refused with one line before the run directory
+    is written, so the same --out works at once with the setting fixed."""
+    out = tmp_path / "run"
+    code, _, err = _main("train", *TINY, "--set", "policy_obs=a,b", "--out", out)
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("jaxpg train: error: policy_obs=")
+    assert not (out / rundir.CONFIG).exists()
+    assert rundir.is_empty(out)

@@ -420,6 +420,22 @@ def test_distributed_arguments_parse_and_validate(monkeypatch):
         parallel.initialize("h", 2, 1)
 
 
+def test_a_bad_process_count_in_the_environment_is_a_usage_error(monkeypatch, capsys):
+    """Read when the option is parsed: only the commands that take it refuse
+    it, with argparse's one-line error naming the option and the variable."""
+    from jaxpg.cli.main import build_parser
+
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "abc")
+    parser = build_parser()  # building every subcommand's parser is fine
+    assert parser.parse_args(["eval", "runs/x"]).command == "eval"
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(["train"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --num-processes: 'abc' is not an integer" in err
+    assert "$JAX_NUM_PROCESSES" in err
+
+
 # Start-up faults: nothing is computed, each subprocess ends in seconds.
 
 
