@@ -55,10 +55,11 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _DEFAULTS = {name: f.default for name, f in _FIELDS.items()}
 
 _DESCRIPTION = """\
-Train --seeds independent runs (seed i uses jax.random.key(i)) in one compiled
-program, evaluate each final policy on --eval-episodes fresh episodes, print a
-summary (per seed, then the IQM over seeds with a 95% bootstrap CI, seeds that
-reach the env's solved score, env steps/s, compile and run time).
+Train --seeds independent runs (seed i uses jax.random.key(i)) together, in
+compiled chunks of updates; evaluate each final policy on --eval-episodes fresh
+episodes; print a summary (per seed, then the IQM over seeds with a 95%
+bootstrap CI, seeds that reach the env's solved score, env steps/s, compile and
+run time).
 
 --out DIR becomes a run directory: config.json (enough to rebuild the run),
 versions.json, metrics/ (streamed per chunk), checkpoints/ (the whole train
@@ -93,7 +94,10 @@ def _default_text(field: str) -> str:
     if ("CartPole-v1", "reinforce") in presets.names():
         tuned = _show(getattr(presets.get("CartPole-v1", "reinforce"), field))
         if tuned != base:
-            return f"(default: {tuned} in the CartPole-v1 preset, else {base})"
+            return (
+                f"(default: the preset's, e.g. {tuned} for CartPole-v1/reinforce; "
+                f"without a preset {base})"
+            )
     return f"(default: {base})"
 
 
@@ -178,7 +182,7 @@ def add_parser(sub: Any, command: Callable[[argparse.Namespace], int]) -> None:
     )
     add_set_argument(
         train,
-        "set any Config field, e.g. --set policy_head_scale=1.0 "
+        "set any Config field but env and algo, e.g. --set policy_head_scale=1.0 "
         "--set max_grad_norm=none (repeatable; applied after the options above)",
     )
     train.add_argument(

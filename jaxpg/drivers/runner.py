@@ -280,6 +280,9 @@ def run(
             "must be below 2**31"
         )
     _check_int("keep_checkpoints", keep_checkpoints, 1)
+    _check_run_dir_options(
+        checkpoint_dir, resume, overwrite, start_over, checkpoint_every, eval_episodes
+    )
     if checkpoint_every is not None:
         _check_int("checkpoint_every", checkpoint_every, 1)
     if eval_episodes is not None:
@@ -532,6 +535,43 @@ def _run(
         run_dir=out,
         summary=summary,
     )
+
+
+def _check_run_dir_options(
+    checkpoint_dir: Any,
+    resume: bool,
+    overwrite: bool,
+    start_over: bool,
+    checkpoint_every: int | None,
+    eval_episodes: int | None,
+) -> None:
+    """Refuse options that would be ignored: those of a run directory without
+    one, ``start_over`` without ``resume``, ``resume`` with ``overwrite``."""
+    if checkpoint_dir is None:
+        given = [
+            f"{name}={value!r}"
+            for name, value in (
+                ("resume", resume),
+                ("overwrite", overwrite),
+                ("start_over", start_over),
+                ("checkpoint_every", checkpoint_every),
+                ("eval_episodes", eval_episodes),
+            )
+            if value not in (None, False)
+        ]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} given without checkpoint_dir: these act on a "
+                "run directory (for an evaluation without one, call "
+                "jaxpg.evaluate on the result's params)"
+            )
+    if start_over and not resume:
+        raise ValueError("start_over=True needs resume=True")
+    if resume and overwrite:
+        raise ValueError(
+            "resume=True and overwrite=True: give one of them (continue the run "
+            "in checkpoint_dir, or replace it)"
+        )
 
 
 def _training_timings(out: Path) -> dict[str, float] | None:

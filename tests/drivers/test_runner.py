@@ -121,6 +121,24 @@ def test_run_rejects_bad_num_seeds(num_seeds):
         run(CFG, num_seeds, progress=False)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(resume=True), "resume=True given without checkpoint_dir"),
+        (dict(overwrite=True, eval_episodes=3),
+         "overwrite=True, eval_episodes=3 given without checkpoint_dir"),
+        (dict(checkpoint_every=2), "checkpoint_every=2 given without"),
+        (dict(checkpoint_dir="x", start_over=True), "start_over=True needs resume"),
+        (dict(checkpoint_dir="x", resume=True, overwrite=True), "give one of them"),
+    ],
+)  # fmt: skip
+def test_run_refuses_options_it_would_ignore(kwargs, match, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=match):
+        run(CFG, 2, progress=False, **kwargs)
+    assert not (tmp_path / "x").exists()  # refused before anything is written
+
+
 def test_progress_bar_counts_env_steps_and_shows_latest_return(capsys):
     pytest.importorskip("tqdm")
     bar = ProgressBar(True, total_steps=120, num_seeds=2)
