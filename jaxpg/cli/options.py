@@ -65,7 +65,8 @@ _SETTABLE = tuple(name for name in _FIELDS if name not in ("env", "algo"))
 def parse_setting(text: str) -> tuple[str, Any]:
     """Parse ``--set FIELD=VALUE`` into ``(field, value)``, typed like the
     field's default (``none`` for an optional field, ``true``/``false`` for a
-    flag, comma-separated ints for ``hidden``)."""
+    flag, comma-separated ints for ``hidden``, comma-separated keys for a
+    field that takes several, such as ``policy_obs``)."""
     name, sep, raw = text.partition("=")
     name, raw = name.strip(), raw.strip()
     if not sep or name not in _SETTABLE:
@@ -82,6 +83,8 @@ def parse_setting(text: str) -> tuple[str, Any]:
             return name, raw.lower() in ("true", "1")
         if kind.startswith("tuple"):
             return name, hidden_widths(raw)
+        if "tuple[str" in kind and "," in raw:  # keys of a dict observation
+            return name, tuple(part.strip() for part in raw.split(","))
         if kind.startswith("int"):
             return name, int(raw)
         if kind.startswith("float"):

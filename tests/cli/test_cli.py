@@ -199,6 +199,27 @@ def test_sigint_checkpoints_exits_cleanly_and_resume_is_bit_identical(
         assert events and b"train/episode_return" in events[0].read_bytes()
 
 
+def test_set_values_are_typed_like_the_fields():
+    import argparse
+
+    from jaxpg.cli.options import parse_setting
+
+    assert parse_setting("lr=0.01") == ("lr", 0.01)
+    assert parse_setting("num_envs=8") == ("num_envs", 8)
+    assert parse_setting("hidden=8,4") == ("hidden", (8, 4))
+    assert parse_setting("normalise_obs=true") == ("normalise_obs", True)
+    assert parse_setting("max_grad_norm=none") == ("max_grad_norm", None)
+    assert parse_setting("policy_obs=image") == ("policy_obs", "image")
+    assert parse_setting("policy_obs=image, state") == (
+        "policy_obs",
+        ("image", "state"),
+    )
+    with pytest.raises(argparse.ArgumentTypeError, match="not a valid int"):
+        parse_setting("num_envs=eight")
+    with pytest.raises(argparse.ArgumentTypeError, match="FIELD one of"):
+        parse_setting("env=CartPole-v1")
+
+
 def test_tensorboard_on_a_new_run_and_over_a_finished_one(tmp_path):
     """--tensorboard writes its event files once training starts, so the run
     directory is still empty (or holds the run being replaced) when it is
