@@ -28,6 +28,11 @@ from jaxpg.config import Config
 def reinforce(cfg: Config, parts: Parts) -> Algorithm:
     """REINFORCE with ``cfg.baseline`` (``"value"``: the critic in ``parts``)."""
     if cfg.baseline == "value":
+        if parts.critic is None:
+            raise ValueError(
+                "baseline='value' needs a critic: parts.critic is None (build "
+                "the parts with make_parts(cfg), or give Parts a critic network)"
+            )
         return make_reinforce(cfg, parts)
     return make_reinforce(cfg, parts._replace(critic=None), BASELINE_FNS[cfg.baseline])
 

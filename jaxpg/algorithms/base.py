@@ -76,7 +76,10 @@ class Algorithm(NamedTuple):
       update: ``update(state) -> (state, metrics)`` with scalar metrics.
       estimate: ``estimate(state) -> (grads, metrics, state)``: collect data and
         return the gradient of the loss (what ``update`` descends) without
-        applying it; the returned state has advanced its env and key only.
+        applying it; the returned state has advanced what collecting does (env
+        state, key, env-step count, the observation and reward statistics;
+        actor-critic also its episode records and recurrent carry), not the
+        parameters or the optimizer.
     """
 
     init: Callable[..., TrainState]
@@ -335,7 +338,8 @@ def make_optimizer(cfg: Config) -> optax.GradientTransformation:
 def annealed_learning_rate(cfg: Config, state: TrainState) -> Array:
     r"""``lr × max(0, 1 − env_steps / total_steps)`` with the env steps done
     before this update: linear in the step budget, from ``lr`` at the first
-    update to ``lr / num_updates`` at the last one (a2c, ppo). For reinforce,
+    update to ``lr / num_updates`` at the last one (a2c, ppo; exactly so when
+    ``total_steps`` is a multiple of ``num_envs * rollout_steps``). For reinforce,
     whose updates use a varying number of steps, the decay still follows the
     budget, not the update count."""
     frac = 1.0 - state.env_steps.astype(jnp.float32) / cfg.total_steps

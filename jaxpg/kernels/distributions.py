@@ -127,12 +127,17 @@ class MultiCategorical(NamedTuple):
         cls, logits: Array, nvec: tuple[int, ...], mask: Array | None = None
     ) -> MultiCategorical:
         """Split ``[..., sum(nvec)]`` logits (and an optional ``[..., sum(nvec)]``
-        bool mask, per factor) into the factors."""
-        if mask is not None:
-            logits = masked_logits(logits, mask)
+        bool mask) into the factors, each masked on its own
+        (:func:`masked_logits`: a factor with no legal action falls back to
+        its unmasked logits)."""
+        if mask is not None and mask.shape != logits.shape:
+            masked_logits(logits, mask)  # raises, naming both shapes
         factors, lo = [], 0
         for n in nvec:
-            factors.append(Categorical(logits[..., lo : lo + int(n)]))
+            part = logits[..., lo : lo + int(n)]
+            if mask is not None:
+                part = masked_logits(part, mask[..., lo : lo + int(n)])
+            factors.append(Categorical(part))
             lo += int(n)
         return cls(tuple(factors))
 

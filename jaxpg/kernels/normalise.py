@@ -1,10 +1,13 @@
 r"""Running statistics for observation normalisation and reward scaling.
 
-Both are carried in the train state (per seed, vmapped like everything else)
-and held fixed within an update: an update acts, computes its loss and stores
-its PPO log-probabilities with the statistics it started with, then merges the
-update's data into them. So the ratio of PPO's first epoch is exactly 1, and
-evaluation with the saved statistics sees what the last update's policy saw.
+Both are carried in the train state (per seed, vmapped like everything else).
+The observation statistics are held fixed within an update: an update acts,
+computes its loss and stores its PPO log-probabilities with the statistics it
+started with, then merges the update's observations into them. So the ratio
+of PPO's first epoch is exactly 1, and evaluation with the saved statistics
+sees what the last update's policy saw. The reward scaler divides an update's
+rewards by a variance that already includes that update's returns
+(:meth:`RewardScaler.scale`, as Stable-Baselines3's ``VecNormalize`` does).
 
 * :class:`RunningMeanStd`: mean and variance of everything seen so far,
   merged batch by batch (Chan et al.'s parallel formula, exact in real

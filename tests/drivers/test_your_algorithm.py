@@ -119,3 +119,17 @@ def test_jaxpg_train_takes_an_algorithm_by_import_path(tmp_path):
     single = jax.jit(jaxpg.make_train(cfg, algorithm=half_step_a2c))(jax.random.key(0))
     saved = jax.tree.map(lambda x: x[0], load_policy(out)[2])
     np.testing.assert_allclose(_leaves(saved)[0], _leaves(single.params)[0], rtol=1e-5)
+
+
+def test_a_value_baseline_without_a_critic_is_refused():
+    """REINFORCE with baseline="value" and a user's Parts without a critic
+    would otherwise train with another baseline, silently."""
+    from jaxpg.algorithms import reinforce
+    from jaxpg.drivers.train import make_parts
+
+    cfg = CFG.replace(algo="reinforce", baseline="value")
+    parts = make_parts(cfg)
+    assert parts.critic is not None
+    reinforce(cfg, parts)  # with its critic: fine
+    with pytest.raises(ValueError, match="baseline='value' needs a critic"):
+        reinforce(cfg, parts._replace(critic=None))

@@ -111,9 +111,14 @@ def test_multicategorical_is_the_product_of_its_masked_factors():
     nvec = (2, 3, 4)
     logits = rng.normal(size=(32, 9)).astype(np.float32)
     mask = rng.random((32, 9)) < 0.6
-    mask[:, [0, 2, 5]] = True  # a legal action in every factor
+    mask[:, [0, 2, 5]] = True  # a legal action in every factor ...
+    mask[:4, 2:5] = False  # ... but the second of rows 0-3, which falls back
     bounds = [(0, 2), (2, 5), (5, 9)]
-    refs = [np_masked(logits[:, lo:hi], mask[:, lo:hi]) for lo, hi in bounds]
+    # A factor with no legal action: its unmasked policy, on its own.
+    refs = [
+        np_masked(logits[:, lo:hi], mask[:, lo:hi] | ~mask[:, lo:hi].any(-1)[:, None])
+        for lo, hi in bounds
+    ]
     action = np.stack([np.argmax(r, -1) for r in refs], -1)
     want = sum(r[np.arange(32), a] for r, a in zip(refs, action.T, strict=True))
 
@@ -140,4 +145,10 @@ def test_multicategorical_is_the_product_of_its_masked_factors():
     draws = np.asarray(draws)
     assert draws.shape == (500, 32, 3) and draws.dtype == np.int32
     offsets = np.asarray([0, 2, 5])
-    assert mask[np.arange(32)[None, :, None], draws + offsets].all()
+    # Draws are legal, and where a factor has no legal action they spread
+    # over all of its actions (its unmasked policy; all three drawn here).
+    fallback = mask.copy()
+    fallback[:4, 2:5] = True
+    assert fallback[np.arange(32)[None, :, None], draws + offsets].all()
+    assert mask[np.arange(4, 32)[None, :, None], draws[:, 4:] + offsets].all()
+    assert set(np.unique(draws[:, :4, 1])) == {0, 1, 2}
