@@ -12,8 +12,11 @@ reads:
   adapter's reset (``env.reset`` with a fresh key; Jumanji's own
   ``AutoResetWrapper`` keeps it only with ``next_obs_in_extras``).
 
-An observation with an ``action_mask`` field (Jumanji's ``NamedTuple``\ s)
-becomes a dict of its fields, the mask boolean; others are kept as they are.
+A structured observation (Jumanji's ``NamedTuple``\ s and dataclasses, at
+any depth) becomes a dict of its fields, its ``action_mask`` boolean; an
+array observation is kept as it is. A multi-agent env's per-agent rewards are
+summed and its per-agent discounts reduced by ``max`` (Jumanji's
+``MultiToSingleWrapper``): one policy acts for all agents.
 ``MultiDiscreteArray`` actions (:func:`from_jumanji`'s ``joint_mask``): a mask
 joint over the factors (Minesweeper's ``[rows, cols]``) makes the action one
 ``Discrete(prod(nvec))`` with the flattened mask, exact; a per-factor mask or
@@ -22,6 +25,7 @@ none, a ``MultiDiscrete``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, NamedTuple
 
@@ -43,9 +47,20 @@ from jaxpg.envs.suite_base import (
 Array = jax.Array
 
 
+def _as_dicts(x: Any) -> Any:
+    r"""``NamedTuple``\ s and dataclasses, at any depth, as dicts of their
+    fields (what jaxpg's spaces and structured-observation torsos read)."""
+    if isinstance(x, dict):
+        return {k: _as_dicts(v) for k, v in x.items()}
+    if hasattr(x, "_asdict"):
+        return {k: _as_dicts(v) for k, v in x._asdict().items()}
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: _as_dicts(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    return x
+
+
 def _observation(obs: Any, layout: _Layout | None = None) -> Any:
-    if hasattr(obs, "_asdict") and MASK_KEY in obs._fields:
-        obs = obs._asdict()
+    obs = _as_dicts(obs)
     if isinstance(obs, dict) and MASK_KEY in obs:
         mask = jnp.asarray(obs[MASK_KEY], jnp.bool_)
         if layout is not None:
@@ -94,7 +109,15 @@ class JumanjiAdapter(SuiteEnv):
             action = self._layout.action(action, self._env.action_spec.dtype)
         state, ts = self._env.step(state, action)
         obs = _observation(ts.observation, self._layout)
-        return (obs, state, ts.reward, *last_flags(ts))
+        reward, discount = ts.reward, ts.discount
+        if jnp.ndim(reward) or jnp.ndim(discount):
+            # Per-agent values (Connector, LevelBasedForaging, SearchAndRescue):
+            # one team reward, the sum, and the episode goes on while any
+            # agent's does, as Jumanji's own MultiToSingleWrapper does.
+            reward, discount = jnp.sum(reward), jnp.max(discount)
+            last = ts.last()
+            return obs, state, reward, last & (discount == 0), last & (discount > 0)
+        return (obs, state, reward, *last_flags(ts))
 
     def action_space(self, params: Any = None) -> Any:
         """``Discrete(n)``, a ``Box``, ``MultiDiscrete(nvec)`` or, for a

@@ -37,6 +37,9 @@ def _is_key(x: Any) -> bool:
 
 
 def _where(pred: Array, a: Array, b: Array) -> Array:
+    # A suite may keep plain Python values in its state (Jumanji's Tetris,
+    # FlatPack, PacMan): they select like 0-d arrays.
+    a, b = jnp.asarray(a), jnp.asarray(b)
     p = pred.reshape(pred.shape + (1,) * (a.ndim - pred.ndim))
     if _is_key(a):
         data = jnp.where(p[..., None], jax.random.key_data(a), jax.random.key_data(b))

@@ -211,3 +211,37 @@ def test_ppo_on_minesweeper_never_takes_an_illegal_action():
     out = train_a_few_ppo_updates("custom", env=env, max_episode_steps=16)
     returns = np.asarray(out.metrics["episode_return"])
     assert np.isfinite(returns).any() and np.nanmin(returns) >= 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Tetris-v0",  # plain Python values in its state
+        "RubiksCube-v0",  # a NamedTuple observation without a mask
+        "Maze-v0",  # a NamedTuple nested in the observation
+        "BinPack-v2",  # dataclasses in the observation
+        "Connector-v3",  # per-agent rewards and discounts
+        "SearchAndRescue-v0",
+    ],
+)
+def test_structured_and_multi_agent_envs_build_and_step(name):
+    """Each builds its spec (the observation as nested dicts of arrays) and
+    steps to one scalar reward and scalar flags (traced, nothing compiled)."""
+    env, params = jaxpg.envs.make_env(f"jumanji/{name}")
+    spec = jaxpg.envs.env_spec(env, params)
+    obs, state = jax.eval_shape(env.reset, jax.random.key(0), params)
+    leaves = jax.tree_util.tree_leaves_with_path(obs)
+    assert leaves and all(
+        all(isinstance(k, jax.tree_util.DictKey) for k in path) for path, _ in leaves
+    ), name
+    action = jax.eval_shape(
+        lambda k: env.action_space(params).sample(k), jax.random.key(1)
+    )
+    out = jax.eval_shape(
+        env.step, jax.random.key(2), state,
+        jax.ShapeDtypeStruct(action.shape, action.dtype), params,
+    )  # fmt: skip
+    _, _, reward, terminated, truncated, _ = out
+    assert reward.shape == terminated.shape == truncated.shape == (), name
+    assert spec.num_actions >= 1
+    assert jax.tree.structure(spec.obs_template) == jax.tree.structure(obs)
