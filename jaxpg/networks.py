@@ -56,7 +56,13 @@ import jax.numpy as jnp
 
 from jaxpg import nnx_bridge
 from jaxpg.envs import EnvSpec
-from jaxpg.envs.observations import ObsView, batch_shape, mask_fn, view_fn
+from jaxpg.envs.observations import (
+    ObsView,
+    batch_shape,
+    flat_features,
+    mask_fn,
+    view_fn,
+)
 from jaxpg.envs.spec import obs_template
 from jaxpg.initializers import scaled_normal as scaled_normal  # re-exported
 from jaxpg.kernels import convolution
@@ -120,14 +126,7 @@ class MLPTorso(nn.Module):
     @nn.compact
     def __call__(self, obs: Any) -> Array:
         act = ACTIVATIONS[self.activation]
-        if isinstance(obs, jax.Array):
-            x = obs.reshape((obs.shape[0], -1)).astype(jnp.float32)
-        else:
-            leaves = jax.tree.leaves(obs)
-            n = leaves[0].shape[0]
-            x = jnp.concatenate(
-                [v.reshape((n, -1)).astype(jnp.float32) for v in leaves], axis=-1
-            )
+        x = flat_features(obs)
         for width in self.hidden:
             x = act(nn.Dense(width, kernel_init=scaled_normal(2**0.5))(x))
         return x

@@ -38,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxpg.envs.observations import flat_features
 from jaxpg.initializers import orthogonal, scaled_normal
 from jaxpg.nnx_bridge import UnsupportedState, check_collections
 
@@ -117,10 +118,6 @@ def replay(
     return unroll(lambda c, o, r: net.step(params, c, o, r), carry, obs, reset)
 
 
-def _flatten(obs: Array) -> Array:
-    return obs.reshape((obs.shape[0], -1)).astype(jnp.float32)
-
-
 class _Encoder(nn.Module):
     widths: Sequence[int]
     activation: str
@@ -129,16 +126,17 @@ class _Encoder(nn.Module):
     def __call__(self, obs: Array) -> Array:
         act = _ACTIVATIONS[self.activation]
         init = scaled_normal(2**0.5)
-        x = _flatten(obs)
+        x = flat_features(obs)
         for width in self.widths:
             x = act(nn.Dense(width, kernel_init=init)(x))
         return x
 
 
 class GRUTorso(nn.Module):
-    """Flatten ``[N, *O]``, optional dense ``encoder`` layers, then a GRU cell
-    of ``hidden_size`` units; features ``[N, hidden_size]``, carry ``[N, H]``
-    (zeros at an episode start)."""
+    """Flatten ``[N, *O]`` (a pytree observation: its leaves, concatenated, as
+    :class:`~jaxpg.networks.MLPTorso` does), optional dense ``encoder``
+    layers, then a GRU cell of ``hidden_size`` units; features ``[N,
+    hidden_size]``, carry ``[N, H]`` (zeros at an episode start)."""
 
     hidden_size: int = 64
     encoder: Sequence[int] = ()
@@ -150,7 +148,7 @@ class GRUTorso(nn.Module):
 
     @nn.compact
     def __call__(self, carry: Carry, obs: Array, reset: Array) -> tuple[Carry, Array]:
-        carry = reset_carry(reset, carry, self.initialize_carry(obs.shape[0]))
+        carry = reset_carry(reset, carry, self.initialize_carry(reset.shape[0]))
         x = _Encoder(tuple(self.encoder), self.activation)(obs)
         # Flax's orthogonal recurrent init, with a QR that cannot hang when
         # vmapped on CPU (jaxpg.initializers).
@@ -160,9 +158,10 @@ class GRUTorso(nn.Module):
 
 
 class LSTMTorso(nn.Module):
-    """Flatten ``[N, *O]``, optional dense ``encoder`` layers, then an LSTM
-    cell of ``hidden_size`` units; features ``[N, hidden_size]`` (the hidden
-    state), carry ``(c, h)`` of ``[N, H]`` each (zeros at an episode start)."""
+    """Flatten ``[N, *O]`` (or a pytree observation's leaves), optional dense
+    ``encoder`` layers, then an LSTM cell of ``hidden_size`` units; features
+    ``[N, hidden_size]`` (the hidden state), carry ``(c, h)`` of ``[N, H]``
+    each (zeros at an episode start)."""
 
     hidden_size: int = 64
     encoder: Sequence[int] = ()
@@ -175,7 +174,7 @@ class LSTMTorso(nn.Module):
 
     @nn.compact
     def __call__(self, carry: Carry, obs: Array, reset: Array) -> tuple[Carry, Array]:
-        carry = reset_carry(reset, carry, self.initialize_carry(obs.shape[0]))
+        carry = reset_carry(reset, carry, self.initialize_carry(reset.shape[0]))
         x = _Encoder(tuple(self.encoder), self.activation)(obs)
         init = orthogonal()
         cell = nn.OptimizedLSTMCell(self.hidden_size, recurrent_kernel_init=init)

@@ -166,3 +166,16 @@ def batch_shape(obs: Any, template: Any) -> tuple[int, ...]:
     leaf = jax.tree.leaves(obs)[0]
     rank = len(jax.tree.leaves(template)[0].shape)
     return tuple(leaf.shape[: leaf.ndim - rank])
+
+
+def flat_features(obs: Any) -> Array:
+    """``[N, F]`` float32: an array ``[N, *O]`` flattened, or every leaf of a
+    pytree observation flattened to ``[N, -1]`` (ints and bools as numbers)
+    and concatenated in the pytree's leaf order."""
+    if isinstance(obs, jax.Array):
+        return obs.reshape((obs.shape[0], -1)).astype(jnp.float32)
+    leaves = jax.tree.leaves(obs)
+    n = leaves[0].shape[0]
+    return jnp.concatenate(
+        [jnp.reshape(v, (n, -1)).astype(jnp.float32) for v in leaves], axis=-1
+    )

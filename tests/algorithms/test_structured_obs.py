@@ -187,3 +187,35 @@ def test_multidiscrete_ppo_trains_with_masks_per_factor(actions):
     assert np.isfinite(np.asarray(out.metrics["loss"])).all()
     r = jaxpg.evaluate(cfg, out, jax.random.key(1), 50, env=env, deterministic=True)
     assert np.asarray(r).min() >= 0
+
+
+@pytest.mark.parametrize("torso", ["GRUTorso", "LSTMTorso"])
+def test_a_recurrent_torso_reads_a_pytree_observation_as_its_leaves(torso):
+    """Its features of a dict observation are its features of the leaves
+    flattened and concatenated (as the MLP torso reads them)."""
+    from jaxpg.envs.observations import flat_features
+    from jaxpg.networks import GRUTorso, LSTMTorso
+
+    net = {"GRUTorso": GRUTorso, "LSTMTorso": LSTMTorso}[torso](8, encoder=(4,))
+    obs = {
+        "a": jax.random.normal(jax.random.key(0), (5, 2, 3)),
+        "b": jnp.arange(5, dtype=jnp.int32)[:, None] % 2 == 0,
+    }
+    flat = flat_features(obs)
+    assert flat.shape == (5, 7)
+    reset = jnp.zeros((5,), bool)
+    carry = net.initialize_carry(5)
+    params = net.init(jax.random.key(1), carry, obs, reset)
+    got = net.apply(params, carry, obs, reset)
+    want = net.apply(params, carry, flat, reset)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+def test_config_gru_trains_on_the_masked_dict_env_and_never_acts_illegally():
+    cfg = PPO.replace(
+        torso="gru", recurrent_size=16, total_steps=16 * 16 * 2, num_epochs=1,
+        num_minibatches=1,
+    )  # fmt: skip
+    out = jax.jit(jaxpg.make_train(cfg, env=ENV))(jax.random.key(0))
+    assert np.nanmin(np.asarray(out.metrics["episode_return"])) >= 0
+    assert np.isfinite(np.asarray(out.metrics["loss"])).all()
