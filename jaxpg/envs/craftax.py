@@ -33,7 +33,9 @@ def make_craftax(name: str, **kwargs: Any) -> tuple[CraftaxAdapter, Any]:
 
     Args:
       name: one of ``CRAFTAX_ENVS`` (symbolic observations: flat float32).
-      **kwargs: passed to ``craftax.craftax_env.make_craftax_env_from_name``.
+      **kwargs: passed to the Craftax env's constructor (its class as
+        ``craftax.craftax_env.make_craftax_env_from_name`` picks it, e.g.
+        ``static_env_params=``).
 
     Raises:
       ValueError: ``name`` is not a Craftax symbolic env.
@@ -49,5 +51,7 @@ def make_craftax(name: str, **kwargs: Any) -> tuple[CraftaxAdapter, Any]:
         raise ImportError(
             f"env={name!r} needs the craftax package: pip install 'jaxpg[craftax]'"
         ) from err
-    env = make_craftax_env_from_name(name, auto_reset=True, **kwargs)
+    env = make_craftax_env_from_name(name, auto_reset=True)
+    if kwargs:  # Craftax's factory takes none: the class it picked does
+        env = type(env)(**kwargs)
     return CraftaxAdapter(env), env.default_params

@@ -321,3 +321,14 @@ def test_craftax_trains_a_few_ppo_updates(craftax_classic):
         not np.array_equal(a, b)
         for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(out.params), strict=True)
     )
+
+
+def test_make_craftax_passes_keywords_to_the_env_it_builds():
+    pytest.importorskip("craftax")
+    from craftax.craftax_classic.envs.craftax_state import StaticEnvParams
+
+    static = StaticEnvParams(map_size=(32, 32))
+    env, _ = envs.make_craftax("Craftax-Classic-Symbolic-v1", static_env_params=static)
+    assert env.unwrapped.static_env_params == static
+    with pytest.raises(TypeError):
+        envs.make_craftax("Craftax-Classic-Symbolic-v1", no_such_option=1)
