@@ -27,8 +27,11 @@ State other than parameters is refused with an error naming it: batch
 statistics (``BatchNorm`` without ``use_running_average``, linen's
 ``batch_stats``), dropout (an ``rngs`` stream, linen's ``"dropout"`` rng),
 any other collection or variable type. jaxpg carries no such state between
-updates; evaluate-mode modules (``use_running_average=True``,
-``deterministic=True``) are accepted.
+updates. NNX modules in evaluation mode (a ``BatchNorm`` with
+``use_running_average=True``, a ``Dropout`` with ``deterministic=True`` or
+rate 0) are accepted: their statistics and rng stream stay in the graph's
+state, read and never trained. Linen's ``batch_stats`` collection is refused
+in either mode (linen torsos carry their ``params`` alone).
 
 ``flax.nnx`` is imported on first use (:func:`_nnx`), not with this module:
 it costs about a third of a second of every ``import jaxpg`` (with IPython,
@@ -210,8 +213,13 @@ def check_nnx_state(module: nnx.Module, name: str) -> None:
       ValueError: naming the variable type, the module path and the fix.
     """
     nnx = _nnx()
+    evaluating = []  # paths of eval-mode BatchNorm and Dropout modules
     for path, node in nnx.iter_graph(module):
         where = ".".join(map(str, path)) or "the module"
+        if isinstance(node, nnx.Dropout) and (node.deterministic or not node.rate):
+            evaluating.append(tuple(path))
+        if isinstance(node, nnx.BatchNorm) and node.use_running_average:
+            evaluating.append(tuple(path))
         if isinstance(node, nnx.Dropout) and not node.deterministic and node.rate:
             raise UnsupportedState(
                 f"{name} ({type(module).__name__}) has a Dropout at {where} that "
@@ -227,12 +235,13 @@ def check_nnx_state(module: nnx.Module, name: str) -> None:
                 "parameters; use nnx.LayerNorm or use_running_average=True"
             )
     _, _, rest = nnx.split(module, nnx.Param, ...)
+    # An eval-mode BatchNorm's statistics and a deterministic Dropout's rng
+    # stream are read-only: they stay in the graph's state, untrained.
     kinds = sorted(
         {
             type(v).__name__
-            for v in jax.tree.leaves(
-                rest, is_leaf=lambda x: isinstance(x, nnx.Variable)
-            )
+            for path, v in nnx.to_flat_state(rest)
+            if not any(tuple(path[: len(p)]) == p for p in evaluating)
         }
     )
     if kinds:
@@ -255,6 +264,6 @@ def check_collections(variables: Any, torso: Any, name: str) -> None:
         raise UnsupportedState(
             f"{name} ({type(torso).__name__}) has the collection(s) "
             f"{', '.join(repr(k) for k in extra)} besides 'params': jaxpg "
-            "trains and carries only parameters (BatchNorm: use LayerNorm or "
-            "use_running_average=True)"
+            "trains and carries only parameters (BatchNorm: use LayerNorm, or "
+            "an NNX BatchNorm with use_running_average=True)"
         )

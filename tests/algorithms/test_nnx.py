@@ -181,6 +181,41 @@ def test_state_other_than_params_is_refused_by_name(torso, named):
         jaxpg.make_train(CFG, env=ENV, critic_network=torso())
 
 
+class NNXEvalMode(nnx.Module):
+    """Evaluation-mode state: a BatchNorm reading its running statistics and
+    a deterministic Dropout (both keep state that is not nnx.Param)."""
+
+    def __init__(self, rngs):
+        self.dense = nnx.Linear(3, 4, rngs=rngs)
+        self.norm = nnx.BatchNorm(4, use_running_average=True, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, deterministic=True, rngs=rngs)
+
+    def __call__(self, x):
+        return self.drop(self.norm(self.dense(x)))
+
+
+def test_evaluation_mode_state_is_accepted_read_and_not_trained():
+    torso = NNXEvalMode(nnx.Rngs(0))
+    torso.norm.mean.value = jnp.full((4,), 0.5)  # statistics to be read
+    train = jaxpg.make_train(
+        CFG.replace(total_steps=8 * 4 * 2), env=ENV, policy_network=torso
+    )
+    out = jax.jit(train)(jax.random.key(0))
+    # Only the parameters are trained state; the statistics are not in it.
+    assert set(out.params["torso"]) == {"dense", "norm"}
+    assert set(out.params["torso"]["norm"]) == {"scale", "bias"}
+    # The torso's features read the running statistics given.
+    spec = jaxpg.envs.env_spec(ENV, ENV.default_params)
+    policy = jaxpg.networks.make_policy(spec, torso=torso)
+    params = policy.init(jax.random.key(1))
+    obs = jnp.ones((2, 3))
+    other = NNXEvalMode(nnx.Rngs(0))  # mean 0
+    other_policy = jaxpg.networks.make_policy(spec, torso=other)
+    a = policy.apply(params, obs).logits
+    b = other_policy.apply(params, obs).logits
+    assert not np.allclose(a, b)
+
+
 def test_other_objects_name_both_accepted_kinds():
     kinds = r"flax\.linen\.Module or a flax\.nnx\.Module.*function rngs -> nnx"
     with pytest.raises(TypeError, match=kinds + ".*returned a Rngs"):
