@@ -138,8 +138,9 @@ def stratified_interval(
             raise ValueError(f"scores[{i}] holds non-finite values; drop those runs")
     if len({s.shape[1] for s in mats}) != 1:
         raise ValueError(f"score matrices differ in tasks: {[s.shape for s in mats]}")
-    if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+    if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
         raise ValueError(f"reps={reps!r} is invalid: must be an int >= 1")
+    reps = int(reps)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence={confidence!r} is invalid: must be in (0, 1)")
     rng = np.random.default_rng(seed)
@@ -186,6 +187,11 @@ def compare(
     if not scores:
         raise ValueError("scores is empty: give at least one method")
     mats = {k: np.asarray(v, np.float64) for k, v in scores.items()}
+    for name, v in mats.items():  # before the default taus read them
+        if v.ndim != 2 or 0 in v.shape:
+            raise ValueError(
+                f"scores[{name!r}] must be [N runs, M tasks], got {v.shape}"
+            )
     if taus is None:
         lo = min(0.0, min(float(v.min()) for v in mats.values()))
         hi = max(1.2, max(float(v.max()) for v in mats.values()))

@@ -200,7 +200,10 @@ def plot_profiles(result: dict, path: str | os.PathLike, title: str = "") -> Any
         ax.fill_between(taus, prof["low"], prof["high"], alpha=0.2, color=f"C{i}",
                         linewidth=0)  # fmt: skip
         ax.plot(taus, prof["fraction"], color=f"C{i}", label=name)
-    ax.set_xlabel("normalised score τ (0 random, 1 solved)")
+    normalised = result.get("normalised", True)
+    ax.set_xlabel(
+        "normalised score τ (0 random, 1 solved)" if normalised else "return τ"
+    )
     ax.set_ylabel("fraction of runs with score > τ")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)

@@ -348,15 +348,26 @@ def compare_command(args: argparse.Namespace) -> int:
     unit = "raw return" if args.raw else "normalised score (0 random, 1 solved)"
     print(f"tasks: {', '.join(envs)}; {unit}; {args.reps:,} stratified resamples")
     width = max(6, *(len(k) for k in matrices)) + 2
+    cells_of = {
+        label: [
+            f"{agg[m]['estimate']:.3f} [{agg[m]['low']:.3f},{agg[m]['high']:.3f}]"
+            for m in shown
+        ]
+        for label, agg in result["aggregates"].items()
+    }
+    # Columns as wide as their widest cell (raw returns are wider).
+    cw = [
+        max(22, len(m), *(len(c[i]) for c in cells_of.values()))
+        for i, m in enumerate(shown)
+    ]
     print(
         f"{'method':<{width}} {'runs':>4}  "
-        + "  ".join(f"{m.replace('_', ' '):>22}" for m in shown)
-    )
-    for label, agg in result["aggregates"].items():
-        cells = "  ".join(
-            f"{agg[m]['estimate']:>6.3f} [{agg[m]['low']:>6.3f},{agg[m]['high']:>6.3f}]"
-            for m in shown
+        + "  ".join(
+            f"{m.replace('_', ' '):>{w}}" for m, w in zip(shown, cw, strict=True)
         )
+    )
+    for label in result["aggregates"]:
+        cells = "  ".join(f"{c:>{w}}" for c, w in zip(cells_of[label], cw, strict=True))
         print(f"{label:<{width}} {matrices[label].shape[0]:>4}  {cells}")
     if result["probability_of_improvement"]:
         print("\nprobability of improvement P(X > Y) [95% CI]")

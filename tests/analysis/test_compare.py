@@ -161,6 +161,16 @@ def test_stratified_interval_rejects_bad_scores(scores, match):
         stratified_interval(aggregate_metrics, scores, reps=10)
 
 
+def test_compare_names_an_empty_method_and_takes_numpy_integer_reps():
+    with pytest.raises(ValueError, match=r"scores\['a'\] must be \[N runs, M tasks\]"):
+        compare({"a": np.zeros((0, 2))}, reps=10)
+    point, low, high = stratified_interval(
+        aggregate_metrics, np.ones((4, 2)), reps=np.int64(10)
+    )
+    np.testing.assert_array_equal(low, point)  # every resample is the same
+    np.testing.assert_array_equal(high, point)
+
+
 def test_normalise_maps_random_to_zero_and_solved_to_one():
     for env, ref in ENV_SCORES.items():
         np.testing.assert_allclose(normalise(env, [ref.random, ref.solved]), [0, 1])
