@@ -297,6 +297,20 @@ def _resume_args(args: argparse.Namespace, defaults: dict[str, Any]) -> Path:
     return Path(args.resume)
 
 
+def _refuse_inputs_inside(out: Path, args: argparse.Namespace) -> None:
+    """``--overwrite`` deletes ``out``: a saved reference or reward model to
+    load from inside it would be gone before it is read."""
+    for flag, given in (
+        ("--reference", args.reference),
+        ("--reward-model", args.reward_model),
+    ):
+        if given and Path(given).resolve().is_relative_to(out.resolve()):
+            raise ValueError(
+                f"{flag} {given} is inside --out {out}, which --overwrite "
+                "deletes first: copy it elsewhere, or write to another --out"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``jaxpg lm``; returns the exit status.
 
@@ -321,6 +335,8 @@ def run(args: argparse.Namespace) -> int:
         rm_cli.check(args, task)
         if not resuming:
             out = runs.new_out(args.out, args.task, args.overwrite)
+            if args.overwrite:
+                _refuse_inputs_inside(out, args)
         check_output_dir(out, "--resume" if resuming else "--out")
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)

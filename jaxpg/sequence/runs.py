@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxpg.experiment import lock
+from jaxpg.experiment.rundir import is_empty
 from jaxpg.sequence import sft
 
 __all__ = [
@@ -94,6 +95,11 @@ def new_out(out: str | Path | None, task: str, overwrite: bool) -> Path:
         raise ValueError(
             f"--out {path} holds a jaxpg lm run: continue it with --resume "
             f"{path}, or replace it with --overwrite"
+        )
+    if path.is_dir() and not (path / RUN_FILE).exists() and not is_empty(path):
+        raise ValueError(
+            f"--out {path} is not empty and holds no jaxpg lm run (no "
+            f"{RUN_FILE}): choose a new or empty folder"
         )
     return path
 

@@ -199,14 +199,40 @@ def test_lm_refuses_a_reference_of_another_shape(tmp_path, capsys):
     params = jax.eval_shape(lambda k: model.init(k, cfg), jax.random.key(0))
     params = jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), params)
     sft.save_reference(tmp_path / "ref", params, cfg)
-    args = _parse(
-        ["lm", "--out", str(tmp_path), "--reference", str(tmp_path / "ref"), *TINY]
-    )
+    args = _parse(["lm", "--out", str(tmp_path / "out"), "--reference",
+                   str(tmp_path / "ref"), *TINY])  # fmt: skip
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert "differs from the requested" in err
     # TINY's --sft-steps is not used with --reference: said, not silent.
     assert "--sft-steps not used: --reference" in err
+
+
+def test_lm_overwrite_refuses_a_reference_inside_out_and_deletes_nothing(
+    tmp_path, capsys
+):
+    """--overwrite deletes --out first: a reference saved inside it (the
+    natural way to run RL again on a run's reference) is refused, not lost."""
+    out = tmp_path / "run"
+    _, cfg, _ = cli.build_config(_parse(["lm", *TINY]))
+    params = jax.eval_shape(lambda k: model.init(k, cfg), jax.random.key(0))
+    params = jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), params)
+    sft.save_reference(out / "reference", params, cfg)
+    (out / cli.RUN_FILE).write_text('{"options": {}}')
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    args = _parse(["lm", "--out", str(out), "--overwrite", "--reference",
+                   str(out / "reference"), *TINY])  # fmt: skip
+    assert args.func(args) == 2
+    assert "is inside --out" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_lm_refuses_a_folder_that_holds_something_else(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")  # e.g. a jaxpg train run
+    args = _parse(["lm", "--out", str(tmp_path), *TINY])
+    assert args.func(args) == 2
+    assert "is not empty and holds no jaxpg lm run" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
 
 
 def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypatch):
