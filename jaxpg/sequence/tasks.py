@@ -167,14 +167,18 @@ def add_task(
         eq = jnp.full((n, 1), EQ, jnp.int32)
         return jnp.concatenate([digit(a), plus, digit(b), eq], axis=1)
 
-    place = 10 ** jnp.arange(n_d - 1, -1, -1)
-    out_place = 10 ** jnp.arange(n_d, -1, -1)
-
     def answers(prompts):
-        a = jnp.sum((prompts[:, :n_d] - 2) * place[None, :], axis=1)
-        b = jnp.sum((prompts[:, n_d + 1 : 2 * n_d + 1] - 2) * place[None, :], axis=1)
-        s = a + b
-        digits = (s[:, None] // out_place[None, :]) % 10
+        # Digit by digit with a carry, as by hand: no integer of the sum is
+        # formed, so any number of digits is exact (int32 overflows past 9).
+        a = prompts[:, :n_d] - 2  # most significant digit first
+        b = prompts[:, n_d + 1 : 2 * n_d + 1] - 2
+        carry = jnp.zeros(prompts.shape[0], a.dtype)
+        low_first = []
+        for i in range(n_d - 1, -1, -1):
+            total = a[:, i] + b[:, i] + carry
+            low_first.append(total % 10)
+            carry = total // 10
+        digits = jnp.stack([carry, *low_first[::-1]], axis=1)  # [N, n_d + 1]
         eos = jnp.full((prompts.shape[0], 1), EOS, jnp.int32)
         return jnp.concatenate([digit(digits), eos], axis=1)
 

@@ -209,6 +209,20 @@ def test_add_task_ground_truth():
     np.testing.assert_array_equal(answers[:, :3] @ np.array([100, 10, 1]), a + b)
 
 
+def test_add_task_is_exact_past_the_int32_range():
+    """12-digit operands: sums up to 2e12, beyond int32; checked against
+    Python's integers."""
+    n = 12
+    task = tasks.add_task(n)
+    sampled = np.asarray(task.sample_prompts(jax.random.key(1), 32))
+    got = np.asarray(task.answers(jnp.asarray(sampled)))
+    for row, answer in zip(sampled, got, strict=True):
+        a = int("".join(str(d - 2) for d in row[:n]))
+        b = int("".join(str(d - 2) for d in row[n + 1 : 2 * n + 1]))
+        want = [int(c) + 2 for c in str(a + b).zfill(n + 1)] + [EOS]
+        assert answer.tolist() == want, (a, b)
+
+
 def test_proxy_task_pays_for_length_true_reward_does_not():
     task = tasks.sort_proxy_task(3, length_bonus=0.2)
     prompts = jnp.array([[digit(3), digit(1), digit(2), tasks.EQ]])
