@@ -136,6 +136,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     add_cache_argument(p)
     p.set_defaults(func=run)
     p.set_defaults(defaults={a.dest: a.default for a in p._actions})
+    p.set_defaults(given=frozenset())  # the options on the command line
+    _record_given(p)
     return p
 
 
@@ -274,11 +276,28 @@ def _chunk(num_updates: int, requested: int | None) -> int:
     return min(divisors, key=lambda c: (abs(c - num_updates / 20), -c))
 
 
+def _record_given(parser: argparse.ArgumentParser) -> None:
+    """Make every option of ``parser`` add its name to ``args.given`` when it
+    appears on the command line (argparse alone cannot tell an option given
+    at its default from one left out; ``--resume`` must)."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+
+        class Recording(type(action)):
+            def __call__(self, parser, namespace, values, option_string=None):
+                given = set(getattr(namespace, "given", None) or ())
+                namespace.given = given | {self.dest}
+                super().__call__(parser, namespace, values, option_string)
+
+        action.__class__ = Recording
+
+
 # What a run directory records of the command line: everything that changes
 # the run (not where it is written, how it shows progress, or the cache).
 _NOT_RECORDED = frozenset(
     {"func", "command", "out", "resume", "overwrite", "no_progress",
-     "compile_cache", "no_compile_cache", "defaults", "help"}
+     "compile_cache", "no_compile_cache", "defaults", "help", "given"}
 )  # fmt: skip
 
 
@@ -291,7 +310,9 @@ def _resume_args(args: argparse.Namespace, defaults: dict[str, Any]) -> Path:
     (:func:`jaxpg.sequence.runs.resume_options`). Returns the run directory."""
     if args.out is not None or args.overwrite:
         raise ValueError("--resume DIR cannot be combined with --out or --overwrite")
-    stored = runs.resume_options(args.resume, _recorded(args), defaults)
+    stored = runs.resume_options(
+        args.resume, _recorded(args), defaults, explicit=getattr(args, "given", None)
+    )
     for k, v in stored.items():
         setattr(args, k, v)
     return Path(args.resume)

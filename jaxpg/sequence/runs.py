@@ -45,15 +45,20 @@ def _flag(name: str) -> str:
 
 
 def resume_options(
-    out: str | Path, given: dict[str, Any], defaults: dict[str, Any]
+    out: str | Path,
+    given: dict[str, Any],
+    defaults: dict[str, Any],
+    explicit: set[str] | None = None,
 ) -> dict[str, Any]:
-    """The options recorded by the run in ``out``; an option ``given`` (not
-    at its default) must agree with the run's.
+    """The options recorded by the run in ``out``; an option given on the
+    command line (named in ``explicit``; without it, one not at its default)
+    must agree with the run's, even when it is given at its default.
 
     Args:
       out: the run directory (``--resume DIR``).
       given: the command line's options that a run records.
       defaults: every option's default.
+      explicit: the options that appeared on the command line.
 
     Raises:
       ValueError: ``out`` holds no run, or options differ (each named with
@@ -69,7 +74,9 @@ def resume_options(
     differ = [
         f"{_flag(k)}: run has {stored[k]!r}, command line {v!r}"
         for k, v in given.items()
-        if k in stored and v != defaults.get(k) and v != stored[k]
+        if k in stored
+        and (k in explicit if explicit is not None else v != defaults.get(k))
+        and v != stored[k]
     ]
     if differ:
         raise ValueError(f"--resume {out}: options differ: " + "; ".join(differ))

@@ -227,6 +227,20 @@ def test_lm_overwrite_refuses_a_reference_inside_out_and_deletes_nothing(
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+def test_lm_resume_refuses_an_option_given_at_its_default_that_differs(
+    full_run, capsys
+):
+    """The run has --seeds 2; --seeds at its default on the command line is
+    a request too (it was taken for "not given" and dropped)."""
+    out, _ = full_run
+    default = _parse(["lm"]).defaults["seeds"]
+    assert default != 2
+    args = _parse(["lm", "--resume", str(out), "--seeds", str(default)])
+    assert args.given == {"resume", "seeds"}
+    assert args.func(args) == 2
+    assert f"--seeds: run has 2, command line {default}" in capsys.readouterr().err
+
+
 def test_lm_refuses_a_folder_that_holds_something_else(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")  # e.g. a jaxpg train run
     args = _parse(["lm", "--out", str(tmp_path), *TINY])
