@@ -276,6 +276,19 @@ def _chunk(num_updates: int, requested: int | None) -> int:
     return min(divisors, key=lambda c: (abs(c - num_updates / 20), -c))
 
 
+def _ignored_options(args: argparse.Namespace) -> list[str]:
+    """What the command line asks for that these settings leave unused."""
+    given = getattr(args, "given", frozenset())
+    out = []
+    if "reward" in given and args.task == "sort_proxy":
+        out.append("--reward not used: --task sort_proxy optimises its own proxy")
+    if "overlong_penalty" in given and args.overlong_buffer is None:
+        out.append("--overlong-penalty not used: no --overlong-buffer")
+    if "beta" in given and args.kl_placement == "none":
+        out.append("--beta not used: --kl-placement none")
+    return out
+
+
 def _record_given(parser: argparse.ArgumentParser) -> None:
     """Make every option of ``parser`` add its name to ``args.given`` when it
     appears on the command line (argparse alone cannot tell an option given
@@ -382,6 +395,8 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
             f"{args.reference} is loaded, not trained",
             file=sys.stderr,
         )
+    for line in _ignored_options(args) if not resuming else ():
+        print(f"jaxpg lm: {line}", file=sys.stderr)
     unused = rm_cli.unused_options(args, defaults)
     if unused and not resuming:
         why = (

@@ -241,6 +241,18 @@ def test_lm_resume_refuses_an_option_given_at_its_default_that_differs(
     assert f"--seeds: run has 2, command line {default}" in capsys.readouterr().err
 
 
+def test_lm_names_options_its_settings_leave_unused():
+    args = _parse(["lm", "--task", "sort_proxy", "--reward", "partial",
+                   "--overlong-penalty", "0.5", "--kl-placement", "none",
+                   "--beta", "0.1"])  # fmt: skip
+    assert cli._ignored_options(args) == [
+        "--reward not used: --task sort_proxy optimises its own proxy",
+        "--overlong-penalty not used: no --overlong-buffer",
+        "--beta not used: --kl-placement none",
+    ]
+    assert cli._ignored_options(_parse(["lm", "--beta", "0.1"])) == []
+
+
 def test_lm_refuses_a_folder_that_holds_something_else(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")  # e.g. a jaxpg train run
     args = _parse(["lm", "--out", str(tmp_path), *TINY])
