@@ -43,11 +43,14 @@ class Samples(NamedTuple):
 def sampling_log_probs(
     logits: Array, temperature: Array | float = 1.0, top_k: int | None = None
 ) -> Array:
-    r"""``log mu`` of the module docstring for ``logits [..., V]``: ``[..., V]``."""
+    r"""``log mu`` of the module docstring for ``logits [..., V]``: ``[..., V]``.
+    ``top_k`` keeps exactly ``top_k`` tokens (of equal logits, the lower ids)."""
     logits = logits / temperature
     if top_k is not None:
-        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
-        logits = jnp.where(logits >= kth, logits, -jnp.inf)
+        kept = jax.lax.top_k(logits, top_k)[1]  # [..., k] ids
+        ids = jnp.arange(logits.shape[-1]).reshape((1,) * kept.ndim + (-1,))
+        keep = jnp.any(kept[..., None] == ids, axis=-2)
+        logits = jnp.where(keep, logits, -jnp.inf)
     return jax.nn.log_softmax(logits, axis=-1)
 
 

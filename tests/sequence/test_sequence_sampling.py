@@ -220,3 +220,17 @@ def test_reference_round_trip_and_version_hash(tmp_path):
     (tmp_path / "reference.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match="records version 0000"):
         sft.load_reference(tmp_path)
+
+
+def test_top_k_keeps_exactly_k_tokens_when_logits_tie():
+    """Five equal logits: top_k = 2 keeps two tokens (the lower ids), each
+    at 1/2; top_k = 1 is deterministic."""
+    logits = jnp.zeros((1, 5))
+    p2 = np.exp(np.asarray(sampling.sampling_log_probs(logits, 1.0, 2)))
+    np.testing.assert_allclose(p2, [[0.5, 0.5, 0.0, 0.0, 0.0]])
+    p1 = np.exp(np.asarray(sampling.sampling_log_probs(logits, 1.0, 1)))
+    np.testing.assert_allclose(p1, [[1.0, 0.0, 0.0, 0.0, 0.0]])
+    # Without ties, the k largest.
+    logits = jnp.array([[0.1, 2.0, -1.0, 1.5]])
+    kept = np.isfinite(np.asarray(sampling.sampling_log_probs(logits, 0.5, 2)))
+    np.testing.assert_array_equal(kept, [[False, True, False, True]])
