@@ -174,10 +174,19 @@ def _logits(out):
 
 
 def _cache_length(cache: Any, length_axis: int) -> int:
-    leaves = jax.tree.leaves(cache)
-    if not leaves:
-        raise ValueError("the model's cache has no arrays to read its length from")
-    return leaves[0].shape[length_axis]
+    """The cache's length: the ``length_axis`` of its leaves that have one
+    (bookkeeping leaves such as Tunix's ``end_index [B]`` have not)."""
+    lengths = {
+        leaf.shape[length_axis]
+        for leaf in jax.tree.leaves(cache)
+        if jnp.ndim(leaf) > length_axis
+    }
+    if len(lengths) != 1:
+        raise ValueError(
+            f"the model's cache must have one length along axis {length_axis} "
+            f"of its arrays that have that axis; got {sorted(lengths) or 'none'}"
+        )
+    return lengths.pop()
 
 
 def _from_call(

@@ -179,3 +179,19 @@ def test_user_models_learn_through_sft_and_rl(models, name, warm_steps, sft_lr, 
     acc = np.asarray(out.metrics["accuracy"])
     start, end = acc[:3].mean(), acc[-5:].mean()
     assert end >= 0.85 and end - start >= 0.25, acc
+
+
+def test_a_cache_with_bookkeeping_leaves_reads_its_length_from_the_others():
+    """Tunix's cache layout: ``k``, ``v`` ``[B, S, D]`` beside an
+    ``end_index [B]``, which has no length axis (it sorted first and was
+    read for the length, an IndexError)."""
+    from jaxpg.sequence import protocol
+
+    cache = {
+        "end_index": jnp.zeros((2,), jnp.int32),
+        "k": jnp.zeros((2, 7, 4)),
+        "v": jnp.zeros((2, 7, 4)),
+    }
+    assert protocol._cache_length(cache, 1) == 7
+    with pytest.raises(ValueError, match="one length along axis 1"):
+        protocol._cache_length({**cache, "w": jnp.zeros((2, 5, 4))}, 1)
