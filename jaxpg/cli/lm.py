@@ -434,7 +434,7 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
         return 2
     sft_s = time.perf_counter() - t0
     print(
-        f"reference {version} ({'loaded' if args.reference else 'SFT'}, {sft_s:.1f}s)"
+        f"reference {version} ({'SFT' if loaded is None else 'loaded'}, {sft_s:.1f}s)"
     )
     try:
         task, rm_record = rm_cli.prepare(

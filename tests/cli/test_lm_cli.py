@@ -293,8 +293,10 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
     clash = _parse(["lm", "--resume", str(out), "--lr", "0.5"])
     assert clash.func(clash) == 2
     resumed = _parse(["lm", "--resume", str(out), "--no-progress"])
-    with _nan_in_seed_1():
+    printed = io.StringIO()
+    with _nan_in_seed_1(), contextlib.redirect_stdout(printed):
         assert resumed.func(resumed) == 0
+    assert "(loaded, " in printed.getvalue()  # the run's reference, not SFT
     got = json.loads((out / "metrics.json").read_text())
     want = json.loads((full / "metrics.json").read_text())
     for key in ("metrics", "summary", "reference_eval", "reference_version"):
