@@ -196,7 +196,7 @@ class NNXEvalMode(nnx.Module):
 
 def test_evaluation_mode_state_is_accepted_read_and_not_trained():
     torso = NNXEvalMode(nnx.Rngs(0))
-    torso.norm.mean.value = jnp.full((4,), 0.5)  # statistics to be read
+    torso.norm.mean[...] = jnp.full((4,), 0.5)  # statistics to be read
     train = jaxpg.make_train(
         CFG.replace(total_steps=8 * 4 * 2), env=ENV, policy_network=torso
     )
