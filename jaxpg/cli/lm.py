@@ -59,7 +59,7 @@ from jaxpg.cli.options import (
     strict_json,
 )
 from jaxpg.experiment import lock
-from jaxpg.experiment.checkpoint import CheckpointError
+from jaxpg.experiment.checkpoint import CheckpointError, check_path
 from jaxpg.experiment.rundir import RunDirError
 from jaxpg.sequence import checks, report, runs, sft, tasks
 from jaxpg.sequence import estimators as est
@@ -372,6 +372,7 @@ def run(args: argparse.Namespace) -> int:
             if args.overwrite:
                 _refuse_inputs_inside(out, args)
         check_output_dir(out, "--resume" if resuming else "--out")
+        check_path(out)
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
         return 2

@@ -547,6 +547,10 @@ def _check_run_dir_options(
 ) -> None:
     """Refuse options that would be ignored: those of a run directory without
     one, ``start_over`` without ``resume``, ``resume`` with ``overwrite``."""
+    if checkpoint_dir is not None:
+        from jaxpg.experiment.checkpoint import check_path
+
+        check_path(checkpoint_dir)  # before anything is created there
     if checkpoint_dir is None:
         given = [
             f"{name}={value!r}"

@@ -135,6 +135,20 @@ def _write_tree(path: Path, tree: Any, what: str, after: Any = None) -> None:
     ckptr.close()
 
 
+def check_path(path: str | os.PathLike) -> None:
+    """Refuse a path with ``[`` or ``]``: orbax reads it as a pattern, so what
+    it saves there passes the checksums and never restores.
+
+    Raises:
+      ValueError: naming the path.
+    """
+    if any(c in os.fspath(path) for c in "[]"):
+        raise ValueError(
+            f"{os.fspath(path)!r} contains '[' or ']', which the checkpoint "
+            "library (orbax) cannot restore from; choose another name"
+        )
+
+
 def save(directory: str | os.PathLike, step: int, state: Any) -> Path:
     """Write ``state`` as checkpoint ``step`` (updates done) under ``directory``.
 
@@ -152,6 +166,7 @@ def save(directory: str | os.PathLike, step: int, state: Any) -> Path:
       CheckpointError: the write failed (a full disk: ``no_space`` is set);
         nothing of the step is left behind, older checkpoints are untouched.
     """
+    check_path(directory)
     path = _step_dir(Path(directory), step)
     if path.exists():
         shutil.rmtree(path)
@@ -302,6 +317,7 @@ def _abstract(x: Any) -> Any:
 def save_tree(path: str | os.PathLike, tree: Any) -> Path:
     """Write a pytree of arrays (e.g. final parameters) to ``path`` with
     orbax, replacing what is there."""
+    check_path(path)
     path = Path(path).absolute()
     if path.exists():
         shutil.rmtree(path)

@@ -19,6 +19,7 @@ while they train into a run directory (:mod:`jaxpg.experiment.rundir`):
 from __future__ import annotations
 
 import contextlib
+import shlex
 import shutil
 import warnings
 from pathlib import Path
@@ -52,6 +53,9 @@ RUN_ENTRIES = (
     "learning_curve.png",
     "tensorboard",
 )
+
+# What a finished run wrote beside its history: starting over removes them.
+_OUTPUTS = RUN_ENTRIES[RUN_ENTRIES.index(rundir.PARAMS) :]
 
 _START_OVER = (
     "nothing was deleted; to start the run again from update 0 (deleting its "
@@ -93,6 +97,11 @@ def _check_resumable(out: Path, start_over: bool) -> None:
 
     rundir.load_run(out)  # config.json readable and matching its checksum
     if start_over:
+        # Starting over deletes what does not restore; what a checkpoint
+        # continues from must still be whole.
+        newest = newest_intact_checkpoint(out)
+        if newest is not None:
+            rundir.check_metrics(out, upto=newest)
         return
     if integrity.problems(out) is None:
         warnings.warn(
@@ -116,6 +125,16 @@ def _check_resumable(out: Path, start_over: bool) -> None:
     rundir.check_metrics(out, upto=newest or 0)
 
 
+def _is_jaxpg_config(path: Path) -> bool:
+    """Whether ``path`` is a ``config.json`` that jaxpg wrote (its record's
+    keys), so that ``overwrite`` never deletes another program's folder."""
+    try:
+        record = rundir.read_json(path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"config", "num_seeds", "custom"} <= set(record)
+
+
 def prepare_run_dir(
     out: Path, resume: bool, overwrite: bool, start_over: bool = False
 ) -> tuple[bool, int | None]:
@@ -135,8 +154,19 @@ def prepare_run_dir(
     """
     if out.exists() and not out.is_dir():
         raise rundir.RunDirError(f"checkpoint_dir={str(out)!r} is a file, not a folder")
+    from jaxpg.experiment.checkpoint import check_path
+
+    try:
+        check_path(out)  # before anything is trained
+    except ValueError as e:
+        raise rundir.RunDirError(f"checkpoint_dir={e}") from None
     with lock.hold(out):
         has_run = (out / rundir.CONFIG).is_file()
+        if has_run and not _is_jaxpg_config(out / rundir.CONFIG):
+            raise rundir.RunDirError(
+                f"{out} holds a {rundir.CONFIG} that is not a jaxpg run's; "
+                "choose a new or empty folder (nothing was deleted)"
+            )
         if not has_run and not rundir.is_empty(out):
             raise rundir.RunDirError(
                 f"{out} is not empty and holds no jaxpg run (no {rundir.CONFIG}); "
@@ -204,8 +234,16 @@ def restore(
             f"cannot resume {out}: it has metrics but no checkpoint; " + _START_OVER
         )
     # Nothing to continue from: start again (with start_over, deleting the
-    # checkpoints that did not restore and every metric).
+    # checkpoints that did not restore, every metric, and the outputs of the
+    # run abandoned, which the new one must not be read as).
     shutil.rmtree(ckpt_dir, ignore_errors=True)
+    for name in _OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    integrity.forget(out, *_OUTPUTS)
     warnings.warn(f"{out}: starting from update 0", stacklevel=stacklevel)
     rundir.drop_metrics_from(out, 0)
     return 0, None
@@ -271,12 +309,13 @@ def _failed(out: Path, error: Any, done: int, total: int) -> SaveFailedError:
         where = "there is no earlier checkpoint: the run must start again"
     else:
         folder = out / rundir.CHECKPOINTS / f"{previous:012d}"
+        resume = f"jaxpg train --resume {shlex.quote(str(out))}"
         where = (
             f"the previous good checkpoint is update {previous} ({folder}); "
-            f"free space, then resume with: jaxpg train --resume {out}"
+            f"free space, then resume with: {resume}"
             if error.no_space
             else f"the previous good checkpoint is update {previous} ({folder}); "
-            f"resume with: jaxpg train --resume {out}"
+            f"resume with: {resume}"
         )
     with contextlib.suppress(OSError):  # the disk may be full
         write_progress(out, done, total, "failed", previous)

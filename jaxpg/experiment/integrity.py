@@ -50,6 +50,11 @@ def digests(root: str | os.PathLike, skip: tuple[str, ...] = ()) -> dict[str, li
     return out
 
 
+# What _read returns for a checksums file it cannot parse: no file can be
+# vouched for (problems() reports it; record() starts a new record).
+_DAMAGED: dict[str, list] = {}
+
+
 def _read(directory: Path) -> dict[str, list] | None:
     try:
         text = (directory / CHECKSUMS).read_text()
@@ -58,7 +63,7 @@ def _read(directory: Path) -> dict[str, list] | None:
     try:
         return dict(json.loads(text)["files"])
     except (ValueError, KeyError, TypeError):
-        return {}  # unreadable: every recorded file counts as unverified
+        return _DAMAGED
 
 
 def _write(directory: Path, files: dict[str, list]) -> None:
@@ -79,7 +84,7 @@ def record(directory: str | os.PathLike, *entries: str) -> None:
     """Record the checksums of ``entries`` (files or folders, relative to
     ``directory``), replacing what was recorded for them."""
     directory = Path(directory)
-    files = _read(directory) or {}
+    files = dict(_read(directory) or {})  # a damaged record starts again
     for entry in entries:
         files = {k: v for k, v in files.items() if not _under(k, entry)}
         path = directory / entry
@@ -96,7 +101,7 @@ def forget(directory: str | os.PathLike, *entries: str) -> None:
     deleted on purpose)."""
     directory = Path(directory)
     files = _read(directory)
-    if files is None:
+    if files is None or files is _DAMAGED:
         return
     kept = {k: v for k, v in files.items() if not any(_under(k, e) for e in entries)}
     if kept != files:
@@ -115,6 +120,14 @@ def problems(
     files = _read(directory)
     if files is None:
         return None
+    if files is _DAMAGED:
+        return [
+            (
+                CHECKSUMS,
+                f"{directory / CHECKSUMS} is damaged: the run's files cannot "
+                "be verified",
+            )
+        ]
     out = []
     for name, expected in sorted(files.items()):
         if entries and not any(_under(name, e) for e in entries):

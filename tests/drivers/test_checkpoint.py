@@ -218,3 +218,55 @@ def test_config_round_trips_through_json():
     assert rundir.config_from_dict(json.loads(text)) == cfg
     with pytest.raises(rundir.RunDirError, match="nosuchfield"):
         rundir.config_from_dict({**rundir.config_to_dict(cfg), "nosuchfield": 1})
+
+
+def test_overwrite_never_deletes_a_folder_whose_config_json_is_not_jaxpgs(tmp_path):
+    from jaxpg.experiment.guard import prepare_run_dir
+
+    folder = tmp_path / "my project"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.json").write_text('{"model": "resnet50"}')
+    (folder / "train.py").write_text("")
+    before = sorted(p.name for p in folder.rglob("*"))
+    with pytest.raises(rundir.RunDirError, match="not a jaxpg run's"):
+        prepare_run_dir(folder, resume=False, overwrite=True)
+    after = sorted(p.name for p in folder.rglob("*") if p.name != ".jaxpg-lock")
+    assert after == before
+
+
+def test_a_run_directory_with_brackets_is_refused_before_training(tmp_path):
+    """orbax reads '[...]' as a pattern: what it saved there passed the
+    checksums and never restored."""
+    with pytest.raises(ValueError, match=r"contains '\[' or '\]'"):
+        run(CFG, NUM_SEEDS, progress=False, checkpoint_dir=tmp_path / "lr[1e-3]")
+    assert not (tmp_path / "lr[1e-3]").exists()
+    with pytest.raises(ValueError, match="cannot restore from"):
+        checkpoint.save_tree(tmp_path / "p[0]", {"w": np.zeros(2)})
+
+
+def test_a_damaged_checksums_file_is_reported_not_trusted(tmp_path):
+    from jaxpg.experiment import integrity
+
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "data").write_bytes(b"x" * 100)
+    integrity.record(tmp_path, "params")
+    assert integrity.problems(tmp_path) == []
+    (tmp_path / integrity.CHECKSUMS).write_text('{"files": ')  # cut short
+    ((name, message),) = integrity.problems(tmp_path)
+    assert name == integrity.CHECKSUMS and "is damaged" in message
+
+
+def test_starting_over_removes_the_abandoned_runs_outputs(reinforce_runs, tmp_path):
+    """No checkpoint restores: --start-over deletes the old final parameters
+    and summary too, so an interrupted restart is not read as finished."""
+    _, full_dir, _, _, _ = reinforce_runs
+    run_dir = tmp_path / "run"
+    shutil.copytree(full_dir, run_dir)
+    (run_dir / rundir.SUMMARY).write_text("{}")  # as a finished CLI run has
+    for step in checkpoint.list_steps(run_dir / rundir.CHECKPOINTS):
+        (run_dir / rundir.CHECKPOINTS / f"{step:012d}" / checkpoint.MANIFEST).unlink()
+    stopped = run(CFG, NUM_SEEDS, progress=False, checkpoint_dir=run_dir,
+                  resume=True, start_over=True, callback=lambda info: True)  # fmt: skip
+    assert stopped.interrupted
+    assert not (run_dir / rundir.PARAMS).exists()
+    assert not (run_dir / rundir.SUMMARY).exists()
