@@ -41,13 +41,16 @@ _PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "numpy", "gymnax", "craftax", "brax",
     "playground", "mujoco", "mujoco-mjx", "jumanji", "navix", "xminigrid", "pgx",
 )  # fmt: skip
-# JAX options that change what a traced program computes.
+# JAX options that change what a traced or compiled program computes.
 _JAX_OPTIONS = (
     "jax_enable_x64", "jax_numpy_rank_promotion", "jax_default_matmul_precision",
     "jax_threefry_partitionable", "jax_default_prng_impl",
     "jax_disable_most_optimizations", "jax_numpy_dtype_promotion",
+    "jax_random_seed_offset", "jax_optimization_level",
+    "jax_exec_time_optimization_effort", "jax_memory_fitting_effort",
+    "jax_memory_fitting_level",
 )  # fmt: skip
-_FORMAT = 1
+_FORMAT = 2  # 2: a sha256 of the program before it
 _state: dict[str, Any] = {"dir": None, "fingerprint": None}
 
 
@@ -90,9 +93,15 @@ def fingerprint() -> dict[str, Any]:
                 for d in jax.devices()
             ],
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "jax_options": {o: str(getattr(jax.config, o, None)) for o in _JAX_OPTIONS},
         }
-    return _state["fingerprint"]
+    # Read at every call: a process may change them between programs.
+    return {**_state["fingerprint"], "jax_options": jax_options()}
+
+
+def jax_options() -> dict[str, str]:
+    """The current values of the JAX options that change a program (read from
+    ``jax.config.values``: most of them are no attributes of ``jax.config``)."""
+    return {o: str(jax.config.values.get(o)) for o in _JAX_OPTIONS}
 
 
 def _path(description: Any) -> Path:
@@ -104,8 +113,11 @@ def _load(path: Path) -> Any | None:
     from jax.experimental import serialize_executable
 
     try:
-        with path.open("rb") as f:
-            blob, in_tree, out_tree = pickle.load(f)
+        data = path.read_bytes()
+        digest, payload = data[:64].decode(), data[64:]
+        if hashlib.sha256(payload).hexdigest() != digest:
+            raise ValueError("its checksum does not match (damaged)")
+        blob, in_tree, out_tree = pickle.loads(payload)
         return serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
     except FileNotFoundError:
         return None
@@ -121,12 +133,17 @@ def _store(path: Path, compiled: Any) -> None:
     from jax.experimental import serialize_executable
 
     try:
-        blob = pickle.dumps(serialize_executable.serialize(compiled))
+        payload = pickle.dumps(serialize_executable.serialize(compiled))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                # A sha256 of the program first: a damaged file is never loaded
+                # (a flipped byte could load and crash, or compute wrongly).
+                f.write(hashlib.sha256(payload).hexdigest().encode() + payload)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     except Exception:  # not serialisable, or no room: the run goes on
         return
 

@@ -117,8 +117,14 @@ def compile_run(
     return Programs(lay, init_exe, {}, member, restore, build)
 
 
-@functools.lru_cache(maxsize=4)
 def cached(cfg: Config, num_seeds: int) -> Programs:
+    """:func:`_cached` under the JAX options in force (a process that changes
+    them gets programs compiled under the new ones)."""
+    return _cached(cfg, num_seeds, tuple(sorted(executables.jax_options().items())))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(cfg: Config, num_seeds: int, options: tuple) -> Programs:
     """:func:`compile_run` for a config-built run, kept for the process: running
     or resuming the same run again in one process does not compile again
     (the seeds are an argument: any ``first_seed`` reuses them). Its programs

@@ -113,6 +113,42 @@ def test_a_damaged_file_is_compiled_again_and_replaced(kept):
     assert calls == []  # replaced by a good file
 
 
+def test_one_flipped_byte_is_caught_by_the_checksum(kept):
+    """A byte flipped inside the program (which could load and crash, or
+    compute wrongly) fails its sha256: compiled again and replaced."""
+    calls = []
+    expected = _two_chunks(_build(CFG, calls))
+    for path in kept.glob("*.jaxpg-exe"):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    calls.clear()
+    with pytest.warns(UserWarning, match="checksum does not match"):
+        got = _two_chunks(_build(CFG, calls))
+    assert calls
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_jax_options_in_force_are_in_the_key(kept):
+    """jax_random_seed_offset changes the keys a program draws; the options
+    are read from jax.config.values (most are no attributes of jax.config)."""
+    options = executables.fingerprint()["jax_options"]
+    assert options["jax_disable_most_optimizations"] in ("True", "False")
+    assert options["jax_random_seed_offset"] == "0"
+    calls = []
+    _build(CFG, calls)
+    before = set(kept.glob("*.jaxpg-exe"))
+    jax.config.update("jax_random_seed_offset", 7)
+    try:
+        calls.clear()
+        _build(CFG, calls)
+        assert calls  # not loaded from the files of offset 0
+        assert set(kept.glob("*.jaxpg-exe")) > before
+    finally:
+        jax.config.update("jax_random_seed_offset", 0)
+
+
 def test_off_keeps_nothing_and_user_parts_are_never_kept(tmp_path):
     executables.enable(None)
     calls = []
