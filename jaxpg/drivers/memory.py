@@ -87,6 +87,7 @@ def check_fits(
     per_device: int,
     num_devices: int,
     what: str = "seeds",
+    held: int = 0,
 ) -> None:
     """Refuse a run whose largest compiled program does not fit.
 
@@ -96,6 +97,9 @@ def check_fits(
       per_device: members each device holds (padded).
       num_devices: devices the members are spread over.
       what: the members' name in the message.
+      held: bytes per device already in use by the program's own arguments
+        (a live train state that it is given, and donates): they count as
+        free, as the program's bytes include them.
 
     Raises:
       OutOfMemoryError: with the bytes needed and free, and the largest
@@ -107,6 +111,7 @@ def check_fits(
     if not needs or free is None:
         return
     need, (avail, where, shared) = max(needs), free
+    avail += held
     sharing = jax.local_device_count() if shared else 1
     if need * sharing <= avail:
         return

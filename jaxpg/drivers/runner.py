@@ -447,7 +447,13 @@ def _run(
         if size not in progs.chunks:
             t = time.perf_counter()
             program = programs.chunk(progs, size)
-            memory.check_fits([program], num_seeds, lay.per_device, lay.num_devices)
+            # The live state is in memory already and is the program's own
+            # (donated) argument: it counts once, not twice.
+            held = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+            memory.check_fits(
+                [program], num_seeds, lay.per_device, lay.num_devices,
+                held=held // max(lay.num_devices, 1),
+            )  # fmt: skip
             late_compile[0] += time.perf_counter() - t
         return progs.chunks[size](state)
 

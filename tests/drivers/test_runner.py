@@ -336,3 +336,31 @@ def test_env_params_are_fingerprinted_and_a_resume_with_others_is_refused(tmp_pa
     res = run(cfg, 1, progress=False, checkpoint_dir=out, resume=True, env=env,
               env_params=params.replace())  # fmt: skip
     assert res.updates_done == cfg.num_updates
+
+
+def test_a_chunk_compiled_mid_run_counts_the_live_state_once(monkeypatch):
+    """A timed run compiles a shorter chunk after its probes and checks its
+    memory then: the live train state, already in use, is that program's own
+    donated argument. A device with room for the largest program (plus 1 KiB)
+    finishes; counting the state twice refused it mid-run."""
+    import itertools
+
+    from jaxpg.drivers import memory, runner
+
+    cfg = jaxpg.Config(num_envs=4, rollout_steps=8, total_steps=4 * 8 * 100,
+                       hidden=(64, 64))  # fmt: skip
+    progs = programs.cached(cfg, 2)
+    upfront = [progs.init, programs.chunk(progs, 1), programs.chunk(progs, 5)]
+    limit = max(memory.program_bytes(p) for p in upfront) + 1024
+
+    def live() -> int:
+        return sum(x.nbytes for x in jax.live_arrays())
+
+    monkeypatch.setattr(
+        memory, "available_bytes", lambda d: (limit - live(), "fake", False)
+    )
+    ticks = itertools.count()
+    monkeypatch.setattr(runner, "_clock", lambda: float(next(ticks)))
+    res = run(cfg, 2, chunk_seconds=3.5, progress=False)  # 1 s per probe
+    assert res.updates_done == cfg.num_updates
+    assert 3 in progs.chunks  # the length compiled mid-run, after the probes
