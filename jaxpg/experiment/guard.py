@@ -189,13 +189,18 @@ def prepare_run_dir(
             _check_resumable(out, start_over)
             return True, rundir.read_json(out / rundir.CONFIG).get("chunk_updates")
         if has_run:
-            for name in RUN_ENTRIES:
-                path = out / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
+            _remove(out, RUN_ENTRIES)
     return False, None
+
+
+def _remove(out: Path, names: tuple[str, ...]) -> None:
+    """Delete the entries ``names`` (files or folders) of ``out``."""
+    for name in names:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def restore(
@@ -237,12 +242,7 @@ def restore(
     # checkpoints that did not restore, every metric, and the outputs of the
     # run abandoned, which the new one must not be read as).
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-    for name in _OUTPUTS:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    _remove(out, _OUTPUTS)
     integrity.forget(out, *_OUTPUTS)
     warnings.warn(f"{out}: starting from update 0", stacklevel=stacklevel)
     rundir.drop_metrics_from(out, 0)
