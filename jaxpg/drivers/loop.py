@@ -61,8 +61,10 @@ class Chunk(NamedTuple):
         members (the padding dropped; gathered on every process).
       next_start: the first update not yet dispatched (a boundary).
       seconds: host seconds from the chunk's dispatch, or from the previous
-        chunk's read when that came later, to this read: how long the devices
-        spent on it.
+        chunk's read when that came later, to this read, less the seconds the
+        host spent dispatching the next chunk meanwhile (a compile, when its
+        length is new): how long the devices spent on it. A chunk that ran
+        while the next one compiled can so be measured short, never long.
       cold: the first chunk of this call (it pays one-time costs).
     """
 
@@ -154,9 +156,9 @@ def run_chunks(
         signal, and a stop requested by a hook is not agreed (no collective).
       overlap: dispatch the next chunk before reading the current one's
         metrics (see the module docstring).
-      clock: the clock ``Chunk.seconds`` is measured with, read once after
-        each dispatch and once after each read (default
-        :func:`time.perf_counter`).
+      clock: the clock ``Chunk.seconds`` is measured with, read after each
+        dispatch, before each dispatch ahead of a read, and after each read
+        (default :func:`time.perf_counter`).
     """
     import time
 
@@ -169,6 +171,14 @@ def run_chunks(
         state, metrics = dispatch(state, at)
         return state, (at, metrics, clock())
 
+    def send_ahead(state: Any, at: int) -> tuple[Any, tuple[int, Any, float], float]:
+        """:func:`send` while another chunk runs; also returns the host
+        seconds the dispatch took (a new length compiles there), which are
+        not the running chunk's."""
+        before = clock()
+        state, sent = send(state, at)
+        return state, sent, sent[2] - before
+
     done = start
     try:
         u = start  # updates dispatched so far
@@ -180,13 +190,15 @@ def run_chunks(
         while inflight is not None:
             first, metrics, sent = inflight
             following = None
+            compiling = 0.0  # host seconds of the dispatch ahead
             sync = any(h.sync_at(u) for h in hooks)
             if overlap and u < num_updates and not sync and not check(stopper):
-                state, following = send(state, u)
+                state, following, compiling = send_ahead(state, u)
                 u += length_at(following[0])
             host = read(metrics)
             now = clock()
             took = now - max(sent, ready_at if ready_at is not None else sent)
+            took = max(took - compiling, 0.0)
             ready_at = now
             chunk = Chunk(first, host, u, took, first == start)
             done = first + chunk.size

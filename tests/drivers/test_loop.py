@@ -134,3 +134,32 @@ def test_the_update_bar_counts_updates_and_shows_the_latest_means():
     _run(5, 2, [loop.Progress(bar)], [])
     # 5 updates counted; the postfix is the last chunk's last update (4).
     assert seen == [(5, "last=4.000")]
+
+
+def test_a_chunk_is_timed_without_the_compile_of_the_one_dispatched_behind_it():
+    # A fake clock: a dispatch of a length not seen before compiles for 50 s
+    # on the host, every chunk keeps the devices busy for 2 s, which the
+    # host waits out when it reads the chunk's metrics.
+    now, compiled, seconds = [0.0], set(), []
+    plan = fixed_plan(7, 3)  # chunks of 3, 3, then 1: the 1 compiles anew
+
+    def dispatch(state, at):
+        n = plan.length_at(at)
+        if n not in compiled:
+            compiled.add(n)
+            now[0] += 50.0
+        return state + n, {"update": np.arange(at, at + n)[None]}
+
+    def read(metrics):
+        now[0] += 2.0
+        return metrics
+
+    class Times(loop.Hook):
+        def chunk(self, chunk):
+            seconds.append((chunk.first, chunk.seconds))
+
+    loop.run_chunks(
+        0, 0, 7, plan.length_at, dispatch, read, [Times()], clock=lambda: now[0]
+    )
+    # The chunk at 3 was read after the 1-update chunk compiled: 2 s, not 52.
+    assert seconds == [(0, 2.0), (3, 2.0), (6, 2.0)]
