@@ -6,12 +6,15 @@ budgets substituted by the explicit tables below.
   own temporary working directory; all files in one fresh process, which
   runs while the commands do.
 - Shell commands run one by one in one shared temporary folder, in document
-  order (README first), as ``python -m jaxpg`` with this interpreter
-  (``VAR=value`` prefixes go into their environment). A command identical to
-  one already run is not run again. Commands for several processes
-  (``--coordinator HOST:PORT --num-processes N``) run as N local processes at
-  once. Every process shares one compilation cache, so a repeated program
-  compiles once.
+  order (README first), through ``jaxpg``'s entry point (``main(argv)``, what
+  the ``jaxpg`` script calls) in this process: a fresh interpreter would spend
+  most of a small-budget command importing JAX and the libraries again.
+  Commands with ``VAR=value`` prefixes run as ``python -m jaxpg`` with this
+  interpreter and those variables in their environment, and commands for
+  several processes (``--coordinator HOST:PORT --num-processes N``) as N
+  local processes at once, so a fresh process starting the CLI is run here
+  too. A command identical to one already run is not run again. Every
+  process shares one compilation cache, so a repeated program compiles once.
 - ``make`` targets are not run (``make test`` would recurse): ``make -n``
   must name the command the docs describe.
 - Commands that cannot run here are listed in ``NOT_RUN`` with the reason and
@@ -288,6 +291,24 @@ def _run(args, cwd, env, what: str, timeout=TIMEOUT_S) -> str:
     return out
 
 
+def _run_in_process(argv, cwd, what: str) -> None:
+    """``jaxpg ARGV`` through the command's own entry point in this process
+    (the same ``main`` the ``jaxpg`` script calls), from ``cwd``: a fresh
+    interpreter would spend most of a small-budget command importing JAX
+    and the libraries again."""
+    from cli_capture import run_main
+
+    start, home = time.perf_counter(), os.getcwd()
+    try:
+        os.chdir(cwd)
+        code, out, err = run_main(*argv)
+    finally:
+        os.chdir(home)
+    if code != 0:
+        pytest.fail(f"{what}: exit status {code}\n{(out + err)[-6000:]}")
+    print(f"{time.perf_counter() - start:6.1f} s  {what} (in-process)")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -390,8 +411,10 @@ def test_shell_commands_run(doc, env, workdir, done, python_job):
         what = f"{cmd.where}: `{cmd.text}` (run as: jaxpg {shlex.join(argv)})"
         if "--coordinator" in argv and "--num-processes" in argv:
             _run_processes(argv, extra_env, workdir, env, what)
-        else:
+        elif extra_env:
             _run(["jaxpg", *argv], workdir, {**env, **extra_env}, what)
+        else:
+            _run_in_process(argv, workdir, what)
         done[key] = cmd.where
 
 
