@@ -197,6 +197,8 @@ def _traced_after_each_chunk(**kwargs) -> tuple[np.ndarray, int]:
     # Compiled before tracing starts (tracemalloc slows tracing tenfold); the
     # runs below reuse the process's programs.
     programs.chunk(programs.cached(MEM_CFG, MEM_SEEDS), 1)
+    if kwargs.get("checkpoint_dir"):  # imported untraced too (seconds under it)
+        pytest.importorskip("orbax.checkpoint")
     # What exists now is not scanned by the collections above (they only need
     # the run's own garbage): each takes milliseconds, not 0.2 s.
     gc.collect()
