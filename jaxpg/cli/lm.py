@@ -118,6 +118,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="replace a run already in --out",
     )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="U",
+        default=None,
+        help="also checkpoint every U updates (at the next chunk boundary), so "
+        "that a killed process can resume; always at the end and on "
+        "Ctrl-C/SIGTERM",
+    )
     add_flags(p.add_argument_group("model"), _MODEL_FLAGS)
     add_flags(p.add_argument_group("supervised warm start (the reference)"), _SFT_FLAGS)
     g = p.add_argument_group("RL")
@@ -221,6 +230,8 @@ def build_config(args: argparse.Namespace):
     checks.positive_int("--sft-batch", args.sft_batch)
     checks.learning_rate("--sft-lr", args.sft_lr)
     checks.positive_int("--hack-window", args.hack_window)
+    if args.checkpoint_every is not None:
+        checks.positive_int("--checkpoint-every", args.checkpoint_every)
     model_cfg = TransformerConfig(
         vocab_size=tasks.VOCAB_SIZE,
         width=args.width,
@@ -452,7 +463,7 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
         result = train_seeds(
             task, model_cfg, rl_cfg, ref_params, args.seeds, chunk, options,
             show_compile=not args.no_progress, run_dir=out, resume=resuming,
-            progress=not args.no_progress,
+            progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
             description=program_description(args, model_cfg, rl_cfg, rm_record),
         )  # fmt: skip
     except CheckpointError as e:

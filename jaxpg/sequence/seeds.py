@@ -22,6 +22,7 @@ from jaxpg.drivers import executables, loop, parallel
 from jaxpg.drivers.progress import UpdateBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.experiment import rundir
+from jaxpg.sequence import checks
 from jaxpg.sequence import rl as rlm
 
 __all__ = ["NO_YNN", "SeedsResult", "compiler_options", "seed_layout", "train_seeds"]
@@ -79,6 +80,7 @@ def train_seeds(
     task, model_cfg, rl_cfg, ref_params, num_seeds, chunk, options=None,
     devices=None, on_chunk=None, show_compile=False, run_dir=None, resume=False,
     handle_signals=None, first_seed=0, progress=False, description=None,
+    checkpoint_every=None,
 ) -> SeedsResult:  # fmt: skip
     """Train seeds ``first_seed .. first_seed + num_seeds - 1`` of
     :func:`jaxpg.sequence.make_rl` from the reference ``ref_params``,
@@ -104,7 +106,9 @@ def train_seeds(
       show_compile: print a line with the elapsed time while XLA compiles.
       run_dir: a directory for the run's metrics (streamed per chunk, as
         :mod:`jaxpg.experiment.rundir` writes them) and its checkpoints
-        (``run_dir/checkpoints``: at the end and when a signal stops the run).
+        (``run_dir/checkpoints``: at the end, when a signal stops the run,
+        and every ``checkpoint_every`` updates when given; the newest two are
+        kept).
       resume: continue from the newest valid checkpoint in ``run_dir``; the
         result is bit-identical to the uninterrupted run.
       handle_signals: stop at the next chunk boundary on SIGINT/SIGTERM (and
@@ -112,6 +116,9 @@ def train_seeds(
       first_seed: the first seed's number (a seed alone: ``num_seeds=1``).
       progress: show a bar over updates (reward, accuracy and KL: the
         latest means over seeds); needs tqdm.
+      checkpoint_every: also checkpoint at the first chunk boundary at least
+        this many updates after the previous checkpoint (``None``: only at
+        the end and on a signal); needs ``run_dir``.
       description: JSON-able, what determines ``task``, ``model_cfg`` and
         ``rl_cfg`` (the command line's options): with it the compiled
         programs are kept on disk and a second identical call loads them
@@ -127,6 +134,12 @@ def train_seeds(
     num_updates = rl_cfg.num_updates
     if num_updates % chunk:
         raise ValueError(f"chunk={chunk} must divide num_updates={num_updates}")
+    if checkpoint_every is not None:
+        checks.positive_int("checkpoint_every", checkpoint_every)
+        if run_dir is None:
+            raise ValueError(
+                f"checkpoint_every={checkpoint_every} needs run_dir (where to save)"
+            )
     algo = rlm.make_rl(task, model_cfg, rl_cfg)
 
     lay = seed_layout(num_seeds, devices)
@@ -196,16 +209,18 @@ def train_seeds(
         hooks.append(loop.Callback(lambda c: on_chunk(c.size, c.metrics) and None))
     bar = UpdateBar(progress, num_updates, _POSTFIX, initial=start, desc="RL")
     hooks.append(loop.Progress(bar))
-    saved: list[Any] = []  # the [S] states saved (every process gathers them)
+    saved: list[Any] = []  # the newest [S] state saved (every process gathers it)
 
     def save(done: int, states: Any) -> None:
         real = parallel.real_members(states, lay)
-        saved.append(real)
+        saved[:] = [real]
         checkpoint.save(ckpt_dir, done, real)
         checkpoint.prune(ckpt_dir, 2)
 
     if ckpt_dir is not None:
-        hooks.append(loop.Checkpointer(save, num_updates, start, writer=writer))
+        hooks.append(
+            loop.Checkpointer(save, num_updates, start, checkpoint_every, writer)
+        )
     with Stopper(enabled) as stopper:
         states, done = loop.run_chunks(
             states,

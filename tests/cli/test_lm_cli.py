@@ -317,6 +317,44 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
         assert (a == b).all()
 
 
+def test_checkpoint_every_lets_a_crashed_lm_run_resume_bit_identically(
+    full_run, tmp_path, monkeypatch
+):
+    """``--checkpoint-every 2``: a process that dies in its second chunk
+    (an exception, as a lost device or a killed host would end it) leaves the
+    checkpoint at update 2, and ``--resume`` ends as the uninterrupted run."""
+    full, _ = full_run
+    out = tmp_path / "crashed"
+    real = cli.train_seeds
+
+    def crashing(*args, on_chunk=None, **kwargs):
+        def hook(size, metrics):
+            hook.chunks += 1
+            if hook.chunks == 2:
+                raise RuntimeError("the host went away")
+
+        hook.chunks = 0
+        return real(*args, on_chunk=hook, **kwargs)
+
+    monkeypatch.setattr(cli, "train_seeds", crashing)
+    argv = ["lm", "--task", "sort_proxy", "--out", str(out), *TINY]
+    args = _parse([*argv, "--checkpoint-every", "2"])
+    with _nan_in_seed_1(), pytest.raises(RuntimeError, match="went away"):
+        args.func(args)
+    assert checkpoint.list_steps(out / "checkpoints") == [2]
+    monkeypatch.setattr(cli, "train_seeds", real)
+    resumed = _parse(["lm", "--resume", str(out)])
+    with _nan_in_seed_1(), contextlib.redirect_stdout(io.StringIO()):
+        assert resumed.func(resumed) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    want = json.loads((full / "metrics.json").read_text())
+    for key in ("metrics", "summary", "reference_eval"):
+        assert got[key] == want[key], key
+    assert checkpoint.list_steps(out / "checkpoints") == [2, 4]
+    bad = _parse([*argv, "--overwrite", "--checkpoint-every", "0"])
+    assert bad.func(bad) == 2
+
+
 def test_lm_resume_refuses_a_changed_reference_naming_it(full_run, capsys):
     """The run's reference replaced by another (same model, other
     parameters): ``--resume`` names the folder and both versions and changes
