@@ -37,6 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -216,8 +217,53 @@ def program_description(
     return {"task": task, "model": repr(model_cfg), "rl": repr(rl_cfg), "rm": rm}
 
 
+# The library's names for what the command line calls by its flags: an error
+# raised by a config names the flag the user typed.
+_FLAG_OF = {
+    "num_prompts": "--prompts", "group_size": "--group", "num_updates": "--updates",
+    "num_digits": "--digits", "max_new_tokens": "--max-new-tokens",
+    "kl_placement": "--kl-placement", "kl_estimator": "--kl-estimator",
+    "clip_eps_high": "--clip-eps-high", "clip_eps": "--clip-eps",
+    "dual_clip": "--dual-clip", "importance_ratio": "--importance-ratio",
+    "dynamic_sampling": "--dynamic-sampling", "overlong_buffer": "--overlong-buffer",
+    "overlong_penalty": "--overlong-penalty", "mask_truncated": "--mask-truncated",
+    "num_layers": "--layers", "num_heads": "--heads", "width": "--width",
+    "positions": "--positions", "advantage": "--advantage",
+    "aggregation": "--aggregation", "beta": "--beta", "lr": "--lr",
+    "epochs": "--epochs", "temperature": "--temperature",
+}  # fmt: skip
+
+
+def in_flags(message: str) -> str:
+    """``message`` with the config fields it names (``RLConfig.num_prompts``,
+    ``group_size``, ``lr=``) written as ``jaxpg lm``'s flags (``--prompts``,
+    ``--group``, ``--lr=``). A plain word (``advantage``) is taken for a field
+    only when prefixed by its class or followed by ``=``."""
+
+    names = "|".join(sorted(_FLAG_OF, key=len, reverse=True))
+    message = re.sub(
+        rf"\b(?:RLConfig|TransformerConfig)\.({names})\b",
+        lambda m: _FLAG_OF[m.group(1)],
+        message,
+    )
+
+    def bare(m: re.Match) -> str:
+        name, equals = m.group(1), m.group(2) or ""
+        return _FLAG_OF[name] + equals if equals or "_" in name else m.group(0)
+
+    return re.sub(rf"(?<![\w.-])({names})(?:(=)|\b)", bare, message)
+
+
 def build_config(args: argparse.Namespace):
-    """``(task, model_cfg, rl_cfg)`` from parsed arguments (ValueError if bad)."""
+    """``(task, model_cfg, rl_cfg)`` from parsed arguments (ValueError if bad,
+    naming the flags)."""
+    try:
+        return _build_config(args)
+    except ValueError as e:
+        raise ValueError(in_flags(str(e))) from e
+
+
+def _build_config(args: argparse.Namespace):
     kwargs = {} if args.digits is None else {"num_digits": args.digits}
     if args.task != "sort_proxy":
         kwargs["reward"] = args.reward

@@ -253,6 +253,32 @@ def test_lm_names_options_its_settings_leave_unused():
     assert cli._ignored_options(_parse(["lm", "--beta", "0.1"])) == []
 
 
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--prompts", "0"], "--prompts=0 is invalid"),
+        (["--group", "1"], "needs --group >= 2, got 1"),
+        (["--clip-eps", "0.3", "--clip-eps-high", "0.2"], "--clip-eps-high=0.2"),
+        (["--dynamic-sampling", "1"], "must be >= --prompts=16"),
+        (["--layers", "0"], "--layers=0 is invalid"),
+    ],
+)  # fmt: skip
+def test_lm_errors_name_the_flags_not_the_config_fields(argv, says, tmp_path, capsys):
+    args = _parse(["lm", "--out", str(tmp_path / "run"), *argv])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert says in err, err
+    assert "RLConfig" not in err and "TransformerConfig" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_in_flags_leaves_plain_words_alone():
+    message = "advantage='grpo' needs group_size >= 2: the advantage is 0"
+    assert cli.in_flags(message) == (
+        "--advantage='grpo' needs --group >= 2: the advantage is 0"
+    )
+
+
 def test_lm_refuses_a_folder_that_holds_something_else(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")  # e.g. a jaxpg train run
     args = _parse(["lm", "--out", str(tmp_path), *TINY])
