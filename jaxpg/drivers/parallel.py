@@ -48,6 +48,7 @@ from jaxpg.drivers.hosts import (
     broadcast_object,
     initialize,
 )
+from jaxpg.kernels.keys import data_to_key, key_to_data
 
 __all__ = [
     "JOIN_TIMEOUT_S",
@@ -221,7 +222,7 @@ def _sharded(
         traced["like"] = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), out
         )
-        return jax.tree.map(_key_to_data, out) if raw_keys else out
+        return jax.tree.map(key_to_data, out) if raw_keys else out
 
     if lay.mesh.size == 1:
         # One device: the same program without shard_map, which only adds
@@ -259,7 +260,7 @@ def collect(out: Any, lay: Layout, like: Any = None) -> Any:
         out = _unpad(out, m)
     if like is None:
         return out
-    return jax.tree.map(_data_to_key, like, out)
+    return jax.tree.map(data_to_key, like, out)
 
 
 @partial(jax.jit, static_argnums=1)
@@ -280,7 +281,7 @@ def real_members(tree: Any, lay: Layout) -> Any:
             lambda x: jax.device_put(x, device)[: lay.num_members], tree
         )
     like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), tree)
-    real = collect(jax.tree.map(_key_to_data, tree), lay, like)
+    real = collect(jax.tree.map(key_to_data, tree), lay, like)
     return jax.tree.map(lambda x: jax.device_put(x, device), real)
 
 
@@ -373,18 +374,3 @@ def run_members(
         return train(jax.random.key(seed), hp)
 
     return map_members(member, (s, hparams), devices=devices)
-
-
-def _is_key(x: Any) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _key_to_data(x: Any) -> Any:
-    return jax.random.key_data(x) if _is_key(x) else x
-
-
-def _data_to_key(like: Any, x: Any) -> Any:
-    if not _is_key(like):
-        return x
-    # The key type of an abstract value carries its implementation.
-    return jax.random.wrap_key_data(x, impl=getattr(like.dtype, "_impl", None))

@@ -21,6 +21,7 @@ from jaxpg.drivers import executables, memory, parallel
 from jaxpg.drivers.chunking import ChunkPlan, chunk_plan
 from jaxpg.drivers.progress import compiling
 from jaxpg.drivers.train import make_algorithm
+from jaxpg.kernels.keys import data_to_key
 
 __all__ = ["Programs", "cached", "chunk", "compile_run", "for_run"]
 
@@ -111,7 +112,7 @@ def compile_run(
     )
 
     def restore_one(raw: Any) -> TrainState:
-        return jax.tree.map(parallel._data_to_key, member, raw)
+        return jax.tree.map(data_to_key, member, raw)
 
     restore = parallel.sharded(restore_one, lay, raw_keys=False)
     return Programs(lay, init_exe, {}, member, restore, build)

@@ -24,6 +24,7 @@ from jaxpg.drivers import parallel, programs
 from jaxpg.drivers.chunking import ChunkPlan, default_chunk, fixed_plan, timed_plan
 from jaxpg.drivers.loop import Chunk, Hook
 from jaxpg.experiment import guard, integrity, lock, rundir
+from jaxpg.kernels.keys import key_to_data
 
 __all__ = [
     "PlanHook",
@@ -162,10 +163,10 @@ def resume_state(
         return info["start"], None
     state = restored.get("state")
     if state is None:  # not process 0: receives process 0's arrays
-        spec = jax.eval_shape(lambda t: jax.tree.map(parallel._key_to_data, t), target)
+        spec = jax.eval_shape(lambda t: jax.tree.map(key_to_data, t), target)
         raw = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), spec)
     else:
-        raw = jax.tree.map(lambda x: np.asarray(parallel._key_to_data(x)), state)
+        raw = jax.tree.map(lambda x: np.asarray(key_to_data(x)), state)
     raw = parallel.broadcast_arrays(raw)
     return info["start"], progs.restore(*parallel.place((raw,), lay))
 

@@ -29,11 +29,9 @@ import jax
 import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
+from jaxpg.kernels.keys import is_key
+
 Array = jax.Array
-
-
-def _is_key(x: Any) -> bool:
-    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _where(pred: Array, a: Array, b: Array) -> Array:
@@ -41,7 +39,7 @@ def _where(pred: Array, a: Array, b: Array) -> Array:
     # FlatPack, PacMan): they select like 0-d arrays.
     a, b = jnp.asarray(a), jnp.asarray(b)
     p = pred.reshape(pred.shape + (1,) * (a.ndim - pred.ndim))
-    if _is_key(a):
+    if is_key(a):
         data = jnp.where(p[..., None], jax.random.key_data(a), jax.random.key_data(b))
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
     return jnp.where(p, a, b)

@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from jaxpg.experiment.integrity import digests
+from jaxpg.kernels.keys import data_to_key, is_key
 
 __all__ = [
     "MANIFEST",
@@ -279,13 +280,11 @@ def _savable(tree: Any) -> Any:
     """``tree`` as orbax saves it from this process. With several processes
     orbax refuses arrays one process holds whole, so the writing process
     saves them as NumPy arrays (PRNG keys as their raw key data)."""
-    from jaxpg.drivers.parallel import _is_key
-
     if jax.process_count() == 1:
         return tree
 
     def host(x: Any) -> Any:
-        if _is_key(x):
+        if is_key(x):
             x = jax.random.key_data(x)
         return np.asarray(x) if isinstance(x, jax.Array) else x
 
@@ -295,12 +294,11 @@ def _savable(tree: Any) -> Any:
 def _keys_like(abstract: Any, tree: Any) -> Any:
     """PRNG keys where the target has them (a checkpoint written by a
     multi-process run holds their raw data)."""
-    from jaxpg.drivers.parallel import _data_to_key, _is_key
 
     def wrap(like: Any, x: Any) -> Any:
-        if _is_key(x) or not _is_key(like):
+        if is_key(x) or not is_key(like):
             return x
-        key = _data_to_key(like, x)
+        key = data_to_key(like, x)
         sharding = getattr(like, "sharding", None)
         return key if sharding is None else jax.device_put(key, sharding)
 

@@ -3,5 +3,6 @@
 :mod:`~jaxpg.kernels.returns` (discounted returns, GAE),
 :mod:`~jaxpg.kernels.advantages` (baselines), :mod:`~jaxpg.kernels.losses`,
 :mod:`~jaxpg.kernels.distributions`, :mod:`~jaxpg.kernels.normalise` (running
-statistics) and :mod:`~jaxpg.kernels.batching` (vmap-aware loops).
+statistics), :mod:`~jaxpg.kernels.batching` (vmap-aware loops) and
+:mod:`~jaxpg.kernels.keys` (typed PRNG keys as raw data and back).
 """

@@ -22,6 +22,7 @@ from jaxpg.drivers import executables, loop, parallel
 from jaxpg.drivers.progress import UpdateBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.experiment import rundir
+from jaxpg.kernels.keys import is_key
 from jaxpg.sequence import checks
 from jaxpg.sequence import rl as rlm
 
@@ -245,10 +246,6 @@ def train_seeds(
     )  # fmt: skip
 
 
-def _is_key(x: Any) -> bool:
-    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _real_spec(states: Any, lay: parallel.Layout) -> Any:
     """The abstract ``[S]`` states on this process's first device (what a
     checkpoint holds: the real seeds, whatever the layout)."""
@@ -265,7 +262,7 @@ def _placed(real: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
     """``[S]`` states padded to ``[P]`` (the last seed repeated, as at the
     start) and laid over the devices."""
     raw = jax.tree.map(
-        lambda x: np.asarray(jax.random.key_data(x) if _is_key(x) else x), real
+        lambda x: np.asarray(jax.random.key_data(x) if is_key(x) else x), real
     )
     placed = parallel.place(raw, lay)
     return jax.tree.map(
@@ -273,7 +270,7 @@ def _placed(real: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
             jax.device_put(
                 jax.random.wrap_key_data(x, impl=jax.random.key_impl(like)), members
             )
-            if _is_key(like)
+            if is_key(like)
             else x
         ),
         real,

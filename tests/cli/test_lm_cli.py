@@ -164,18 +164,18 @@ def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys, monkey
     [
         (["--chunk", "3"], "--chunk=3 must be >= 1 and divide --updates=4"),
         (["--seeds", "0"], "--seeds=0 is invalid"),
-        (["--epochs", "2", "--clip-eps", "0"], "epochs=2 reuses samples"),
-        (["--lr", "nan"], "RLConfig.lr=nan is invalid: must be a finite number > 0"),
-        (["--lr", "1e30"], "RLConfig.lr=1e+30 is invalid"),
-        (["--beta", "inf"], "RLConfig.beta=inf is invalid: must be a finite number"),
-        (["--temperature", "inf"], "RLConfig.temperature=inf is invalid"),
-        (["--temperature", "0"], "RLConfig.temperature=0.0 is invalid"),
-        (["--max-new-tokens", "0"], "max_new_tokens=0 is invalid"),
+        (["--epochs", "2", "--clip-eps", "0"], "--epochs=2 reuses samples"),
+        (["--lr", "nan"], "--lr=nan is invalid: must be a finite number > 0"),
+        (["--lr", "1e30"], "--lr=1e+30 is invalid"),
+        (["--beta", "inf"], "--beta=inf is invalid: must be a finite number"),
+        (["--temperature", "inf"], "--temperature=inf is invalid"),
+        (["--temperature", "0"], "--temperature=0.0 is invalid"),
+        (["--max-new-tokens", "0"], "--max-new-tokens=0 is invalid"),
         (["--sft-steps", "0"], "--sft-steps=0 is invalid: must be an int >= 1"),
         (["--sft-lr", "nan"], "--sft-lr=nan is invalid"),
         (["--hack-window", "0"], "--hack-window=0 is invalid"),
-        (["--dual-clip", "0.5"], "RLConfig.dual_clip=0.5 is invalid"),
-        (["--importance-ratio", "sequence"], "needs aggregation='seq_mean'"),
+        (["--dual-clip", "0.5"], "--dual-clip=0.5 is invalid"),
+        (["--importance-ratio", "sequence"], "needs --aggregation='seq_mean'"),
         # Validated although --reference makes SFT options unused.
         (["--reference", "some/ref", "--sft-steps", "0"], "--sft-steps=0 is invalid"),
     ],
@@ -190,7 +190,7 @@ def test_lm_overwrite_with_a_bad_setting_keeps_the_existing_run(tmp_path, capsys
     (tmp_path / cli.RUN_FILE).write_text('{"options": {}}')
     args = _parse(["lm", "--out", str(tmp_path), "--overwrite", *TINY, "--lr", "-1"])
     assert args.func(args) == 2
-    assert "RLConfig.lr=-1.0 is invalid" in capsys.readouterr().err
+    assert "--lr=-1.0 is invalid" in capsys.readouterr().err
     assert (tmp_path / cli.RUN_FILE).read_text() == '{"options": {}}'
 
 
