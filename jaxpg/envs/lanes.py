@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
-from jaxpg.kernels.keys import is_key
+from jaxpg.kernels.keys import data_to_key, is_key, key_to_data
 
 Array = jax.Array
 
@@ -40,8 +40,8 @@ def _where(pred: Array, a: Array, b: Array) -> Array:
     a, b = jnp.asarray(a), jnp.asarray(b)
     p = pred.reshape(pred.shape + (1,) * (a.ndim - pred.ndim))
     if is_key(a):
-        data = jnp.where(p[..., None], jax.random.key_data(a), jax.random.key_data(b))
-        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+        data = jnp.where(p[..., None], key_to_data(a), key_to_data(b))
+        return data_to_key(a, data)
     return jnp.where(p, a, b)
 
 

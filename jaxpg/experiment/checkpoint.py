@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from jaxpg.experiment.integrity import digests
-from jaxpg.kernels.keys import data_to_key, is_key
+from jaxpg.kernels.keys import data_to_key, is_key, key_to_data
 
 __all__ = [
     "MANIFEST",
@@ -284,8 +284,7 @@ def _savable(tree: Any) -> Any:
         return tree
 
     def host(x: Any) -> Any:
-        if is_key(x):
-            x = jax.random.key_data(x)
+        x = key_to_data(x)
         return np.asarray(x) if isinstance(x, jax.Array) else x
 
     return jax.tree.map(host, tree)

@@ -22,7 +22,7 @@ from jaxpg.drivers import executables, loop, parallel
 from jaxpg.drivers.progress import UpdateBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.experiment import rundir
-from jaxpg.kernels.keys import is_key
+from jaxpg.kernels.keys import data_to_key, is_key, key_to_data
 from jaxpg.sequence import checks
 from jaxpg.sequence import rl as rlm
 
@@ -261,17 +261,11 @@ def _real_spec(states: Any, lay: parallel.Layout) -> Any:
 def _placed(real: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
     """``[S]`` states padded to ``[P]`` (the last seed repeated, as at the
     start) and laid over the devices."""
-    raw = jax.tree.map(
-        lambda x: np.asarray(jax.random.key_data(x) if is_key(x) else x), real
-    )
+    raw = jax.tree.map(lambda x: np.asarray(key_to_data(x)), real)
     placed = parallel.place(raw, lay)
     return jax.tree.map(
         lambda like, x: (
-            jax.device_put(
-                jax.random.wrap_key_data(x, impl=jax.random.key_impl(like)), members
-            )
-            if is_key(like)
-            else x
+            jax.device_put(data_to_key(like, x), members) if is_key(like) else x
         ),
         real,
         placed,
