@@ -45,7 +45,10 @@ def run(name: str, argv: list[str], out: Path, cache: list[str]) -> dict:
         cmd.append("--overwrite")
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return {"compile_s": compile_seconds(name, out), "wall_s": time.perf_counter() - t0}
+    row = {"compile_s": compile_seconds(name, out), "wall_s": time.perf_counter() - t0}
+    if name == "train":  # the device the command ran on, as its run recorded it
+        row["device"] = json.loads((out / "versions.json").read_text())["device"]
+    return row
 
 
 def split_child(cache: str) -> None:
@@ -127,6 +130,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, "
         f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "device": rows[0]["first"].get("device"),
         "rows": rows,
         "train programs, trace+lower vs XLA compile": parts,
     }
