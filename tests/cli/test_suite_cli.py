@@ -7,12 +7,11 @@ import contextlib
 import io
 import json
 
-import pytest
+from suite_checks import needs
 
 from jaxpg.cli.main import main
 
-pytest.importorskip("navix")
-pytest.importorskip("matplotlib")
+pytestmark = needs("navix", "matplotlib")
 
 
 def test_train_a_suite_env_by_name(tmp_path):

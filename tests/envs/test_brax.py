@@ -16,65 +16,19 @@ from suite_checks import (
     check_cut_toy,
     check_goal_toy,
     collect,
+    importer,
+    needs,
     train_a_few_ppo_updates,
 )
 
 import jaxpg
 
-brax_base = pytest.importorskip("brax.envs.base")
-
-
-class Toy(brax_base.Env):
-    """Pays 1 per step. ``goal=None``: the observation is constant and nothing
-    ends (only the adapter's episode limit cuts); else it is the step count
-    and ``done`` fires when it reaches ``goal``."""
-
-    def __init__(self, goal: int | None = None, resets: list | None = None):
-        self.goal = goal
-        self.resets = resets  # one entry per env reset actually computed
-
-    def _obs(self, count):
-        if self.goal is None:
-            return jnp.ones((2,), jnp.float32)
-        return jnp.stack([count, 0.5]).astype(jnp.float32)
-
-    def reset(self, rng):
-        if self.resets is not None:
-            jax.debug.callback(self.resets.append, jax.random.key_data(rng))
-        count = jnp.int32(0)
-        return brax_base.State(
-            pipeline_state=None,
-            obs=self._obs(count),
-            reward=jnp.float32(0.0),
-            done=jnp.float32(0.0),
-            info={"count": count},
-        )
-
-    def step(self, state, action):
-        count = state.info["count"] + 1
-        done = jnp.float32(0.0) if self.goal is None else (count >= self.goal)
-        return state.replace(
-            obs=self._obs(count),
-            reward=jnp.float32(1.0),
-            done=jnp.asarray(done, jnp.float32),
-            info={"count": count},
-        )
-
-    @property
-    def observation_size(self):
-        return 2
-
-    @property
-    def action_size(self):
-        return 1
-
-    @property
-    def backend(self):
-        return "toy"
+pytestmark = needs("brax")
+toys = importer("toys_brax")
 
 
 def test_episode_limit_is_a_truncation_bootstrapped_to_the_infinite_value():
-    env, params = jaxpg.envs.from_brax(Toy(), episode_length=LIMIT)
+    env, params = jaxpg.envs.from_brax(toys().Toy(), episode_length=LIMIT)
     assert params.max_steps_in_episode == LIMIT
     check_cut_toy(env, params)
 
@@ -84,7 +38,7 @@ def test_done_is_a_termination_with_the_real_final_observation():
     NUM_ENVS first resets, then one per termination), not for every env on
     every step (NUM_ENVS · (STEPS + 1))."""
     resets = []
-    env, params = jaxpg.envs.from_brax(Toy(goal=GOAL, resets=resets), 1000)
+    env, params = jaxpg.envs.from_brax(toys().Toy(goal=GOAL, resets=resets), 1000)
     batch = check_goal_toy(env, params)
     jax.effects_barrier()
     assert len(resets) == NUM_ENVS + batch["terminated"].sum() < NUM_ENVS * STEPS
@@ -93,12 +47,14 @@ def test_done_is_a_termination_with_the_real_final_observation():
 def test_action_repeat_sums_rewards_and_stops_at_done():
     """episode_length counts env steps (brax's meaning): 20 with repeat 3 is
     ⌈20/3⌉ = 7 agent steps; a done inside the repeats stops them."""
-    env, params = jaxpg.envs.from_brax(Toy(), episode_length=LIMIT, action_repeat=3)
+    env, params = jaxpg.envs.from_brax(
+        toys().Toy(), episode_length=LIMIT, action_repeat=3
+    )
     assert params.max_steps_in_episode == 7
     batch = collect(env, params, jax.random.key(0), steps=14)
     np.testing.assert_array_equal(batch["reward"], 3.0)
     assert batch["truncated"][[6, 13]].all() and batch["truncated"].sum() == 2 * 3
-    env, params = jaxpg.envs.from_brax(Toy(goal=GOAL), action_repeat=2)
+    env, params = jaxpg.envs.from_brax(toys().Toy(goal=GOAL), action_repeat=2)
     batch = collect(env, params, jax.random.key(0), steps=4)
     # count 2 after step 0; step 1 reaches 3 after one env step: reward 1, done
     np.testing.assert_array_equal(batch["reward"][:2], [[2.0] * 3, [1.0] * 3])
@@ -108,7 +64,7 @@ def test_action_repeat_sums_rewards_and_stops_at_done():
 def test_jaxpg_critic_learns_the_infinite_horizon_value_through_make_train():
     """A2C through make_train on the cut toy: V = 1/(1-γ) = 10, where a cut
     taken for a termination would fit ≈ 6."""
-    env, params = jaxpg.envs.from_brax(Toy(), episode_length=LIMIT)
+    env, params = jaxpg.envs.from_brax(toys().Toy(), episode_length=LIMIT)
     cfg = jaxpg.Config(
         env="custom",
         algo="a2c",
@@ -129,14 +85,14 @@ def test_jaxpg_critic_learns_the_infinite_horizon_value_through_make_train():
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="episode_length=0"):
-        jaxpg.envs.from_brax(Toy(), episode_length=0)
+        jaxpg.envs.from_brax(toys().Toy(), episode_length=0)
     with pytest.raises(ValueError, match="action_repeat=True"):
-        jaxpg.envs.from_brax(Toy(), action_repeat=True)
+        jaxpg.envs.from_brax(toys().Toy(), action_repeat=True)
     with pytest.raises(TypeError, match="from_brax takes"):
         jaxpg.envs.from_brax(object())
     wrapped = pytest.importorskip("brax.envs.wrappers.training").AutoResetWrapper
     with pytest.raises(ValueError, match="unwrapped"):
-        jaxpg.envs.from_brax(wrapped(Toy()))
+        jaxpg.envs.from_brax(wrapped(toys().Toy()))
 
 
 @pytest.fixture(scope="module")

@@ -3,94 +3,39 @@ truncates; the observation keeps its structure and its action mask."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from suite_checks import (
     GOAL,
-    LIMIT,
     check_cut_toy,
     check_goal_toy,
     check_lockstep,
+    importer,
+    needs,
     train_a_few_ppo_updates,
 )
 
 import jaxpg
 
-jumanji = pytest.importorskip("jumanji")
-from jumanji import specs  # noqa: E402
-from jumanji.types import restart, termination, transition, truncation  # noqa: E402
-
-MASK = jnp.array([True, False, True, True])
-
-
-class Observation(NamedTuple):
-    observation: jax.Array  # [2] float32: (step count, 0.5)
-    action_mask: jax.Array  # [4] bool
-
-
-class Toy(jumanji.Environment):
-    """Pays 1 per step. ``goal=None``: a constant array observation, a
-    truncation (discount 1) after ``LIMIT`` steps that it does not show. Else
-    an ``Observation`` with the step count and an action mask, terminating
-    (discount 0) at ``goal`` steps."""
-
-    def __init__(self, goal: int | None = None):
-        self.goal = goal
-        super().__init__()
-
-    def _obs(self, count):
-        if self.goal is None:
-            return jnp.ones((2,), jnp.float32)
-        return Observation(jnp.stack([count, 0.5]).astype(jnp.float32), MASK)
-
-    def reset(self, key):
-        count = jnp.int32(0)
-        return {"count": count, "key": key}, restart(self._obs(count))
-
-    def step(self, state, action):
-        count = state["count"] + 1
-        obs, reward = self._obs(count), jnp.float32(1.0)
-        if self.goal is None:
-            ends, last = count >= LIMIT, truncation
-        else:
-            ends, last = count >= self.goal, termination
-        timestep = jax.lax.cond(
-            ends, lambda: last(reward, obs), lambda: transition(reward, obs)
-        )
-        return {"count": count, "key": state["key"]}, timestep
-
-    @property
-    def observation_spec(self):
-        if self.goal is None:
-            return specs.Array((2,), jnp.float32, "observation")
-        return specs.Spec(
-            Observation,
-            "Observation",
-            observation=specs.Array((2,), jnp.float32, "observation"),
-            action_mask=specs.BoundedArray((4,), bool, False, True, "action_mask"),
-        )
-
-    @property
-    def action_spec(self):
-        return specs.DiscreteArray(4, name="action")
+pytestmark = needs("jumanji")
+jumanji = importer("jumanji")
+toys = importer("toys_jumanji")
 
 
 def test_truncation_discount_one_is_bootstrapped_to_the_infinite_value():
-    env, params = jaxpg.envs.from_jumanji(Toy())
+    env, params = jaxpg.envs.from_jumanji(toys().Toy())
     check_cut_toy(env, params)
 
 
 def test_discount_zero_terminates_with_the_real_final_observation_and_mask():
-    env, params = jaxpg.envs.from_jumanji(Toy(goal=GOAL))
+    env, params = jaxpg.envs.from_jumanji(toys().Toy(goal=GOAL))
     assert params.max_steps_in_episode is None  # no time_limit: Config's applies
     batch = check_goal_toy(env, params)
     assert set(batch["obs"]) == {"observation", "action_mask"}
     assert batch["obs"]["action_mask"].dtype == np.bool_
-    np.testing.assert_array_equal(batch["obs"]["action_mask"][0, 0], MASK)
+    np.testing.assert_array_equal(batch["obs"]["action_mask"][0, 0], toys().MASK)
     assert not (batch["action"] == 1).any()  # the masked action is never drawn
     space = env.observation_space(params)
     assert space.spaces["action_mask"].shape == (4,)
@@ -98,10 +43,10 @@ def test_discount_zero_terminates_with_the_real_final_observation_and_mask():
 
 
 def test_unsupported_action_spec_and_wrappers_are_named():
-    class Multi(Toy):
+    class Multi(toys().Toy):
         @property
         def action_spec(self):
-            return specs.MultiDiscreteArray(jnp.array([2, 3]), name="action")
+            return jumanji().specs.MultiDiscreteArray(jnp.array([2, 3]), name="action")
 
     with pytest.raises(TypeError, match=r"mask has shape \(4,\), with Multi"):
         jaxpg.envs.from_jumanji(Multi(goal=GOAL))  # a [4] mask for nvec [2, 3]
@@ -109,7 +54,7 @@ def test_unsupported_action_spec_and_wrappers_are_named():
     assert env.action_space(params).nvec.tolist() == [2, 3]
     wrapper = pytest.importorskip("jumanji.wrappers").AutoResetWrapper
     with pytest.raises(TypeError, match="auto-reset"):
-        jaxpg.envs.from_jumanji(wrapper(Toy()))
+        jaxpg.envs.from_jumanji(wrapper(toys().Toy()))
     with pytest.raises(TypeError, match="not a Jumanji"):
         jaxpg.envs.from_jumanji(object())
 
@@ -118,14 +63,14 @@ def test_multidiscrete_mask_shape_decides_joint_or_per_factor():
     """nvec [2, 3] with a [2, 3] mask: joint by default (Discrete(6), a [6]
     mask); told per factor, MultiDiscrete with the padded rows cut to [5]."""
 
-    class Multi(Toy):
+    class Multi(toys().Toy):
         def _obs(self, count):
             mask = jnp.array([[True, False, False], [True, True, False]])
-            return Observation(jnp.stack([count, 0.5]).astype(jnp.float32), mask)
+            return toys().Observation(jnp.stack([count, 0.5]).astype(jnp.float32), mask)
 
         @property
         def action_spec(self):
-            return specs.MultiDiscreteArray(jnp.array([2, 3]), name="action")
+            return jumanji().specs.MultiDiscreteArray(jnp.array([2, 3]), name="action")
 
     env, params = jaxpg.envs.from_jumanji(Multi(goal=GOAL))
     assert env.action_space(params).n == 6
@@ -143,7 +88,7 @@ def test_snake_steps_as_jumanji_does_and_resets_after_the_end():
     its time limit with discount 0 (the step count is in its observation), so
     that end is a termination, as Jumanji says; after any end the next
     observation is a reset one (step_count 0)."""
-    snake = jumanji.make("Snake-v1", num_rows=4, num_cols=4, time_limit=6)
+    snake = jumanji().make("Snake-v1", num_rows=4, num_cols=4, time_limit=6)
     env, params = jaxpg.envs.from_jumanji(snake, name="jumanji/Snake-v1")
     assert params.max_steps_in_episode == 6
 

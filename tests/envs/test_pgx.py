@@ -4,85 +4,38 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from suite_checks import GOAL, LIMIT, check_cut_toy, check_goal_toy, collect
+from suite_checks import (
+    GOAL,
+    LIMIT,
+    check_cut_toy,
+    check_goal_toy,
+    collect,
+    importer,
+    needs,
+)
 
 import jaxpg
 
-pgx = pytest.importorskip("pgx")
-import pgx.core as core  # noqa: E402
-from pgx._src.struct import dataclass  # noqa: E402
-
-LEGAL = jnp.array([True, False, True])
-
-
-@dataclass
-class ToyState(core.State):
-    current_player: jax.Array = jnp.int32(0)
-    observation: jax.Array = jnp.zeros(2, jnp.float32)
-    rewards: jax.Array = jnp.float32([0.0])
-    terminated: jax.Array = jnp.bool_(False)
-    truncated: jax.Array = jnp.bool_(False)
-    legal_action_mask: jax.Array = LEGAL
-    _step_count: jax.Array = jnp.int32(0)
-
-    @property
-    def env_id(self):
-        return "toy"
-
-
-class Toy(core.Env):
-    """Pays 1 per step through pgx's own ``step``; action 1 is illegal. With
-    ``goal`` the observation is the step count and the game terminates there;
-    else it is constant and, with ``cut``, pgx's ``truncated`` is set at
-    ``LIMIT`` (else nothing ends: the adapter's limit must cut)."""
-
-    def __init__(self, goal=None, cut=False):
-        super().__init__()
-        self.goal, self.cut = goal, cut
-
-    def _init(self, key):
-        return ToyState()
-
-    def _step(self, state, action, key):
-        count = state._step_count
-        done = jnp.asarray(self.goal is not None) & (count >= (self.goal or 0))
-        cut = jnp.asarray(self.cut) & (count >= LIMIT)
-        return state.replace(rewards=jnp.float32([1.0]), terminated=done, truncated=cut)
-
-    def _observe(self, state, player_id):
-        if self.goal is None:
-            return jnp.ones((2,), jnp.float32)
-        return jnp.stack([state._step_count, 0.5]).astype(jnp.float32)
-
-    @property
-    def id(self):
-        return "toy"
-
-    @property
-    def version(self):
-        return "v0"
-
-    @property
-    def num_players(self):
-        return 1
+pytestmark = needs("pgx")
+pgx = importer("pgx")
+toys = importer("toys_pgx")
 
 
 @pytest.mark.parametrize("own_cut", [True, False], ids=["pgx_truncated", "adapter"])
 def test_truncation_is_bootstrapped_to_the_infinite_value(own_cut):
     """pgx's ``truncated`` flag, or the adapter's ``max_episode_steps``."""
     limit = None if own_cut else LIMIT
-    env, params = jaxpg.envs.from_pgx(Toy(cut=own_cut), max_episode_steps=limit)
+    env, params = jaxpg.envs.from_pgx(toys().Toy(cut=own_cut), max_episode_steps=limit)
     assert params.max_steps_in_episode == limit
     check_cut_toy(env, params)
 
 
 def test_termination_keeps_the_real_final_observation_and_the_mask():
-    env, params = jaxpg.envs.from_pgx(Toy(goal=GOAL))
+    env, params = jaxpg.envs.from_pgx(toys().Toy(goal=GOAL))
     batch = check_goal_toy(env, params)
-    np.testing.assert_array_equal(batch["obs"]["action_mask"][0, 0], LEGAL)
+    np.testing.assert_array_equal(batch["obs"]["action_mask"][0, 0], toys().LEGAL)
     assert not (batch["action"] == 1).any()  # the illegal action is never drawn
     space = env.observation_space(params)
     assert set(space.spaces) == {"observation", "action_mask"}
@@ -107,7 +60,7 @@ def test_2048_plays_legal_moves_and_restarts_from_a_fresh_board():
 def test_no_limit_is_an_error_naming_what_to_set():
     """pgx's own games have no time limit: from_pgx without one cannot train
     until the config or the adapter gives one."""
-    env, params = jaxpg.envs.from_pgx(Toy())
+    env, params = jaxpg.envs.from_pgx(toys().Toy())
     cfg = jaxpg.Config(env="custom", num_envs=2, rollout_steps=4, total_steps=8)
     with pytest.raises(
         ValueError,
@@ -125,8 +78,8 @@ def test_minatar_comes_with_pgx_by_name():
 
 def test_multi_player_games_and_bad_limits_are_named():
     with pytest.raises(ValueError, match="2 players"):
-        jaxpg.envs.from_pgx(pgx.make("tic_tac_toe"))
+        jaxpg.envs.from_pgx(pgx().make("tic_tac_toe"))
     with pytest.raises(ValueError, match="max_episode_steps=0"):
-        jaxpg.envs.from_pgx(Toy(), max_episode_steps=0)
+        jaxpg.envs.from_pgx(toys().Toy(), max_episode_steps=0)
     with pytest.raises(ValueError, match="pgx/2048"):
         jaxpg.envs.make_env("pgx/chess")

@@ -7,10 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from suite_checks import importer, needs
 
 import jaxpg
 
-registry = pytest.importorskip("mujoco_playground").registry
+pytestmark = needs("mujoco_playground")
+mujoco_playground = importer("mujoco_playground")
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,7 @@ def cartpole():
 
 def test_built_by_name_with_its_config(cartpole):
     env, params = cartpole
-    config = registry.get_default_config("CartpoleBalance")
+    config = mujoco_playground().registry.get_default_config("CartpoleBalance")
     assert params.episode_length == config.episode_length
     assert params.action_repeat == config.action_repeat
     assert env.action_space(params).shape == (env.unwrapped.action_size,)

@@ -5,12 +5,42 @@ does not show (``LIMIT``), and a counter that terminates after ``GOAL`` steps.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
+import types
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxpg
 from jaxpg.kernels.returns import generalized_advantage_estimation
+
+
+def installed(name: str) -> bool:
+    """Whether the top-level package ``name`` can be imported (not importing it)."""
+    return importlib.util.find_spec(name.split(".")[0]) is not None
+
+
+def needs(*names: str) -> pytest.MarkDecorator:
+    """A module's ``pytestmark``: skip its tests unless every package is
+    installed. Unlike a module-level ``pytest.importorskip``, nothing is
+    imported when pytest collects the module, so each xdist worker does not
+    import every suite (navix, brax, MJX: seconds each)."""
+    missing = [name for name in names if not installed(name)]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
+
+
+def importer(name: str) -> Callable[[], types.ModuleType]:
+    """A function that imports the module ``name`` when called. Test modules
+    keep this at module level rather than the module itself, so that pytest's
+    collection (which reads attributes of every module-level object) imports
+    nothing heavy: each xdist worker collects every test module."""
+    return functools.partial(importlib.import_module, name)
+
 
 GAMMA = 0.9
 LIMIT = 20  # the cut toy's time limit
