@@ -202,6 +202,9 @@ def test_a_program_jax_loaded_from_its_own_cache_is_not_kept(tmp_path):
         pytest.skip("JAX's persistent compilation cache is off (JAXPG_TEST_CACHE=0)")
     cfg = CFG.replace(lr=3e-2)  # a program no other test compiles
     first, second = tmp_path / "first", tmp_path / "second"
+    # Every program written to JAX's cache, as ``jaxpg`` sets it (the suite
+    # skips quick ones; conftest.py restores its threshold after the test).
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     try:
         executables.enable(first)
         want = _two_chunks(_build(cfg, []))
