@@ -24,7 +24,7 @@ train: $(STAMP)
 	$(PY_ENV) $(BIN)/jaxpg train --env CartPole-v1 --algo reinforce --seeds 16 --out $(RUN) --overwrite
 
 test: $(STAMP)
-	$(PY_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(PY_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check jaxpg tests benchmarks

@@ -137,3 +137,18 @@ def test_test_modules_have_unique_names():
     tests = Path(__file__).resolve().parent
     names = [p.name for p in tests.rglob("test_*.py")]
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
+
+
+def test_the_costliest_first_list_names_existing_test_files():
+    """conftest.py's scheduling order: a renamed or deleted file would drop
+    out of it silently."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "tests" / "conftest.py").read_text()
+    block = text[text.index("COSTLIEST_FIRST = [") :]
+    block = block[: block.index("]")]
+    names = re.findall(r'"(tests/[^"]+\.py)"', block)
+    assert len(names) >= 10
+    assert [n for n in names if not (root / n).is_file()] == []
+    assert len(set(names)) == len(names)
