@@ -444,6 +444,20 @@ def test_lm_refuses_a_missing_reference_or_a_file_as_out_in_one_sentence(
     assert not (tmp_path / "a").exists()  # nothing was created
 
 
+# Runs ``jaxpg.cli.main.main`` on each argv of a JSON list; prints the codes.
+_MAIN_EACH = """\
+import json, sys
+from jaxpg.cli.main import main
+codes = []
+for argv in json.loads(sys.argv[1]):
+    try:
+        codes.append(main(argv))
+    except SystemExit as stop:
+        codes.append(stop.code)
+print(json.dumps(codes))
+"""
+
+
 def test_lm_on_a_locked_run_directory_is_refused_and_deletes_nothing(tmp_path):
     """Another process holds the run directory (a live ``jaxpg lm``): a resume
     and an overwrite of it are refused naming the holder, nothing deleted.
@@ -454,19 +468,21 @@ def test_lm_on_a_locked_run_directory_is_refused_and_deletes_nothing(tmp_path):
     (out / cli.RUN_FILE).write_text(json.dumps(record))
     (out / "checkpoints").mkdir()
     env = {**os.environ, "JAXPG_CACHE_DIR": ""}
-    commands = (
-        ["--resume", str(out)],
-        ["--out", str(out), "--overwrite", *TINY],
-    )
+    commands = [
+        ["lm", "--resume", str(out)],
+        ["lm", "--out", str(out), "--overwrite", *TINY],
+    ]
     with lock.hold(out):
-        for argv in commands:
-            done = subprocess.run(
-                [sys.executable, "-m", "jaxpg.cli", "lm", *argv],
-                capture_output=True, text=True, env=env, timeout=120,
-            )  # fmt: skip
-            assert done.returncode == 2, done.stderr
-            assert f"in use by process {os.getpid()}" in done.stderr, done.stderr
-            assert "Traceback" not in done.stderr
+        # Both commands in one other process (one interpreter start), each
+        # through the entry point the ``jaxpg`` script calls.
+        done = subprocess.run(
+            [sys.executable, "-c", _MAIN_EACH, json.dumps(commands)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [2, 2], done.stderr
+    assert done.stderr.count(f"in use by process {os.getpid()}") == 2, done.stderr
+    assert "Traceback" not in done.stderr
     assert json.loads((out / cli.RUN_FILE).read_text()) == record
     assert (out / "checkpoints").is_dir()
 
