@@ -55,8 +55,12 @@ def test_cnn_policy_learns_breakout_minatar():
 @pytest.mark.slow
 def test_adamw_cosine_schedule_solves_cartpole_quickly():
     """The CartPole PPO preset with AdamW and a cosine-decayed learning rate in
-    place of the default Adam: after 60k steps both seeds evaluate above 300
-    (random: about 22; measured 457 and 451 here)."""
+    place of the default Adam, after 60k steps, evaluated on 32 episodes per
+    seed (random: about 22). Over 16 seeds the evaluation means were 412 on
+    average with a standard deviation of 79 (lowest 248; three below 310), so
+    a single seed's score is not a check: the mean of the two seeds (standard
+    deviation about 56) must be above 200, 3.8 of those below the average,
+    and each seed above 100 (4 standard deviations of one seed below)."""
     cfg = jaxpg.presets.get("CartPole-v1", "ppo").replace(total_steps=60_000)
     num_steps = cfg.num_updates * cfg.num_epochs * cfg.num_minibatches
     tx = optax.chain(
@@ -69,4 +73,5 @@ def test_adamw_cosine_schedule_solves_cartpole_quickly():
     rets = jax.jit(jax.vmap(lambda p, k: jaxpg.evaluate(cfg, p, k, 32)))(
         outs.params, jaxpg.drivers.train.seed_keys(2, 100)
     )
-    assert np.all(np.asarray(rets).mean(axis=1) > 300), np.asarray(rets).mean(1)
+    means = np.asarray(rets).mean(axis=1)
+    assert means.mean() > 200 and np.all(means > 100), means

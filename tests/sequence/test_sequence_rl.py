@@ -13,9 +13,9 @@ from jaxpg.sequence import model, rl
 K = 3
 
 
-def _small_rl():
-    """``(rl_cfg, algo, reference params)`` of :func:`_task_and_model`."""
-    task, cfg = task_and_model()
+def _small_rl(reward: str = "exact"):
+    """``(rl_cfg, algo, reference params)`` of :func:`task_and_model`."""
+    task, cfg = task_and_model(reward)
     rl_cfg = rl.RLConfig(num_prompts=2, group_size=3, lr=1e-2, beta=0.1)
     ref = jax.jit(model.init, static_argnums=1)(jax.random.key(0), cfg)
     return rl_cfg, rl.make_rl(task, cfg, rl_cfg), ref
@@ -60,34 +60,44 @@ def test_run_updates_equals_single_updates_in_a_loop():
 def test_a_diverging_seed_is_rejected_by_the_guard_and_the_others_unaffected():
     """Two seeds in one vmapped program, the second with a NaN learning rate:
     its every step is rejected (``nonfinite`` = 1, parameters and optimizer
-    state kept bit for bit), and the first seed's run is that of its own
-    unbatched program (same draws; parameters up to float rounding)."""
+    state kept bit for bit), and the first seed ends bit for bit as in the same
+    program with a finite second learning rate: nothing of the diverging seed
+    reaches it.
+
+    (Not compared with the seed's own unbatched program: where the true
+    gradient is zero, as on a batch whose groups all score alike, Adam turns
+    the rounding noise of either program into a full step of size ``lr``, so
+    the two runs part by ``lr`` without anything being wrong.)"""
     rl_cfg, algo, ref = _small_rl()
     keys = jax.random.split(jax.random.key(1), 2)
     states = jax.vmap(algo.init, in_axes=(0, None))(keys, ref)
     good = rl_cfg.hyperparams()
     hyper = jax.tree.map(lambda x: np.stack([x, x]), good)
-    hyper = hyper._replace(lr=np.array([rl_cfg.lr, np.nan], np.float32))
 
     def two(state, hp):
         for _ in range(2):
             state, m = algo.update(state, ref, hp)
         return state, m
 
-    out, metrics = jax.jit(jax.vmap(two))(states, hyper)
+    program = jax.jit(jax.vmap(two))
+    lrs = {"nan": [rl_cfg.lr, np.nan], "finite": [rl_cfg.lr, 2 * rl_cfg.lr]}
+    runs = {
+        name: program(states, hyper._replace(lr=np.array(lr, np.float32)))
+        for name, lr in lrs.items()
+    }
+    out, metrics = runs["nan"]
     assert metrics["nonfinite"].tolist() == [0.0, 1.0]
+    assert runs["finite"][1]["nonfinite"].tolist() == [0.0, 0.0]
     diverged = jax.tree.map(lambda x: x[1], (out.params, out.opt_state))
     initial = jax.tree.map(lambda x: x[1], (states.params, states.opt_state))
     for a, b in zip(jax.tree.leaves(diverged), jax.tree.leaves(initial), strict=True):
         np.testing.assert_array_equal(a, b)
-    solo, solo_metrics = jax.jit(two)(jax.tree.map(lambda x: x[0], states), good)
-    assert float(solo_metrics["reward"]) == float(metrics["reward"][0])
-    for a, b in zip(
-        jax.tree.leaves(solo.params),
-        jax.tree.leaves(jax.tree.map(lambda x: x[0], out.params)),
-        strict=True,
-    ):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    first = [jax.tree.map(lambda x: x[0], run) for run in runs.values()]
+    first = [jax.tree.leaves(run) for run in first]
+    for a, b in zip(*first, strict=True):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(a, b)
 
 
 def test_injected_learning_rate_update_equals_the_former_manual_scaling():
