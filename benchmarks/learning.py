@@ -333,6 +333,17 @@ def throughput(cfg: Config, num_seeds: int, steps: int) -> dict[str, Any]:
     }
 
 
+def _can_plot() -> bool:
+    """Whether matplotlib is installed (a machine without it keeps the
+    records and skips the figures)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("matplotlib is not installed: no figures", flush=True)
+        return False
+    return True
+
+
 def plot_env(env: str, runs: list[dict[str, Any]], path: str) -> None:
     """Mean evaluated return over seeds with a 95% bootstrap band, per run."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -538,7 +549,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"vs {t['rejax']['compile_s']:.1f}s",
                     flush=True,
                 )
-        if runs:
+        if runs and _can_plot():
             plot_env(env, runs, os.path.join(args.out, f"learning_{env}.png"))
         _save(result, json_path, args.out, tag)
     print(markdown(result))
