@@ -10,10 +10,12 @@ budgets substituted by the explicit tables below.
   the ``jaxpg`` script calls) in this process: a fresh interpreter would spend
   most of a small-budget command importing JAX and the libraries again.
   Commands with ``VAR=value`` prefixes run as ``python -m jaxpg`` with this
-  interpreter and those variables in their environment, and commands for
-  several processes (``--coordinator HOST:PORT --num-processes N``) as N
-  local processes at once, so a fresh process starting the CLI is run here
-  too. A command identical to one already run is not run again. Every
+  interpreter and those variables in their environment, so a fresh process
+  starting the CLI is run here too. The two-process ``jaxpg train`` command
+  runs in tests/drivers/test_parallel.py, which compares it with the
+  one-process run (``NOT_RUN``); any other command for several processes
+  (``--coordinator HOST:PORT --num-processes N``) runs as N local processes
+  at once. A command identical to one already run is not run again. Every
   process shares one compilation cache, so a repeated program compiles once.
 - ``make`` targets are not run (``make test`` would recurse): ``make -n``
   must name the command the docs describe.
@@ -82,6 +84,7 @@ SLURM = r"\b(srun|scontrol)\b|\$SLURM_"
 BENCH_EXTRA = r"^python benchmarks/(lm_trl|lm_tunix|learning|torch_reinforce)\.py\b"
 BENCHMARK = r"^python benchmarks/\w+\.py\b"
 PIP = r"^pip install\b"
+TWO_PROCESSES = r"^jaxpg train\b.*--coordinator \S+ --num-processes"
 MAKE = r"^make\b"
 NOT_RUN: list[tuple[str, str, str]] = [
     (MAKE, "make would install and recurse into the suite", "make -n"),
@@ -89,6 +92,12 @@ NOT_RUN: list[tuple[str, str, str]] = [
         SLURM,
         "needs a SLURM allocation; the same jaxpg options run here as local processes",
         "none",
+    ),
+    (
+        TWO_PROCESSES,
+        "run by tests/drivers/test_parallel.py as two local processes with the "
+        "suite's small options, and compared there with the one-process run",
+        "two processes",
     ),
     (
         BENCH_EXTRA,
@@ -371,6 +380,16 @@ def _check_not_run(cmd: Command, check: str, env) -> None:
                 source += (script.parent / f"{name}.py").read_text()
         for opt in (t.split("=")[0] for t in tokens[2:] if t.startswith("--")):
             assert f'"{opt}"' in source, f"{cmd.where}: {tokens[1]} has no {opt}"
+    elif check == "two processes":
+        # The worker's command has every option the documented one gives.
+        from parallel_worker import train_argv
+
+        argv = train_argv(0, 0)
+        given = [t for t in tokens[1:] if t.startswith("--")]
+        assert tokens[1] == argv[0] and set(given) <= set(argv), (
+            f"{cmd.where}: tests/helpers/parallel_worker.py runs "
+            f"`jaxpg {shlex.join(argv)}`, without {sorted(set(given) - set(argv))}"
+        )
     elif check == "extras":
         pyproject = (ROOT / "pyproject.toml").read_text()
         section = pyproject.split("[project.optional-dependencies]", 1)[1]

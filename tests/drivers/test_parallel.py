@@ -2,9 +2,11 @@
 the chunked runner and ``jaxpg train``).
 
 A JAX process's device count is fixed when its backend starts, so the
-multi-device checks run ``tests/parallel_worker.py`` in subprocesses (4 forced
-CPU devices; 2 processes of 2 CPU devices joined by ``jax.distributed``) and
-compare what they write. Subprocesses are bounded by timeouts.
+multi-device checks run ``tests/helpers/parallel_worker.py`` in subprocesses:
+one with 4 forced CPU devices, and one job of 2 processes of 2 CPU devices
+joined by ``jax.distributed`` (which also runs the README's two-process ``jaxpg
+train`` command); the tests compare what they write. Subprocesses are bounded
+by timeouts.
 
 Tolerances: the sharded and the one-device program run the same per-member
 arithmetic, but a device vmaps 2 members in one and 6 in the other, so XLA may
@@ -154,19 +156,31 @@ def _run_two_processes(mode: str, tmp_path) -> None:
         assert p.returncode == 0, log[-3000:]
 
 
-def test_two_processes_gather_the_single_process_result(four_devices, tmp_path):
-    out, _ = four_devices
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """The worker's ``train`` mode as processes 0 and 1 of one job (both
+    two-process checks read it: one start of the job, one import each)."""
+    pytest.importorskip("orbax.checkpoint")
+    pytest.importorskip("matplotlib")
     if not hasattr(jax.config, "jax_cpu_collectives_implementation"):
         pytest.skip("this jaxlib has no CPU collectives (gloo) for two processes")
-    _run_two_processes("process", tmp_path)
-    infos = [json.loads((tmp_path / f"process_{i}.json").read_text()) for i in range(2)]
+    out = tmp_path_factory.mktemp("two_processes")
+    _run_two_processes("train", out)
+    return out
+
+
+def test_two_processes_gather_the_single_process_result(four_devices, two_processes):
+    out, _ = four_devices
+    infos = [
+        json.loads((two_processes / f"process_{i}.json").read_text()) for i in range(2)
+    ]
     assert [i["process_index"] for i in infos] == [0, 1]
     assert all(i["process_count"] == 2 and i["global_devices"] == 4 for i in infos)
     # Each process trains its own contiguous block: members 0-3 on process 0,
     # members 4-5 (+ padding, a copy of member 5) on process 1.
     assert infos[0]["first_member_of_local_shards"] == [0, 2]
     assert infos[1]["first_member_of_local_shards"] == [4, 5]
-    gathered = dict(np.load(tmp_path / "process_gathered.npz"))
+    gathered = dict(np.load(two_processes / "process_gathered.npz"))
     _assert_same(gathered, dict(np.load(out / "single.npz")))
 
 
@@ -179,10 +193,10 @@ def test_two_processes_gather_the_single_process_result(four_devices, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def runner_four_devices(tmp_path_factory):
+def runner_four_devices(four_devices):
+    """The runner's part of the worker's ``devices`` process."""
     pytest.importorskip("orbax.checkpoint")
-    out = tmp_path_factory.mktemp("runner")
-    _run(["runner", str(out)], out)
+    out, _ = four_devices
     return out, json.loads((out / "runner.json").read_text())
 
 
@@ -234,25 +248,23 @@ def _flat_metrics(directory: Path) -> dict:
     return parallel_worker.flat({"metrics": rundir.read_metrics(directory)})
 
 
-def test_two_process_train_writes_the_single_process_run(tmp_path):
-    pytest.importorskip("orbax.checkpoint")
-    pytest.importorskip("matplotlib")
-    if not hasattr(jax.config, "jax_cpu_collectives_implementation"):
-        pytest.skip("this jaxlib has no CPU collectives (gloo) for two processes")
+def test_two_process_train_writes_the_single_process_run(two_processes, tmp_path):
+    """The README's two-process ``jaxpg train`` command (the worker's
+    :func:`parallel_worker.train_argv`), against the same seeds in one process."""
     from jaxpg.cli.main import main
     from jaxpg.experiment import checkpoint, rundir
 
-    _run_two_processes("train", tmp_path)
-    infos = [json.loads((tmp_path / f"train_{i}.json").read_text()) for i in range(2)]
+    run_dir = two_processes
+    infos = [json.loads((run_dir / f"train_{i}.json").read_text()) for i in range(2)]
     assert [i["code"] for i in infos] == [0, 0]
     assert all(i["process_count"] == 2 and i["global_devices"] == 4 for i in infos)
     # Process 1 ran the same command in its own folder and wrote nothing.
-    assert list((tmp_path / "cwd_1").iterdir()) == []
+    assert list((run_dir / "cwd_1").iterdir()) == []
     # The same seeds in one process on one device.
     single = tmp_path / "single"
     code = main(["train", *parallel_worker.TRAIN_ARGS, "--out", str(single)])
     assert code == 0
-    multi = tmp_path / "cwd_0" / "run"
+    multi = run_dir / "cwd_0" / "run"
     assert sorted(p.name for p in multi.iterdir()) == sorted(
         p.name for p in single.iterdir()
     )
@@ -271,7 +283,7 @@ def test_two_process_train_writes_the_single_process_run(tmp_path):
     params = [load_policy(d)[2] for d in (multi, single)]
     _assert_same(*(parallel_worker.flat(p) for p in params))
     # Every process returns the whole gathered state, that of the CLI's run.
-    full = [dict(np.load(tmp_path / f"train_{i}_full.npz")) for i in range(2)]
+    full = [dict(np.load(run_dir / f"train_{i}_full.npz")) for i in range(2)]
     assert full[0] and sorted(full[0]) == sorted(full[1])
     for name, value in full[0].items():
         assert value.shape[0] == 6, name
@@ -286,8 +298,8 @@ def test_two_process_train_writes_the_single_process_run(tmp_path):
     # Resumed with `jaxpg train --resume` across both: bit-identical to the
     # uninterrupted run, and process 1 still wrote nothing.
     assert [(i["cut_at"], i["resume_code"]) for i in infos] == [(2, 0)] * 2
-    cut = tmp_path / "cwd_0" / "cut"
-    assert list((tmp_path / "cwd_1").iterdir()) == []
+    cut = run_dir / "cwd_0" / "cut"
+    assert list((run_dir / "cwd_1").iterdir()) == []
     got, want = _flat_metrics(cut), _flat_metrics(multi)
     assert sorted(got) == sorted(want)
     for name in want:

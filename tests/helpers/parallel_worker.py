@@ -4,26 +4,24 @@ The device count of a JAX process is fixed when its backend starts, so the
 multi-device and multi-process checks run here, in fresh interpreters:
 
     python tests/helpers/parallel_worker.py devices OUT_DIR
-        4 CPU devices: the sharded program of each algorithm in ALGOS (and
-        of CHUNKED) is compiled and searched for collectives inside loops; 6 members of
-        ALGOS[0] run sharded over 4 devices and on 1 device: writes
-        OUT_DIR/sharded.npz, single.npz and report.json.
-    python tests/helpers/parallel_worker.py process OUT_DIR PORT PROCESS_ID
-        one of 2 processes with 2 CPU devices each (jax.distributed on
-        localhost, gloo): the same members of ALGOS[0]; process 0 writes
-        OUT_DIR/process_gathered.npz; every process writes process_<id>.json.
-    python tests/helpers/parallel_worker.py runner OUT_DIR
-        4 CPU devices: jaxpg.drivers.runner.run of RUNNER_SEEDS seeds (a run
-        directory, remainder chunk, checkpoints), an interrupted and resumed
-        run, and the one-device program of the same seeds: writes
-        OUT_DIR/runner_*.npz and runner.json.
+        4 CPU devices (one process for both checks):
+        - the sharded program of each algorithm in ALGOS (and of CHUNKED) is
+          compiled and searched for collectives inside loops; 6 members of
+          ALGOS[0] run sharded over 4 devices and on 1 device: writes
+          OUT_DIR/sharded.npz, single.npz and report.json;
+        - jaxpg.drivers.runner.run of RUNNER_SEEDS seeds (a run directory,
+          remainder chunk, checkpoints), an interrupted and resumed run, and
+          the one-device program of the same seeds: writes
+          OUT_DIR/runner_*.npz and runner.json (skipped without orbax).
     python tests/helpers/parallel_worker.py train OUT_DIR PORT PROCESS_ID
-        one of 2 processes with 2 CPU devices each: ``jaxpg train TRAIN_ARGS
-        --out run`` run in OUT_DIR/cwd_<id> (the same command on both), then
-        jaxpg.drivers.runner.run, and a run stopped by a SIGTERM to process 1 and
-        resumed with
-        ``jaxpg train --resume cut``; writes OUT_DIR/train_<id>.json and
-        train_<id>_full.npz.
+        one of 2 processes with 2 CPU devices each (jax.distributed on
+        localhost, gloo): ``jaxpg train TRAIN_ARGS --out run`` (the command of
+        :func:`train_argv`) run in OUT_DIR/cwd_<id> (the same command on both);
+        the members of ALGOS[0] over the 4 devices of both processes (process
+        0 writes OUT_DIR/process_gathered.npz, every process
+        process_<id>.json); jaxpg.drivers.runner.run; and a run stopped by a
+        SIGTERM to process 1 and resumed with ``jaxpg train --resume cut``;
+        writes OUT_DIR/train_<id>.json and train_<id>_full.npz.
 
 Also importable for :func:`loop_collectives` (HLO text parsing).
 """
@@ -149,8 +147,6 @@ def flat(tree) -> dict:
 
 def devices(out_dir: Path) -> None:
     import jax
-
-    jax.config.update("jax_num_cpu_devices", 4)
     import numpy as np
 
     import jaxpg
@@ -205,16 +201,15 @@ def devices(out_dir: Path) -> None:
     (out_dir / "report.json").write_text(json.dumps(report))
 
 
-def process(out_dir: Path, port: int, process_id: int) -> None:
+def process(out_dir: Path, process_id: int) -> None:
+    """The members of ALGOS[0] over the devices of both processes (the job is
+    already joined)."""
     import jax
-
-    jax.config.update("jax_num_cpu_devices", 2)
     import numpy as np
 
     import jaxpg
     from jaxpg.drivers import parallel
 
-    parallel.initialize(f"localhost:{port}", 2, process_id)
     train = jaxpg.make_train(config(ALGOS[0]))
     seeds = np.arange(NUM_MEMBERS, dtype=np.int32)
     lay = parallel.layout(NUM_MEMBERS)
@@ -233,7 +228,6 @@ def process(out_dir: Path, port: int, process_id: int) -> None:
     (out_dir / f"process_{process_id}.json").write_text(json.dumps(info))
     if jax.process_index() == 0:
         np.savez(out_dir / "process_gathered.npz", **flat(out))
-    jax.distributed.shutdown()
 
 
 def runner_config():
@@ -255,8 +249,6 @@ def _result(res) -> dict:
 
 def runner(out_dir: Path) -> None:
     import jax
-
-    jax.config.update("jax_num_cpu_devices", 4)
     import numpy as np
 
     import jaxpg
@@ -318,12 +310,19 @@ def runner(out_dir: Path) -> None:
     (out_dir / "runner.json").write_text(json.dumps(report))
 
 
+def train_argv(port: int, process_id: int) -> list[str]:
+    """The two-process ``jaxpg train`` command each process runs (the
+    README's, with the suite's small options)."""
+    return [
+        "train", *TRAIN_ARGS, "--out", "run", "--coordinator", f"localhost:{port}",
+        "--num-processes", "2", "--process-id", str(process_id),
+    ]  # fmt: skip
+
+
 def train(out_dir: Path, port: int, process_id: int) -> None:
     import os
 
     import jax
-
-    jax.config.update("jax_num_cpu_devices", 2)
     import numpy as np
 
     from jaxpg.cli.main import build_parser, config_from_args, main
@@ -333,13 +332,8 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
     cwd = out_dir / f"cwd_{process_id}"
     cwd.mkdir()
     os.chdir(cwd)
-    code = main(
-        [
-            "train", *TRAIN_ARGS, "--out", "run", "--coordinator",
-            f"localhost:{port}", "--num-processes", "2", "--process-id",
-            str(process_id),
-        ]
-    )  # fmt: skip
+    code = main(train_argv(port, process_id))  # joins the job
+    process(out_dir, process_id)
     # Every process returns the whole gathered result.
     cfg, _ = config_from_args(build_parser().parse_args(["train", *TRAIN_ARGS]))
     full = run(cfg, 6, chunk_updates=1, progress=False)
@@ -387,12 +381,18 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
 if __name__ == "__main__":
     mode, out = sys.argv[1], Path(sys.argv[2])
     if mode == "devices":
+        import importlib.util
+
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", 4)
         devices(out)
-    elif mode == "process":
-        process(out, int(sys.argv[3]), int(sys.argv[4]))
-    elif mode == "runner":
-        runner(out)
+        if importlib.util.find_spec("orbax") is not None:
+            runner(out)
     elif mode == "train":
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", 2)
         train(out, int(sys.argv[3]), int(sys.argv[4]))
     else:
-        raise SystemExit(f"unknown mode {mode!r}: devices, process, runner or train")
+        raise SystemExit(f"unknown mode {mode!r}: devices or train")
