@@ -1,5 +1,5 @@
 """``jaxpg lm --reward-model``: a reward model trained from gold-labelled
-pairs (one tiny run in a subprocess), its version recorded beside the
+pairs (one tiny run through the command's entry point), its version recorded beside the
 reference's, a changed one refused on ``--resume``; the options checked
 before anything runs."""
 
@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import pytest
+from cli_capture import run_main
 
 from jaxpg.cli import lm as cli
 from jaxpg.cli import lm_reward_model as rm_cli
@@ -36,15 +34,12 @@ def _parse(argv):
 
 @pytest.fixture(scope="module")
 def rm_run(tmp_path_factory):
-    """One tiny ``jaxpg lm --reward-model`` run, through the command line."""
+    """One tiny ``jaxpg lm --reward-model`` run, through ``main`` (what the
+    ``jaxpg`` script calls)."""
     out = tmp_path_factory.mktemp("lm-rm") / "run"
-    env = {**os.environ, "JAXPG_CACHE_DIR": ""}
-    done = subprocess.run(
-        [sys.executable, "-m", "jaxpg.cli", "lm", *TINY, *RM, "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return out, done.stdout
+    code, printed, err = run_main("lm", *TINY, *RM, "--out", out)
+    assert code == 0, err
+    return out, printed
 
 
 def test_lm_trains_a_reward_model_records_its_version_and_tracks_gold(rm_run):
