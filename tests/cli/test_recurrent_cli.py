@@ -6,10 +6,6 @@ written before the field existed still load (as the MLP they were)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from cli_capture import run_main as _main
@@ -20,7 +16,6 @@ from jaxpg.experiment import rundir
 pytest.importorskip("matplotlib")
 pytest.importorskip("orbax.checkpoint")
 
-ROOT = Path(__file__).resolve().parents[2]
 # 2 seeds, 4 PPO updates of 4 envs x 4 steps, a GRU of 8 units after an
 # 8-wide encoder; 3 evaluation episodes per seed.
 TINY = [
@@ -34,19 +29,12 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def gru_run(tmp_path_factory):
-    """``jaxpg train --torso gru`` as a user runs it: the command, in its own
-    process."""
+    """``jaxpg train --torso gru`` through ``main`` (what the ``jaxpg`` script
+    calls)."""
     out = tmp_path_factory.mktemp("gru") / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "jaxpg", "train", *TINY, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc.stdout
+    code, stdout, stderr = _main("train", *TINY, "--out", out)
+    assert code == 0, stderr[-3000:]
+    return out, stdout
 
 
 def test_train_records_the_recurrent_torso(gru_run):
