@@ -82,9 +82,13 @@ def test_rl_raises_accuracy_above_the_sft_reference():
 
 
 def test_reward_hacking_flag_fires_without_kl_and_not_with_it():
+    """80 updates: without a penalty both seeds are flagged at update 19, the
+    first update a 10-update window can flag; the penalised seeds go four
+    times as long unflagged (over 150 updates they stayed unflagged too,
+    docs/llm.md)."""
     task = tasks.sort_proxy_task(3)
     rl_cfg = rl.RLConfig(
-        num_prompts=16, group_size=4, num_updates=150, lr=3e-3, advantage="grpo",
+        num_prompts=16, group_size=4, num_updates=80, lr=3e-3, advantage="grpo",
         aggregation="token_mean", kl_placement="reward", kl_estimator="k1",
     )  # fmt: skip
     metrics, finals, _ = _run(task, 40, rl_cfg, betas=[0.0, 0.5])
