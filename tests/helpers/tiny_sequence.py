@@ -3,10 +3,9 @@
 from jaxpg.sequence import model, tasks
 
 
-def task_and_model(reward: str = "exact"):
-    """``(task, model_cfg)`` of a tiny sort task (``reward``: "exact" or
-    "partial") and transformer."""
-    task = tasks.sort_task(2, reward=reward)
+def task_and_model():
+    """``(task, model_cfg)`` of a tiny sort task and transformer."""
+    task = tasks.sort_task(2)
     cfg = model.TransformerConfig(
         vocab_size=tasks.VOCAB_SIZE, width=8, num_layers=1, num_heads=2,
         max_len=task.prompt_len + task.max_new_tokens,

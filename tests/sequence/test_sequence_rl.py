@@ -13,9 +13,9 @@ from jaxpg.sequence import model, rl
 K = 3
 
 
-def _small_rl(reward: str = "exact"):
+def _small_rl():
     """``(rl_cfg, algo, reference params)`` of :func:`task_and_model`."""
-    task, cfg = task_and_model(reward)
+    task, cfg = task_and_model()
     rl_cfg = rl.RLConfig(num_prompts=2, group_size=3, lr=1e-2, beta=0.1)
     ref = jax.jit(model.init, static_argnums=1)(jax.random.key(0), cfg)
     return rl_cfg, rl.make_rl(task, cfg, rl_cfg), ref
