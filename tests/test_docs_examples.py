@@ -11,11 +11,11 @@ budgets substituted by the explicit tables below.
   most of a small-budget command importing JAX and the libraries again.
   Commands with ``VAR=value`` prefixes run as ``python -m jaxpg`` with this
   interpreter and those variables in their environment, so a fresh process
-  starting the CLI is run here too. The two-process ``jaxpg train`` command
-  runs in tests/drivers/test_parallel.py, which compares it with the
-  one-process run (``NOT_RUN``); any other command for several processes
-  (``--coordinator HOST:PORT --num-processes N``) runs as N local processes
-  at once. A command identical to one already run is not run again. Every
+  starting the CLI is run here too. Commands for several processes
+  (``--coordinator``) are the two-process ``jaxpg train`` that
+  tests/drivers/test_parallel.py runs and compares with the one-process run
+  (``NOT_RUN``: the check is that its command has every option the docs
+  give). A command identical to one already run is not run again. Every
   process shares one compilation cache, so a repeated program compiles once.
 - ``make`` targets are not run (``make test`` would recurse): ``make -n``
   must name the command the docs describe.
@@ -34,7 +34,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -84,7 +83,7 @@ SLURM = r"\b(srun|scontrol)\b|\$SLURM_"
 BENCH_EXTRA = r"^python benchmarks/(lm_trl|lm_tunix|learning|torch_reinforce)\.py\b"
 BENCHMARK = r"^python benchmarks/\w+\.py\b"
 PIP = r"^pip install\b"
-TWO_PROCESSES = r"^jaxpg train\b.*--coordinator \S+ --num-processes"
+SEVERAL_PROCESSES = r"^jaxpg \w+\b.*--coordinator\b"
 MAKE = r"^make\b"
 NOT_RUN: list[tuple[str, str, str]] = [
     (MAKE, "make would install and recurse into the suite", "make -n"),
@@ -94,7 +93,7 @@ NOT_RUN: list[tuple[str, str, str]] = [
         "none",
     ),
     (
-        TWO_PROCESSES,
+        SEVERAL_PROCESSES,
         "run by tests/drivers/test_parallel.py as two local processes with the "
         "suite's small options, and compared there with the one-process run",
         "two processes",
@@ -318,49 +317,6 @@ def _run_in_process(argv, cwd, what: str) -> None:
     print(f"{time.perf_counter() - start:6.1f} s  {what} (in-process)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _run_processes(argv, extra_env, cwd, env, what: str) -> None:
-    """``--coordinator HOST:PORT --num-processes N``: all N processes at once
-    on this machine, the coordinator on a free local port."""
-    start = time.perf_counter()
-    n = int(argv[argv.index("--num-processes") + 1])
-    argv = list(argv)
-    argv[argv.index("--coordinator") + 1] = f"localhost:{_free_port()}"
-    pid_at = argv.index("--process-id") + 1
-    procs = []
-    for i in range(n):
-        argv[pid_at] = str(i)
-        procs.append(
-            subprocess.Popen(
-                ["jaxpg", *argv],
-                cwd=cwd,
-                env={**env, **extra_env},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
-        )
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=TIMEOUT_S)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-    bad = [(i, p.returncode) for i, p in enumerate(procs) if p.returncode != 0]
-    assert not bad, f"{what}: processes {bad} failed\n" + "\n".join(
-        o[-3000:] for o in outs
-    )
-    print(f"{time.perf_counter() - start:6.1f} s  {what}, {n} processes")
-
-
 def _check_not_run(cmd: Command, check: str, env) -> None:
     tokens = _tokens(cmd.text)
     if check == "make -n":
@@ -422,15 +378,10 @@ def test_shell_commands_run(doc, env, workdir, done, python_job):
         extra_env, argv = parsed
         argv = _budget(argv)
         key = (tuple(sorted(extra_env.items())), tuple(argv))
-        if "--process-id" in argv:  # one group for all process ids
-            i = argv.index("--process-id")
-            key = (key[0], tuple(argv[:i] + argv[i + 2 :]))
         if key in done:
             continue
         what = f"{cmd.where}: `{cmd.text}` (run as: jaxpg {shlex.join(argv)})"
-        if "--coordinator" in argv and "--num-processes" in argv:
-            _run_processes(argv, extra_env, workdir, env, what)
-        elif extra_env:
+        if extra_env:
             _run(["jaxpg", *argv], workdir, {**env, **extra_env}, what)
         else:
             _run_in_process(argv, workdir, what)

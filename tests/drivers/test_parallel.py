@@ -129,13 +129,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_two_processes(mode: str, tmp_path) -> None:
-    """Run the worker's ``mode`` as processes 0 and 1 of one ``jax.distributed``
+def _run_two_processes(out: Path) -> None:
+    """Run the worker's ``train`` mode as processes 0 and 1 of one ``jax.distributed``
     job on localhost; both must exit 0 within ``TIMEOUT_S``."""
     port = _free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), mode, str(tmp_path), str(port), str(i)],
+            [sys.executable, str(WORKER), "train", str(out), str(port), str(i)],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -165,7 +165,7 @@ def two_processes(tmp_path_factory):
     if not hasattr(jax.config, "jax_cpu_collectives_implementation"):
         pytest.skip("this jaxlib has no CPU collectives (gloo) for two processes")
     out = tmp_path_factory.mktemp("two_processes")
-    _run_two_processes("train", out)
+    _run_two_processes(out)
     return out
 
 
