@@ -24,21 +24,22 @@ class SmallCNN(nn.Module):
 
 
 @pytest.mark.slow
-@pytest.mark.optimized  # convolutions run slowly without LLVM's passes
 def test_cnn_policy_learns_breakout_minatar():
     """A uniformly random policy scores 0.40 per episode on Breakout-MinAtar
-    (measured: 256 episodes, std 0.66, so its SE is 0.04). After 29 PPO updates
-    (60k steps) the CNN policy's mean over 64 evaluation episodes must be at
-    least 2.0, five times the random score; this run evaluated at 5.06 (5.1
-    with flax's nn.Conv, whose sums round differently), and an
-    evaluation mean over 64 episodes has an SE of about 0.3 (episode std about
-    2), so the margin is many SE."""
+    (measured: 256 episodes, std 0.66, so its SE is 0.04). After 19 PPO updates
+    (40k steps) the CNN policy's mean over 64 evaluation episodes must be at
+    least 2.0, five times the random score. Seeds 0-3 evaluated at 3.55, 4.47,
+    3.22 and 3.72 (compiled as in the suite); an evaluation mean over 64
+    episodes has an SE of about 0.2 (episode std about 1.5), so the lowest seed
+    is 6 SE above the bound. Compiled as the rest of the suite: XLA's
+    optimisations would run the convolutions 1.7x faster but compile for 8 s
+    more than they save."""
     cfg = jaxpg.Config(
         env="Breakout-MinAtar",
         algo="ppo",
         num_envs=32,
         rollout_steps=64,
-        total_steps=60_000,
+        total_steps=40_000,
         lr=2e-3,
         ent_coef=0.01,
         max_grad_norm=0.5,
