@@ -101,8 +101,8 @@ def check_chunk(chunk: Any, name: str = "chunk") -> int:
 def _close(fun: Callable, example: Any) -> tuple[Callable, list]:
     """``fun`` as ``fun_c(carry, consts)`` with every closed-over array —
     tracers of an enclosing ``vmap`` included — moved into ``consts``."""
-    closed = jax.make_jaxpr(fun)(example)
-    out_tree = jax.tree.structure(jax.eval_shape(fun, example))
+    closed, shape = jax.make_jaxpr(fun, return_shape=True)(example)
+    out_tree = jax.tree.structure(shape)
     jaxpr = closed.jaxpr
 
     def fun_c(carry: Any, consts: list) -> Any:
@@ -140,6 +140,50 @@ def _while(
         return out, jax.tree.map(lambda _: True, out)
 
     return loop(init, cond_consts, body_consts)
+
+
+def batched_like(tree: Any, like: Any) -> Any:
+    """``tree`` with every leaf batched over the ``vmap`` axes of ``like``.
+
+    Outside ``vmap``, and for a leaf batched already, the identity. Under a
+    ``vmap`` over which some leaf of ``like`` is batched, each unbatched leaf
+    of ``tree`` is broadcast to that batch (the same values in every member).
+
+    Why: ``lax.scan``'s batching rule batches its body for the carry's
+    batching, and again when a carry comes out batched that went in
+    unbatched, until nothing changes; each pass re-batches every scan nested
+    inside. A train state starts with values that do not depend on the key
+    (zero biases, Adam moments, counters), which every update then makes
+    per-member: batched like the key from the start, the update body is
+    batched once instead of twice per nesting level. The program computes
+    the same: the scan broadcasts those values on entry either way.
+
+    Differentiable: tangents pass through unchanged.
+    """
+    return jax.tree.map(lambda x: _batched_like(x, like), tree)
+
+
+@jax.custom_jvp
+def _batched_like(x: jax.Array, like: Any) -> jax.Array:
+    return _broadcast_to_batch(x, like)
+
+
+@_batched_like.defjvp
+def _batched_like_jvp(primals, tangents):
+    x, like = primals
+    return _batched_like(x, like), tangents[0]
+
+
+@custom_batching.custom_vmap
+def _broadcast_to_batch(x: jax.Array, like: Any) -> jax.Array:
+    return x
+
+
+@_broadcast_to_batch.def_vmap
+def _broadcast_to_batch_rule(axis_size, in_batched, x, like):
+    if not in_batched[0]:
+        x = jnp.broadcast_to(x, (axis_size, *x.shape))
+    return x, True
 
 
 def permutation(key: jax.Array, n: int, rounds: int = 2) -> jax.Array:

@@ -56,6 +56,7 @@ import numpy as np
 import optax
 
 from jaxpg.algorithms.base import injected_adam, keep_if_finite, set_learning_rate
+from jaxpg.kernels.batching import batched_like
 from jaxpg.kernels.losses import masked_mean
 from jaxpg.sequence import checks, sampling, tasks
 from jaxpg.sequence import estimators as est
@@ -503,6 +504,12 @@ def make_rl_train(
         key: Array, params: Any, ref_params: Any, hyper: Hyperparams | None = None
     ) -> RLOutput:
         state = algo.init(key, params)
+        # Per-member from the start under vmap: the update is batched once
+        # (jaxpg.kernels.batching.batched_like).
+        state = state.replace(
+            params=batched_like(state.params, (key, hyper)),
+            opt_state=batched_like(state.opt_state, (key, hyper)),
+        )
         state, metrics = run_updates(algo, state, ref_params, rl.num_updates, hyper)
         return RLOutput(state.params, metrics)
 

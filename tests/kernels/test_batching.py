@@ -10,8 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import custom_batching
 
-from jaxpg.kernels.batching import chunked_while_loop, permutation, while_loop
+from jaxpg.kernels.batching import (
+    batched_like,
+    chunked_while_loop,
+    permutation,
+    while_loop,
+)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 2048, 3000])
@@ -202,3 +208,86 @@ def test_while_loop_vmap_has_no_whole_carry_select(chunk):
 
     assert selects(theirs) >= 1, "the reference must show the select it avoids"
     assert selects(ours) == 0, "a [4, 12, 3] select inside the batched loop"
+
+
+# ------------------------------------------------------------- batched_like
+KEYS4 = jax.vmap(jax.random.key)(jnp.arange(4))
+
+
+def test_batched_like_is_the_identity_outside_vmap():
+    tree = {"w": jnp.arange(3.0), "n": jnp.int32(2), "k": jax.random.key(1)}
+    out = batched_like(tree, jax.random.key(0))
+    np.testing.assert_array_equal(out["w"], tree["w"])
+    assert out["n"] == 2 and out["n"].dtype == jnp.int32
+    np.testing.assert_array_equal(
+        jax.random.key_data(out["k"]), jax.random.key_data(tree["k"])
+    )
+
+
+def test_batched_like_batches_over_the_axes_of_like_only():
+    zeros = lambda _: jnp.zeros(2)  # noqa: E731  (unbatched under vmap)
+    # A leaf that does not depend on the mapped value can leave vmap unbatched
+    # (out_axes=None); batched like a mapped key it cannot.
+    jax.vmap(zeros, out_axes=None)(KEYS4)
+    with pytest.raises(ValueError):
+        jax.vmap(lambda k: batched_like(zeros(k), k), out_axes=None)(KEYS4)
+    # Like an unmapped value: left as it is.
+    jax.vmap(lambda k: batched_like(zeros(k), jnp.uint32(0)), out_axes=None)(KEYS4)
+    got = jax.vmap(lambda k: batched_like(jnp.arange(2.0), k))(KEYS4)
+    np.testing.assert_array_equal(got, np.tile(np.arange(2.0), (4, 1)))
+    # Nested vmaps: batched over the outer axis where only it maps ``like``.
+    outer = jax.vmap(
+        jax.vmap(lambda x, h: batched_like(zeros(x), h), (0, None)), (None, 0)
+    )(jnp.ones(3), jnp.ones(2))
+    assert outer.shape == (2, 3, 2)
+
+
+def test_batched_like_passes_tangents_through():
+    def f(w, key):
+        return jnp.sum(batched_like(w, key) ** 2)
+
+    w = jnp.arange(3.0)
+    np.testing.assert_array_equal(jax.grad(f)(w, jax.random.key(0)), 2 * w)
+    grads = jax.vmap(jax.grad(f), (None, 0))(w, KEYS4)
+    np.testing.assert_array_equal(grads, np.tile(2 * np.asarray(w), (4, 1)))
+
+
+class _Passes:
+    """How many times vmap batched a scan body: a probe whose batching rule
+    counts its calls (once per batching of the body it sits in)."""
+
+    count = 0
+
+    @staticmethod
+    @custom_batching.custom_vmap
+    def probe(x):
+        return x
+
+    @staticmethod
+    def rule(axis_size, in_batched, x):
+        _Passes.count += 1
+        return x, in_batched[0]
+
+
+_Passes.probe.def_vmap(_Passes.rule)
+
+
+@pytest.mark.parametrize("start_batched", [False, True])
+def test_a_carry_batched_from_the_start_batches_the_scan_body_once(start_batched):
+    """JAX batches a scan's body again when a carry that went in unbatched
+    comes out batched; batched_like avoids the second pass."""
+
+    def run(key):
+        acc = jnp.zeros(3)  # does not depend on the key: unbatched
+        if start_batched:
+            acc = batched_like(acc, key)
+
+        def body(acc, _):
+            draw = _Passes.probe(jax.random.normal(key, (3,)))
+            return acc + draw, None
+
+        return jax.lax.scan(body, acc, None, length=2)[0]
+
+    _Passes.count = 0
+    jax.make_jaxpr(jax.vmap(run))(KEYS4)
+    assert _Passes.count == (1 if start_batched else 2)
