@@ -291,3 +291,24 @@ def test_lm_protocol_speed_imports_an_older_tree_beside_jaxpg(tmp_path):
         sys.path.remove(str(tmp_path / "copy"))
         for name in [m for m in sys.modules if m.split(".")[0] == "jaxpg_old"]:
             del sys.modules[name]
+
+
+def test_vmap_trace_tiny_times_both_arms_of_one_program(tmp_path):
+    """``benchmarks/vmap_trace.py --tiny``: both arms traced and lowered, the
+    same lowered program, the library's functions put back after the
+    unbatched arm."""
+    spec = importlib.util.spec_from_file_location("vmap_trace", BENCH / "vmap_trace.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped = module.train_module._batched_from_start, module.rl.batched_like
+    out = tmp_path / "vt.json"
+    module.main(["--tiny", "--out", str(out)])
+    row = json.loads(out.read_text())["result"]["reinforce"]
+    assert row["same_results"]  # the lowered text may place broadcasts elsewhere
+    batched, unbatched = (row["arms"][a]["trace_s"] for a in module.ARMS)
+    assert batched > 0 and unbatched > 0
+    assert row["trace_ratio"] == pytest.approx(batched / unbatched, rel=1e-2)
+    assert "| reinforce |" in out.with_suffix(".md").read_text()
+    assert (module.train_module._batched_from_start, module.rl.batched_like) == shipped
+    with pytest.raises(SystemExit):
+        module.main(["--programs", "sac"])
