@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpg.kernels.batching import batched_like
 from jaxpg.sequence import checks
 from jaxpg.sequence.protocol import SequenceModel, as_model, causal
 
@@ -205,7 +206,8 @@ def sample(
         )
         return (next_logits[:, 0], cache, done), (token, mask, logp)
 
-    done = jnp.zeros((n,), bool)
+    # Batched like the draws from the start: vmap batches the step once.
+    done = batched_like(jnp.zeros((n,), bool), noise)
     (last, _, done), (tokens, mask, logp) = jax.lax.scan(
         step, (last, cache, done), (jnp.arange(max_new_tokens - 1), noise[:-1])
     )
@@ -253,7 +255,10 @@ def sample_without_cache(
         responses = jax.lax.dynamic_update_index_in_dim(responses, token, t, axis=1)
         return (responses, done), (token, mask, logp)
 
-    init = (jnp.full((n, max_new_tokens), pad_id, jnp.int32), jnp.zeros((n,), bool))
+    init = batched_like(
+        (jnp.full((n, max_new_tokens), pad_id, jnp.int32), jnp.zeros((n,), bool)),
+        noise,
+    )
     _, (tokens, mask, logp) = jax.lax.scan(
         step, init, (noise, jnp.arange(max_new_tokens))
     )
