@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from toy_envs import TabularMDP
+from vmap_probe import VmapProbe
 
 import jaxpg
 from jaxpg.kernels.batching import SEED_AXIS
@@ -274,28 +275,16 @@ class _ProbedCartPole:
     """CartPole whose step passes its observation through a probe counting how
     many times ``vmap`` batches the code around it."""
 
-    calls = 0
-
     def __init__(self):
         self.env, self.params = jaxpg.envs.make_env("CartPole-v1")
+        self.probe = VmapProbe()
 
     def __getattr__(self, name):
         return getattr(self.env, name)
 
     def step(self, key, state, action, params):
         obs, state, *rest = self.env.step(key, state, action, params)
-        return _probe(obs), state, *rest
-
-
-@jax.custom_batching.custom_vmap
-def _probe(x):
-    return x
-
-
-@_probe.def_vmap
-def _probe_rule(axis_size, in_batched, x):
-    _ProbedCartPole.calls += 1
-    return _probe(x), in_batched[0]  # still a probe for an enclosing vmap
+        return self.probe(obs), state, *rest
 
 
 @pytest.mark.parametrize("algo", ["reinforce", "ppo"])
@@ -316,10 +305,10 @@ def test_vmapped_training_batches_the_update_as_a_batched_state_does(algo):
             lambda s, _: algorithm.update(s), state, None, length=cfg.num_updates
         )
 
-    _ProbedCartPole.calls = 0
+    env.probe.calls = 0
     jax.make_jaxpr(jax.vmap(updates))(states)
-    batched_state = _ProbedCartPole.calls
-    _ProbedCartPole.calls = 0
+    batched_state = env.probe.calls
+    env.probe.calls = 0
     jax.make_jaxpr(jax.vmap(jaxpg.make_train(cfg, env, env.params)))(keys)
     assert batched_state >= 1
-    assert _ProbedCartPole.calls == batched_state
+    assert env.probe.calls == batched_state

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax import custom_batching
+from vmap_probe import VmapProbe
 
 from jaxpg.kernels.batching import (
     batched_like,
@@ -252,30 +252,11 @@ def test_batched_like_passes_tangents_through():
     np.testing.assert_array_equal(grads, np.tile(2 * np.asarray(w), (4, 1)))
 
 
-class _Passes:
-    """How many times vmap batched a scan body: a probe whose batching rule
-    counts its calls (once per batching of the body it sits in)."""
-
-    count = 0
-
-    @staticmethod
-    @custom_batching.custom_vmap
-    def probe(x):
-        return x
-
-    @staticmethod
-    def rule(axis_size, in_batched, x):
-        _Passes.count += 1
-        return x, in_batched[0]
-
-
-_Passes.probe.def_vmap(_Passes.rule)
-
-
 @pytest.mark.parametrize("start_batched", [False, True])
 def test_a_carry_batched_from_the_start_batches_the_scan_body_once(start_batched):
     """JAX batches a scan's body again when a carry that went in unbatched
     comes out batched; batched_like avoids the second pass."""
+    probe = VmapProbe()  # counts the batchings of the body
 
     def run(key):
         acc = jnp.zeros(3)  # does not depend on the key: unbatched
@@ -283,11 +264,10 @@ def test_a_carry_batched_from_the_start_batches_the_scan_body_once(start_batched
             acc = batched_like(acc, key)
 
         def body(acc, _):
-            draw = _Passes.probe(jax.random.normal(key, (3,)))
+            draw = probe(jax.random.normal(key, (3,)))
             return acc + draw, None
 
         return jax.lax.scan(body, acc, None, length=2)[0]
 
-    _Passes.count = 0
     jax.make_jaxpr(jax.vmap(run))(KEYS4)
-    assert _Passes.count == (1 if start_batched else 2)
+    assert probe.calls == (1 if start_batched else 2)

@@ -236,31 +236,18 @@ def test_top_k_keeps_exactly_k_tokens_when_logits_tie():
     np.testing.assert_array_equal(kept, [[False, True, False, True]])
 
 
-class _Probe:
-    """Counts how many times ``vmap`` batches the code around the probe."""
-
-    calls = 0
-
-
-@jax.custom_batching.custom_vmap
-def _probe(x):
-    return x
-
-
-@_probe.def_vmap
-def _probe_rule(axis_size, in_batched, x):
-    _Probe.calls += 1
-    return _probe(x), in_batched[0]  # still a probe for an enclosing vmap
-
-
 def test_vmapped_sampling_batches_its_step_once():
     """The sampler's finished-flags and buffers start batched like the draws
     (jaxpg.kernels.batching.batched_like), so under vmap over keys the
     step's body is batched once, not again for a carry that turned batched."""
+    from vmap_probe import VmapProbe
+
     from jaxpg.sequence import SequenceModel
 
+    probe = VmapProbe()
+
     def apply(params, tokens, positions, mask):
-        return _probe(params["table"][tokens])
+        return probe(params["table"][tokens])
 
     probed = SequenceModel(
         "probed", 4, 8, lambda k: {"table": jnp.zeros((4, 4))}, apply
@@ -272,6 +259,5 @@ def test_vmapped_sampling_batches_its_step_once():
     def draw(key, params):
         return sampling.sample(key, params, probed, prompts, 4, eos_id=1, pad_id=0)
 
-    _Probe.calls = 0
     jax.make_jaxpr(jax.vmap(draw))(keys, params)
-    assert _Probe.calls == 1
+    assert probe.calls == 1
