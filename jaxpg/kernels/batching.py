@@ -124,11 +124,7 @@ def _while(
     @loop.def_vmap
     def rule(axis_size, in_batched, init, cond_consts, body_consts):
         init_b, cond_b, body_b = in_batched
-        init = jax.tree.map(
-            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)),
-            init,
-            init_b,
-        )
+        init = jax.tree.map(lambda x, b: _to_batch(x, b, axis_size), init, init_b)
         axes = lambda flags: [0 if f else None for f in flags]  # noqa: E731
         v_cond = jax.vmap(cond_c, in_axes=(0, axes(cond_b)))
         v_body = jax.vmap(body_c, in_axes=(0, axes(body_b)))
@@ -181,9 +177,13 @@ def _broadcast_to_batch(x: jax.Array, like: Any) -> jax.Array:
 
 @_broadcast_to_batch.def_vmap
 def _broadcast_to_batch_rule(axis_size, in_batched, x, like):
-    if not in_batched[0]:
-        x = jnp.broadcast_to(x, (axis_size, *x.shape))
-    return x, True
+    return _to_batch(x, in_batched[0], axis_size), True
+
+
+def _to_batch(x: jax.Array, batched: bool, axis_size: int) -> jax.Array:
+    """``x`` with a leading batch axis of ``axis_size`` (inside a batching
+    rule): as it is if ``batched``, else the same value in every member."""
+    return x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
 
 
 def permutation(key: jax.Array, n: int, rounds: int = 2) -> jax.Array:

@@ -506,10 +506,8 @@ def make_rl_train(
         state = algo.init(key, params)
         # Per-member from the start under vmap: the update is batched once
         # (jaxpg.kernels.batching.batched_like).
-        state = state.replace(
-            params=batched_like(state.params, (key, hyper)),
-            opt_state=batched_like(state.opt_state, (key, hyper)),
-        )
+        params, opt_state = batched_like((state.params, state.opt_state), (key, hyper))
+        state = state.replace(params=params, opt_state=opt_state)
         state, metrics = run_updates(algo, state, ref_params, rl.num_updates, hyper)
         return RLOutput(state.params, metrics)
 
