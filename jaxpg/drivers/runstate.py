@@ -28,6 +28,7 @@ from jaxpg.kernels.keys import key_to_data
 
 __all__ = [
     "PlanHook",
+    "closure_digest",
     "describe",
     "from_process_zero",
     "open_run",
@@ -39,9 +40,19 @@ __all__ = [
 
 
 def describe(part: Any) -> str | None:
-    """A stable description of a part passed as a Python object: a flax
-    module's repr (its fields), else the type (a repr with a memory address
-    would differ in every process and block resuming)."""
+    """A stable description of a part passed as a Python object, the same in
+    every process (a repr with a memory address would differ in the process
+    that resumes and block it):
+
+    - a flax module: its repr (its fields);
+    - a function or class (an NNX torso): its import path;
+    - an optimizer (an ``optax.GradientTransformation``: a tuple of an
+      ``init`` and an ``update`` function): its type and a digest of what
+      those functions close over (:func:`closure_digest`), so that
+      ``optax.adam(1e-3)`` and ``optax.adam(3e-4)`` differ and a new
+      ``optax.adam(1e-3)`` matches the recorded one;
+    - anything else: its type (and its ``name`` where it has one).
+    """
     if part is None:
         return None
     import flax.linen as nn
@@ -51,11 +62,95 @@ def describe(part: Any) -> str | None:
     if isinstance(part, functools.partial):
         given = ", ".join(f"{k}={describe(v)}" for k, v in part.keywords.items())
         return f"partial({describe(part.func)}, {given})"
-    if inspect.isfunction(part) and "<" not in part.__qualname__:
+    if (inspect.isfunction(part) or inspect.isclass(part)) and (
+        "<" not in part.__qualname__
+    ):
         return f"{part.__module__}:{part.__qualname__}"  # an import path
     name = f"{type(part).__module__}.{type(part).__qualname__}"
+    if _is_transformation(part):
+        return f"{name}#{closure_digest(part)}"
     env_name = getattr(part, "name", None)
     return f"{name}({env_name!r})" if isinstance(env_name, str) else name
+
+
+def _is_transformation(part: Any) -> bool:
+    return (
+        isinstance(part, tuple)
+        and callable(getattr(part, "init", None))
+        and callable(getattr(part, "update", None))
+    )
+
+
+def closure_digest(obj: Any, max_depth: int = 24) -> str:
+    """A digest of ``obj`` and, for functions, of what they close over.
+
+    Walks tuples, lists, dicts, sets, ``functools.partial``, bound methods and
+    functions (their import path, default arguments and closure cells, each
+    function once); numbers, strings and ``None`` by value, arrays by dtype,
+    shape and bytes; any other object by its type alone. The digest is the
+    same in every process (no ``id`` or address enters it) and differs when a
+    hyperparameter captured by value differs.
+
+    Returns:
+      16 hex digits.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    seen: set[int] = set()
+
+    def put(text: str) -> None:
+        digest.update(text.encode())
+        digest.update(b"\0")
+
+    def walk(x: Any, depth: int) -> None:
+        if depth > max_depth:
+            put("<deep>")
+        elif x is None or isinstance(x, bool | int | float | complex | str | bytes):
+            put(f"{type(x).__name__}:{x!r}")
+        elif isinstance(x, np.ndarray | np.generic | jax.Array):
+            a = np.asarray(x)
+            put(f"array:{a.dtype}{a.shape}")
+            digest.update(np.ascontiguousarray(a).tobytes())
+        elif isinstance(x, functools.partial):
+            put("partial")
+            walk(x.func, depth + 1)
+            walk(x.args, depth + 1)
+            walk(x.keywords, depth + 1)
+        elif inspect.ismethod(x):
+            put("method")
+            walk(x.__func__, depth + 1)
+            walk(x.__self__, depth + 1)
+        elif inspect.isfunction(x):
+            put(f"function:{x.__module__}:{x.__qualname__}")
+            if id(x) in seen:
+                return
+            seen.add(id(x))
+            walk(x.__defaults__, depth + 1)
+            walk(x.__kwdefaults__, depth + 1)
+            for cell in x.__closure__ or ():
+                try:
+                    walk(cell.cell_contents, depth + 1)
+                except ValueError:  # a cell not filled yet
+                    put("<empty cell>")
+        elif isinstance(x, tuple | list):
+            put(f"{type(x).__module__}.{type(x).__qualname__}[{len(x)}]")
+            for item in x:
+                walk(item, depth + 1)
+        elif isinstance(x, dict):
+            put(f"dict[{len(x)}]")
+            for k, v in x.items():
+                walk(k, depth + 1)
+                walk(v, depth + 1)
+        elif isinstance(x, set | frozenset):  # order-free: sorted item digests
+            put(f"set[{len(x)}]")
+            for item in sorted(closure_digest(i, max_depth - depth) for i in x):
+                put(item)
+        else:
+            put(f"object:{type(x).__module__}.{type(x).__qualname__}")
+
+    walk(obj, 0)
+    return digest.hexdigest()[:16]
 
 
 def fingerprint(tree: Any) -> str:

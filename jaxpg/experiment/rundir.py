@@ -226,11 +226,31 @@ def diff_run(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
         if old.get(name, "<absent>") != new.get(name, "<absent>"):
             out.append(f"{name}: {old.get(name, '<absent>')!r} -> "
                        f"{new.get(name, '<absent>')!r}")  # fmt: skip
-    names = ("num_seeds", "first_seed", "chunk_updates", "chunk_seconds", "custom")
+    names = ("num_seeds", "first_seed", "chunk_updates", "chunk_seconds")
     for name in names:
         if stored.get(name) != current.get(name):
             out.append(f"{name}: {stored.get(name)!r} -> {current.get(name)!r}")
+    old_parts, new_parts = stored.get("custom") or {}, current.get("custom") or {}
+    for name in sorted(set(old_parts) | set(new_parts)):
+        was, now = old_parts.get(name), new_parts.get(name)
+        if not _same_part(was, now):
+            out.append(f"custom: {name}: {was!r} -> {now!r}")
     return out
+
+
+def _same_part(stored: str | None, current: str | None) -> bool:
+    """Whether a recorded part's description matches the current one.
+
+    Records written before optimizers carried a digest of their
+    hyperparameters (``TYPE#DIGEST``) hold the type alone, and classes were
+    recorded as ``builtins.type``; those still match a part of that type."""
+    if stored == current:
+        return True
+    if stored is None or current is None:
+        return False
+    if "#" not in stored and current.split("#")[0] == stored:
+        return True
+    return stored == "builtins.type" and ":" in current
 
 
 def write_metrics_chunk(

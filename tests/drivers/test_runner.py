@@ -309,15 +309,81 @@ def test_custom_parts_are_described_without_memory_addresses():
     from jaxpg.drivers.runner import _describe
 
     assert _describe(None) is None
-    assert (
-        _describe(optax.adam(1e-3)) == "optax._src.base.GradientTransformationExtraArgs"
-    )
+    adam = _describe(optax.adam(1e-3))
+    assert adam.startswith("optax._src.base.GradientTransformationExtraArgs#")
     assert "features = 3" in _describe(nn.Dense(3))
-    assert "0x" not in _describe(optax.adam(1e-3)) + _describe(nn.Dense(3))
+    assert "0x" not in adam + _describe(nn.Dense(3))
+    # A class (an NNX torso) by its import path, not as ``builtins.type``.
+    assert _describe(ProgressBar) == "jaxpg.drivers.progress:ProgressBar"
 
 
-def test_env_params_are_fingerprinted_and_a_resume_with_others_is_refused(tmp_path):
+def test_an_optimizer_is_described_by_its_hyperparameters():
+    import optax
+
+    from jaxpg.drivers.runner import _describe
+
+    def schedule(n):
+        return optax.linear_schedule(1e-3, 0.0, n)
+
+    same = [
+        (optax.adam(1e-3), optax.adam(1e-3)),
+        (optax.adam(schedule(100)), optax.adam(schedule(100))),
+        (optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-3)),
+         optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-3))),
+    ]  # fmt: skip
+    for a, b in same:  # new objects, the same hyperparameters
+        assert _describe(a) == _describe(b)
+    differ = [
+        (optax.adam(1e-3), optax.adam(3e-4)),
+        (optax.adam(schedule(100)), optax.adam(schedule(200))),
+        (optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-3)),
+         optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))),
+        (optax.adamw(1e-3, weight_decay=1e-4), optax.adamw(1e-3, weight_decay=1e-2)),
+        (optax.adam(1e-3), optax.sgd(1e-3)),
+    ]  # fmt: skip
+    for a, b in differ:
+        assert _describe(a) != _describe(b)
+
+
+def test_closure_digest_ignores_set_order():
+    from jaxpg.drivers.runstate import closure_digest
+
+    # 0 and 8 share a slot of a small set's table: the insertion order decides
+    # the iteration order, which must not enter the digest.
+    a, b = {0, 8}, set()
+    b.add(8)
+    b.add(0)
+    assert list(a) != list(b)
+    assert closure_digest(a) == closure_digest(b)
+    assert closure_digest({0, 8}) != closure_digest({0, 9})
+
+
+def test_records_of_older_versions_match_their_parts():
+    # Before digests, an optimizer was recorded by its type and a class as
+    # ``builtins.type``: such a record still resumes with a part of that type.
+    from jaxpg.experiment import rundir
+
+    config = rundir.config_to_dict(CFG)
+
+    def record(**custom):
+        return {"config": config, "custom": custom}
+
+    opt = "optax._src.base.GradientTransformationExtraArgs"
+    now = record(optimizer=f"{opt}#d18b58b36a0e0ea5", policy_network="m:Torso")
+    assert (
+        rundir.diff_run(record(optimizer=opt, policy_network="builtins.type"), now)
+        == []
+    )
+    assert rundir.diff_run(record(optimizer=f"{opt}#0123456789abcdef",
+                                  policy_network="m:Torso"), now) == [
+        f"custom: optimizer: '{opt}#0123456789abcdef' -> '{opt}#d18b58b36a0e0ea5'"
+    ]  # fmt: skip
+    assert rundir.diff_run(record(optimizer="other.Type"), now) != []
+
+
+def test_a_resume_with_other_env_params_or_optimizer_is_refused(tmp_path):
     import gymnax
+    import optax
 
     from jaxpg.drivers.runstate import fingerprint
     from jaxpg.experiment import rundir
@@ -328,15 +394,17 @@ def test_env_params_are_fingerprinted_and_a_resume_with_others_is_refused(tmp_pa
     assert fingerprint(params) != fingerprint(other)
     cfg = CFG.replace(total_steps=4 * 8 * 2)
     out = tmp_path / "run"
-    run(cfg, 1, progress=False, checkpoint_dir=out, env=env, env_params=params)
+    parts = {"env": env, "progress": False, "checkpoint_dir": out}
+    run(cfg, 1, env_params=params, optimizer=optax.adam(1e-3), **parts)
     recorded = rundir.load_run(out)[1]["custom"]["env_params"]
     assert recorded == fingerprint(params)
-    with pytest.raises(rundir.RunDirError, match=r"custom:.*env_params"):
-        run(cfg, 1, progress=False, checkpoint_dir=out, resume=True, env=env,
-            env_params=other)  # fmt: skip
+    with pytest.raises(rundir.RunDirError, match=r"custom: env_params"):
+        run(cfg, 1, resume=True, env_params=other, optimizer=optax.adam(1e-3), **parts)
+    with pytest.raises(rundir.RunDirError, match=r"custom: optimizer"):
+        run(cfg, 1, resume=True, env_params=params, optimizer=optax.adam(3e-3), **parts)
     # The same values resume (here: a finished run, returned as it is).
-    res = run(cfg, 1, progress=False, checkpoint_dir=out, resume=True, env=env,
-              env_params=params.replace())  # fmt: skip
+    res = run(cfg, 1, resume=True, env_params=params.replace(),
+              optimizer=optax.adam(1e-3), **parts)  # fmt: skip
     assert res.updates_done == cfg.num_updates
 
 
