@@ -87,7 +87,8 @@ def closure_digest(obj: Any, max_depth: int = 24) -> str:
     Walks tuples, lists, dicts, sets, ``functools.partial``, bound methods and
     functions (their import path, default arguments and closure cells, each
     function once); numbers, strings and ``None`` by value, arrays by dtype,
-    shape and bytes; any other object by its type alone. The digest is the
+    shape and bytes, classes by import path; any other object by its type
+    alone. The digest is the
     same in every process (no ``id`` or address enters it) and differs when a
     hyperparameter captured by value differs.
 
@@ -133,6 +134,8 @@ def closure_digest(obj: Any, max_depth: int = 24) -> str:
                     walk(cell.cell_contents, depth + 1)
                 except ValueError:  # a cell not filled yet
                     put("<empty cell>")
+        elif inspect.isclass(x):
+            put(f"class:{x.__module__}:{x.__qualname__}")
         elif isinstance(x, tuple | list):
             put(f"{type(x).__module__}.{type(x).__qualname__}[{len(x)}]")
             for item in x:

@@ -345,7 +345,7 @@ def test_an_optimizer_is_described_by_its_hyperparameters():
         assert _describe(a) != _describe(b)
 
 
-def test_closure_digest_ignores_set_order():
+def test_closure_digest_is_order_free_and_sees_classes_and_defaults():
     from jaxpg.drivers.runstate import closure_digest
 
     # 0 and 8 share a slot of a small set's table: the insertion order decides
@@ -356,6 +356,10 @@ def test_closure_digest_ignores_set_order():
     assert list(a) != list(b)
     assert closure_digest(a) == closure_digest(b)
     assert closure_digest({0, 8}) != closure_digest({0, 9})
+    # Classes by import path (not as ``builtins.type``), functions by their
+    # defaults too.
+    assert closure_digest((int,)) != closure_digest((float,))
+    assert closure_digest(lambda x=1: x) != closure_digest(lambda x=2: x)
 
 
 def test_records_of_older_versions_match_their_parts():
