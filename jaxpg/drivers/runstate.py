@@ -110,8 +110,8 @@ def closure_digest(obj: Any, max_depth: int = 24) -> str:
         elif x is None or isinstance(x, bool | int | float | complex | str | bytes):
             put(f"{type(x).__name__}:{x!r}")
         elif isinstance(x, np.ndarray | np.generic | jax.Array):
-            a = np.asarray(x)
-            put(f"array:{a.dtype}{a.shape}")
+            a = np.asarray(key_to_data(x))  # typed PRNG keys as their data
+            put(f"array:{x.dtype}{a.shape}")
             digest.update(np.ascontiguousarray(a).tobytes())
         elif isinstance(x, functools.partial):
             put("partial")

@@ -360,6 +360,9 @@ def test_closure_digest_is_order_free_and_sees_classes_and_defaults():
     # defaults too.
     assert closure_digest((int,)) != closure_digest((float,))
     assert closure_digest(lambda x=1: x) != closure_digest(lambda x=2: x)
+    # Arrays by value, typed PRNG keys by their data.
+    assert closure_digest(np.arange(3)) != closure_digest(np.arange(1, 4))
+    assert closure_digest(jax.random.key(0)) != closure_digest(jax.random.key(1))
 
 
 def test_records_of_older_versions_match_their_parts():
