@@ -16,8 +16,8 @@ a stop waits for the chunk running and the one queued behind it.
   slower, as REINFORCE's do when its episodes lengthen) makes the following
   ones shorter. The updates left when fewer than a chunk remain run as
   one-update chunks (the probe's program), so no program is compiled for a
-  last, shorter chunk. Each new length is one more compiled program: in
-  practice the probe's and one more; lengths only shrink.
+  last, shorter chunk. Lengths only shrink, so every length runs through
+  the one program compiled for the longest (:mod:`jaxpg.drivers.updates`).
 
 A plan is a list of *segments* ``(start, length)``: from update ``start`` on,
 chunks have ``length`` updates (near ``U``: cut to what is left, or in a timed

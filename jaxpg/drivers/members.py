@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxpg.algorithms.base import Algorithm
 from jaxpg.config import Config
-from jaxpg.drivers import loop, parallel
+from jaxpg.drivers import loop, parallel, updates
 from jaxpg.drivers.chunking import chunk_plan, default_chunk, fixed_plan, step_budget
 from jaxpg.drivers.progress import ProgressBar, compiling
 
@@ -118,17 +118,14 @@ def train_members(
     def init_one(seed: jax.Array, hp: Any = None) -> Any:
         return algo.init(jax.random.key(seed), hp)
 
-    def chunk_program(length: int):
-        def one(state):
-            return jax.lax.scan(lambda c, _: algo.update(c), state, None, length=length)
-
-        return parallel.sharded(one, lay, raw_keys=False, donate_argnums=0)
-
     t0 = time.perf_counter()
     with compiling(f"{cfg.env} / {cfg.algo}, {members} {what}{plural}", shown):
         init = parallel.sharded(init_one, lay, raw_keys=False)
         state = init.lower(*placed).compile()(*placed)
-        chunks = {n: chunk_program(n).lower(state).compile() for n in lengths}
+        count = parallel.replicate(np.int32(0), lay)  # its sharding and type
+        program = updates.updates_program(algo.update, lay, chunk)
+        compiled = program.lower(state, count).compile()
+        chunks = {n: updates.Chunk(compiled, n, chunk, lay) for n in lengths}
         done = None
         if finish is not None:
             done = parallel.sharded(finish, lay).lower(placed[0], state).compile()

@@ -64,6 +64,7 @@ __all__ = [
     "map_members",
     "place",
     "real_members",
+    "replicate",
     "run_members",
     "sharded",
 ]
@@ -175,6 +176,7 @@ def sharded(
     *,
     raw_keys: bool = True,
     donate_argnums: int | Sequence[int] = (),
+    shared_argnums: Sequence[int] = (),
 ) -> Callable[..., Any]:
     r"""``jit(shard_map(vmap(fn)))``: ``fn`` of one member, mapped over ``P``.
 
@@ -197,12 +199,23 @@ def sharded(
       raw_keys: return PRNG keys as raw data (``False``: as keys).
       donate_argnums: arguments whose buffers the call may reuse (as
         :func:`jax.jit`).
+      shared_argnums: arguments that every member shares (not mapped:
+        replicated on every device, e.g. a loop count), given as global
+        arrays replicated over the mesh (:func:`replicate`).
 
     Returns:
       A jitted function of the global arrays of :func:`place`, returning
       global arrays ``[P, ...]``; ``.lower(...)`` gives its program.
     """
-    return _sharded(fn, lay, raw_keys, donate_argnums)[0]
+    return _sharded(fn, lay, raw_keys, donate_argnums, shared_argnums)[0]
+
+
+def replicate(x: Any, lay: Layout) -> jax.Array:
+    """A host value (the same on every process) as a global array replicated
+    on every device of ``lay``: an argument of ``shared_argnums``."""
+    a = np.asarray(x)
+    sharding = NamedSharding(lay.mesh, PartitionSpec())
+    return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
 
 def _sharded(
@@ -210,6 +223,7 @@ def _sharded(
     lay: Layout,
     raw_keys: bool = True,
     donate_argnums: int | Sequence[int] = (),
+    shared_argnums: Sequence[int] = (),
 ) -> tuple[Callable[..., Any], dict[str, Any]]:
     """:func:`sharded`, and a dict whose ``"like"`` is set, when the function
     is traced, to the abstract output of one member (what :func:`collect`
@@ -217,8 +231,11 @@ def _sharded(
     second time to learn it."""
     traced: dict[str, Any] = {}
 
+    shared = frozenset(shared_argnums)
+
     def local(*args: Any) -> Any:
-        out = jax.vmap(fn, axis_name=_LOCAL_AXIS)(*args)
+        axes = tuple(None if i in shared else 0 for i in range(len(args)))
+        out = jax.vmap(fn, in_axes=axes, axis_name=_LOCAL_AXIS)(*args)
         traced["like"] = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), out
         )
@@ -231,9 +248,15 @@ def _sharded(
     # check_vma=False: the member function is ordinary single-device code
     # (scans whose carries start as constants); nothing in it is collective.
     spec = PartitionSpec(MEMBER_AXIS)
-    mapped = jax.shard_map(
-        local, mesh=lay.mesh, in_specs=spec, out_specs=spec, check_vma=False
-    )
+
+    def mapped(*args: Any) -> Any:
+        specs = tuple(
+            PartitionSpec() if i in shared else spec for i in range(len(args))
+        )
+        return jax.shard_map(
+            local, mesh=lay.mesh, in_specs=specs, out_specs=spec, check_vma=False
+        )(*args)
+
     return jax.jit(mapped, donate_argnums=donate_argnums), traced
 
 

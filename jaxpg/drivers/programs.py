@@ -1,6 +1,7 @@
 r"""The compiled programs of a chunked run (:mod:`jaxpg.drivers.runner`):
-``init`` from seeds, and one chunk program per chunk length, compiled when
-first needed and kept with the others.
+``init`` from seeds, and the chunk program (:mod:`jaxpg.drivers.updates`),
+which runs any number of updates up to the longest chunk compiled, so a run
+compiles one whatever its chunk lengths.
 
 Shapes: ``P`` padded seeds.
 """
@@ -17,7 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxpg.algorithms.base import Algorithm, TrainState
 from jaxpg.config import Config
-from jaxpg.drivers import executables, memory, parallel
+from jaxpg.drivers import executables, memory, parallel, updates
 from jaxpg.drivers.chunking import ChunkPlan, chunk_plan
 from jaxpg.drivers.progress import compiling
 from jaxpg.drivers.train import make_algorithm
@@ -32,11 +33,15 @@ class Programs(NamedTuple):
     Attributes:
       layout: the seeds over all devices (:func:`jaxpg.drivers.parallel.layout`).
       init: ``[P]`` int32 seeds (placed) -> ``[P]`` state.
-      chunks: ``{length: [P] state -> ([P] state, [P, length] metrics)}``,
-        the state donated; grows as :func:`chunk` compiles lengths.
+      chunks: ``{length: [P] state -> ([P] state, [P, length] metrics)}``
+        (:class:`jaxpg.drivers.updates.Chunk`), the state donated; grows as
+        :func:`chunk` meets lengths.
       member: the abstract state of one seed.
       restore: ``[P]`` state with raw key data (placed) -> ``[P]`` state.
-      build: ``length -> `` the compiled chunk of ``length`` updates.
+      build: ``cap -> `` the compiled
+        :func:`~jaxpg.drivers.updates.updates_program` of up to ``cap``
+        updates.
+      compiled: ``{cap: compiled program}``, those built so far.
     """
 
     layout: parallel.Layout
@@ -45,12 +50,20 @@ class Programs(NamedTuple):
     member: Any
     restore: Any
     build: Callable[[int], Any]
+    compiled: dict[int, Any]
 
 
 def chunk(progs: Programs, length: int) -> Any:
-    """The compiled chunk of ``length`` updates (compiled now if needed)."""
+    """The chunk of ``length`` updates: through the shortest program compiled
+    for at least ``length`` updates, else one compiled now for ``length``."""
     if length not in progs.chunks:
-        progs.chunks[length] = progs.build(length)
+        caps = [cap for cap in progs.compiled if cap >= length]
+        cap = min(caps) if caps else length
+        if not caps:
+            progs.compiled[cap] = progs.build(cap)
+        progs.chunks[length] = updates.Chunk(
+            progs.compiled[cap], length, cap, progs.layout
+        )
     return progs.chunks[length]
 
 
@@ -77,12 +90,6 @@ def compile_run(
     def init_one(seed: jax.Array) -> TrainState:
         return get().init(jax.random.key(seed))
 
-    def chunk_program(length: int):
-        def one_seed(s):
-            return jax.lax.scan(lambda c, _: get().update(c), s, None, length=length)
-
-        return parallel.sharded(one_seed, lay, raw_keys=False, donate_argnums=0)
-
     seeds = jax.ShapeDtypeStruct(
         (lay.padded,),
         np.int32,
@@ -98,11 +105,17 @@ def compile_run(
         init_exe.out_info,
     )
 
-    def build(n: int) -> Any:
+    count = jax.ShapeDtypeStruct(
+        (), np.int32, sharding=NamedSharding(lay.mesh, PartitionSpec())
+    )
+
+    def build(cap: int) -> Any:
         return executables.load_or_compile(
-            lambda: chunk_program(n).lower(state_spec),
+            lambda: updates.updates_program(lambda s: get().update(s), lay, cap).lower(
+                state_spec, count
+            ),
             description=executables.describe(
-                description, program="chunk", length=n, seeds=num_seeds
+                description, program="updates", cap=cap, seeds=num_seeds
             ),
         )
 
@@ -115,7 +128,7 @@ def compile_run(
         return jax.tree.map(data_to_key, member, raw)
 
     restore = parallel.sharded(restore_one, lay, raw_keys=False)
-    return Programs(lay, init_exe, {}, member, restore, build)
+    return Programs(lay, init_exe, {}, member, restore, build, {})
 
 
 def cached(cfg: Config, num_seeds: int) -> Programs:
@@ -151,8 +164,9 @@ def for_run(
     Args:
       cfg, num_seeds: the run.
       plan: its chunk plan; fixed: the chunk and remainder lengths; timed:
-        the probe's, the longest (a shorter chunk needs less memory) and the
-        one in use (others are compiled when first needed).
+        the probe's, the longest and the one in use; all run through one
+        program, compiled for the longest (a later, shorter length reuses
+        it).
       chunk_length: the fixed plan's chunk length.
       build: ``() -> Algorithm`` of a run with custom parts (compiled anew),
         else ``None`` (the config's, kept by :func:`cached`).
@@ -177,7 +191,8 @@ def for_run(
             progs = cached(cfg, num_seeds)
         else:
             progs = compile_run(build(), num_seeds)
-        ready = [chunk(progs, n) for n in lengths]
+        # The longest first: the shorter ones run through its program.
+        ready = [chunk(progs, n) for n in sorted(lengths, reverse=True)]
     compile_s = time.perf_counter() - t0
     lay = progs.layout
     memory.check_fits([progs.init, *ready], num_seeds, lay.per_device, lay.num_devices)

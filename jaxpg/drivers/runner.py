@@ -440,7 +440,7 @@ def _run(
             out, start, num_updates, "running", start if resuming and start else None
         )
 
-    late_compile = [0.0]  # seconds spent compiling chunk lengths met late
+    late_compile = [0.0]  # seconds spent on chunk lengths met late (a check)
 
     def dispatch(state, at):
         size = plan.length_at(at)

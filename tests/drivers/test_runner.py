@@ -45,6 +45,9 @@ def reference():
 
 def test_runner_with_remainder_chunk_matches_single_jitted_program(chunked, reference):
     assert chunk_plan(CFG.num_updates, CHUNK) == (3, 2, 1)
+    # Both lengths ran through one compiled program, of the longer.
+    progs = programs.cached(CFG, NUM_SEEDS)
+    assert sorted(progs.chunks) == [1, 3] and list(progs.compiled) == [3]
     ref_metrics = jax.device_get(reference.metrics)
     assert set(chunked.metrics) == set(ref_metrics)
     for name, expected in ref_metrics.items():
@@ -416,10 +419,10 @@ def test_a_resume_with_other_env_params_or_optimizer_is_refused(tmp_path):
 
 
 def test_a_chunk_compiled_mid_run_counts_the_live_state_once(monkeypatch):
-    """A timed run compiles a shorter chunk after its probes and checks its
-    memory then: the live train state, already in use, is that program's own
-    donated argument. A device with room for the largest program (plus 1 KiB)
-    finishes; counting the state twice refused it mid-run."""
+    """A timed run meets a shorter chunk length after its probes and checks
+    its memory then: the live train state, already in use, is that program's
+    own donated argument. A device with room for the largest program (plus 1
+    KiB) finishes; counting the state twice refused it mid-run."""
     import itertools
 
     from jaxpg.drivers import memory, runner
@@ -427,7 +430,7 @@ def test_a_chunk_compiled_mid_run_counts_the_live_state_once(monkeypatch):
     cfg = jaxpg.Config(num_envs=4, rollout_steps=8, total_steps=4 * 8 * 100,
                        hidden=(64, 64))  # fmt: skip
     progs = programs.cached(cfg, 2)
-    upfront = [progs.init, programs.chunk(progs, 1), programs.chunk(progs, 5)]
+    upfront = [progs.init, programs.chunk(progs, 5), programs.chunk(progs, 1)]
     limit = max(memory.program_bytes(p) for p in upfront) + 1024
 
     # The fake device holds what this run allocates (other tests' arrays in
@@ -444,4 +447,5 @@ def test_a_chunk_compiled_mid_run_counts_the_live_state_once(monkeypatch):
     monkeypatch.setattr(runner, "_clock", lambda: float(next(ticks)))
     res = run(cfg, 2, chunk_seconds=3.5, progress=False)  # 1 s per probe
     assert res.updates_done == cfg.num_updates
-    assert 3 in progs.chunks  # the length compiled mid-run, after the probes
+    assert 3 in progs.chunks  # the length met mid-run, after the probes
+    assert list(progs.compiled) == [5]  # every length ran through one program
