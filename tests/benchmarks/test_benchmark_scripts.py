@@ -312,3 +312,25 @@ def test_vmap_trace_tiny_times_both_arms_of_one_program(tmp_path):
     assert (module.train_module._batched_from_start, module.rl.batched_like) == shipped
     with pytest.raises(SystemExit):
         module.main(["--programs", "sac"])
+
+
+def test_chunk_programs_smoke_runs_both_arms_alike_and_puts_chunk_back():
+    """``benchmarks/chunk_programs.py --smoke``: both arms run ``jaxpg train``
+    in this process to the same evaluation, the per-length arm's replacement
+    of ``programs.chunk`` is undone, and a record renders as a table."""
+    from jaxpg.drivers import programs
+
+    spec = importlib.util.spec_from_file_location(
+        "chunk_programs", BENCH / "chunk_programs.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped = programs.chunk
+    arms = module.main(["--smoke"])["arms"]
+    assert programs.chunk is shipped
+    (one,), (per,) = (arms[a] for a in module.ARMS)
+    assert one["eval_iqm"] == per["eval_iqm"]  # the chunking changes no number
+    assert one["run_s"] > 0 and per["run_s"] > 0
+    record = {"command": module.COMMAND, "repeats": 1, "machine": "m", "arms": arms}
+    table = module.markdown(record)
+    assert "| one program |" in table and "| per length |" in table
