@@ -92,6 +92,8 @@ class Chunk:
         return state, metrics
 
     def __getattr__(self, name: str) -> Any:
+        if name == "compiled":  # not set yet: no recursion
+            raise AttributeError(name)
         return getattr(self.compiled, name)
 
 
