@@ -12,7 +12,13 @@ if "xla_cpu_multi_thread_eigen" not in _os.environ.get("XLA_FLAGS", ""):
         _os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     ).strip()
 
-from jaxpg import algorithms, envs, networks, presets
+from jaxpg import (
+    _backend,  # first: notes whether JAX's backend is up yet
+    algorithms,
+    envs,
+    networks,
+    presets,
+)
 from jaxpg.algorithms import Algorithm, Parts, TrainState
 from jaxpg.analysis import stats
 from jaxpg.config import Config, Hyperparams
@@ -46,6 +52,8 @@ from jaxpg.kernels.returns import discounted_returns, generalized_advantage_esti
 from jaxpg.rollout import Transition
 
 __version__ = "0.1.0"
+
+_backend.release_if_started_here()
 
 __all__ = [
     "Algorithm",

@@ -32,6 +32,7 @@ LAYERS = {
     "sequence": 5,
     "cli": 6,
     "__init__": 7,
+    "_backend": 7,  # what `import jaxpg` does to JAX's backend
     "__main__": 7,
 }
 

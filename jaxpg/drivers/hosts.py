@@ -144,11 +144,11 @@ def initialize(
         except RuntimeError as e:
             if "before any JAX calls" not in str(e):
                 raise
-            # Importing gymnax (hence jaxpg) creates a few constant arrays,
-            # which starts the local backend before anything has run on it.
-            # Drop that backend so that jax.distributed can start the clients
-            # of all processes (arrays made so far stay valid on the old
-            # client).
+            # Importing gymnax (before jaxpg, which drops the backend its own
+            # import started) creates a few constant arrays, which starts the
+            # local backend before anything has run on it. Drop that backend
+            # so that jax.distributed can start the clients of all processes
+            # (arrays made so far stay valid on the old client).
             jax.extend.backend.clear_backends()
             jax.distributed.initialize(**kwargs)
     finally:
