@@ -111,10 +111,8 @@ def loop_speed(updates_per_call: int = 20, rounds: int = 4) -> dict:
 
     state = init(*seeds)
     scan = parallel.sharded(scanned, lay, raw_keys=False).lower(state).compile()
-    count = parallel.replicate(np.int32(n), lay)
-    program = updates.updates_program(algo.update, lay, n)
-    program = program.lower(state, count).compile()
-    arms = {"scan": scan, "updates_program": lambda state: program(state, count)}
+    program = updates.lower(algo.update, lay, n, state).compile()
+    arms = {"scan": scan, "updates_program": updates.Chunk(program, n, n, lay)}
     times: dict[str, list[float]] = {name: [] for name in arms}
     last = {}
     for _ in range(rounds):

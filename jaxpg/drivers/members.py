@@ -122,9 +122,7 @@ def train_members(
     with compiling(f"{cfg.env} / {cfg.algo}, {members} {what}{plural}", shown):
         init = parallel.sharded(init_one, lay, raw_keys=False)
         state = init.lower(*placed).compile()(*placed)
-        count = parallel.replicate(np.int32(0), lay)  # its sharding and type
-        program = updates.updates_program(algo.update, lay, chunk)
-        compiled = program.lower(state, count).compile()
+        compiled = updates.lower(algo.update, lay, chunk, state).compile()
         chunks = {n: updates.Chunk(compiled, n, chunk, lay) for n in lengths}
         done = None
         if finish is not None:

@@ -57,9 +57,8 @@ def chunk(progs: Programs, length: int) -> Any:
     """The chunk of ``length`` updates: through the shortest program compiled
     for at least ``length`` updates, else one compiled now for ``length``."""
     if length not in progs.chunks:
-        caps = [cap for cap in progs.compiled if cap >= length]
-        cap = min(caps) if caps else length
-        if not caps:
+        cap = min((c for c in progs.compiled if c >= length), default=length)
+        if cap not in progs.compiled:
             progs.compiled[cap] = progs.build(cap)
         progs.chunks[length] = updates.Chunk(
             progs.compiled[cap], length, cap, progs.layout
@@ -105,15 +104,9 @@ def compile_run(
         init_exe.out_info,
     )
 
-    count = jax.ShapeDtypeStruct(
-        (), np.int32, sharding=NamedSharding(lay.mesh, PartitionSpec())
-    )
-
     def build(cap: int) -> Any:
         return executables.load_or_compile(
-            lambda: updates.updates_program(lambda s: get().update(s), lay, cap).lower(
-                state_spec, count
-            ),
+            lambda: updates.lower(lambda s: get().update(s), lay, cap, state_spec),
             description=executables.describe(
                 description, program="updates", cap=cap, seeds=num_seeds
             ),

@@ -23,11 +23,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxpg.drivers import parallel
 from jaxpg.kernels.batching import batched_like
 
-__all__ = ["Chunk", "updates_program"]
+__all__ = ["Chunk", "lower", "updates_program"]
 
 
 def updates_program(
@@ -71,6 +72,21 @@ def updates_program(
     return parallel.sharded(
         one, lay, raw_keys=False, donate_argnums=0, shared_argnums=(1,)
     )
+
+
+def lower(
+    update: Callable[[Any], tuple[Any, Any]],
+    lay: parallel.Layout,
+    cap: int,
+    state: Any,
+) -> Any:
+    """:func:`updates_program` lowered for ``state`` (arrays, or abstract
+    values with their shardings) and the count :class:`Chunk` passes: an
+    int32 scalar replicated over ``lay``'s mesh."""
+    count = jax.ShapeDtypeStruct(
+        (), np.int32, sharding=NamedSharding(lay.mesh, PartitionSpec())
+    )
+    return updates_program(update, lay, cap).lower(state, count)
 
 
 class Chunk:
