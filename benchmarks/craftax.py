@@ -53,6 +53,7 @@ import numpy as np  # noqa: E402
 
 import jaxpg  # noqa: E402
 from jaxpg import envs  # noqa: E402
+from jaxpg.experiment.rundir import device_name  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -268,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "num_envs": args.num_envs,
         "time_limit": args.time_limit,
         "scan_steps": args.scan_steps,
-        "device": f"{device.platform} ({getattr(device, 'device_kind', '')})",
+        "device": device_name(),
         "machine": platform.machine(),
         "jax": jax.__version__,
         "rollouts": measure_rollouts(args),

@@ -59,9 +59,11 @@ import numpy as np
 
 import jaxpg
 from jaxpg.analysis.plotting import common_grid_curves
+from jaxpg.analysis.scores import ENV_SCORES
 from jaxpg.analysis.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
 from jaxpg.config import Config
 from jaxpg.drivers.train import seed_keys
+from jaxpg.experiment.rundir import device_name
 from jaxpg.kernels.batching import SEED_AXIS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,12 +72,7 @@ sys.path.insert(0, HERE)
 ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0")
 ALGOS = ("reinforce", "a2c", "ppo")
 TRAIN_CURVE_POINTS = 200  # per seed, in the JSON (block means of updates)
-THRESHOLDS = {
-    "CartPole-v1": 475.0,
-    "Acrobot-v1": -100.0,
-    "Pendulum-v1": -200.0,
-    "MountainCarContinuous-v0": 90.0,
-}
+THRESHOLDS = {env: ENV_SCORES[env].solved for env in ENVS}
 
 
 def _quick(cfg: Config, frac: float) -> Config:
@@ -499,9 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, f"learning_{tag}.json")
     result = {
-        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()}), "
-        f"{len(jax.devices())} device(s), {os.cpu_count()} CPU cores, "
-        f"{platform.machine()}",
+        "device": f"{device_name()}, {os.cpu_count()} CPU cores, {platform.machine()}",
         "jax_version": jax.__version__,
         "seeds": args.seeds,
         "eval_episodes": args.eval_episodes,

@@ -38,6 +38,8 @@ from jaxpg import presets
 from jaxpg.analysis.scores import solved_threshold
 from jaxpg.analysis.stats import iqm, stratified_bootstrap_ci
 from jaxpg.cli.options import parse_setting
+from jaxpg.drivers.evaluation import eval_keys
+from jaxpg.experiment.rundir import device_name
 
 RESULTS = Path(__file__).parent / "results"
 SEED_SETS = {
@@ -63,7 +65,6 @@ DEFAULT_SETS = ("0-15", "100-115")
 # The experiments issue's per-seed bar where it differs from the solved
 # threshold: Pendulum's target is IQM >= -200 with 15 of 16 seeds >= -250.
 PER_SEED_BAR = {"Pendulum-v1": -250.0}
-EVAL_SEED = 2024
 
 
 def check(cfg: jaxpg.Config, episodes: int, sets=DEFAULT_SETS) -> dict:
@@ -74,11 +75,10 @@ def check(cfg: jaxpg.Config, episodes: int, sets=DEFAULT_SETS) -> dict:
     t0 = time.perf_counter()
     out = jax.block_until_ready(jax.jit(jax.vmap(jaxpg.make_train(cfg)))(keys))
     train_s = time.perf_counter() - t0
-    eval_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(EVAL_SEED), i))(
-        seeds
-    )
+    # The keys jaxpg train evaluates seed i with (round 0), so a row's seeds
+    # can be checked with `jaxpg train --first-seed`.
     returns = jax.jit(jax.vmap(lambda p, k: jaxpg.evaluate(cfg, p, k, episodes)))(
-        out.params, eval_keys
+        out.params, eval_keys(seeds)
     )
     per_seed = np.asarray(returns, np.float64).mean(axis=1)
     print("per seed:", np.round(per_seed, 1).tolist(), flush=True)
@@ -172,7 +172,7 @@ def main() -> None:
         print(_line(env, algo, row), flush=True)
     if out is None:
         return
-    device = f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
+    device = device_name()
     meta = {"device": device, "jax": jax.__version__, "episodes": args.episodes}
     Path(f"{out}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [

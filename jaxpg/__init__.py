@@ -19,6 +19,7 @@ from jaxpg import (
     networks,
     presets,
 )
+from jaxpg._version import __version__ as __version__
 from jaxpg.algorithms import Algorithm, Parts, TrainState
 from jaxpg.analysis import stats
 from jaxpg.config import Config, Hyperparams
@@ -33,7 +34,6 @@ from jaxpg.drivers.train import (
     train_seeds,
 )
 from jaxpg.kernels.advantages import (
-    compute_advantages,
     group_normalised,
     leave_one_out,
     mean_baseline,
@@ -51,8 +51,6 @@ from jaxpg.kernels.losses import (
 from jaxpg.kernels.returns import discounted_returns, generalized_advantage_estimation
 from jaxpg.rollout import Transition
 
-__version__ = "0.1.0"
-
 _backend.release_if_started_here()
 
 __all__ = [
@@ -66,7 +64,6 @@ __all__ = [
     "TrainState",
     "Transition",
     "algorithms",
-    "compute_advantages",
     "discounted_returns",
     "entropy_loss",
     "envs",

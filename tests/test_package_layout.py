@@ -17,6 +17,7 @@ ROOT = Path(jaxpg.__file__).parent
 # with the drivers (it uses their device layout); the drivers never import it.
 LAYERS = {
     "kernels": 0,
+    "_version": 0,
     "envs": 1,
     "initializers": 2,
     "networks": 2,
@@ -112,12 +113,15 @@ def test_no_import_cycle():
 
 
 def test_imports_flow_down_the_layers():
+    """The package's root (``import jaxpg``, ``from jaxpg import name``) is the
+    top layer: only the command line, a user of the public API, imports it
+    (the cycle check above leaves those edges out for that reason)."""
     wrong = [
         f"{m} imports {d}"
         for m, deps in _graph().items()
         if m != "jaxpg"
         for d in deps
-        if d != "jaxpg" and _layer(d) > _layer(m)
+        if _layer(d) > _layer(m) and not (d == "jaxpg" and _layer(m) == LAYERS["cli"])
     ]
     assert not wrong, "\n".join(sorted(wrong))
 

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import flax.struct
@@ -71,13 +70,7 @@ from jaxpg.algorithms.base import (
 )
 from jaxpg.config import Config
 from jaxpg.envs import EnvSpec
-from jaxpg.kernels.advantages import (
-    group_normalised,
-    leave_one_out,
-    mean_baseline,
-    no_baseline,
-    standardise,
-)
+from jaxpg.kernels.advantages import BASELINE_FNS, BaselineFn
 from jaxpg.kernels.losses import (
     entropy_loss,
     masked_mean,
@@ -89,17 +82,6 @@ from jaxpg.recurrent import replay
 from jaxpg.rollout import EpisodeBatch, collect_episodes, default_loop_chunk
 
 Array = jax.Array
-
-# ``baseline(returns, mask, episode_start) -> advantages``, all ``[L, B]``.
-BaselineFn = Callable[[Array, Array, Array], Array]
-
-BASELINE_FNS: dict[str, BaselineFn] = {
-    "none": lambda g, m, _: no_baseline(g, m),
-    "mean": lambda g, m, _: mean_baseline(g, m),
-    "standardise": lambda g, m, _: standardise(g, m),
-    "loo": lambda g, m, _: leave_one_out(g, m),
-    "group": group_normalised,
-}
 
 
 @flax.struct.dataclass

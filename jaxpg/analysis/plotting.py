@@ -23,6 +23,8 @@ __all__ = [
     "plot_improvement",
     "plot_learning_curve",
     "plot_profiles",
+    "plot_sweep",
+    "sweep_curves",
 ]
 
 
@@ -230,4 +232,78 @@ def plot_improvement(result: dict, path: str | os.PathLike, title: str = "") -> 
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or "probability of improvement")
     fig.savefig(os.fspath(path), dpi=120)
+    return fig
+
+
+def sweep_curves(env_steps: Any, returns: Any, num_points: int = 100) -> list[dict]:
+    """Per setting, the mean training curve over its seeds on a common step
+    grid (:func:`common_grid_curves`).
+
+    Args:
+      env_steps, returns: ``[K, S, U]``.
+      num_points: ``G``.
+
+    Returns:
+      ``K`` dicts ``{"env_steps": [G], "mean_return": [G]}`` (lists; empty
+      for a setting without a finite return).
+    """
+    curves = []
+    for steps, rets in zip(env_steps, returns, strict=True):
+        grid, c = common_grid_curves(steps, rets, num_points)
+        mean = c.mean(axis=0) if c.shape[0] else np.zeros((0,))
+        curves.append({"env_steps": grid.tolist(), "mean_return": mean.tolist()})
+    return curves
+
+
+def plot_sweep(
+    settings: list[dict[str, float]],
+    iqms: list[dict | None],
+    best: int | None,
+    curves: list[dict],
+    path: str | os.PathLike,
+    title: str = "",
+) -> Any:
+    """``jaxpg sweep``'s figure: each setting's final score (IQM over seeds
+    with its 95% interval; the best in red) and its mean training curve.
+
+    Args:
+      settings: ``K`` settings ``{field: value}``.
+      iqms: per setting ``{"estimate", "low", "high"}`` or ``None`` (no
+        finite seed).
+      best: index of the best setting, or ``None``.
+      curves: :func:`sweep_curves`.
+      path: where to write the PNG.
+      title: the curves' title.
+    """
+    fig, (left, right) = _figure(11, 4.2, ncols=2)
+    names = list(dict.fromkeys(n for st in settings for n in st))
+    labels = ["\n".join(f"{n}={st[n]:.3g}" for n in names) for st in settings]
+    x = np.arange(len(settings))
+    nan = {"estimate": np.nan, "low": np.nan, "high": np.nan}
+    est, low, high = (
+        np.array([(c or nan)[f] for c in iqms], float)
+        for f in ("estimate", "low", "high")
+    )
+    left.bar(x, est, color=["C3" if i == best else "C0" for i in x], alpha=0.35)
+    left.errorbar(x, est, yerr=[est - low, high - est], fmt="none", ecolor="k")
+    left.set_xticks(x, labels, fontsize=7)
+    left.set_ylabel("evaluated return: IQM over seeds, 95% CI")
+    left.set_title("final score (best in red)")
+    for i, c in enumerate(curves):
+        if c["env_steps"]:
+            right.plot(
+                c["env_steps"],
+                c["mean_return"],
+                color="C3" if i == best else None,
+                lw=2 if i == best else 1,
+                label=labels[i].replace("\n", " "),
+            )
+    right.set_xlabel("env steps (per seed)")
+    right.set_ylabel("training return (mean over seeds)")
+    right.set_title(title)
+    if len(curves) <= 12:
+        right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.savefig(str(path), dpi=110)
     return fig

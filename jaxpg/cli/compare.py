@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from jaxpg.cli.options import PlainHelpFormatter, check_output_dir
-from jaxpg.drivers.evaluation import evaluate_seeds, load_policy
+from jaxpg.drivers.evaluation import EVAL_SEED, evaluate_seeds, load_policy
 from jaxpg.drivers.report import eval_summary
 
 __all__ = [
@@ -73,7 +73,8 @@ def register(sub: Any) -> None:
         type=int,
         default=1,
         metavar="K",
-        help="evaluation key round: key fold_in(fold_in(key(2024999), K), seed); "
+        help=f"evaluation key round: key fold_in(fold_in(key({EVAL_SEED}), K), "
+        "seed); "
         "training's own evaluation is round 0 (default: %(default)s)",
     )
     ev.set_defaults(func=eval_command)

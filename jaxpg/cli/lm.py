@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxpg
@@ -70,8 +69,6 @@ from jaxpg.sequence.runs import RUN_FILE
 from jaxpg.sequence.seeds import compiler_options, train_seeds
 
 __all__ = ["RUN_FILE", "build_config", "register", "run"]
-
-EVAL_SEED = 2_024_998
 
 _EXAMPLES = """\
 examples:
@@ -525,20 +522,7 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
             "non-finite updates rejected (parameters kept): "
             + ", ".join(f"seed {i}: {int(n)}" for i, n in enumerate(rejected) if n)
         )
-    # The reference and every seed's final policy in one compiled program:
-    # the reference is member 0 of the stacked parameters.
-    eval_key = jax.random.key(EVAL_SEED)
-
-    @jax.jit
-    def evaluate(ref, finals):
-        stacked = jax.tree.map(lambda r, f: jnp.concatenate([r[None], f]), ref, finals)
-        return jax.vmap(lambda p: rlm.evaluate(eval_key, p, task, model_cfg, 512))(
-            stacked
-        )
-
-    evals = {k: np.asarray(v) for k, v in evaluate(ref_params, final_params).items()}
-    ref_eval = {k: float(v[0]) for k, v in evals.items()}
-    finals = {k: v[1:] for k, v in evals.items()}
+    ref_eval, finals = report.evaluate_run(task, model_cfg, ref_params, final_params)
     flags = rlm.reward_hacking_flag(
         metrics["true_reward"], metrics["reward"], args.hack_window
     )
@@ -598,4 +582,7 @@ def _print_table(summary, ref_eval, task, rl_cfg, compile_s, run_s, num_seeds):
         f"{np.mean(s['last_kl_exact']):7.3f} {np.mean(s['last_length']):7.2f} "
         f"{sum(h >= 0 for h in s['hack_first_update'])}/{num_seeds:<7}"
     )
-    print(f"compile {compile_s:.1f}s, run {run_s:.1f}s (accuracy: 512 fresh prompts)")
+    print(
+        f"compile {compile_s:.1f}s, run {run_s:.1f}s (accuracy: "
+        f"{report.EVAL_PROMPTS} fresh prompts)"
+    )

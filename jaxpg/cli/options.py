@@ -21,8 +21,8 @@ from jaxpg.config import Config
 from jaxpg.drivers import executables, parallel
 
 # Shared with the library (one definition); the commands import them from here.
-from jaxpg.drivers.report import device_name as device_name
-from jaxpg.drivers.report import strict_json as strict_json
+from jaxpg.experiment.rundir import device_name as device_name
+from jaxpg.experiment.rundir import strict_json as strict_json
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 

@@ -54,7 +54,6 @@ from jaxpg.cli.options import (
     strict_json,
 )
 from jaxpg.config import ALGOS, Config
-from jaxpg.drivers.evaluation import EVAL_SEED, eval_keys
 from jaxpg.drivers.train import make_algorithm
 
 __all__ = ["register", "run"]
@@ -181,15 +180,15 @@ def run(args: argparse.Namespace) -> int:
                 "another --out, or replace it with --overwrite"
             )
         enable_compilation_cache(args)
-        algorithm = make_algorithm(cfg)  # a bad environment fails here
+        make_algorithm(cfg)  # a bad environment fails here
     except ValueError as e:
         print(f"jaxpg sweep: error: {e}", file=sys.stderr)
         return 2
     import jax
 
-    from jaxpg.drivers.members import train_members
-    from jaxpg.drivers.sweep import grid_settings, random_settings
-    from jaxpg.drivers.train import evaluate, policy_params
+    from jaxpg.analysis.plotting import plot_sweep, sweep_curves
+    from jaxpg.drivers.report import eval_summary
+    from jaxpg.drivers.sweep import grid_settings, random_settings, sweep_and_evaluate
 
     try:
         if isinstance(settings_spec, dict):
@@ -198,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
             settings = random_settings(
                 jax.random.key(args.search_seed), dict(settings_spec), args.num_settings
             )
-        hparams = [cfg.replace(**s).hyperparams() for s in settings]
+        for setting in settings:  # each setting as a whole config
+            cfg.replace(**setting)
     except ValueError as e:
         print(f"jaxpg sweep: error: {e}", file=sys.stderr)
         return 2
@@ -214,43 +214,24 @@ def run(args: argparse.Namespace) -> int:
             f"{jax.device_count()} device(s), {jax.process_count()} process(es)"
         )
     episodes = args.eval_episodes
-
-    def evaluate_member(seed: jax.Array, state: Any) -> jax.Array:
-        eval_key = eval_keys(seed[None])[0]
-        return evaluate(cfg, policy_params(cfg, state), eval_key, episodes)
-
-    member_hp = jax.tree.map(
-        lambda *xs: np.repeat(np.stack([np.asarray(x) for x in xs]), s, axis=0),
-        *hparams,
-    )
-    seeds = np.tile(np.arange(s, dtype=np.int32), k)
     t0 = time.perf_counter()
-    # In chunks of updates, with a progress bar between them.
-    trained = train_members(
-        cfg,
-        algorithm,
-        seeds,
-        member_hp,
-        finish=evaluate_member,
-        progress=args.progress and writer,
+    result = sweep_and_evaluate(
+        cfg, settings, s, episodes, progress=args.progress and writer
     )
-    result = {
-        "episode_return": trained.metrics["episode_return"],
-        "env_steps": trained.metrics["env_steps"],
-        "eval": np.asarray(trained.final),
-    }
-    result = {
-        n: np.asarray(v).reshape((k, s, *np.shape(v)[1:])) for n, v in result.items()
-    }
     total_s = time.perf_counter() - t0
     if not writer:
         return 0
-    rows = [_summarise(result["eval"][i], solved_at) for i in range(k)]
-    finite = [r["iqm"]["estimate"] for r in rows]
-    best = int(np.nanargmax(finite)) if np.isfinite(finite).any() else None
+    # Each setting's evaluation summarised as jaxpg train summarises a run's.
+    rows = [
+        eval_summary(r, 0, episodes, False, 0, solved_at) for r in result.eval_returns
+    ]
+    iqms = [r["iqm"] for r in rows]
+    scores = [np.nan if c is None else c["estimate"] for c in iqms]
+    best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else None
     _print_table(settings, rows, best, solved_at, s)
     print(f"compile + train + eval {total_s:.1f} s; {device_name()}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    curves = sweep_curves(result.env_steps, result.episode_return)
     record = {
         "jaxpg_version": jaxpg.__version__,
         "jax_version": jax.__version__,
@@ -265,17 +246,13 @@ def run(args: argparse.Namespace) -> int:
             }
         ),
         "seeds": list(range(s)),
-        "eval": {
-            "episodes": episodes,
-            "key": f"fold_in(fold_in(key({EVAL_SEED}), 0), seed)",
-            "confidence": 0.95,
-        },
         "solved_at": solved_at,
         "results": [
             {"setting": st, **row} for st, row in zip(settings, rows, strict=True)
         ],
         "best": best,
-        "curves": _curves(result),
+        "curves": curves,
+        "compile_s": result.compile_s,
         "total_s": total_s,
         "device": device_name(),
         "processes": jax.process_count(),
@@ -284,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
     (out_dir / "sweep.json").write_text(
         json.dumps(strict_json(record), allow_nan=False)
     )
-    _plot(settings, rows, best, record["curves"], out_dir / "sweep.png", cfg)
+    title = f"{cfg.env} {cfg.algo}"
+    plot_sweep(settings, iqms, best, curves, out_dir / "sweep.png", title)
     print(f"wrote {out_dir / 'sweep.json'} and {out_dir / 'sweep.png'}")
     return 0
 
@@ -351,24 +329,6 @@ def _range_option(text: str) -> tuple[str, tuple]:
         ) from None
 
 
-def _summarise(eval_returns: np.ndarray, solved_at: float | None) -> dict:
-    """One setting's row from its ``[S, episodes]`` evaluated returns."""
-    from jaxpg.analysis.stats import bootstrap_ci, iqm
-
-    per_seed = eval_returns.mean(axis=1)
-    finite = per_seed[np.isfinite(per_seed)]
-    if finite.size:
-        ci = bootstrap_ci(finite, stat=iqm)._asdict()
-    else:
-        ci = {"estimate": math.nan, "low": math.nan, "high": math.nan}
-    return {
-        "eval_per_seed": per_seed.tolist(),
-        "nonfinite_seeds": int(per_seed.size - finite.size),
-        "iqm": ci,
-        "solved": None if solved_at is None else int(np.sum(finite >= solved_at)),
-    }
-
-
 def _print_table(settings, rows, best, solved_at, num_seeds) -> None:
     names = list(dict.fromkeys(n for st in settings for n in st))
     label = [" ".join(f"{n}={st[n]:g}" for n in names) for st in settings]
@@ -376,64 +336,14 @@ def _print_table(settings, rows, best, solved_at, num_seeds) -> None:
     solved_head = f"solved (>= {solved_at:g})" if solved_at is not None else ""
     print()
     print(f"  {'setting':<{width}}  {'IQM':>9}  {'95% CI':>21}  {solved_head}")
+    nan = {"estimate": math.nan, "low": math.nan, "high": math.nan}
     for i, (text, row) in enumerate(zip(label, rows, strict=True)):
-        c = row["iqm"]
+        c = row["iqm"] or nan  # None: no seed with a finite evaluation
         mark = "*" if i == best else " "
-        solved = f"{row['solved']}/{num_seeds}" if row["solved"] is not None else ""
+        solved = row["seeds_solved"]
+        solved = f"{solved}/{num_seeds}" if solved is not None else ""
         print(
             f"{mark} {text:<{width}}  {c['estimate']:>9.1f}  "
             f"[{c['low']:>9.1f}, {c['high']:>9.1f}]  {solved}"
         )
     print("* best setting (highest IQM of the evaluated return over seeds)")
-
-
-def _curves(result: dict, num_points: int = 100) -> list[dict]:
-    """Per setting: the mean training curve over seeds on a common step grid."""
-    from jaxpg.analysis.plotting import common_grid_curves
-
-    curves = []
-    for steps, returns in zip(
-        result["env_steps"], result["episode_return"], strict=True
-    ):
-        grid, c = common_grid_curves(steps, returns, num_points)
-        mean = c.mean(axis=0) if c.shape[0] else np.zeros((0,))
-        curves.append({"env_steps": grid.tolist(), "mean_return": mean.tolist()})
-    return curves
-
-
-def _plot(settings, rows, best, curves, path: Path, cfg: Config) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    left, right = fig.subplots(1, 2)
-    names = list(dict.fromkeys(n for st in settings for n in st))
-    labels = ["\n".join(f"{n}={st[n]:.3g}" for n in names) for st in settings]
-    x = np.arange(len(settings))
-    est = np.array([r["iqm"]["estimate"] for r in rows], float)
-    low = np.array([r["iqm"]["low"] for r in rows], float)
-    high = np.array([r["iqm"]["high"] for r in rows], float)
-    colors = ["C3" if i == best else "C0" for i in x]
-    left.bar(x, est, color=colors, alpha=0.35)
-    left.errorbar(x, est, yerr=[est - low, high - est], fmt="none", ecolor="k")
-    left.set_xticks(x, labels, fontsize=7)
-    left.set_ylabel("evaluated return: IQM over seeds, 95% CI")
-    left.set_title("final score (best in red)")
-    for i, c in enumerate(curves):
-        if c["env_steps"]:
-            right.plot(
-                c["env_steps"],
-                c["mean_return"],
-                color="C3" if i == best else None,
-                lw=2 if i == best else 1,
-                label=labels[i].replace("\n", " "),
-            )
-    right.set_xlabel("env steps (per seed)")
-    right.set_ylabel("training return (mean over seeds)")
-    right.set_title(f"{cfg.env} {cfg.algo}")
-    if len(curves) <= 12:
-        right.legend(fontsize=7)
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-    fig.savefig(str(path), dpi=110)

@@ -18,9 +18,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxpg._version import __version__
 from jaxpg.config import Config
 from jaxpg.drivers.evaluation import EVAL_SEED, evaluate_seeds
 from jaxpg.experiment import rundir
+from jaxpg.experiment.rundir import device_name, strict_json
 
 __all__ = [
     "CURVE",
@@ -32,30 +34,6 @@ __all__ = [
 
 # The learning curve's file name in a run directory.
 CURVE = "learning_curve.png"
-
-
-def strict_json(obj: Any) -> Any:
-    """``obj`` with arrays as nested lists and NaN and inf as ``None``, so
-    that ``json.dumps(..., allow_nan=False)`` writes strict JSON."""
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, np.ndarray | jax.Array | np.generic):
-        return strict_json(np.asarray(obj).tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def device_name() -> str:
-    """``"platform: count x kind"`` of the devices JAX uses."""
-    devices = jax.devices()
-    return f"{devices[0].platform}: {len(devices)} x {devices[0].device_kind}"
-
-
-def _num(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 def eval_summary(
@@ -84,8 +62,8 @@ def eval_summary(
         "deterministic": deterministic,
         "key": f"fold_in(fold_in(key({EVAL_SEED}), {round_}), seed)",
         "seeds": list(range(first_seed, first_seed + r.shape[0])),
-        "mean_per_seed": [_num(x) for x in mean],
-        "std_per_seed": [_num(x) for x in std],
+        "mean_per_seed": strict_json(mean),
+        "std_per_seed": strict_json(std),
         "nonfinite_seeds": {
             str(first_seed + i): str(mean[i]) for i in np.flatnonzero(~finite)
         },
@@ -139,7 +117,6 @@ def write_report(
       parts: ``env``, ``env_params`` and ``policy_network`` when the run was
         given them (evaluation needs the same environment and torso).
     """
-    from jaxpg import __version__
     from jaxpg.analysis.plotting import plot_learning_curve
     from jaxpg.analysis.scores import solved_threshold
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,14 @@ from jaxpg.config import Config, Hyperparams
 from jaxpg.drivers.parallel import run_members
 from jaxpg.drivers.train import TrainOutput, make_train
 
-__all__ = ["SWEEPABLE", "grid_settings", "random_settings", "sweep"]
+__all__ = [
+    "SWEEPABLE",
+    "EvaluatedSweep",
+    "grid_settings",
+    "random_settings",
+    "sweep",
+    "sweep_and_evaluate",
+]
 
 SWEEPABLE: tuple[str, ...] = Hyperparams._fields
 
@@ -203,14 +210,8 @@ def sweep(
             "brings its own learning rate (sweep its schedule in a loop, or "
             "drop optimizer= to sweep Adam's lr)"
         )
-    # Each setting is validated as a whole config (the config's own errors).
-    hparams = [cfg.replace(**s).hyperparams() for s in settings]
     k, s = len(settings), num_seeds
-    member_hp = jax.tree.map(
-        lambda *xs: np.repeat(np.stack([np.asarray(x) for x in xs]), s, axis=0),
-        *hparams,
-    )
-    seeds = np.tile(np.arange(first_seed, first_seed + s), k)
+    seeds, member_hp = _members(cfg, settings, num_seeds, first_seed)
     extensions = {
         name: value
         for name, value in (
@@ -225,6 +226,109 @@ def sweep(
     out = run_members(train, seeds, member_hp, devices=devices)
     out = jax.tree.map(lambda x: x.reshape((k, s, *x.shape[1:])), out)
     return settings, out
+
+
+class EvaluatedSweep(NamedTuple):
+    """What :func:`sweep_and_evaluate` returns (on the host).
+
+    Attributes:
+      eval_returns: ``[K, S, E]`` every final policy's evaluation returns.
+      episode_return: ``[K, S, U]`` the training curves' returns (NaN where
+        no episode ended).
+      env_steps: ``[K, S, U]`` env steps per seed after each update.
+      compile_s, run_s: seconds compiling, and training and evaluating.
+    """
+
+    eval_returns: np.ndarray
+    episode_return: np.ndarray
+    env_steps: np.ndarray
+    compile_s: float
+    run_s: float
+
+
+def sweep_and_evaluate(
+    cfg: Config,
+    settings: Sequence[Mapping[str, float]],
+    num_seeds: int,
+    episodes: int,
+    *,
+    progress: bool = False,
+    devices: Sequence[Any] | None = None,
+) -> EvaluatedSweep:
+    r"""What ``jaxpg sweep`` runs: every setting with seeds ``0 .. S - 1``, in
+    compiled chunks of updates over all devices and processes (a progress
+    bar between chunks: :func:`jaxpg.drivers.members.train_members`), then
+    every final policy evaluated on ``episodes`` episodes with the keys
+    ``jaxpg train`` evaluates its seeds with
+    (:func:`jaxpg.drivers.evaluation.eval_keys`, round 0; sampled actions).
+
+    Setting ``k``, seed ``i`` is ``make_train(cfg.replace(**settings[k]))(
+    jax.random.key(i))``, bit for bit the one-program run. With several
+    processes call it on every process with the same arguments.
+
+    Args:
+      cfg: the base configuration; each setting replaces its fields (the
+        :data:`SWEEPABLE` ones).
+      settings: ``K`` settings, e.g. from :func:`grid_settings`.
+      num_seeds: ``S >= 1``.
+      episodes: ``E >= 1`` evaluation episodes per policy.
+      progress: a ``compiling...`` line, then a bar over env steps (process 0).
+      devices: default: all devices of all processes.
+
+    Raises:
+      ValueError: a setting that cannot be swept or that the config rejects,
+        or an invalid count (the message names it).
+    """
+    from jaxpg.drivers.evaluation import eval_keys
+    from jaxpg.drivers.members import train_members
+    from jaxpg.drivers.train import evaluate, make_algorithm, policy_params
+
+    settings = _explicit_settings(settings)
+    for name, value in (("num_seeds", num_seeds), ("episodes", episodes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} is invalid: must be an int >= 1")
+    seeds, member_hp = _members(cfg, settings, num_seeds, 0)
+
+    def finish(seed: jax.Array, state: Any) -> jax.Array:
+        key = eval_keys(seed[None])[0]
+        return evaluate(cfg, policy_params(cfg, state), key, episodes)
+
+    trained = train_members(
+        cfg,
+        make_algorithm(cfg),
+        seeds,
+        member_hp,
+        finish=finish,
+        progress=progress,
+        devices=devices,
+    )
+    k = len(settings)
+
+    def split(x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        return x.reshape((k, num_seeds, *x.shape[1:]))
+
+    return EvaluatedSweep(
+        split(trained.final),
+        split(trained.metrics["episode_return"]),
+        split(trained.metrics["env_steps"]),
+        trained.compile_s,
+        trained.run_s,
+    )
+
+
+def _members(
+    cfg: Config, settings: list[dict[str, float]], num_seeds: int, first_seed: int
+) -> tuple[np.ndarray, Any]:
+    """``[K * S]`` seeds and hyperparameters, setting-major; each setting is
+    validated as a whole config (the config's own errors)."""
+    hparams = [cfg.replace(**s).hyperparams() for s in settings]
+    member_hp = jax.tree.map(
+        lambda *xs: np.repeat(np.stack([np.asarray(x) for x in xs]), num_seeds, 0),
+        *hparams,
+    )
+    seeds = np.tile(np.arange(first_seed, first_seed + num_seeds), len(settings))
+    return seeds, member_hp
 
 
 def _number(name: str, value: Any) -> float:

@@ -37,6 +37,7 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import sys
@@ -103,6 +104,30 @@ def write_json(path: str | os.PathLike, record: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with arrays as nested lists and NaN and inf as ``None``, so
+    that ``json.dumps(..., allow_nan=False)`` writes strict JSON."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.ndarray | np.generic) or type(obj).__module__.startswith(
+        "jax"
+    ):
+        return strict_json(np.asarray(obj).tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def device_name() -> str:
+    """``"platform: count x kind"`` of the devices JAX uses."""
+    import jax
+
+    devices = jax.devices()
+    return f"{devices[0].platform}: {len(devices)} x {devices[0].device_kind}"
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
@@ -115,10 +140,7 @@ def versions() -> dict[str, str]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
-    import jax
-
-    devices = jax.devices()
-    out["device"] = f"{devices[0].platform}: {len(devices)} x {devices[0].device_kind}"
+    out["device"] = device_name()
     return out
 
 

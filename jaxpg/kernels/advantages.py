@@ -34,6 +34,8 @@ statistic; the gradient of a baseline is always stopped):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -121,18 +123,14 @@ def group_normalised(
     return per_step * mask
 
 
-def compute_advantages(
-    baseline: str, returns: Array, mask: Array, episode_start: Array
-) -> Array:
-    """Dispatch on a baseline name from :data:`BASELINES`. All arrays ``[T, B]``."""
-    if baseline == "none":
-        return no_baseline(returns, mask)
-    if baseline == "mean":
-        return mean_baseline(returns, mask)
-    if baseline == "standardise":
-        return standardise(returns, mask)
-    if baseline == "loo":
-        return leave_one_out(returns, mask)
-    if baseline == "group":
-        return group_normalised(returns, mask, episode_start)
-    raise ValueError(f"baseline={baseline!r} is not one of {BASELINES}")
+# ``baseline(returns, mask, episode_start) -> advantages``, all ``[T, B]``.
+BaselineFn = Callable[[Array, Array, Array], Array]
+
+# Every baseline by its name (``Config.baseline``), with one signature.
+BASELINE_FNS: dict[str, BaselineFn] = {
+    "none": lambda g, m, _: no_baseline(g, m),
+    "mean": lambda g, m, _: mean_baseline(g, m),
+    "standardise": lambda g, m, _: standardise(g, m),
+    "loo": lambda g, m, _: leave_one_out(g, m),
+    "group": group_normalised,
+}

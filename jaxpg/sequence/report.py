@@ -9,9 +9,56 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PLOTTED", "plot_curves", "summary"]
+__all__ = [
+    "EVAL_PROMPTS",
+    "EVAL_SEED",
+    "PLOTTED",
+    "evaluate_run",
+    "plot_curves",
+    "summary",
+]
 
 PLOTTED = ("reward", "true_reward", "kl_exact", "response_length")
+# The evaluation of a run's reference and final policies: the key and the
+# number of fresh prompts.
+EVAL_SEED = 2_024_998
+EVAL_PROMPTS = 512
+
+
+def evaluate_run(
+    task: Any, model_cfg: Any, ref_params: Any, final_params: Any
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The reference and every seed's final policy on the same
+    :data:`EVAL_PROMPTS` fresh prompts (key :data:`EVAL_SEED`), in one
+    compiled program in which the reference is member 0.
+
+    Args:
+      task, model_cfg: the run's task and model.
+      ref_params: the reference's parameters.
+      final_params: ``[S]`` the seeds' final parameters.
+
+    Returns:
+      ``(reference's {name: value}, {name: [S]} of the seeds)``, the fields of
+      :func:`jaxpg.sequence.rl.evaluate`.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jaxpg.sequence import rl as rlm
+
+    key = jax.random.key(EVAL_SEED)
+
+    @jax.jit
+    def run(ref, finals):
+        stacked = jax.tree.map(lambda r, f: jnp.concatenate([r[None], f]), ref, finals)
+        return jax.vmap(lambda p: rlm.evaluate(key, p, task, model_cfg, EVAL_PROMPTS))(
+            stacked
+        )
+
+    evals = {k: np.asarray(v) for k, v in run(ref_params, final_params).items()}
+    return {k: float(v[0]) for k, v in evals.items()}, {
+        k: v[1:] for k, v in evals.items()
+    }
 
 
 def summary(

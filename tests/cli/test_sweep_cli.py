@@ -54,9 +54,9 @@ def test_sweep_cli_writes_table_json_and_png(tmp_path, capsys):
     iqms = [r["iqm"]["estimate"] for r in record["results"]]
     assert best == int(np.argmax(iqms))
     for r in record["results"]:
-        assert len(r["eval_per_seed"]) == 2
+        assert len(r["mean_per_seed"]) == len(r["std_per_seed"]) == 2
         assert r["iqm"]["low"] <= r["iqm"]["estimate"] <= r["iqm"]["high"]
-        assert r["solved"] == sum(v >= 20 for v in r["eval_per_seed"])
+        assert r["seeds_solved"] == sum(v >= 20 for v in r["mean_per_seed"])
     rows = [line for line in text.splitlines() if "lr=" in line]
     assert [row.startswith("*") for row in rows] == [i == best for i in range(2)]
     assert (tmp_path / "sweep.png").stat().st_size > 0

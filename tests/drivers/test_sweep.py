@@ -181,25 +181,39 @@ def test_random_settings_are_reproducible_and_in_range():
 
 def test_sweep_evaluates_as_train_does(tmp_path, capsys):
     """Seed i of setting lr=X in ``jaxpg sweep`` is evaluated on the episodes
-    ``jaxpg train --set lr=X`` evaluates seed i on (round 0's keys): the
-    per-seed evaluations agree."""
+    ``jaxpg train --set lr=X`` evaluates seed i on (round 0's keys), and
+    summarised alike: the same summary fields, the same values (the sweep's
+    second setting, so a sweep that mixed up its settings fails too)."""
     pytest.importorskip("orbax.checkpoint")
     from jaxpg.cli.main import main
 
     tiny = ["--no-preset", "--seeds", "2", "--set", "num_envs=4", "--set",
             "rollout_steps=8", "--steps", "96", "--set", "hidden=8",
             "--eval-episodes", "4"]  # fmt: skip
-    assert main(["sweep", *tiny, "--grid", "lr=0.03", "--no-progress",
+    assert main(["sweep", *tiny, "--grid", "lr=0.001,0.03", "--no-progress",
                  "--out", str(tmp_path / "sweep")]) == 0  # fmt: skip
     assert main(["train", *tiny, "--set", "lr=0.03", "--no-progress",
                  "--out", str(tmp_path / "train")]) == 0  # fmt: skip
     swept = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
-    trained = json.loads((tmp_path / "train" / "summary.json").read_text())
-    np.testing.assert_allclose(
-        swept["results"][0]["eval_per_seed"],
-        trained["eval"]["mean_per_seed"],
-        rtol=1e-6,
-    )
+    trained = json.loads((tmp_path / "train" / "summary.json").read_text())["eval"]
+    ours = swept["results"][1]
+    assert ours.pop("setting") == {"lr": 0.03}
+    assert set(ours) == set(trained)
+    floats = ("mean_per_seed", "std_per_seed")
+    for name in floats:
+        np.testing.assert_allclose(ours[name], trained[name], rtol=1e-6)
+    for name in ("iqm", "mean"):
+        for field in ("estimate", "low", "high"):
+            np.testing.assert_allclose(
+                ours[name][field], trained[name][field], rtol=1e-6
+            )
+    same = {k for k in ours if k not in (*floats, "iqm", "mean")}
+    assert {k: ours[k] for k in same} == {k: trained[k] for k in same}
+    # The evaluations tell seeds and settings apart (a constant would pass
+    # the comparisons above).
+    other = swept["results"][0]["mean_per_seed"]
+    assert ours["mean_per_seed"][0] != ours["mean_per_seed"][1]
+    assert other != ours["mean_per_seed"]
     # A second sweep into the same folder is refused before anything is
     # computed, and the first one's record is kept.
     before = (tmp_path / "sweep" / "sweep.json").read_bytes()
