@@ -24,6 +24,7 @@ from jaxpg.algorithms import Algorithm, Parts, TrainState
 from jaxpg.analysis import stats
 from jaxpg.config import Config, Hyperparams
 from jaxpg.drivers import parallel
+from jaxpg.drivers.evaluation import load_policy
 from jaxpg.drivers.sweep import sweep
 from jaxpg.drivers.train import (
     TrainOutput,
@@ -72,6 +73,7 @@ __all__ = [
     "group_normalised",
     "kl_estimate",
     "leave_one_out",
+    "load_policy",
     "make_algorithm",
     "make_parts",
     "make_train",

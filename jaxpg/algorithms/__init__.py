@@ -20,7 +20,13 @@ from jaxpg.algorithms.actor_critic import (
     ppo_policy_loss,
     squared_value_loss,
 )
-from jaxpg.algorithms.base import Algorithm, Parts, TrainState
+from jaxpg.algorithms.base import (
+    Algorithm,
+    Parts,
+    TrainState,
+    apply_gradients,
+    keep_if_finite,
+)
 from jaxpg.algorithms.reinforce import BASELINE_FNS, ReinforceState, make_reinforce
 from jaxpg.config import Config
 
@@ -58,7 +64,9 @@ __all__ = [
     "TrainState",
     "a2c",
     "a2c_policy_loss",
+    "apply_gradients",
     "clipped_value_loss",
+    "keep_if_finite",
     "make_actor_critic",
     "make_reinforce",
     "needs_critic",

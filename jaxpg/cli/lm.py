@@ -58,8 +58,10 @@ from jaxpg.cli.options import (
     interrupted_status,
     strict_json,
 )
+from jaxpg.drivers.chunking import default_chunk
 from jaxpg.experiment import lock
 from jaxpg.experiment.checkpoint import CheckpointError, check_path
+from jaxpg.experiment.guard import SaveFailedError
 from jaxpg.experiment.rundir import RunDirError
 from jaxpg.sequence import checks, report, runs, sft, tasks
 from jaxpg.sequence import estimators as est
@@ -320,14 +322,13 @@ def _unused_sft_options(args: argparse.Namespace, defaults: dict[str, Any]) -> l
 
 
 def _chunk(num_updates: int, requested: int | None) -> int:
-    if requested is not None:
-        if requested < 1 or num_updates % requested:
-            raise ValueError(
-                f"--chunk={requested} must be >= 1 and divide --updates={num_updates}"
-            )
-        return requested
-    divisors = [c for c in range(1, num_updates + 1) if num_updates % c == 0]
-    return min(divisors, key=lambda c: (abs(c - num_updates / 20), -c))
+    """``--chunk``, or about a twentieth of the updates (the runner's
+    default); the last chunk runs what is left."""
+    if requested is None:
+        return default_chunk(num_updates)
+    if requested < 1:
+        raise ValueError(f"--chunk={requested} is invalid: must be an integer >= 1")
+    return min(requested, num_updates)
 
 
 def _ignored_options(args: argparse.Namespace) -> list[str]:
@@ -509,7 +510,10 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
             progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
             description=program_description(args, model_cfg, rl_cfg, rm_record),
         )  # fmt: skip
-    except CheckpointError as e:
+    except SaveFailedError as e:
+        print(f"jaxpg lm: error: {e}", file=sys.stderr)
+        return 1
+    except CheckpointError as e:  # only restoring raises it (saves: above)
         print(f"jaxpg lm: error: cannot resume {out}: {e}", file=sys.stderr)
         return 2
     if result.interrupted:

@@ -115,11 +115,17 @@ def recorded_algorithm(record: dict) -> str | None:
 
 
 def policy_target(
-    cfg: Config, num_seeds: int, first_seed: int, algorithm: Any = None
+    cfg: Config,
+    num_seeds: int,
+    first_seed: int,
+    algorithm: Any = None,
+    parts: dict[str, Any] | None = None,
 ) -> Any:
     """The abstract ``[S]`` train state (shapes, dtypes, shardings) of the run
-    (of the user's ``algorithm`` when given)."""
-    algo = make_algorithm(cfg, algorithm=algorithm)
+    (of the user's ``algorithm`` when given, and of the other ``parts``:
+    keywords of :func:`jaxpg.make_algorithm`)."""
+    parts = {k: v for k, v in (parts or {}).items() if v is not None}
+    algo = make_algorithm(cfg, algorithm=algorithm, **parts)
     keys = seed_keys(num_seeds, first_seed)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(
@@ -128,19 +134,39 @@ def policy_target(
     )
 
 
-def load_policy(directory: Path) -> tuple[Config, dict, Any, str]:
+def load_policy(
+    directory: str | Path,
+    *,
+    env: Any = None,
+    env_params: Any = None,
+    policy_network: Any = None,
+    critic_network: Any = None,
+    optimizer: Any = None,
+    algorithm: Any = None,
+) -> tuple[Config, dict, Any, str]:
     """``(config, record, [S] policy params, what)`` of a run directory: the
     final parameters, or for an unfinished run its newest valid checkpoint.
     The parameters are those training returns (carrying the observation
-    statistics when ``cfg.normalise_obs``). Their files are checked against
+    statistics when ``cfg.normalise_obs``): ``jaxpg.evaluate(cfg, params_i,
+    key)`` evaluates seed ``i``'s policy. Their files are checked against
     the run's ``checksums.json`` first (a run without one, from an older
     jaxpg, is read with a warning); final parameters without the observation
     statistics they need fall back to the newest checkpoint, with a warning.
 
+    A run trained with parts given as Python objects (``env=``,
+    ``policy_network=``, ...: what :func:`jaxpg.runner.run` records under
+    ``custom``) needs the same objects again: ``config.json`` names them
+    but cannot rebuild them. Each is checked against the record (a flax
+    module by its fields, an optimizer by its hyperparameters, ``env_params``
+    by its values). An algorithm recorded by import path (``jaxpg train
+    --algorithm``) is imported again.
+
     Raises:
-      ValueError: not a run directory, custom parts, nothing saved, or a
-        saved file that is damaged (named).
+      ValueError: not a run directory; a recorded part not given, or a part
+        that differs from the record (named); nothing saved; or a saved file
+        that is damaged (named).
     """
+    from jaxpg.drivers.runstate import describe, fingerprint
     from jaxpg.experiment.checkpoint import (
         CheckpointError,
         restore_latest,
@@ -148,18 +174,40 @@ def load_policy(directory: Path) -> tuple[Config, dict, Any, str]:
     )
 
     cfg, record = rundir.load_run(directory)
-    custom = {k: v for k, v in (record.get("custom") or {}).items() if v}
-    algorithm = None
-    path = recorded_algorithm(record)
-    if path is not None:  # an algorithm named by import path is rebuilt
-        del custom["algorithm"]
-        algorithm = load_object(path, "the run's algorithm")
-    if custom:
-        raise ValueError(
-            f"{directory} was trained with custom parts ({', '.join(custom)}), "
-            "which cannot be rebuilt from config.json: evaluate it from Python"
+    recorded = {k: v for k, v in (record.get("custom") or {}).items() if v}
+    given = {
+        name: value
+        for name, value in (
+            ("env", env),
+            ("env_params", env_params),
+            ("policy_network", policy_network),
+            ("critic_network", critic_network),
+            ("optimizer", optimizer),
+            ("algorithm", algorithm),
         )
-    target = policy_target(cfg, record["num_seeds"], record["first_seed"], algorithm)
+        if value is not None
+    }
+    path = recorded_algorithm(record)
+    if path is not None and "algorithm" not in given:  # rebuilt by import path
+        given["algorithm"] = load_object(path, "the run's algorithm")
+    missing = [k for k in recorded if k not in given]
+    if missing:
+        raise ValueError(
+            f"{directory} was trained with custom parts ({', '.join(missing)}), "
+            "which config.json names but cannot rebuild: load it from Python, "
+            f"passing the same objects: jaxpg.load_policy(DIR, {missing[0]}=...)"
+        )
+    for name, value in given.items():
+        now = fingerprint(value) if name == "env_params" else describe(value)
+        if not rundir.same_part(recorded.get(name), now):
+            was = recorded.get(name) or "the default"
+            raise ValueError(
+                f"{name}={now!r} is not the part {directory} was trained with ({was!r})"
+            )
+    algorithm = given.pop("algorithm", None)
+    target = policy_target(
+        cfg, record["num_seeds"], record["first_seed"], algorithm, given
+    )
     params_dir = Path(directory) / rundir.PARAMS
     obs_dir = Path(directory) / rundir.OBS_NORM
     final = params_dir.is_dir()

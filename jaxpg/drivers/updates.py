@@ -32,32 +32,37 @@ __all__ = ["Chunk", "lower", "updates_program"]
 
 
 def updates_program(
-    update: Callable[[Any], tuple[Any, Any]], lay: parallel.Layout, cap: int
-) -> Callable[[Any, jax.Array], tuple[Any, Any]]:
-    """``(state [P], n) -> (state [P], metrics {name: [P, cap]})``: ``n <= cap``
-    updates of every member, ``n`` a replicated int32 scalar
+    update: Callable[..., tuple[Any, Any]],
+    lay: parallel.Layout,
+    cap: int,
+    num_shared: int = 0,
+) -> Callable[..., tuple[Any, Any]]:
+    """``(state [P], n, *shared) -> (state [P], metrics {name: [P, cap]})``:
+    ``n <= cap`` updates of every member, ``n`` a replicated int32 scalar
     (:func:`jaxpg.drivers.parallel.replicate`); rows ``n:`` of the metrics
     are zeros. The state is donated.
 
     Args:
-      update: one member's ``state -> (state, metrics)``.
+      update: one member's ``(state, *shared) -> (state, metrics)``.
       lay: the members' layout.
       cap: the longest chunk, ``>= 1``.
+      num_shared: arguments after the count that every member shares,
+        replicated over the mesh (a token policy's frozen reference).
     """
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise ValueError(f"cap={cap!r} is invalid: must be an int >= 1")
     # Traced once: the metrics' shapes below and the loop's body share it.
     step = jax.jit(update)
 
-    def one(state: Any, n: jax.Array) -> tuple[Any, Any]:
-        _, like = jax.eval_shape(step, state)
+    def one(state: Any, n: jax.Array, *shared: Any) -> tuple[Any, Any]:
+        _, like = jax.eval_shape(step, state, *shared)
         buffer = jax.tree.map(lambda m: jnp.zeros((cap, *m.shape), m.dtype), like)
         # Batched from the start under vmap: the loop's body is batched once.
         buffer = batched_like(buffer, state)
 
         def body(carry: tuple[jax.Array, Any, Any]) -> tuple[jax.Array, Any, Any]:
             i, state, buffer = carry
-            state, metrics = step(state)
+            state, metrics = step(state, *shared)
             buffer = jax.tree.map(
                 lambda b, m: jax.lax.dynamic_update_index_in_dim(b, m, i, 0),
                 buffer,
@@ -70,29 +75,36 @@ def updates_program(
         return state, buffer
 
     return parallel.sharded(
-        one, lay, raw_keys=False, donate_argnums=0, shared_argnums=(1,)
+        one,
+        lay,
+        raw_keys=False,
+        donate_argnums=0,
+        shared_argnums=tuple(range(1, 2 + num_shared)),
     )
 
 
 def lower(
-    update: Callable[[Any], tuple[Any, Any]],
+    update: Callable[..., tuple[Any, Any]],
     lay: parallel.Layout,
     cap: int,
     state: Any,
+    *shared: Any,
 ) -> Any:
     """:func:`updates_program` lowered for ``state`` (arrays, or abstract
-    values with their shardings) and the count :class:`Chunk` passes: an
-    int32 scalar replicated over ``lay``'s mesh."""
+    values with their shardings), the count :class:`Chunk` passes (an int32
+    scalar replicated over ``lay``'s mesh) and the ``shared`` arguments
+    (replicated)."""
     count = jax.ShapeDtypeStruct(
         (), np.int32, sharding=NamedSharding(lay.mesh, PartitionSpec())
     )
-    return updates_program(update, lay, cap).lower(state, count)
+    program = updates_program(update, lay, cap, len(shared))
+    return program.lower(state, count, *shared)
 
 
 class Chunk:
-    """``state [P] -> (state [P], metrics {name: [P, n]})``: ``n`` updates
-    through a compiled :func:`updates_program` of a longer or equal ``cap``.
-    Its attributes are the compiled program's (``memory_analysis``,
+    """``(state [P], *shared) -> (state [P], metrics {name: [P, n]})``: ``n``
+    updates through a compiled :func:`updates_program` of a longer or equal
+    ``cap``. Its attributes are the compiled program's (``memory_analysis``,
     shardings)."""
 
     def __init__(self, compiled: Any, n: int, cap: int, lay: parallel.Layout):
@@ -101,8 +113,8 @@ class Chunk:
         self.compiled, self.n, self.cap = compiled, n, cap
         self._count = parallel.replicate(np.int32(n), lay)
 
-    def __call__(self, state: Any) -> tuple[Any, Any]:
-        state, metrics = self.compiled(state, self._count)
+    def __call__(self, state: Any, *shared: Any) -> tuple[Any, Any]:
+        state, metrics = self.compiled(state, self._count, *shared)
         if self.n < self.cap:
             metrics = _head(metrics, self.n)
         return state, metrics

@@ -266,10 +266,17 @@ def write_progress(
 
 
 def save_checkpoint(
-    out: Path, step: int, state: Any, keep: int, done: int, total: int
+    out: Path,
+    step: int,
+    state: Any,
+    keep: int,
+    done: int,
+    total: int,
+    command: str = "train",
 ) -> None:
     """Save checkpoint ``step`` of ``out``, prune to ``keep`` and record it
-    in ``progress.json``.
+    in ``progress.json``. ``command``: the ``jaxpg`` subcommand that resumes
+    the run (named in the error).
 
     Raises:
       SaveFailedError: the save failed; the message names the previous good
@@ -281,7 +288,7 @@ def save_checkpoint(
     try:
         save(ckpt_dir, step, state)
     except CheckpointError as e:
-        raise _failed(out, e, done, total) from None
+        raise _failed(out, e, done, total, command) from None
     prune(ckpt_dir, keep)
     write_progress(out, done, total, "running", step)
 
@@ -303,13 +310,15 @@ def save_final(out: Path, trees: dict[str, Any], done: int, total: int) -> None:
     integrity.record(out, *trees)
 
 
-def _failed(out: Path, error: Any, done: int, total: int) -> SaveFailedError:
+def _failed(
+    out: Path, error: Any, done: int, total: int, command: str = "train"
+) -> SaveFailedError:
     previous = newest_intact_checkpoint(out)
     if previous is None:
         where = "there is no earlier checkpoint: the run must start again"
     else:
         folder = out / rundir.CHECKPOINTS / f"{previous:012d}"
-        resume = f"jaxpg train --resume {shlex.quote(str(out))}"
+        resume = f"jaxpg {command} --resume {shlex.quote(str(out))}"
         where = (
             f"the previous good checkpoint is update {previous} ({folder}); "
             f"free space, then resume with: {resume}"

@@ -59,6 +59,7 @@ __all__ = [
     "load_run",
     "read_metrics",
     "read_progress",
+    "same_part",
     "versions",
     "write_json",
     "write_metrics_chunk",
@@ -255,12 +256,12 @@ def diff_run(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     old_parts, new_parts = stored.get("custom") or {}, current.get("custom") or {}
     for name in sorted(set(old_parts) | set(new_parts)):
         was, now = old_parts.get(name), new_parts.get(name)
-        if not _same_part(was, now):
+        if not same_part(was, now):
             out.append(f"custom: {name}: {was!r} -> {now!r}")
     return out
 
 
-def _same_part(stored: str | None, current: str | None) -> bool:
+def same_part(stored: str | None, current: str | None) -> bool:
     """Whether a recorded part's description matches the current one.
 
     Records written before optimizers carried a digest of their

@@ -18,10 +18,10 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxpg.drivers import executables, loop, parallel
+from jaxpg.drivers import executables, loop, parallel, updates
 from jaxpg.drivers.progress import UpdateBar, compiling
 from jaxpg.drivers.signals import Stopper
-from jaxpg.experiment import rundir
+from jaxpg.experiment import guard, rundir
 from jaxpg.kernels.keys import data_to_key, is_key, key_to_data
 from jaxpg.sequence import checks
 from jaxpg.sequence import rl as rlm
@@ -99,7 +99,9 @@ def train_seeds(
       task, model_cfg, rl_cfg: what :func:`jaxpg.sequence.make_rl` takes.
       ref_params: the frozen reference, which every seed starts from.
       num_seeds: ``S >= 1``.
-      chunk: updates per compiled call; must divide ``rl_cfg.num_updates``.
+      chunk: updates per compiled call, ``>= 1`` (the last call runs what
+        is left). One program runs every call (:mod:`jaxpg.drivers.updates`),
+        so the result does not depend on ``chunk``, bit for bit.
       options: XLA compiler options (:func:`compiler_options`); an XLA that
         does not know them compiles with its defaults (printed).
       on_chunk: called after every chunk with ``(updates in the chunk,
@@ -109,7 +111,8 @@ def train_seeds(
         :mod:`jaxpg.experiment.rundir` writes them) and its checkpoints
         (``run_dir/checkpoints``: at the end, when a signal stops the run,
         and every ``checkpoint_every`` updates when given; the newest two are
-        kept).
+        kept), and ``progress.json`` (updates done, status, latest
+        checkpoint). With several processes process 0 alone writes it.
       resume: continue from the newest valid checkpoint in ``run_dir``; the
         result is bit-identical to the uninterrupted run.
       handle_signals: stop at the next chunk boundary on SIGINT/SIGTERM (and
@@ -131,10 +134,12 @@ def train_seeds(
     Raises:
       jaxpg.experiment.checkpoint.CheckpointError: ``resume`` and no valid
         checkpoint (nothing on disk is changed).
+      jaxpg.experiment.guard.SaveFailedError: a checkpoint could not be
+        saved; the message names the previous good one.
     """
     num_updates = rl_cfg.num_updates
-    if num_updates % chunk:
-        raise ValueError(f"chunk={chunk} must divide num_updates={num_updates}")
+    checks.positive_int("chunk", chunk)
+    chunk = min(chunk, num_updates)
     if checkpoint_every is not None:
         checks.positive_int("checkpoint_every", checkpoint_every)
         if run_dir is None:
@@ -172,20 +177,22 @@ def train_seeds(
         if ckpt_dir is None:
             raise ValueError("resume=True needs run_dir")
         start, real = checkpoint.restore_latest(ckpt_dir, _real_spec(states, lay))
-        if start % chunk or start > num_updates:
+        if start > num_updates:
             raise ValueError(
-                f"checkpoint at update {start} does not fall on a chunk boundary "
-                f"of {chunk} updates in {num_updates}"
+                f"checkpoint at update {start} is past the run's {num_updates} updates"
             )
         states = _placed(real, lay, members)
-        rundir.drop_metrics_from(run_dir, start)
-    run_chunk = jax.jit(
-        jax.vmap(lambda s, ref: rlm.run_updates(algo, s, ref, chunk), (0, None)),
-        out_shardings=members,
+        if jax.process_index() == 0:
+            rundir.drop_metrics_from(run_dir, start)
+    # One program for every chunk length (the last chunk's remainder
+    # included): a while loop over a count every seed shares. Lowered once:
+    # an XLA that rejects the options compiles the same program with its
+    # defaults (not traced again).
+    lower = functools.cache(
+        lambda: updates.lower(
+            lambda s, ref: algo.update(s, ref), lay, chunk, states, ref_params
+        )
     )
-    # Lowered once: an XLA that rejects the options compiles the same program
-    # with its defaults (not traced again).
-    lower = functools.cache(lambda: run_chunk.lower(states, ref_params))
     with compiling(f"the RL program, {num_seeds} seeds", show_compile):
         try:
             compiled = executables.load_or_compile(lower, options, kept("chunk"))
@@ -196,6 +203,15 @@ def train_seeds(
             options = None
             compiled = executables.load_or_compile(lower, None, kept("chunk"))
     compile_s = time.perf_counter() - t0
+    chunks = {
+        n: updates.Chunk(compiled, n, chunk, lay)
+        for n in {chunk, num_updates % chunk}
+        if n
+    }
+
+    def length_at(at: int) -> int:
+        return min(chunk, num_updates - at)
+
     enabled = run_dir is not None if handle_signals is None else handle_signals
     enabled = enabled and threading.current_thread() is threading.main_thread()
     t0 = time.perf_counter()
@@ -203,9 +219,10 @@ def train_seeds(
     # next starts (a stop waits for one chunk): metrics streamed to the run
     # directory, the caller's hook, the bar, a checkpoint at the end and
     # when a signal stops the run.
-    writer = loop.MetricsWriter(None if run_dir is None else Path(run_dir), chunk)
+    writes = run_dir is not None and jax.process_index() == 0
+    writer = loop.MetricsWriter(Path(run_dir) if writes else None, chunk)
     keeper = loop.MetricsKeeper()
-    hooks: list[loop.Hook] = [writer if run_dir is not None else keeper]
+    hooks: list[loop.Hook] = [writer if writes else keeper]
     if on_chunk is not None:
         hooks.append(loop.Callback(lambda c: on_chunk(c.size, c.metrics) and None))
     bar = UpdateBar(progress, num_updates, _POSTFIX, initial=start, desc="RL")
@@ -213,22 +230,25 @@ def train_seeds(
     saved: list[Any] = []  # the newest [S] state saved (every process gathers it)
 
     def save(done: int, states: Any) -> None:
-        real = parallel.real_members(states, lay)
+        real = parallel.real_members(states, lay)  # every process
         saved[:] = [real]
-        checkpoint.save(ckpt_dir, done, real)
-        checkpoint.prune(ckpt_dir, 2)
+        if writes:
+            guard.save_checkpoint(
+                Path(run_dir), done, real, 2, done, num_updates, command="lm"
+            )
 
+    saver = loop.Checkpointer(save, num_updates, start, checkpoint_every, writer)
     if ckpt_dir is not None:
-        hooks.append(
-            loop.Checkpointer(save, num_updates, start, checkpoint_every, writer)
-        )
+        hooks.append(saver)
+    if writes:
+        guard.write_progress(Path(run_dir), start, num_updates, "running", None)
     with Stopper(enabled) as stopper:
         states, done = loop.run_chunks(
             states,
             start,
             num_updates,
-            lambda _: chunk,
-            lambda s, _: compiled(s, ref_params),
+            length_at,
+            lambda s, at: chunks[length_at(at)](s, ref_params),
             lambda m: parallel.host_members(m, lay),
             hooks,
             stopper=stopper,
@@ -236,7 +256,9 @@ def train_seeds(
         )
     states = saved[-1] if saved else parallel.real_members(states, lay)
     run_s = time.perf_counter() - t0
-    if run_dir is not None:
+    if writes:
+        status = "finished" if done == num_updates else "interrupted"
+        guard.write_progress(Path(run_dir), done, num_updates, status, saver.last)
         metrics = rundir.read_metrics(run_dir) if done else {}
     else:
         metrics = keeper.joined()

@@ -14,9 +14,11 @@ import sys
 
 import jax
 import nan_rewards
+import numpy as np
 import pytest
 
 from jaxpg.cli import lm as cli
+from jaxpg.drivers import updates
 from jaxpg.experiment import checkpoint, lock
 from jaxpg.sequence import model, rl, seeds, sft, tasks
 
@@ -136,18 +138,18 @@ def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys, monkey
     params = model.init(jax.random.key(0), model_cfg)
     unknown = {"xla_no_such_option_for_this_test": "1"}
     compiles, traces = [], []
-    real_compile, real_updates = jax.stages.Lowered.compile, rl.run_updates
+    real_compile, real_lower = jax.stages.Lowered.compile, updates.lower
 
     def compile_(self, options=None, **kwargs):
         compiles.append((self, options))
         return real_compile(self, options, **kwargs)
 
-    def run_updates(*a, **k):
-        traces.append(1)  # a Python side effect: runs once per trace
-        return real_updates(*a, **k)
+    def lower(*a, **k):
+        traces.append(1)  # once per trace and lowering of the chunk program
+        return real_lower(*a, **k)
 
     monkeypatch.setattr(jax.stages.Lowered, "compile", compile_)
-    monkeypatch.setattr(rl, "run_updates", run_updates)
+    monkeypatch.setattr(updates, "lower", lower)
     result = seeds.train_seeds(task, model_cfg, rl_cfg, params, 1, 2, unknown)
     metrics, used = result.metrics, result.options
     assert used is None
@@ -162,7 +164,7 @@ def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys, monkey
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--chunk", "3"], "--chunk=3 must be >= 1 and divide --updates=4"),
+        (["--chunk", "0"], "--chunk=0 is invalid: must be an integer >= 1"),
         (["--seeds", "0"], "--seeds=0 is invalid"),
         (["--epochs", "2", "--clip-eps", "0"], "--epochs=2 reuses samples"),
         (["--lr", "nan"], "--lr=nan is invalid: must be a finite number > 0"),
@@ -311,6 +313,9 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
         assert args.func(args) == 128 + signal.SIGINT
     assert checkpoint.list_steps(out / "checkpoints") == [2]
     assert not (out / "metrics.json").exists()
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress == {"updates_done": 2, "num_updates": 4,
+                        "status": "interrupted", "latest_checkpoint": 2}  # fmt: skip
     monkeypatch.setattr(cli, "train_seeds", real)
     # A new run into the same directory is refused; the run is kept.
     again = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *TINY])
@@ -323,6 +328,8 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
     with _nan_in_seed_1(), contextlib.redirect_stdout(printed):
         assert resumed.func(resumed) == 0
     assert "(loaded, " in printed.getvalue()  # the run's reference, not SFT
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["status"] == "finished" and progress["latest_checkpoint"] == 4
     got = json.loads((out / "metrics.json").read_text())
     want = json.loads((full / "metrics.json").read_text())
     for key in ("metrics", "summary", "reference_eval", "reference_version"):
@@ -498,3 +505,60 @@ def _abstract_state(run_dir):
     ref = jax.eval_shape(lambda: model.init(jax.random.key(0), model_cfg))
     keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), args.seeds))
     return jax.eval_shape(jax.vmap(algo.init, in_axes=(0, None)), keys, ref)
+
+
+def test_lm_chunks_of_any_length_end_as_one_chunk(tmp_path):
+    """Chunks of 2 over 5 updates (the last one of 1) run through the one
+    program the whole run uses: the same metrics and parameters, bit for bit,
+    as one chunk of 5."""
+    args = _parse(["lm", *TINY, "--updates", "5"])
+    task, model_cfg, rl_cfg = cli.build_config(args)
+    params = model.init(jax.random.key(0), model_cfg)
+    one = seeds.train_seeds(task, model_cfg, rl_cfg, params, 2, 5)
+    cut = seeds.train_seeds(task, model_cfg, rl_cfg, params, 2, 2)
+    assert cut.updates_done == 5 and cut.metrics["reward"].shape == (2, 5)
+    for name in one.metrics:
+        np.testing.assert_array_equal(cut.metrics[name], one.metrics[name])
+    for a, b in zip(
+        jax.tree.leaves(one.params), jax.tree.leaves(cut.params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_failed_lm_save_names_the_previous_checkpoint_and_the_resume(
+    full_run, tmp_path, monkeypatch, capsys
+):
+    """The save at update 4 fails (a full disk): exit 1, the message names
+    update 2's checkpoint and ``jaxpg lm --resume``, progress.json says
+    failed, and that resume ends as the uninterrupted run."""
+    full, _ = full_run
+    out = tmp_path / "run"
+    real = checkpoint.save
+
+    def save(directory, step, state):
+        if step == 4:
+            error = checkpoint.CheckpointError("saving checkpoint 4: no space left")
+            error.no_space = True
+            raise error
+        return real(directory, step, state)
+
+    monkeypatch.setattr(checkpoint, "save", save)
+    args = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *TINY,
+                   "--checkpoint-every", "2"])  # fmt: skip
+    with _nan_in_seed_1():
+        assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "cannot resume" not in err
+    assert (
+        f"the previous good checkpoint is update 2 ({out / 'checkpoints'}"
+        f"/000000000002); free space, then resume with: jaxpg lm --resume {out}"
+    ) in err
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["status"] == "failed" and progress["latest_checkpoint"] == 2
+    monkeypatch.setattr(checkpoint, "save", real)
+    resumed = _parse(["lm", "--resume", str(out), "--no-progress"])
+    with _nan_in_seed_1():
+        assert resumed.func(resumed) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    want = json.loads((full / "metrics.json").read_text())
+    assert got["metrics"] == want["metrics"] and got["summary"] == want["summary"]

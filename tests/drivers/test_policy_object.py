@@ -1,12 +1,13 @@
 """What training returns is enough to act and to evaluate: the documented
 ``jaxpg.evaluate(cfg, out.params, key, num_episodes=...)`` works on every
 preset (normalising ones included, whose parameters carry their observation
-statistics), and on the ``TrainOutput`` itself."""
+statistics), on the ``TrainOutput`` itself, and on a saved run's policy."""
 
 from __future__ import annotations
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 import jaxpg
@@ -72,3 +73,29 @@ def test_policy_objects_of_many_seeds_evaluate_under_vmap():
         cfg, jax.tree.map(lambda x: x[1], params), keys[1], num_episodes=2
     )
     np.testing.assert_allclose(rets[1], one, rtol=1e-5)
+
+
+def test_a_saved_run_of_a_users_torso_loads_with_that_torso(tmp_path):
+    """A run directory trained with ``policy_network=`` holds a policy that
+    only that torso can act with: ``jaxpg.load_policy`` asks for it by name,
+    refuses another torso, and with the same one returns parameters that
+    evaluate exactly as the run's own result does."""
+    pytest.importorskip("orbax.checkpoint")
+    from jaxpg.drivers.runner import run
+
+    cfg = _short(jaxpg.presets.get("CartPole-v1", "reinforce")).replace(num_envs=4)
+    torso = jaxpg.networks.MLPTorso(hidden=(8,))
+    out = tmp_path / "run"
+    res = run(cfg, 2, checkpoint_dir=out, policy_network=torso, progress=False)
+    with pytest.raises(ValueError, match=r"custom parts \(policy_network\)"):
+        jaxpg.load_policy(out)
+    with pytest.raises(ValueError, match=r"policy_network=.* is not the part"):
+        jaxpg.load_policy(out, policy_network=jaxpg.networks.MLPTorso(hidden=(4,)))
+    with pytest.raises(ValueError, match=r"optimizer=.* is not the part"):
+        jaxpg.load_policy(out, policy_network=torso, optimizer=optax.sgd(0.1))
+    loaded_cfg, _, params, what = jaxpg.load_policy(out, policy_network=torso)
+    assert loaded_cfg == cfg and what == "final parameters"
+    key = jax.random.key(1)
+    seed1 = [jax.tree.map(lambda x: x[1], p) for p in (params, res.params)]
+    rets = [jaxpg.evaluate(cfg, p, key, 3, policy_network=torso) for p in seed1]
+    np.testing.assert_array_equal(rets[0], rets[1])

@@ -11,7 +11,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from my_algorithms import half_step_a2c
+from my_algorithms import SIGN_STEP, half_step_a2c, sign_step_a2c
 
 import jaxpg
 from jaxpg.algorithms import a2c_policy_loss, make_actor_critic
@@ -133,3 +133,39 @@ def test_a_value_baseline_without_a_critic_is_refused():
     reinforce(cfg, parts)  # with its critic: fine
     with pytest.raises(ValueError, match="baseline='value' needs a critic"):
         reinforce(cfg, parts._replace(critic=None))
+
+
+def test_an_update_written_by_hand_runs_through_the_drivers(tmp_path):
+    """Not a composition of jaxpg's losses: an ``update`` the user wrote
+    (sign steps of A2C's gradient). One update is exactly that rule, and the
+    command line trains, summarises, evaluates and loads it by import path."""
+    from jaxpg.cli.main import main
+
+    algo = jaxpg.make_algorithm(CFG, algorithm=sign_step_a2c)
+    state = jax.jit(algo.init)(jax.random.key(3))
+    grads = jax.jit(algo.estimate)(state)[0]
+    after, metrics = jax.jit(algo.update)(state)
+    expected = jax.tree.map(
+        lambda p, g: p - SIGN_STEP * np.sign(g), state.params, grads
+    )
+    _assert_same(after.params, expected)
+    assert float(metrics["nonfinite"]) == 0.0
+
+    out = tmp_path / "run"
+    argv = [
+        "train", "--env", "CartPole-v1", "--algo", "a2c", "--seeds", "2",
+        "--num-envs", "4", "--rollout-steps", "8", "--steps", "96",
+        "--hidden", "8", "--eval-episodes", "2", "--no-progress",
+        "--algorithm", "my_algorithms:sign_step_a2c", "--out", str(out),
+    ]  # fmt: skip
+    stderr = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+        assert main(argv) == 0, stderr.getvalue()
+        assert main(["eval", str(out), "--episodes", "2"]) == 0, stderr.getvalue()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train"]["rejected_updates"] == [0, 0]
+    assert len(summary["eval"]["mean_per_seed"]) == 2
+    cfg = rundir.load_run(out)[0]
+    single = jax.jit(jaxpg.make_train(cfg, algorithm=sign_step_a2c))(jax.random.key(1))
+    saved = jax.tree.map(lambda x: x[1], jaxpg.load_policy(out)[2])
+    _assert_same(saved, single.params)
