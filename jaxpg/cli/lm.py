@@ -478,10 +478,19 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
             task, model_cfg, num_steps=args.sft_steps, batch_size=args.sft_batch,
             lr=args.sft_lr,
         )  # fmt: skip
-        ref_params = jax.jit(train_sft)(jax.random.key(10_000)).params
+        fitted = jax.jit(train_sft)(jax.random.key(10_000))
+        ref_params = fitted.params
+        rejected = int(np.sum(np.asarray(fitted.nonfinite) > 0))
+        if rejected:
+            print(
+                f"jaxpg lm: SFT: {rejected} of {args.sft_steps} steps rejected as "
+                "non-finite (parameters kept)",
+                file=sys.stderr,
+            )
         version = sft.save_reference(
             ref_dir, ref_params, model_cfg, task=task.name,
             sft_steps=args.sft_steps, sft_lr=args.sft_lr, sft_batch=args.sft_batch,
+            sft_rejected_steps=rejected,
         )  # fmt: skip
     try:  # a resumed run trains against the reference it started with
         runs.record_version(out, "reference", version, ref_dir, resuming)

@@ -37,9 +37,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from jaxpg.algorithms.base import injected_adam
+from jaxpg.algorithms.base import apply_gradients, injected_adam
 from jaxpg.sequence import checks, sampling, sft
 from jaxpg.sequence.protocol import SequenceModel, as_model, causal
 from jaxpg.sequence.sampling import ModelLike
@@ -77,6 +76,9 @@ class PreferencePairs(NamedTuple):
 class RewardModelOutput(NamedTuple):
     params: Any  # {"backbone": ..., "head": {"w": [V], "b": []}}
     loss: Array  # [num_steps] Bradley-Terry loss per step
+    # [num_steps] 1 where the step was rejected as non-finite (parameters
+    # and optimizer state kept)
+    nonfinite: Array | None = None
 
 
 def bradley_terry_loss(
@@ -182,15 +184,17 @@ def make_reward_model_train(
             index = jax.random.randint(k, (batch_size,), 0, n)
             batch = jax.tree.map(lambda x: x[index], pairs)
             loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            params, opt_state, info = apply_gradients(
+                optimizer, params, opt_state, grads
+            )
+            return (params, opt_state), (loss, info["nonfinite"])
 
-        (params, _), losses = jax.lax.scan(
+        (params, _), (losses, nonfinite) = jax.lax.scan(
             step,
             (params, optimizer.init(params)),
             jax.random.split(data_key, num_steps),
         )
-        return RewardModelOutput(params, losses)
+        return RewardModelOutput(params, losses, nonfinite)
 
     return train
 
@@ -283,7 +287,7 @@ def fit_from_reference(
     Returns:
       ``(params, metadata)``: the metadata holds the settings, the ties
       dropped, the train and held-out accuracies (held-out ``None`` when every
-      held-out pair ties) and the final loss.
+      held-out pair ties), the final loss and the steps rejected as non-finite.
 
     Raises:
       ValueError: every training pair ties (nothing to learn).
@@ -336,6 +340,7 @@ def fit_from_reference(
         "heldout_ties": ties["heldout"],
         "heldout_accuracy": heldout_accuracy,
         "final_loss": float(fitted.loss[-1]),
+        "rejected_steps": int(jnp.sum(fitted.nonfinite > 0)),
     }
 
 

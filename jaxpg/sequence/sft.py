@@ -24,10 +24,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import serialization
 
-from jaxpg.algorithms.base import injected_adam
+from jaxpg.algorithms.base import apply_gradients, injected_adam
 from jaxpg.sequence import checks, sampling
 from jaxpg.sequence.model import TransformerConfig
 from jaxpg.sequence.protocol import SequenceModel, as_model
@@ -40,6 +39,9 @@ Array = jax.Array
 class SFTOutput(NamedTuple):
     params: Any  # the SFT policy
     loss: Array  # [num_steps] cross-entropy per step
+    # [num_steps] 1 where the step was rejected as non-finite (parameters
+    # and optimizer state kept: the guard of every jaxpg optimizer step)
+    nonfinite: Array | None = None
 
 
 def answer_batch(task: Task, prompts: Array, max_new_tokens: int):
@@ -89,18 +91,18 @@ def make_sft(
         params, opt_state = carry
         prompts = task.sample_prompts(key, batch_size)
         loss, grads = jax.value_and_grad(loss_fn)(params, prompts)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+        params, opt_state, info = apply_gradients(optimizer, params, opt_state, grads)
+        return (params, opt_state), (loss, info["nonfinite"])
 
     def train(key: Array) -> SFTOutput:
         init_key, data_key = jax.random.split(key)
         params = model.init(init_key)
-        (params, _), losses = jax.lax.scan(
+        (params, _), (losses, nonfinite) = jax.lax.scan(
             step,
             (params, optimizer.init(params)),
             jax.random.split(data_key, num_steps),
         )
-        return SFTOutput(params, losses)
+        return SFTOutput(params, losses, nonfinite)
 
     return train
 

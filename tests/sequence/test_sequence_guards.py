@@ -144,3 +144,43 @@ def test_sft_steps_with_the_shared_injected_adam_equal_optax_adam():
     np.testing.assert_array_equal(
         jax.jit(lambda: steps(shared))()["w"], jax.jit(lambda: steps(plain))()["w"]
     )
+
+
+def _bigram(scale: float):
+    """A bigram whose logits are scaled by ``sqrt(scale)``, a parameter:
+    ``scale = -1`` makes the logits and every gradient NaN."""
+    from jaxpg.sequence.protocol import SequenceModel
+
+    def apply(params, tokens, positions, mask):
+        return params["table"][tokens] * jnp.sqrt(params["scale"])
+
+    def init(key):
+        return {"table": 0.1 * jax.random.normal(key, (14, 14)), "scale": scale}
+
+    return SequenceModel("scaled-bigram", 14, 8, init, apply)
+
+
+def test_sft_and_reward_model_steps_go_through_the_non_finite_guard():
+    """Every SFT and reward-model step with a NaN gradient is rejected: the
+    parameters stay those it started from and ``nonfinite`` marks the step,
+    as in RL; finite steps are taken."""
+    from jaxpg.sequence import reward_model as rm
+
+    task = tasks.make_task("sort", num_digits=1)
+    fine = jax.jit(sft.make_sft(task, _bigram(1.0), num_steps=3))(jax.random.key(0))
+    np.testing.assert_array_equal(fine.nonfinite, [0.0, 0.0, 0.0])
+    broken = _bigram(-1.0)
+    out = jax.jit(sft.make_sft(task, broken, num_steps=3))(jax.random.key(0))
+    np.testing.assert_array_equal(out.nonfinite, [1.0, 1.0, 1.0])
+    start = broken.init(jax.random.split(jax.random.key(0))[0])
+    for a, b in zip(jax.tree.leaves(out.params), jax.tree.leaves(start), strict=True):
+        # Kept, not NaN: up to the rounding of an init compiled apart (an
+        # Adam step at lr 3e-3 would move them by about 3e-3).
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    pairs = rm.preference_pairs(jax.random.key(1), task, fine.params, _bigram(1.0), 16)
+    fit = jax.jit(rm.make_reward_model_train(broken, num_steps=2))
+    out = fit(jax.random.key(2), pairs)
+    np.testing.assert_array_equal(out.nonfinite, [1.0, 1.0])
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(out.params["head"]))
+    good = jax.jit(rm.make_reward_model_train(_bigram(1.0), num_steps=2))
+    np.testing.assert_array_equal(good(jax.random.key(2), pairs).nonfinite, [0.0, 0.0])
