@@ -171,17 +171,15 @@ def train_seeds(
     states = init_exe(*placed, ref_params)
     start = 0
     ckpt_dir = None if run_dir is None else Path(run_dir) / rundir.CHECKPOINTS
-    if ckpt_dir is not None:
-        from jaxpg.experiment import checkpoint  # orbax: the checkpoint extra
     if resume:
         if ckpt_dir is None:
             raise ValueError("resume=True needs run_dir")
-        start, real = checkpoint.restore_latest(ckpt_dir, _real_spec(states, lay))
+        start, raw = _restore(ckpt_dir, states, lay)
         if start > num_updates:
             raise ValueError(
                 f"checkpoint at update {start} is past the run's {num_updates} updates"
             )
-        states = _placed(real, lay, members)
+        states = _placed(raw, states, lay, members)
         if jax.process_index() == 0:
             rundir.drop_metrics_from(run_dir, start)
     # One program for every chunk length (the last chunk's remainder
@@ -241,6 +239,7 @@ def train_seeds(
     if ckpt_dir is not None:
         hooks.append(saver)
     if writes:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
         guard.write_progress(Path(run_dir), start, num_updates, "running", None)
     with Stopper(enabled) as stopper:
         states, done = loop.run_chunks(
@@ -280,15 +279,38 @@ def _real_spec(states: Any, lay: parallel.Layout) -> Any:
     )
 
 
-def _placed(real: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
-    """``[S]`` states padded to ``[P]`` (the last seed repeated, as at the
-    start) and laid over the devices."""
-    raw = jax.tree.map(lambda x: np.asarray(key_to_data(x)), real)
+def _restore(ckpt_dir: Path, states: Any, lay: parallel.Layout) -> tuple[int, Any]:
+    """``(update, [S] states as raw arrays)`` of the newest valid checkpoint:
+    process 0 reads it, every process receives it bit for bit (no process
+    but 0 needs the run directory). A checkpoint error is raised on every
+    process (on process 0 as itself)."""
+    from jaxpg.drivers.runstate import from_process_zero
+    from jaxpg.experiment import checkpoint  # orbax: the checkpoint extra
+
+    spec = _real_spec(states, lay)
+    read: dict[str, Any] = {}
+
+    def restore() -> int:
+        start, real = checkpoint.restore_latest(ckpt_dir, spec)
+        read["raw"] = jax.tree.map(lambda x: np.asarray(key_to_data(x)), real)
+        return start
+
+    start = from_process_zero(restore)
+    raw = read.get("raw")
+    if raw is None:  # not process 0: a buffer for process 0's arrays
+        like = jax.eval_shape(lambda t: jax.tree.map(key_to_data, t), spec)
+        raw = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), like)
+    return start, parallel.broadcast_arrays(raw)
+
+
+def _placed(raw: Any, states: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
+    """``[S]`` raw states padded to ``[P]`` (the last seed repeated, as at
+    the start) and laid over the devices, keys wrapped as in ``states``."""
     placed = parallel.place(raw, lay)
     return jax.tree.map(
         lambda like, x: (
             jax.device_put(data_to_key(like, x), members) if is_key(like) else x
         ),
-        real,
+        states,
         placed,
     )

@@ -184,6 +184,28 @@ def test_two_processes_gather_the_single_process_result(four_devices, two_proces
     _assert_same(gathered, dict(np.load(out / "single.npz")))
 
 
+def test_token_policy_seeds_over_two_processes(four_devices, two_processes):
+    """``jaxpg.sequence.seeds.train_seeds`` (what ``jaxpg lm`` runs) lays
+    its seeds over the devices of both processes as over 4 devices of one,
+    and a SIGTERM to process 1 alone stops both at the same chunk, with a
+    checkpoint that process 0 reads and process 1 receives on resume: the
+    resumed run ends as the whole one, bit for bit. (The same 4 devices in
+    one process and in two compute the same per-device programs; the
+    suite's tolerances above apply to the floats all the same.)"""
+    out, _ = four_devices
+    infos = [json.loads((two_processes / f"lm_{i}.json").read_text()) for i in range(2)]
+    assert infos[0] == infos[1]
+    assert infos[0]["devices"] == 4 and infos[0]["resumed_done"] == 5
+    assert infos[0]["cut_at"] == 2 and infos[0]["cut_signal"] == signal.SIGTERM
+    full = dict(np.load(two_processes / "lm_full.npz"))
+    assert full["m.reward"].shape == (parallel_worker.LM_SEEDS, 5)
+    _assert_same(full, dict(np.load(out / "lm_single.npz")))
+    resumed = dict(np.load(two_processes / "lm_resumed.npz"))
+    assert sorted(resumed) == sorted(full)
+    for name in full:
+        np.testing.assert_array_equal(resumed[name], full[name], err_msg=name)
+
+
 # The chunked runner (jaxpg.drivers.runner.run, jaxpg train) on several devices and
 # processes. Same tolerances as above: the sharded run and the one-device
 # program differ only in float rounding (measured: at most 6e-6 absolute in a

@@ -12,7 +12,9 @@ multi-device and multi-process checks run here, in fresh interpreters:
         - jaxpg.drivers.runner.run of RUNNER_SEEDS seeds (a run directory,
           remainder chunk, checkpoints), an interrupted and resumed run, and
           the one-device program of the same seeds: writes
-          OUT_DIR/runner_*.npz and runner.json (skipped without orbax).
+          OUT_DIR/runner_*.npz and runner.json (skipped without orbax);
+        - the token-policy seeds of :func:`lm_seeds` over the 4 devices:
+          writes OUT_DIR/lm_single.npz.
     python tests/helpers/parallel_worker.py train OUT_DIR PORT PROCESS_ID
         one of 2 processes with 2 CPU devices each (jax.distributed on
         localhost, gloo): ``jaxpg train TRAIN_ARGS --out run`` (the command of
@@ -21,7 +23,10 @@ multi-device and multi-process checks run here, in fresh interpreters:
         0 writes OUT_DIR/process_gathered.npz, every process
         process_<id>.json); jaxpg.drivers.runner.run; and a run stopped by a
         SIGTERM to process 1 and resumed with ``jaxpg train --resume cut``;
-        writes OUT_DIR/train_<id>.json and train_<id>_full.npz.
+        writes OUT_DIR/train_<id>.json and train_<id>_full.npz; the
+        token-policy seeds of :func:`lm_seeds` over both processes, whole and
+        stopped by a SIGTERM to process 1 then resumed (process 0 writes
+        OUT_DIR/lm_full.npz and lm_resumed.npz, every process lm_<id>.json).
 
 Also importable for :func:`loop_collectives` (HLO text parsing).
 """
@@ -310,6 +315,31 @@ def runner(out_dir: Path) -> None:
     (out_dir / "runner.json").write_text(json.dumps(report))
 
 
+LM_SEEDS = 3  # over 4 devices: one padded
+
+
+def lm_seeds(run_dir=None, resume=False, on_chunk=None):
+    """``jaxpg.sequence.seeds.train_seeds`` of LM_SEEDS seeds of a tiny sort
+    task: 5 updates in chunks of 2 (the last of 1)."""
+    import jax
+    from tiny_sequence import task_and_model
+
+    from jaxpg.sequence import model, rlconfig, seeds
+
+    task, model_cfg = task_and_model()
+    rl_cfg = rlconfig.RLConfig(num_updates=5, num_prompts=2, group_size=2)
+    ref = model.init(jax.random.key(0), model_cfg)
+    return seeds.train_seeds(
+        task, model_cfg, rl_cfg, ref, LM_SEEDS, 2, run_dir=run_dir,
+        resume=resume, on_chunk=on_chunk,
+    )  # fmt: skip
+
+
+def lm_saved(result) -> dict:
+    """What the LM checks compare: the final parameters and the metrics."""
+    return {**flat(result.params), **{f"m.{k}": v for k, v in result.metrics.items()}}
+
+
 def train_argv(port: int, process_id: int) -> list[str]:
     """The two-process ``jaxpg train`` command each process runs (the
     README's, with the suite's small options)."""
@@ -375,6 +405,27 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
     }
     np.savez(out_dir / f"train_{process_id}_full.npz", **flat(full.state))
     (out_dir / f"train_{process_id}.json").write_text(json.dumps(info))
+    # The token-policy seeds over both processes; a stop on process 1 alone
+    # stops both at update 2 with a checkpoint, which process 0 reads and
+    # sends to process 1 on resume.
+    lm_full = lm_seeds()
+
+    def sigterm_on_process_1(size, metrics) -> None:
+        if jax.process_index() == 1:
+            signal.raise_signal(signal.SIGTERM)
+
+    cut = lm_seeds(out_dir / "lm_cut", on_chunk=sigterm_on_process_1)
+    resumed = lm_seeds(out_dir / "lm_cut", resume=True)
+    lm_info = {
+        "cut_at": cut.updates_done,
+        "cut_signal": cut.signal,
+        "devices": lm_full.devices,
+        "resumed_done": resumed.updates_done,
+    }
+    (out_dir / f"lm_{process_id}.json").write_text(json.dumps(lm_info))
+    if jax.process_index() == 0:
+        np.savez(out_dir / "lm_full.npz", **lm_saved(lm_full))
+        np.savez(out_dir / "lm_resumed.npz", **lm_saved(resumed))
     jax.distributed.shutdown()
 
 
@@ -389,6 +440,9 @@ if __name__ == "__main__":
         devices(out)
         if importlib.util.find_spec("orbax") is not None:
             runner(out)
+        import numpy as np
+
+        np.savez(out / "lm_single.npz", **lm_saved(lm_seeds()))
     elif mode == "train":
         import jax
 
