@@ -3,7 +3,8 @@
 For each preset ``(env, algo)`` (or the ones named), trains the seeds of the
 chosen sets (default 0-15 and 100-115) in one compiled program
 (``jit(vmap(make_train(cfg)))``, the path users take), evaluates every final
-policy on ``--episodes`` fresh episodes with sampled actions, and reports per
+policy as ``jaxpg train`` does (its keys, ``--episodes`` episodes with sampled
+actions, 100 by default as there), and reports per
 seed set: the seeds whose mean evaluated return reaches the environment's
 threshold (:func:`jaxpg.analysis.scores.solved_threshold`), the IQM with its 95%
 stratified bootstrap interval, and the worst seed. Seeds 100-115 were meant to
@@ -60,6 +61,8 @@ SEED_SETS = {
     "700-715": range(700, 716),
     "800-815": range(800, 816),
     "900-915": range(900, 916),
+    "1200-1215": range(1200, 1216),
+    "1300-1315": range(1300, 1316),
 }
 DEFAULT_SETS = ("0-15", "100-115")
 # The experiments issue's per-seed bar where it differs from the solved
@@ -139,7 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", default=[], help="ENV/ALGO")
     parser.add_argument("--set", action="append", default=[], type=parse_setting)
-    parser.add_argument("--episodes", type=int, default=32)
+    parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument(
         "--sets",
         default=",".join(DEFAULT_SETS),
@@ -180,7 +183,9 @@ def main() -> None:
         "",
         f"Device: {device}; jax {jax.__version__}. Per seed: mean return of "
         f"{args.episodes} evaluation episodes (sampled actions) of the final "
-        "policy. Solved: seeds at or above the threshold (CartPole 475, Acrobot "
+        "policy, with the keys jaxpg train evaluates each seed with (round 0), "
+        "so `jaxpg train --first-seed` reproduces a row. Solved: seeds at or "
+        "above the threshold (CartPole 475, Acrobot "
         "-100, Pendulum -200, MountainCarContinuous 90). IQM over the 16 seeds "
         "with a 95% stratified bootstrap interval per seed set. Pendulum also "
         "counts the seeds at or above -250 (the per-seed bar of its target).",

@@ -137,8 +137,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "set a Config field of the base config (repeatable)",
     )
     p.add_argument(
-        "--eval-episodes", type=int, default=32, metavar="N",
-        help="evaluation episodes per member after training (%(default)s)",
+        "--eval-episodes", type=int, default=100, metavar="N",
+        help="evaluation episodes per member after training, as jaxpg train "
+        "(%(default)s)",
     )  # fmt: skip
     p.add_argument(
         "--solved-at",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny
 from cli_capture import run_main as _main
 
 from jaxpg.experiment import checkpoint, integrity, lock, rundir
@@ -30,11 +31,10 @@ pytest.importorskip("orbax.checkpoint")
 pytest.importorskip("matplotlib")
 
 # 2 seeds, 6 updates of 4 envs x 8 steps (chunks of 1), checkpoints at 2, 4, 6.
-TINY = [
-    "--seeds", "2", "--num-envs", "4", "--rollout-steps", "8", "--steps", "192",
-    "--eval-episodes", "2", "--hidden", "8", "--set", "normalise_obs=true",
+TINY = tiny.train_args(
+    2, 6, "--eval-episodes", "2", "--set", "normalise_obs=true",
     "--checkpoint-every", "2", "--no-progress",
-]  # fmt: skip
+)  # fmt: skip
 HELPERS = Path(__file__).parents[1] / "helpers"
 ENV = {**os.environ, "JAXPG_CACHE_DIR": ""}
 TIMEOUT = 300  # seconds: far above a tiny run's compile time on a loaded machine

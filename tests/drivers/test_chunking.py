@@ -13,6 +13,7 @@ import itertools
 
 import numpy as np
 import pytest
+import tiny
 from trees import raw_leaves
 
 import jaxpg
@@ -117,9 +118,7 @@ def test_run_rejects_chunk_updates_with_chunk_seconds():
 # -- the runner ---------------------------------------------------------------
 
 # 2 seeds, 40 updates of 4 envs x 8 steps: the fixed plan's chunk is 2.
-CFG = jaxpg.Config(
-    num_envs=4, rollout_steps=8, total_steps=4 * 8 * 40, lr=1e-2, hidden=(8,)
-)
+CFG = tiny.config(updates=40, lr=1e-2)
 SECONDS = 2.5
 
 

@@ -17,6 +17,7 @@ import json
 import jax
 import numpy as np
 import pytest
+import tiny
 
 import jaxpg
 from jaxpg.drivers.members import train_members
@@ -26,9 +27,7 @@ from jaxpg.drivers.train import policy_params
 # The sweep equals its chunked and single runs to the last bits.
 pytestmark = pytest.mark.bitwise
 
-CFG = jaxpg.Config(
-    algo="reinforce", num_envs=4, rollout_steps=8, total_steps=4 * 8 * 3, hidden=(8,)
-)
+CFG = tiny.config("reinforce", updates=3)
 GRID = {"lr": [1e-3, 3e-2], "ent_coef": [0.0, 0.1]}
 SEEDS = 2
 

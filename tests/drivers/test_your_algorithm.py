@@ -11,6 +11,7 @@ import json
 import jax
 import numpy as np
 import pytest
+import tiny
 from my_algorithms import SIGN_STEP, half_step_a2c, sign_step_a2c
 
 import jaxpg
@@ -18,10 +19,7 @@ from jaxpg.algorithms import a2c_policy_loss, make_actor_critic
 from jaxpg.drivers import runner
 from jaxpg.experiment import rundir
 
-CFG = jaxpg.Config(
-    env="CartPole-v1", algo="a2c", num_envs=4, rollout_steps=8, total_steps=96,
-    hidden=(8,),
-)  # fmt: skip
+CFG = tiny.config("a2c", updates=3)
 SAME_AS_A2C = functools.partial(make_actor_critic, policy_loss=a2c_policy_loss)
 
 
@@ -98,9 +96,8 @@ def test_jaxpg_train_takes_an_algorithm_by_import_path(tmp_path):
 
     out = tmp_path / "run"
     argv = [
-        "train", "--env", "CartPole-v1", "--algo", "a2c", "--seeds", "1",
-        "--num-envs", "4", "--rollout-steps", "8", "--steps", "96",
-        "--hidden", "8", "--eval-episodes", "2", "--no-progress",
+        "train", "--env", "CartPole-v1", "--algo", "a2c",
+        *tiny.train_args(1, 3, "--eval-episodes", "2", "--no-progress"),
         "--algorithm", "my_algorithms:half_step_a2c", "--out", str(out),
     ]  # fmt: skip
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -153,9 +150,8 @@ def test_an_update_written_by_hand_runs_through_the_drivers(tmp_path):
 
     out = tmp_path / "run"
     argv = [
-        "train", "--env", "CartPole-v1", "--algo", "a2c", "--seeds", "2",
-        "--num-envs", "4", "--rollout-steps", "8", "--steps", "96",
-        "--hidden", "8", "--eval-episodes", "2", "--no-progress",
+        "train", "--env", "CartPole-v1", "--algo", "a2c",
+        *tiny.train_args(2, 3, "--eval-episodes", "2", "--no-progress"),
         "--algorithm", "my_algorithms:sign_step_a2c", "--out", str(out),
     ]  # fmt: skip
     stderr = io.StringIO()

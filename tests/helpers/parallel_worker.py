@@ -236,12 +236,10 @@ def process(out_dir: Path, process_id: int) -> None:
 
 
 def runner_config():
-    import jaxpg
+    import tiny
 
     # 7 updates of 4 envs x 8 steps: chunks of 3, 3 and a remainder of 1.
-    return jaxpg.Config(
-        num_envs=4, rollout_steps=8, total_steps=4 * 8 * 7, lr=1e-2, hidden=(8,)
-    )
+    return tiny.config(updates=7, lr=1e-2)
 
 
 def _stop(info) -> bool:

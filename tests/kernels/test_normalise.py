@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import tiny
 
 import jaxpg
 from jaxpg.algorithms.base import (
@@ -204,9 +205,7 @@ def test_evaluate_acts_through_the_saved_statistics(ppo_run):
 def test_anneal_lr_follows_the_step_budget():
     # A2C takes one optimizer step per update: the learning rate it stepped
     # with is the one left in its optimizer state.
-    cfg = jaxpg.Config(
-        algo="a2c", num_envs=4, rollout_steps=8, total_steps=4 * 8 * 4, hidden=(8,)
-    )
+    cfg = tiny.config("a2c", updates=4)
     algo = jaxpg.make_algorithm(cfg.replace(anneal_lr=True))
     update = jax.jit(algo.update)
     state = algo.init(jax.random.key(0))
