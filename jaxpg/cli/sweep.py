@@ -54,6 +54,7 @@ from jaxpg.cli.options import (
     strict_json,
 )
 from jaxpg.config import ALGOS, Config
+from jaxpg.drivers.imports import load_object
 from jaxpg.drivers.train import make_algorithm
 
 __all__ = ["register", "run"]
@@ -160,6 +161,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="replace the sweep.json and sweep.png of an earlier sweep in --out",
     )
+    p.add_argument(
+        "--algorithm",
+        metavar="MODULE:FACTORY",
+        default=None,
+        help="your algorithm, as for jaxpg train: an import path to a function "
+        "(cfg, parts) -> jaxpg.Algorithm (--algo still picks the parts)",
+    )
     add_cache_argument(p)
     add_distributed_arguments(p)
     p.set_defaults(run=run, func=run)
@@ -181,7 +189,10 @@ def run(args: argparse.Namespace) -> int:
                 "another --out, or replace it with --overwrite"
             )
         enable_compilation_cache(args)
-        make_algorithm(cfg)  # a bad environment fails here
+        algorithm = None
+        if args.algorithm is not None:
+            algorithm = load_object(args.algorithm, "--algorithm")
+        make_algorithm(cfg, algorithm=algorithm)  # a bad environment fails here
     except ValueError as e:
         print(f"jaxpg sweep: error: {e}", file=sys.stderr)
         return 2
@@ -217,7 +228,12 @@ def run(args: argparse.Namespace) -> int:
     episodes = args.eval_episodes
     t0 = time.perf_counter()
     result = sweep_and_evaluate(
-        cfg, settings, s, episodes, progress=args.progress and writer
+        cfg,
+        settings,
+        s,
+        episodes,
+        algorithm=algorithm,
+        progress=args.progress and writer,
     )
     total_s = time.perf_counter() - t0
     if not writer:
@@ -238,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         "jax_version": jax.__version__,
         "config": dataclasses.asdict(cfg),
         "config_source": source,
+        "algorithm": args.algorithm,
         "search": (
             {"grid": settings_spec}
             if isinstance(settings_spec, dict)

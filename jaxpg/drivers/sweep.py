@@ -252,6 +252,7 @@ def sweep_and_evaluate(
     num_seeds: int,
     episodes: int,
     *,
+    algorithm: Any = None,
     progress: bool = False,
     devices: Sequence[Any] | None = None,
 ) -> EvaluatedSweep:
@@ -272,6 +273,9 @@ def sweep_and_evaluate(
       settings: ``K`` settings, e.g. from :func:`grid_settings`.
       num_seeds: ``S >= 1``.
       episodes: ``E >= 1`` evaluation episodes per policy.
+      algorithm: your algorithm, ``algorithm(cfg, parts) -> Algorithm`` (see
+        :func:`jaxpg.make_algorithm`); its ``lr`` setting reaches it through
+        jaxpg's default optimizer.
       progress: a ``compiling...`` line, then a bar over env steps (process 0).
       devices: default: all devices of all processes.
 
@@ -295,7 +299,7 @@ def sweep_and_evaluate(
 
     trained = train_members(
         cfg,
-        make_algorithm(cfg),
+        make_algorithm(cfg, algorithm=algorithm),
         seeds,
         member_hp,
         finish=finish,

@@ -116,6 +116,24 @@ def test_jaxpg_train_takes_an_algorithm_by_import_path(tmp_path):
     single = jax.jit(jaxpg.make_train(cfg, algorithm=half_step_a2c))(jax.random.key(0))
     saved = jax.tree.map(lambda x: x[0], load_policy(out)[2])
     np.testing.assert_allclose(_leaves(saved)[0], _leaves(single.params)[0], rtol=1e-5)
+    # jaxpg sweep takes it by the same path: its setting at the run's lr is
+    # evaluated as the run was.
+    swept = tmp_path / "sweep"
+    sweep_argv = [
+        "sweep", "--env", "CartPole-v1", "--algo", "a2c", "--seeds", "1",
+        "--steps", "96", "--set", "num_envs=4", "--set", "rollout_steps=8",
+        "--set", "hidden=8", "--grid", f"lr={cfg.lr!r}", "--eval-episodes", "2",
+        "--no-progress", "--algorithm", "my_algorithms:half_step_a2c",
+        "--out", str(swept),
+    ]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(sweep_argv) == 0
+    result = json.loads((swept / "sweep.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["eval"]
+    assert result["algorithm"] == "my_algorithms:half_step_a2c"
+    np.testing.assert_allclose(
+        result["results"][0]["mean_per_seed"], summary["mean_per_seed"], rtol=1e-6
+    )
 
 
 def test_a_value_baseline_without_a_critic_is_refused():
