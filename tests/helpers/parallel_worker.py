@@ -24,9 +24,9 @@ multi-device and multi-process checks run here, in fresh interpreters:
         process_<id>.json); jaxpg.drivers.runner.run; and a run stopped by a
         SIGTERM to process 1 and resumed with ``jaxpg train --resume cut``;
         writes OUT_DIR/train_<id>.json and train_<id>_full.npz; the
-        token-policy seeds of :func:`lm_seeds` over both processes, whole and
-        stopped by a SIGTERM to process 1 then resumed (process 0 writes
-        OUT_DIR/lm_full.npz and lm_resumed.npz, every process lm_<id>.json).
+        token-policy seeds of :func:`lm_seeds` over both processes, stopped
+        by a SIGTERM to process 1 then resumed (process 0 writes
+        OUT_DIR/lm_resumed.npz, every process lm_<id>.json).
 
 Also importable for :func:`loop_collectives` (HLO text parsing).
 """
@@ -403,10 +403,12 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
     }
     np.savez(out_dir / f"train_{process_id}_full.npz", **flat(full.state))
     (out_dir / f"train_{process_id}.json").write_text(json.dumps(info))
-    # The token-policy seeds over both processes; a stop on process 1 alone
-    # stops both at update 2 with a checkpoint, which process 0 reads and
-    # sends to process 1 on resume.
-    lm_full = lm_seeds()
+    # The token-policy seeds over both processes, stopped by a SIGTERM to
+    # process 1 alone after the first chunk (both stop at update 2, with a
+    # checkpoint) and resumed (process 0 reads the checkpoint and sends it to
+    # process 1). The resume's programs come from a compilation cache.
+    jax.config.update("jax_compilation_cache_dir", str(out_dir / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
     def sigterm_on_process_1(size, metrics) -> None:
         if jax.process_index() == 1:
@@ -417,12 +419,11 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
     lm_info = {
         "cut_at": cut.updates_done,
         "cut_signal": cut.signal,
-        "devices": lm_full.devices,
+        "devices": resumed.devices,
         "resumed_done": resumed.updates_done,
     }
     (out_dir / f"lm_{process_id}.json").write_text(json.dumps(lm_info))
     if jax.process_index() == 0:
-        np.savez(out_dir / "lm_full.npz", **lm_saved(lm_full))
         np.savez(out_dir / "lm_resumed.npz", **lm_saved(resumed))
     jax.distributed.shutdown()
 
