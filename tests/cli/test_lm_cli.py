@@ -14,7 +14,6 @@ import sys
 
 import jax
 import nan_rewards
-import numpy as np
 import pytest
 
 from jaxpg.cli import lm as cli
@@ -507,30 +506,15 @@ def _abstract_state(run_dir):
     return jax.eval_shape(jax.vmap(algo.init, in_axes=(0, None)), keys, ref)
 
 
-def test_lm_chunks_of_any_length_end_as_one_chunk(tmp_path):
-    """Chunks of 2 over 5 updates (the last one of 1) run through the one
-    program the whole run uses: the same metrics and parameters, bit for bit,
-    as one chunk of 5."""
-    args = _parse(["lm", *TINY, "--updates", "5"])
-    task, model_cfg, rl_cfg = cli.build_config(args)
-    params = model.init(jax.random.key(0), model_cfg)
-    one = seeds.train_seeds(task, model_cfg, rl_cfg, params, 2, 5)
-    cut = seeds.train_seeds(task, model_cfg, rl_cfg, params, 2, 2)
-    assert cut.updates_done == 5 and cut.metrics["reward"].shape == (2, 5)
-    for name in one.metrics:
-        np.testing.assert_array_equal(cut.metrics[name], one.metrics[name])
-    for a, b in zip(
-        jax.tree.leaves(one.params), jax.tree.leaves(cut.params), strict=True
-    ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
 def test_a_failed_lm_save_names_the_previous_checkpoint_and_the_resume(
     full_run, tmp_path, monkeypatch, capsys
 ):
-    """The save at update 4 fails (a full disk): exit 1, the message names
-    update 2's checkpoint and ``jaxpg lm --resume``, progress.json says
-    failed, and that resume ends as the uninterrupted run."""
+    """Chunks of 3 over 4 updates (the last of 1, through the same compiled
+    program), a checkpoint at update 3, and the save at update 4 fails (a
+    full disk): exit 1, the message names update 3's checkpoint and ``jaxpg
+    lm --resume``, progress.json says failed, and that resume ends as the
+    uninterrupted run in chunks of 2, bit for bit: the chunking changes
+    nothing."""
     full, _ = full_run
     out = tmp_path / "run"
     real = checkpoint.save
@@ -544,17 +528,17 @@ def test_a_failed_lm_save_names_the_previous_checkpoint_and_the_resume(
 
     monkeypatch.setattr(checkpoint, "save", save)
     args = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *TINY,
-                   "--checkpoint-every", "2"])  # fmt: skip
+                   "--chunk", "3", "--checkpoint-every", "2"])  # fmt: skip
     with _nan_in_seed_1():
         assert args.func(args) == 1
     err = capsys.readouterr().err
     assert "cannot resume" not in err
     assert (
-        f"the previous good checkpoint is update 2 ({out / 'checkpoints'}"
-        f"/000000000002); free space, then resume with: jaxpg lm --resume {out}"
+        f"the previous good checkpoint is update 3 ({out / 'checkpoints'}"
+        f"/000000000003); free space, then resume with: jaxpg lm --resume {out}"
     ) in err
     progress = json.loads((out / "progress.json").read_text())
-    assert progress["status"] == "failed" and progress["latest_checkpoint"] == 2
+    assert progress["status"] == "failed" and progress["latest_checkpoint"] == 3
     monkeypatch.setattr(checkpoint, "save", real)
     resumed = _parse(["lm", "--resume", str(out), "--no-progress"])
     with _nan_in_seed_1():
