@@ -55,7 +55,8 @@ class SeedsResult(NamedTuple):
 
     Attributes:
       metrics: ``{name: [S, u]}`` of updates ``[0, u)`` (from the run
-        directory too, on resume).
+        directory too, on resume; with several processes, the processes
+        other than 0, which do not read it, hold this call's updates).
       params: ``[S]`` final (or, when interrupted, latest) parameters.
       compile_s, run_s: seconds compiling, and running this call's updates.
       options: the XLA options the program was compiled with.
