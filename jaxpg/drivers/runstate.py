@@ -248,15 +248,31 @@ def resume_state(
         ),
         progs.member,
     )
+    start, raw = restore_from_process_zero(
+        lambda: _restore(out, target, plan, start_over), target
+    )
+    if raw is None:
+        return start, None
+    return start, progs.restore(*parallel.place((raw,), lay))
+
+
+def restore_from_process_zero(
+    read: Callable[[], tuple[int, Any]], target: Any
+) -> tuple[int, Any]:
+    """``read() -> (update, state or None)`` run on process 0 alone (it
+    reads a checkpoint), and on every process that update and the state as
+    NumPy arrays, PRNG keys as their raw data, bit for bit (``None`` when
+    process 0 read none). ``target``: the state's abstract value, which the
+    other processes receive into. What ``read`` raises is raised everywhere
+    (:func:`from_process_zero`)."""
     restored: dict[str, Any] = {}
 
-    def read() -> dict[str, Any]:
-        assert out is not None
-        start, state = _restore(out, target, plan, start_over)
+    def run() -> dict[str, Any]:
+        start, state = read()
         restored["state"] = state
         return {"start": start, "restored": state is not None}
 
-    info = from_process_zero(read)
+    info = from_process_zero(run)
     if not info["restored"]:
         return info["start"], None
     state = restored.get("state")
@@ -265,8 +281,7 @@ def resume_state(
         raw = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), spec)
     else:
         raw = jax.tree.map(lambda x: np.asarray(key_to_data(x)), state)
-    raw = parallel.broadcast_arrays(raw)
-    return info["start"], progs.restore(*parallel.place((raw,), lay))
+    return info["start"], parallel.broadcast_arrays(raw)
 
 
 def from_process_zero(fn: Callable[[], Any]) -> Any:

@@ -42,7 +42,6 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-BASELINES = ("none", "mean", "standardise", "loo", "group")
 GROUP_STD_EPS = 1e-6
 
 
@@ -134,3 +133,5 @@ BASELINE_FNS: dict[str, BaselineFn] = {
     "loo": lambda g, m, _: leave_one_out(g, m),
     "group": group_normalised,
 }
+# The baselines' names, in that table's order (Config.baseline's choices).
+BASELINES: tuple[str, ...] = tuple(BASELINE_FNS)

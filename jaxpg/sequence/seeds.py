@@ -22,7 +22,7 @@ from jaxpg.drivers import executables, loop, parallel, updates
 from jaxpg.drivers.progress import UpdateBar, compiling
 from jaxpg.drivers.signals import Stopper
 from jaxpg.experiment import guard, rundir
-from jaxpg.kernels.keys import data_to_key, is_key, key_to_data
+from jaxpg.kernels.keys import data_to_key, is_key
 from jaxpg.sequence import checks
 from jaxpg.sequence import rl as rlm
 
@@ -285,23 +285,13 @@ def _restore(ckpt_dir: Path, states: Any, lay: parallel.Layout) -> tuple[int, An
     process 0 reads it, every process receives it bit for bit (no process
     but 0 needs the run directory). A checkpoint error is raised on every
     process (on process 0 as itself)."""
-    from jaxpg.drivers.runstate import from_process_zero
+    from jaxpg.drivers.runstate import restore_from_process_zero
     from jaxpg.experiment import checkpoint  # orbax: the checkpoint extra
 
     spec = _real_spec(states, lay)
-    read: dict[str, Any] = {}
-
-    def restore() -> int:
-        start, real = checkpoint.restore_latest(ckpt_dir, spec)
-        read["raw"] = jax.tree.map(lambda x: np.asarray(key_to_data(x)), real)
-        return start
-
-    start = from_process_zero(restore)
-    raw = read.get("raw")
-    if raw is None:  # not process 0: a buffer for process 0's arrays
-        like = jax.eval_shape(lambda t: jax.tree.map(key_to_data, t), spec)
-        raw = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), like)
-    return start, parallel.broadcast_arrays(raw)
+    return restore_from_process_zero(
+        lambda: checkpoint.restore_latest(ckpt_dir, spec), spec
+    )
 
 
 def _placed(raw: Any, states: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
