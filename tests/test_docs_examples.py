@@ -74,7 +74,10 @@ COMMAND_EXTRAS: dict[str, list[str]] = {
     "train": ["--steps", "4096", "--eval-episodes", "4"],
     "train --resume": ["--eval-episodes", "4"],  # the rest is the run's own
     "sweep": ["--set", "total_steps=4096", "--eval-episodes", "4"],
-    "lm": ["--updates", "8", "--sft-steps", "8"],
+    # and a 1-layer model: a command's options are what runs here; each
+    # layer is traced and compiled anew (2 layers: 35 s of CPU for the three
+    # commands of docs/llm.md, 1 layer: 23 s)
+    "lm": ["--updates", "8", "--sft-steps", "8", "--layers", "1"],
 }
 
 # ------------------------------------------------------ commands not run here

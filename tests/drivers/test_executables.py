@@ -4,6 +4,11 @@ that a different program never loads another's file."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,28 +16,43 @@ import pytest
 
 import jaxpg
 from jaxpg.drivers import executables, programs
+from jaxpg.drivers.train import policy_params
 
 CFG = jaxpg.Config(num_envs=4, rollout_steps=8, total_steps=4 * 8 * 4, lr=1e-2)
 SEEDS = 2
 
 
-@pytest.fixture
-def kept(tmp_path):
-    """Programs kept in ``tmp_path``, with JAX's own persistent cache off:
+@contextlib.contextmanager
+def _keeping(folder, jax_cache=None):
+    """Programs kept in ``folder``, with JAX's own persistent cache off:
     programs it serves are not kept (see the last test), so with it on a
-    program compiled twice would be kept only once."""
+    program compiled twice would be kept only once. ``jax_cache``: a folder
+    of JAX's cache of this module's own instead (no other test writes to it),
+    every program written to it, as ``jaxpg`` sets it."""
     from jax._src import compilation_cache
 
     before = jax.config.values["jax_compilation_cache_dir"]
-    jax.config.update("jax_compilation_cache_dir", None)
+    threshold = jax.config.values["jax_persistent_cache_min_compile_time_secs"]
+    jax.config.update(
+        "jax_compilation_cache_dir", None if jax_cache is None else str(jax_cache)
+    )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     compilation_cache.reset_cache()
-    executables.enable(tmp_path)
+    executables.enable(folder)
     try:
-        yield tmp_path
+        yield folder
     finally:
         executables.enable(None)
         jax.config.update("jax_compilation_cache_dir", before)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", threshold)
         compilation_cache.reset_cache()
+
+
+@pytest.fixture
+def kept(tmp_path):
+    """Programs kept in ``tmp_path``, JAX's cache off."""
+    with _keeping(tmp_path):
+        yield tmp_path
 
 
 def _build(cfg, calls):
@@ -43,10 +63,17 @@ def _build(cfg, calls):
     return programs.compile_run(algo, SEEDS, repr(cfg))
 
 
-def _two_chunks(progs):
+def _run_two_chunks(progs):
     seeds = jnp.arange(progs.layout.padded, dtype=jnp.int32)
     state = progs.init(seeds)
-    state, metrics = programs.chunk(progs, 2)(state)
+    return programs.chunk(progs, 2)(state)
+
+
+def _two_chunks(progs):
+    return _leaves(_run_two_chunks(progs))
+
+
+def _leaves(tree):
     leaves = jax.tree.leaves(
         jax.tree.map(
             lambda x: (
@@ -54,23 +81,56 @@ def _two_chunks(progs):
                 if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
                 else x
             ),
-            (state, metrics),
+            tree,
         )
     )
     return [np.asarray(x) for x in leaves]
 
 
-def test_second_build_loads_without_tracing_and_computes_the_same(kept):
+class FirstBuild(NamedTuple):
+    """CFG's first build: compiled into an empty folder, and into an empty
+    JAX cache of its own (``None`` when the suite runs with JAX's cache off)."""
+
+    folder: Path
+    jax_cache: Path | None
+    calls: list  # the configs its algorithm was built (traced) for
+    files: list[str]  # the programs it kept
+    results: list[np.ndarray]  # what they computed (:func:`_two_chunks`)
+    params: Any  # the ``[SEEDS]`` policy objects after those two updates
+
+
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory) -> FirstBuild:
+    """CFG compiled once for the module: the first test checks this build;
+    tests that only need CFG's programs kept to start from copy its files
+    (:func:`_copy_first_build`) instead of compiling CFG again."""
     calls = []
-    first = _two_chunks(_build(CFG, calls))
-    assert len(calls) >= 1  # traced: the algorithm was built
-    assert len(list(kept.glob("*.jaxpg-exe"))) == 2  # init and the 2-update chunk
-    calls.clear()
+    jax_cache = None
+    if jax.config.values["jax_compilation_cache_dir"]:  # the suite's is on
+        jax_cache = tmp_path_factory.mktemp("first_build_jax_cache")
+    with _keeping(tmp_path_factory.mktemp("first_build"), jax_cache) as folder:
+        state, metrics = _run_two_chunks(_build(CFG, calls))
+        results = _leaves((state, metrics))
+    params = jax.tree.map(lambda x: np.asarray(x)[:SEEDS], policy_params(CFG, state))
+    files = sorted(p.name for p in folder.glob("*.jaxpg-exe"))
+    return FirstBuild(folder, jax_cache, calls, files, results, params)
+
+
+def _copy_first_build(first_build: FirstBuild, folder: Path) -> None:
+    for name in first_build.files:
+        shutil.copyfile(first_build.folder / name, folder / name)
+
+
+def test_second_build_loads_without_tracing_and_computes_the_same(first_build, kept):
+    assert len(first_build.calls) >= 1  # traced: the algorithm was built
+    assert len(first_build.files) == 2  # init and the 2-update chunk
+    _copy_first_build(first_build, kept)
+    calls = []
     progs = _build(CFG, calls)
     second = _two_chunks(progs)
     assert calls == []  # loaded: nothing traced, the algorithm never built
-    assert len(first) == len(second)
-    for a, b in zip(first, second, strict=True):
+    assert len(first_build.results) == len(second)
+    for a, b in zip(first_build.results, second, strict=True):
         np.testing.assert_array_equal(a, b)
     # The abstract state of one seed comes from the loaded init program.
     assert jax.tree.structure(progs.member) == jax.tree.structure(
@@ -78,13 +138,15 @@ def test_second_build_loads_without_tracing_and_computes_the_same(kept):
     )
 
 
-def test_another_config_or_fingerprint_is_another_file(kept, monkeypatch):
+def test_another_config_or_fingerprint_is_another_file(first_build, kept, monkeypatch):
+    _copy_first_build(first_build, kept)
     calls = []
     _build(CFG, calls)
+    assert calls == []  # CFG's own file loads
     other = CFG.replace(lr=2e-2)
     _build(other, calls)
-    assert calls[-1] == other  # traced anew, not loaded from CFG's file
-    assert len(list(kept.glob("*.jaxpg-exe"))) == 2
+    assert calls == [other]  # traced anew, not loaded from CFG's file
+    assert len(list(kept.glob("*.jaxpg-exe"))) == len(first_build.files) + 1
     before = set(kept.glob("*.jaxpg-exe"))
     monkeypatch.setitem(
         executables._state,
@@ -113,30 +175,33 @@ def _one_byte_flipped(data: bytes) -> bytes:
     ("damage", "warned"),
     [(_replaced, "unreadable"), (_one_byte_flipped, "checksum does not match")],
 )
-def test_a_damaged_file_is_compiled_again_and_replaced(kept, damage, warned):
-    calls = []
-    expected = _two_chunks(_build(CFG, calls))
+def test_a_damaged_file_is_compiled_again_and_replaced(
+    first_build, kept, damage, warned
+):
+    _copy_first_build(first_build, kept)
     for path in kept.glob("*.jaxpg-exe"):
         path.write_bytes(damage(path.read_bytes()))
-    calls.clear()
+    calls = []
     with pytest.warns(UserWarning, match=warned):
         got = _two_chunks(_build(CFG, calls))
     assert calls
-    for a, b in zip(expected, got, strict=True):
+    for a, b in zip(first_build.results, got, strict=True):
         np.testing.assert_array_equal(a, b)
     calls.clear()
     _build(CFG, calls)
     assert calls == []  # replaced by a good file
 
 
-def test_the_jax_options_in_force_are_in_the_key(kept):
+def test_the_jax_options_in_force_are_in_the_key(first_build, kept):
     """jax_random_seed_offset changes the keys a program draws; the options
     are read from jax.config.values (most are no attributes of jax.config)."""
     options = executables.fingerprint()["jax_options"]
     assert options["jax_disable_most_optimizations"] in ("True", "False")
     assert options["jax_random_seed_offset"] == "0"
+    _copy_first_build(first_build, kept)
     calls = []
     _build(CFG, calls)
+    assert calls == []  # CFG's file of offset 0 loads
     before = set(kept.glob("*.jaxpg-exe"))
     jax.config.update("jax_random_seed_offset", 7)
     try:
@@ -180,11 +245,11 @@ def test_token_side_programs_are_kept_and_loaded_the_same(kept):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_evaluation_program_is_kept_and_loaded_the_same(kept):
+def test_evaluation_program_is_kept_and_loaded_the_same(first_build, kept):
     from jaxpg.drivers import evaluation
 
-    out = jaxpg.train_seeds(CFG, num_seeds=SEEDS)
-    args = (CFG, out.params, SEEDS, 0, 3, False, 0)
+    # Trained policies of CFG (two updates of the module's first build).
+    args = (CFG, first_build.params, SEEDS, 0, 3, False, 0)
     first = evaluation.evaluate_seeds(*args)
     (path,) = kept.glob("*.jaxpg-exe")
     evaluation._eval_fn.cache_clear()
@@ -194,27 +259,21 @@ def test_evaluation_program_is_kept_and_loaded_the_same(kept):
     assert first.shape == (SEEDS, 3)
 
 
-def test_a_program_jax_loaded_from_its_own_cache_is_not_kept(tmp_path):
+def test_a_program_jax_loaded_from_its_own_cache_is_not_kept(first_build, tmp_path):
     """JAX's persistent cache (on in this suite) serves the second compile of
     a program; such an executable loses its code when serialised, so it is
     not kept: the next load compiles afresh instead of failing to run."""
-    if not jax.config.values["jax_compilation_cache_dir"]:
+    if first_build.jax_cache is None:
         pytest.skip("JAX's persistent compilation cache is off (JAXPG_TEST_CACHE=0)")
-    cfg = CFG.replace(lr=3e-2)  # a program no other test compiles
-    first, second = tmp_path / "first", tmp_path / "second"
-    # Every program written to JAX's cache, as ``jaxpg`` sets it (the suite
-    # skips quick ones; conftest.py restores its threshold after the test).
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    try:
-        executables.enable(first)
-        want = _two_chunks(_build(cfg, []))
-        jax.clear_caches()
-        executables.enable(second)  # empty: XLA's compile is JAX's cache hit
-        _two_chunks(_build(cfg, []))
+    # The first build compiled CFG (XLA, kept in its folder) and wrote it to
+    # a JAX cache of its own, which only it wrote to.
+    assert len(first_build.calls) >= 1 and len(first_build.files) == 2
+    jax.clear_caches()
+    # ``second`` is empty: XLA's compile is JAX's cache hit.
+    with _keeping(tmp_path, jax_cache=first_build.jax_cache) as second:
+        _two_chunks(_build(CFG, []))
         assert list(second.glob("*.jaxpg-exe")) == []
         jax.clear_caches()
-        got = _two_chunks(_build(cfg, []))  # from ``second``, were it kept
-        for a, b in zip(want, got, strict=True):
-            np.testing.assert_array_equal(a, b)
-    finally:
-        executables.enable(None)
+        got = _two_chunks(_build(CFG, []))  # from ``second``, were it kept
+    for a, b in zip(first_build.results, got, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -25,12 +25,19 @@ def test_documented_evaluate_works_on_every_preset(name):
     """Every preset's policy object, as ``make_train`` builds it
     (:func:`policy_params` of the train state), evaluates by the documented
     call; the whole training path is checked on one normalising preset below
-    (compiling every preset's training would cost minutes)."""
+    (compiling every preset's training would cost minutes). One program
+    computes the policy object alone (XLA drops the rest of the state)."""
     cfg = jaxpg.presets.get(*name)
-    state = jax.jit(jaxpg.make_algorithm(cfg).init)(jax.random.key(0))
-    obs = state.obs.reshape(-1, *state.obs.shape[1:])
-    state = state.replace(obs_norm=state.obs_norm.update(2.0 * obs + 1.0))
-    params = policy_params(cfg, state)
+    init = jaxpg.make_algorithm(cfg).init
+
+    @jax.jit
+    def policy_object(key):
+        state = init(key)
+        obs = state.obs.reshape(-1, *state.obs.shape[1:])
+        state = state.replace(obs_norm=state.obs_norm.update(2.0 * obs + 1.0))
+        return policy_params(cfg, state)
+
+    params = policy_object(jax.random.key(0))
     key = jax.random.key(1)
     rets = jaxpg.evaluate(cfg, params, key, num_episodes=3)
     assert rets.shape == (3,) and np.all(np.isfinite(rets))
@@ -63,8 +70,9 @@ def test_training_returns_a_policy_that_evaluates():
 def test_policy_objects_of_many_seeds_evaluate_under_vmap():
     cfg = jaxpg.presets.get("Pendulum-v1", "ppo")
     keys = jax.random.split(jax.random.key(3), 2)
-    states = jax.jit(jax.vmap(jaxpg.make_algorithm(cfg).init))(keys)
-    params = policy_params(cfg, states)
+    init = jax.vmap(jaxpg.make_algorithm(cfg).init)
+    # The policy objects of the [2] states, alone out of the program.
+    params = jax.jit(lambda k: policy_params(cfg, init(k)))(keys)
     rets = jax.vmap(lambda p, k: jaxpg.evaluate(cfg, p, k, num_episodes=2))(
         params, keys
     )

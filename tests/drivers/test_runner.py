@@ -178,10 +178,17 @@ def test_progress_bar_off_is_silent(capsys):
 
 
 # Memory: many seeds, one update per chunk, so each chunk brings
-# MEM_SEEDS x (number of metrics) values to the host.
+# MEM_SEEDS x (number of metrics) values to the host. An 8-wide torso: the
+# metrics do not depend on the network, whose updates of 512 seeds took most
+# of the test's time at the default (64, 64).
 MEM_SEEDS = 512
 MEM_CFG = jaxpg.Config(
-    algo="a2c", num_envs=2, rollout_steps=4, total_steps=2 * 4 * 14, lr=1e-2
+    algo="a2c",
+    num_envs=2,
+    rollout_steps=4,
+    total_steps=2 * 4 * 14,
+    lr=1e-2,
+    hidden=(8,),
 )
 
 

@@ -37,14 +37,30 @@ def default_a2c():
     return jax.jit(jaxpg.make_train(CFG))(jax.random.key(0))
 
 
+@pytest.fixture(scope="module")
+def half_step():
+    """The user's :func:`half_step_a2c` trained by the single jitted program
+    (seed 0): what every driver that takes it must train."""
+    return jax.jit(jaxpg.make_train(CFG, algorithm=half_step_a2c))(jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def a2c_estimate():
+    """A train state of A2C (jitted ``init``) and A2C's gradient estimate at
+    it (jitted ``estimate``)."""
+    algo = jaxpg.make_algorithm(CFG)
+    state = jax.jit(algo.init)(jax.random.key(1))
+    return state, jax.jit(algo.estimate)(state)[0]
+
+
 def test_a_composition_equal_to_a2c_trains_bit_identically(default_a2c):
     out = jax.jit(jaxpg.make_train(CFG, algorithm=SAME_AS_A2C))(jax.random.key(0))
     _assert_same(out.params, default_a2c.params)
     _assert_same(out.metrics, default_a2c.metrics)
 
 
-def test_the_users_loss_is_the_one_that_trains(default_a2c):
-    out = jax.jit(jaxpg.make_train(CFG, algorithm=half_step_a2c))(jax.random.key(0))
+def test_the_users_loss_is_the_one_that_trains(default_a2c, half_step, a2c_estimate):
+    out = half_step
     # Same data in the first update (same keys, same initial policy) ...
     np.testing.assert_array_equal(
         out.metrics["env_steps"], default_a2c.metrics["env_steps"]
@@ -54,14 +70,14 @@ def test_the_users_loss_is_the_one_that_trains(default_a2c):
         _leaves(out.params)[0], _leaves(default_a2c.params)[0], atol=0, rtol=0
     )
     # The estimate is half A2C's policy gradient at the same state.
-    state = jaxpg.make_algorithm(CFG).init(jax.random.key(1))
-    ours = jaxpg.make_algorithm(CFG, algorithm=half_step_a2c).estimate(state)[0]
-    theirs = jaxpg.make_algorithm(CFG).estimate(state)[0]
+    state, theirs = a2c_estimate
+    ours = jax.jit(jaxpg.make_algorithm(CFG, algorithm=half_step_a2c).estimate)(state)
+    ours = ours[0]
     for x, y in zip(_leaves(ours["policy"]), _leaves(theirs["policy"]), strict=True):
         np.testing.assert_allclose(x, 0.5 * y, rtol=1e-5, atol=1e-7)
 
 
-def test_train_seeds_sweep_and_runner_take_the_algorithm(default_a2c):
+def test_train_seeds_sweep_and_runner_take_the_algorithm(default_a2c, half_step):
     outs = jaxpg.train_seeds(CFG, num_seeds=2, algorithm=SAME_AS_A2C)
     np.testing.assert_allclose(
         _leaves(jax.tree.map(lambda x: x[0], outs.params))[0],
@@ -69,7 +85,7 @@ def test_train_seeds_sweep_and_runner_take_the_algorithm(default_a2c):
         rtol=1e-5,
     )
     _, swept = jaxpg.sweep(CFG, {"lr": [CFG.lr]}, 1, algorithm=half_step_a2c)
-    single = jax.jit(jaxpg.make_train(CFG, algorithm=half_step_a2c))(jax.random.key(0))
+    single = half_step
     np.testing.assert_allclose(
         _leaves(jax.tree.map(lambda x: x[0, 0], swept.params))[0],
         _leaves(single.params)[0],
@@ -90,13 +106,14 @@ def test_an_invalid_algorithm_is_named():
         jaxpg.make_train(CFG, algorithm=lambda cfg, parts: {})
 
 
-def test_jaxpg_train_takes_an_algorithm_by_import_path(tmp_path):
+def test_jaxpg_train_takes_an_algorithm_by_import_path(tmp_path, half_step):
     pytest.importorskip("orbax.checkpoint")
     from jaxpg.cli.main import main
 
     out = tmp_path / "run"
+    # Without the preset: the run is CFG's, whose single program is shared.
     argv = [
-        "train", "--env", "CartPole-v1", "--algo", "a2c",
+        "train", "--env", "CartPole-v1", "--algo", "a2c", "--no-preset",
         *tiny.train_args(1, 3, "--eval-episodes", "2", "--no-progress"),
         "--algorithm", "my_algorithms:half_step_a2c", "--out", str(out),
     ]  # fmt: skip
@@ -113,18 +130,20 @@ def test_jaxpg_train_takes_an_algorithm_by_import_path(tmp_path):
     from jaxpg.drivers.evaluation import load_policy
 
     cfg = rundir.load_run(out)[0]
-    single = jax.jit(jaxpg.make_train(cfg, algorithm=half_step_a2c))(jax.random.key(0))
+    assert cfg == CFG  # so ``half_step`` is the single program of this run
     saved = jax.tree.map(lambda x: x[0], load_policy(out)[2])
-    np.testing.assert_allclose(_leaves(saved)[0], _leaves(single.params)[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        _leaves(saved)[0], _leaves(half_step.params)[0], rtol=1e-5
+    )
     # jaxpg sweep takes it by the same path: its setting at the run's lr is
     # evaluated as the run was.
     swept = tmp_path / "sweep"
     sweep_argv = [
-        "sweep", "--env", "CartPole-v1", "--algo", "a2c", "--seeds", "1",
-        "--steps", "96", "--set", "num_envs=4", "--set", "rollout_steps=8",
-        "--set", "hidden=8", "--grid", f"lr={cfg.lr!r}", "--eval-episodes", "2",
-        "--no-progress", "--algorithm", "my_algorithms:half_step_a2c",
-        "--out", str(swept),
+        "sweep", "--env", "CartPole-v1", "--algo", "a2c", "--no-preset",
+        "--seeds", "1", "--steps", "96", "--set", "num_envs=4",
+        "--set", "rollout_steps=8", "--set", "hidden=8", "--grid", f"lr={cfg.lr!r}",
+        "--eval-episodes", "2", "--no-progress",
+        "--algorithm", "my_algorithms:half_step_a2c", "--out", str(swept),
     ]  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(sweep_argv) == 0
@@ -150,15 +169,14 @@ def test_a_value_baseline_without_a_critic_is_refused():
         reinforce(cfg, parts._replace(critic=None))
 
 
-def test_an_update_written_by_hand_runs_through_the_drivers(tmp_path):
+def test_an_update_written_by_hand_runs_through_the_drivers(tmp_path, a2c_estimate):
     """Not a composition of jaxpg's losses: an ``update`` the user wrote
     (sign steps of A2C's gradient). One update is exactly that rule, and the
     command line trains, summarises, evaluates and loads it by import path."""
     from jaxpg.cli.main import main
 
     algo = jaxpg.make_algorithm(CFG, algorithm=sign_step_a2c)
-    state = jax.jit(algo.init)(jax.random.key(3))
-    grads = jax.jit(algo.estimate)(state)[0]
+    state, grads = a2c_estimate  # A2C's state and gradient, computed apart
     after, metrics = jax.jit(algo.update)(state)
     expected = jax.tree.map(
         lambda p, g: p - SIGN_STEP * np.sign(g), state.params, grads
