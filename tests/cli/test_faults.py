@@ -36,7 +36,12 @@ TINY = tiny.train_args(
     "--checkpoint-every", "2", "--no-progress",
 )  # fmt: skip
 HELPERS = Path(__file__).parents[1] / "helpers"
-ENV = {**os.environ, "JAXPG_CACHE_DIR": ""}
+# The subprocesses share the run's compilation cache (``JAXPG_CACHE_DIR``, set
+# by tests/conftest.py), as users' commands do, with the suite's numerics
+# options (conftest sets rank promotion in-process; jaxpg's kept programs are
+# keyed by it): a ``jaxpg train`` of TINY loads the programs the ``finished``
+# run compiled instead of tracing and compiling them again.
+ENV = {**os.environ, "JAX_NUMPY_RANK_PROMOTION": "raise"}
 TIMEOUT = 300  # seconds: far above a tiny run's compile time on a loaded machine
 
 
@@ -433,7 +438,12 @@ def test_evaluate_names_a_key_that_is_not_a_key_and_params_of_another_env():
     import jaxpg
 
     cfg = jaxpg.Config(hidden=(8,))
-    params = jaxpg.make_algorithm(cfg).init(jax.random.key(0)).params["policy"]
+    # Zeros of the policy's shapes, without an eager initialisation: both calls
+    # are refused on the key's type and the parameters' shapes, not values.
+    state = jax.eval_shape(jaxpg.make_algorithm(cfg).init, jax.random.key(0))
+    params = jax.tree.map(
+        lambda s: jax.numpy.zeros(s.shape, s.dtype), state.params["policy"]
+    )
     with pytest.raises(TypeError, match="key=3 is invalid: must be a PRNG key"):
         jaxpg.evaluate(cfg, params, 3, num_episodes=2)
     acrobot = cfg.replace(env="Acrobot-v1")

@@ -134,7 +134,8 @@ def test_lm_falls_back_to_default_xla_options_when_one_is_unknown(capsys, monkey
     with its defaults: the RL chunk is traced and lowered once."""
     args = _parse(["lm", *TINY, "--updates", "2", "--seeds", "1"])
     task, model_cfg, rl_cfg = cli.build_config(args)
-    params = model.init(jax.random.key(0), model_cfg)
+    # One compiled program (an eager init is one per operation, 2 s of CPU).
+    params = jax.jit(model.init, static_argnums=1)(jax.random.key(0), model_cfg)
     unknown = {"xla_no_such_option_for_this_test": "1"}
     compiles, traces = [], []
     real_compile, real_lower = jax.stages.Lowered.compile, updates.lower
@@ -333,8 +334,9 @@ def test_interrupted_lm_run_resumes_bit_identically(full_run, tmp_path, monkeypa
     want = json.loads((full / "metrics.json").read_text())
     for key in ("metrics", "summary", "reference_eval", "reference_version"):
         assert got[key] == want[key], key
-    like = checkpoint.restore(full / "checkpoints", 4, _abstract_state(full))
-    state = checkpoint.restore(out / "checkpoints", 4, _abstract_state(full))
+    abstract = _abstract_state(full)
+    like = checkpoint.restore(full / "checkpoints", 4, abstract)
+    state = checkpoint.restore(out / "checkpoints", 4, abstract)
     for a, b in zip(jax.tree.leaves(like), jax.tree.leaves(state), strict=True):
         a = (
             jax.random.key_data(a)

@@ -168,18 +168,22 @@ def setup():
 
     One compiled program: each key draws one rollout with jaxpg's sampler, and
     every configuration scores it (:func:`rl.score`) and differentiates its
-    :func:`rl.loss_fn` (``-grad`` is the estimate)."""
-    params = model.init(jax.random.key(1), CFG)
-    ref_params = model.init(jax.random.key(2), CFG)
+    :func:`rl.loss_fn` (``-grad`` is the estimate). The exact gradients and
+    the sequence probabilities ``[P, 15]`` are one other program."""
+    init = jax.jit(model.init, static_argnums=1)  # one program, not eager ops
+    params = init(jax.random.key(1), CFG)
+    ref_params = init(jax.random.key(2), CFG)
 
     @jax.jit
     def exact_grads(p):
-        return {
+        grads = {
             name: _flat(jax.grad(lambda q, n=name: _exact(q, ref_params)[n])(p))
             for name in ("J", "KL", "T2", "T3")
         }
+        return grads, _exact(p, ref_params)["prob"]
 
-    grads = {k: np.asarray(v, np.float64) for k, v in exact_grads(params).items()}
+    grads, prob = exact_grads(params)
+    grads = {k: np.asarray(v, np.float64) for k, v in grads.items()}
 
     def one(key):
         ro = rl.rollout(key, params, ref_params, TASK, CFG, CONFIGS["reinforce"])
@@ -193,7 +197,7 @@ def setup():
 
     keys = jax.random.split(jax.random.key(3), M)
     estimates = jax.jit(jax.vmap(one))(keys)
-    return params, ref_params, grads, estimates
+    return params, ref_params, grads, estimates, prob
 
 
 def _estimates(setup, name: str) -> np.ndarray:
@@ -227,8 +231,7 @@ def _assert_unbiased(samples, target):
 
 
 def test_enumeration_covers_every_response(setup):
-    params, ref_params, _, _ = setup
-    prob = jax.jit(_exact)(params, ref_params)["prob"]
+    prob = setup[4]  # _exact's sequence probabilities at the setup's parameters
     np.testing.assert_allclose(jnp.sum(prob, axis=1), 1.0, rtol=1e-5)
 
 
@@ -236,7 +239,7 @@ def test_sampler_response_frequencies_match_enumeration(setup):
     """Chi-square over the 15 responses of each prompt: 2 x 14 = 28 degrees of
     freedom; the 1e-4 upper quantile of chi2(28) is 66.6, the bound used (every
     expected count is > 20, well above the usual 5 for the approximation)."""
-    params, ref_params, _, _ = setup
+    params, prob = setup[0], setup[4]
     n = 8192
     prompts = jnp.repeat(PROMPTS, n, axis=0)
     samples = jax.jit(
@@ -247,7 +250,6 @@ def test_sampler_response_frequencies_match_enumeration(setup):
     assert (index.sum(axis=1) == 1).all()  # every sample is a canonical response
     np.testing.assert_array_equal(np.asarray(samples.mask), MASKS[index.argmax(1)])
     counts = index.reshape(P, n, -1).sum(axis=1)
-    prob = jax.jit(_exact)(params, ref_params)["prob"]
     expected = np.asarray(prob, np.float64) * n
     assert expected.min() > 20
     chi2 = float(np.sum((counts - expected) ** 2 / expected))
@@ -363,27 +365,30 @@ DYNAMIC = {
 def user_setup():
     """As :func:`setup`, for the bigram model: exact gradients (the
     one-prompt J of prompt 1 too) and ``[M, D]`` samples of each option."""
-    params = BIGRAM.init(jax.random.key(1))
-    ref_params = BIGRAM.init(jax.random.key(2))
+    init = jax.jit(BIGRAM.init)  # one program, not eager ops
+    params = init(jax.random.key(1))
+    ref_params = init(jax.random.key(2))
 
     def exact(p):
         return _exact(p, ref_params, BIGRAM)
-
-    @jax.jit
-    def exact_grads(p):  # one program for every exact gradient
-        return {
-            name: _flat(jax.grad(lambda q, n=name: exact(q)[n])(p))
-            for name in ("J", "J_len", "J_done", "J_long")
-        }
-
-    grads = {k: np.asarray(v, np.float64) for k, v in exact_grads(params).items()}
 
     def one_prompt_j(p):  # J of prompt 1 alone
         prob = exact(p)["prob"][1]
         prompts, responses, masks = _all_pairs()
         return jnp.sum(prob * _reward(prompts, responses, masks)[len(RESPONSES) :])
 
-    grads["J1"] = np.asarray(jax.jit(jax.grad(one_prompt_j))(params)["table"].ravel())
+    @jax.jit
+    def exact_grads(p):  # one program for every exact gradient, and prob1
+        grads = {
+            name: _flat(jax.grad(lambda q, n=name: exact(q)[n])(p))
+            for name in ("J", "J_len", "J_done", "J_long")
+        }
+        grads["J1"] = jax.grad(one_prompt_j)(p)["table"].ravel()
+        return grads, exact(p)["prob"][1]
+
+    grads, prob1 = exact_grads(params)
+    grads = {k: np.asarray(v, np.float64) for k, v in grads.items()}
+    prob1 = np.asarray(prob1, np.float64)
 
     def one(key):
         ro = rl.rollout(key, params, ref_params, TASK, BIGRAM, USER_CONFIGS["rloo"])
@@ -404,7 +409,6 @@ def user_setup():
     keys = jax.random.split(jax.random.key(5), M)
     estimates = jax.jit(jax.vmap(one))(keys)
     estimates = {k: np.asarray(v, np.float64) for k, v in estimates.items()}
-    prob1 = np.asarray(jax.jit(exact)(params)["prob"][1], np.float64)
     return grads, estimates, prob1
 
 

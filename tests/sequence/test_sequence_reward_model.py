@@ -100,6 +100,9 @@ def test_learned_reward_ranks_held_out_pairs_of_a_linear_reward():
 
 @pytest.fixture(scope="module")
 def sort_setup():
+    """The sort task with a graded gold reward, its model, an SFT reference
+    and 512 gold-labelled pairs of it, shared by the tests below (each of
+    those programs compiles once)."""
     partial = sort_task(2, reward="partial")
     # Gold = partial credit (graded), so that most pairs are not ties.
     task = dataclasses.replace(partial, true_reward=partial.reward)
@@ -107,15 +110,18 @@ def sort_setup():
         vocab_size=14, width=16, num_layers=1, num_heads=2,
         max_len=task.prompt_len + task.max_new_tokens,
     )  # fmt: skip
-    ref = jax.jit(make_sft(task, cfg, num_steps=30))(jax.random.key(0)).params
-    return task, cfg, ref
+    ref = jax.jit(make_sft(task, cfg, num_steps=100, lr=1e-2))(jax.random.key(0))
+    pairs = jax.jit(
+        lambda k: preference_pairs(k, task, ref.params, cfg, 512, temperature=1.5)
+    )(jax.random.key(1))
+    return task, cfg, ref.params, pairs
 
 
 @pytest.mark.parametrize("noise", [0.0, 0.25])
 def test_gold_labelled_pairs_flip_at_the_noise_rate(sort_setup, noise):
     """Without noise every weighted pair's chosen response has the higher gold
     reward; with noise 0.25 a fraction 0.25 +- 4 SE of them is reversed."""
-    task, cfg, ref = sort_setup
+    task, cfg, ref, _ = sort_setup
     pairs = jax.jit(
         lambda k: preference_pairs(
             k, task, ref, cfg, 2048, noise=noise, temperature=2.0
@@ -137,10 +143,7 @@ def test_gold_labelled_pairs_flip_at_the_noise_rate(sort_setup, noise):
 def test_rl_against_learned_reward_tracks_gold_and_round_trips(sort_setup, tmp_path):
     """The learned reward is what RL reports as ``reward``; ``true_reward``
     is the gold one; the saved model reloads with its version."""
-    task, cfg, ref = sort_setup
-    pairs = jax.jit(
-        lambda k: preference_pairs(k, task, ref, cfg, 512, temperature=2.0)
-    )(jax.random.key(1))
+    task, cfg, ref, pairs = sort_setup
     rm = jax.jit(make_reward_model_train(cfg, num_steps=20))(jax.random.key(2), pairs)
     version = save_reward_model(tmp_path, rm.params, cfg, pairs="sort gold")
     params, got_cfg, info = load_reward_model(tmp_path)
@@ -150,43 +153,35 @@ def test_rl_against_learned_reward_tracks_gold_and_round_trips(sort_setup, tmp_p
     rl_cfg = RLConfig(num_prompts=4, group_size=2, num_updates=3)
     out = jax.jit(make_rl_train(proxy, cfg, rl_cfg))(jax.random.key(3), ref, ref)
     assert not np.allclose(out.metrics["reward"], out.metrics["true_reward"])
-    s = reward_scores(params, cfg, pairs.prompts[:3], pairs.chosen[:3],
-                      pairs.chosen_mask[:3])  # fmt: skip
+    # Jitted: one program, not one per operation (1.6 s of CPU eagerly).
+    s = jax.jit(reward_scores, static_argnums=1)(
+        params, cfg, pairs.prompts[:3], pairs.chosen[:3], pairs.chosen_mask[:3]
+    )
     assert s.shape == (3,) and np.all(np.isfinite(s))
 
 
-def test_overoptimising_a_learned_reward_at_beta_zero_fires_the_monitor():
+def test_overoptimising_a_learned_reward_at_beta_zero_fires_the_monitor(sort_setup):
     """A misspecified learned reward: a bag-of-tokens backbone (a user
     SequenceModel, counts of each token so far) with the Bradley–Terry head,
     fitted to 512 gold-labelled pairs of the SFT policy (gold: sort partial
-    credit). RL at beta = 0 (60 updates) drives the proxy up (measured 3.0 ->
+    credit; the fixture's: 100 SFT steps at lr 1e-2, pairs at temperature
+    1.5). RL at beta = 0 (60 updates) drives the proxy up (measured 3.0 ->
     5.0 by tens of updates) while the gold reward falls (0.73 -> 0.38), and
     reward_hacking_flag (window 10, tol 0.05) fires (measured at 19-24)."""
-    partial = sort_task(2, reward="partial")
-    task = dataclasses.replace(partial, true_reward=partial.reward)
-    cfg = model.TransformerConfig(
-        vocab_size=14, width=16, num_layers=1, num_heads=2,
-        max_len=task.prompt_len + task.max_new_tokens,
-    )  # fmt: skip
+    task, cfg, ref, pairs = sort_setup
     bag = SequenceModel(
         "bag", 14, cfg.max_len, lambda key: {},
         lambda params, tokens, positions, mask: jnp.cumsum(
             jax.nn.one_hot(tokens, 14), axis=1
         ),
     )  # fmt: skip
-    ref = jax.jit(make_sft(task, cfg, num_steps=100, lr=1e-2))(jax.random.key(0))
-    pairs = jax.jit(
-        lambda k: preference_pairs(k, task, ref.params, cfg, 512, temperature=1.5)
-    )(jax.random.key(1))
     rm = jax.jit(make_reward_model_train(bag, num_steps=200, lr=5e-2))(
         jax.random.key(2), pairs
     )
     rl_cfg = RLConfig(num_prompts=8, group_size=4, num_updates=60, lr=1e-2,
                       kl_placement="none", beta=0.0)  # fmt: skip
     proxy_task = learned_reward_task(task, bag, rm.params)
-    out = jax.jit(make_rl_train(proxy_task, cfg, rl_cfg))(
-        jax.random.key(3), ref.params, ref.params
-    )
+    out = jax.jit(make_rl_train(proxy_task, cfg, rl_cfg))(jax.random.key(3), ref, ref)
     proxy = np.asarray(out.metrics["reward"])
     gold = np.asarray(out.metrics["true_reward"])
     assert proxy[-20:].mean() > proxy[:10].mean() + 1.0, proxy
