@@ -46,11 +46,21 @@ def _leaves_changed(before, after) -> bool:
     )
 
 
+# A user's optimizer whose learning rate follows a schedule of its step count.
+SCHEDULE = optax.cosine_decay_schedule(1e-2, decay_steps=100)
+SCHEDULED_ADAMW = optax.inject_hyperparams(optax.adamw)(learning_rate=SCHEDULE)
+
+
 @pytest.fixture(scope="module")
 def custom_ppo():
-    kw = dict(policy_network=Tagged(8), critic_network=Tagged(6))
+    """PPO_TINY with the user's networks and optimizer (``SCHEDULED_ADAMW``):
+    the initial state and the training output (one program for the tests of
+    the networks and of the schedule)."""
+    kw = dict(
+        policy_network=Tagged(8), critic_network=Tagged(6), optimizer=SCHEDULED_ADAMW
+    )
     algo = jaxpg.make_algorithm(PPO_TINY, **kw)
-    init = algo.init(jax.random.key(0))
+    init = jax.jit(algo.init)(jax.random.key(0))
     out = jax.jit(jaxpg.make_train(PPO_TINY, **kw))(jax.random.key(0))
     return init, out
 
@@ -102,18 +112,22 @@ def test_zero_learning_rate_optimizer_leaves_params_unchanged(cfg):
 
 
 @pytest.mark.parametrize(
-    ("cfg", "steps_per_update"), [(RF_TINY, 1), (PPO_TINY, 4 * 2)], ids=["rf", "ppo"]
+    ("algo", "steps_per_update"), [("rf", 1), ("ppo", 4 * 2)], ids=["rf", "ppo"]
 )
-def test_schedule_step_count_advances_once_per_optimizer_step(cfg, steps_per_update):
-    schedule = optax.cosine_decay_schedule(1e-2, decay_steps=100)
-    tx = optax.inject_hyperparams(optax.adamw)(learning_rate=schedule)
-    out = jax.jit(jaxpg.make_train(cfg, optimizer=tx))(jax.random.key(0))
+def test_schedule_step_count_advances_once_per_optimizer_step(
+    algo, steps_per_update, request
+):
+    if algo == "ppo":  # PPO_TINY with the user's networks, and SCHEDULED_ADAMW
+        out = request.getfixturevalue("custom_ppo")[1]
+    else:
+        train = jaxpg.make_train(RF_TINY, optimizer=SCHEDULED_ADAMW)
+        out = jax.jit(train)(jax.random.key(0))
     count = int(out.state.opt_state.count)
     # REINFORCE skips the step of an update past its budget (no data).
     steps = np.diff(np.concatenate([[0], np.asarray(out.metrics["env_steps"])]))
     assert count == int(np.sum(steps > 0)) * steps_per_update > 0
     lr = float(out.state.opt_state.hyperparams["learning_rate"])
-    np.testing.assert_allclose(lr, float(schedule(count - 1)), rtol=1e-6)
+    np.testing.assert_allclose(lr, float(SCHEDULE(count - 1)), rtol=1e-6)
 
 
 def test_default_optimizer_takes_the_traced_learning_rate():
@@ -164,32 +178,38 @@ def test_reinforce_loss_and_gradient_equal_the_kernels_on_the_whole_batch():
     state = algo.init(jax.random.key(3))
     grads, metrics, _ = jax.jit(algo.estimate)(state)
 
-    _, key_rollout = jax.random.split(state.key)
-    batch, _, _ = collect_episodes(
-        key_rollout,
-        parts.stepper,
-        parts.policy.apply,
-        state.params["policy"],
-        parts.spec,
-        state.env_state,
-        state.obs,
-        cfg.rollout_steps,
-        buffer_length(cfg, parts.spec),
-    )
-    returns = discounted_returns(
-        batch.rewards, cfg.gamma * (1.0 - batch.dones), jnp.zeros_like(batch.rewards[0])
-    )
-    adv = standardise(returns * batch.mask, batch.mask)
-
-    def kernel_loss(params):
-        dist = parts.policy.apply(params["policy"], batch.obs)
-        logp = dist.log_prob(batch.actions)
-        pg = losses.policy_gradient_loss(
-            logp, adv, batch.mask, normaliser=cfg.num_envs * cfg.rollout_steps
+    @jax.jit  # the kernels' loss and gradient, as one program
+    def kernel_loss_and_grad(state):
+        _, key_rollout = jax.random.split(state.key)
+        batch, _, _ = collect_episodes(
+            key_rollout,
+            parts.stepper,
+            parts.policy.apply,
+            state.params["policy"],
+            parts.spec,
+            state.env_state,
+            state.obs,
+            cfg.rollout_steps,
+            buffer_length(cfg, parts.spec),
         )
-        return pg + cfg.ent_coef * losses.entropy_loss(dist.entropy(), batch.mask)
+        returns = discounted_returns(
+            batch.rewards,
+            cfg.gamma * (1.0 - batch.dones),
+            jnp.zeros_like(batch.rewards[0]),
+        )
+        adv = standardise(returns * batch.mask, batch.mask)
 
-    loss, kernel_grads = jax.value_and_grad(kernel_loss)(state.params)
+        def kernel_loss(params):
+            dist = parts.policy.apply(params["policy"], batch.obs)
+            logp = dist.log_prob(batch.actions)
+            pg = losses.policy_gradient_loss(
+                logp, adv, batch.mask, normaliser=cfg.num_envs * cfg.rollout_steps
+            )
+            return pg + cfg.ent_coef * losses.entropy_loss(dist.entropy(), batch.mask)
+
+        return jax.value_and_grad(kernel_loss)(state.params)
+
+    loss, kernel_grads = kernel_loss_and_grad(state)
     np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5, atol=1e-7)
     chex.assert_trees_all_close(grads, kernel_grads, rtol=1e-4, atol=1e-6)
 

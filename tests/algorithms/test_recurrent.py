@@ -91,18 +91,46 @@ def test_reinforce_replay_equals_the_rollout(env):
     )
 
 
-@pytest.mark.parametrize("critic", [None, GRUTorso(hidden_size=4)])
-def test_ppo_windows_replay_exactly_across_updates(env, critic):
+def _as_restored(state):
+    """``state`` as a restored checkpoint holds it: every array strongly typed
+    and committed to the device. The updates of an initial state, of its
+    successors and of a restored one are then one compiled program."""
+    strong = jax.tree.map(
+        lambda x: (
+            x
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+            else jnp.asarray(x, x.dtype)
+        ),
+        state,
+    )
+    return jax.device_put(strong, jax.devices()[0])
+
+
+@functools.cache
+def _recurrent_ppo(critic: str):
+    """``(cfg, algo, parts, update, state)``: PPO on CueRecall with a GRU
+    policy and an MLP (``critic="mlp"``) or GRU (``"gru"``) critic, its
+    update compiled, and its initial state (key 1). The replay and the
+    checkpoint tests share the GRU-critic one."""
+    cfg = _config("ppo", rollout_steps=5, num_minibatches=4, num_epochs=2)
+    kw = dict(
+        env=CueRecall(),
+        policy_network=GRUTorso(hidden_size=8),
+        critic_network=GRUTorso(hidden_size=4) if critic == "gru" else None,
+    )
+    algo = jaxpg.make_algorithm(cfg, **kw)
+    parts = jaxpg.make_parts(cfg, **kw)
+    state = _as_restored(algo.init(jax.random.key(1)))
+    return cfg, algo, parts, jax.jit(algo.update), state
+
+
+@pytest.mark.parametrize("critic", ["mlp", "gru"])
+def test_ppo_windows_replay_exactly_across_updates(critic):
     """PPO: each window replayed from its stored initial carries reproduces
     the rollout's log-probabilities bit for bit (first-epoch ratio exactly 1),
     also for the window after an update, whose initial carries are the
     previous window's final ones, reset where an episode ended."""
-    cfg = _config("ppo", rollout_steps=5, num_minibatches=4, num_epochs=2)
-    kw = dict(env=env, policy_network=GRUTorso(hidden_size=8), critic_network=critic)
-    algo = jaxpg.make_algorithm(cfg, **kw)
-    parts = jaxpg.make_parts(cfg, **kw)
-    state = jax.jit(algo.init)(jax.random.key(1))
-    update = jax.jit(algo.update)
+    cfg, _, parts, update, state = _recurrent_ppo(critic)
 
     @jax.jit
     def window_of(state):
@@ -140,7 +168,7 @@ def test_ppo_windows_replay_exactly_across_updates(env, critic):
         carry = np.asarray(state.carry["policy"])
         np.testing.assert_array_equal(carry[ended], 0.0)
         assert np.all(np.abs(carry[~ended]).sum(-1) > 0)
-        if critic is not None:
+        if critic == "gru":
             np.testing.assert_array_equal(np.asarray(state.carry["critic"])[ended], 0)
     assert seen == [0.0, 1.0]
     assert metrics["approx_kl"] >= 0
@@ -180,8 +208,32 @@ def _leaky(policy: Policy) -> Policy:
 
 
 @functools.cache
+def _point():
+    """``(params, exact)``: the parameters of the GRU REINFORCE learner at a
+    random point (its initial ones plus unit Gaussian noise), and ∇J of its
+    policy there."""
+    env, cfg, torso = CueRecall(), _config(), GRUTorso(hidden_size=4)
+    algo = jaxpg.make_algorithm(cfg, env=env, policy_network=torso)
+    policy = jaxpg.make_parts(cfg, env=env, policy_network=torso).policy
+
+    @jax.jit
+    def point(key):
+        leaves, tree = jax.tree.flatten(algo.init(key).params)
+        keys = jax.random.split(jax.random.key(7), len(leaves))
+        leaves = [
+            x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)
+        ]
+        params = jax.tree.unflatten(tree, leaves)
+        exact = jax.grad(lambda p: env.exact_return(policy, p))(params["policy"])
+        return params, exact
+
+    return point(jax.random.key(0))
+
+
+@functools.cache
 def _estimates(leak: bool):
-    """``(samples [K, P], exact [P])``: K estimates scaled by 3/2, and ∇J."""
+    """``(samples [K, P], exact [P])``: K estimates scaled by 3/2 at
+    :func:`_point`, and ∇J there."""
     env = CueRecall()
     cfg = _config()
 
@@ -192,15 +244,7 @@ def _estimates(leak: bool):
 
     torso = GRUTorso(hidden_size=4)
     algo = jaxpg.make_algorithm(cfg, env=env, policy_network=torso, algorithm=algorithm)
-    policy = jaxpg.make_parts(cfg, env=env, policy_network=torso).policy
-    state = algo.init(jax.random.key(0))
-    leaves, tree = jax.tree.flatten(state.params)
-    keys = jax.random.split(jax.random.key(7), len(leaves))
-    leaves = [
-        x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)
-    ]
-    params = jax.tree.unflatten(tree, leaves)
-    exact = jax.grad(lambda p: env.exact_return(policy, p))(params["policy"])
+    params, exact = _point()
 
     def one(key):
         fresh = algo.init(key).replace(params=params)
@@ -237,18 +281,16 @@ def test_a_carry_leaking_across_episodes_is_rejected():
     assert np.max(np.abs(z)) > Z_TOL, f"z-scores {np.round(z, 2)}"
 
 
-def test_carry_is_checkpointed_and_resume_is_bit_exact(env, tmp_path):
+def test_carry_is_checkpointed_and_resume_is_bit_exact(tmp_path):
     """A PPO train state with GRU carries (policy and critic) mid-episode
     round-trips a checkpoint, and the update after the restore equals the
     update without it, bit for bit."""
     from jaxpg.experiment import checkpoint
 
-    cfg = _config("ppo", rollout_steps=3, num_minibatches=2)
-    gru = GRUTorso(hidden_size=4)
-    algo = jaxpg.make_algorithm(cfg, env=env, policy_network=gru, critic_network=gru)
-    update = jax.jit(algo.update)
-    state, _ = update(jax.jit(algo.init)(jax.random.key(2)))
-    assert np.abs(np.asarray(state.carry["policy"])).sum() > 0  # mid-episode
+    _, algo, _, update, state = _recurrent_ppo("gru")
+    state, _ = update(state)
+    for name in ("policy", "critic"):  # mid-episode: the carries are not reset
+        assert np.abs(np.asarray(state.carry[name])).sum() > 0
     checkpoint.save(tmp_path, 1, state)
     back = checkpoint.restore(tmp_path, 1, jax.eval_shape(algo.init, jax.random.key(0)))
     want, _ = update(state)

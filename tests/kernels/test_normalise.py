@@ -3,6 +3,8 @@ per-network gradient clipping (jaxpg.kernels.normalise, the default optimizer)."
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -95,8 +97,10 @@ def ppo_run():
     return algo, states
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _window(cfg, state):
-    """The window the update from ``state`` collects (its key, its statistics)."""
+    """The window the update from ``state`` collects (its key, its statistics);
+    one program for every state of ``cfg``."""
     parts = make_parts(cfg)
     _, key_rollout, _ = jax.random.split(state.key, 3)
     apply = observing(parts.policy.apply, state.obs_norm.normalise)
