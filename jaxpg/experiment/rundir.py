@@ -112,8 +112,8 @@ def strict_json(obj: Any) -> Any:
         return {k: strict_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [strict_json(v) for v in obj]
-    if isinstance(obj, np.ndarray | np.generic) or hasattr(obj, "__array__"):
-        return strict_json(np.asarray(obj).tolist())  # NumPy and JAX arrays
+    if hasattr(obj, "__array__"):  # NumPy and JAX arrays and scalars
+        return strict_json(np.asarray(obj).tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

@@ -284,8 +284,9 @@ def test_craftax_adapter_equals_craftax_and_splits_death_from_time_limit(
         return jax.lax.scan(body, state, jax.random.split(key_steps, 3))[1]
 
     keys = jax.random.split(jax.random.key(0), 2)
-    both = lambda xs: jax.lax.map(lambda x: one_env(*x), xs)  # noqa: E731
-    out = jax.jit(both)((keys, jnp.array([False, True])))
+    out = jax.jit(lambda xs: jax.lax.map(lambda x: one_env(*x), xs))(
+        (keys, jnp.array([False, True]))
+    )
     obs, reward, term, trunc, final, n_obs, n_reward, n_done = out
     # Same key split and reset as Craftax's own step: the same transitions.
     np.testing.assert_allclose(obs, n_obs, rtol=1e-6)

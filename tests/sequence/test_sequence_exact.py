@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -162,8 +163,19 @@ CONFIGS = {
 }
 
 
+class Setup(NamedTuple):
+    """:func:`setup`'s parameters, exact gradients ``{name: [D]}``, sampled
+    estimates ``{config: [M, D]}`` and sequence probabilities ``[P, 15]``."""
+
+    params: Any
+    ref_params: Any
+    grads: dict[str, np.ndarray]
+    estimates: Any
+    prob: Any
+
+
 @pytest.fixture(scope="module")
-def setup():
+def setup() -> Setup:
     """Parameters, exact gradients and every estimator's ``[M, D]`` samples.
 
     One compiled program: each key draws one rollout with jaxpg's sampler, and
@@ -197,11 +209,11 @@ def setup():
 
     keys = jax.random.split(jax.random.key(3), M)
     estimates = jax.jit(jax.vmap(one))(keys)
-    return params, ref_params, grads, estimates, prob
+    return Setup(params, ref_params, grads, estimates, prob)
 
 
 def _estimates(setup, name: str) -> np.ndarray:
-    return np.asarray(setup[3][name], np.float64)
+    return np.asarray(setup.estimates[name], np.float64)
 
 
 def _z(samples: np.ndarray, target: np.ndarray, u: np.ndarray) -> float:
@@ -231,7 +243,7 @@ def _assert_unbiased(samples, target):
 
 
 def test_enumeration_covers_every_response(setup):
-    prob = setup[4]  # _exact's sequence probabilities at the setup's parameters
+    prob = setup.prob
     np.testing.assert_allclose(jnp.sum(prob, axis=1), 1.0, rtol=1e-5)
 
 
@@ -239,7 +251,7 @@ def test_sampler_response_frequencies_match_enumeration(setup):
     """Chi-square over the 15 responses of each prompt: 2 x 14 = 28 degrees of
     freedom; the 1e-4 upper quantile of chi2(28) is 66.6, the bound used (every
     expected count is > 20, well above the usual 5 for the approximation)."""
-    params, prob = setup[0], setup[4]
+    params, prob = setup.params, setup.prob
     n = 8192
     prompts = jnp.repeat(PROMPTS, n, axis=0)
     samples = jax.jit(
@@ -269,14 +281,14 @@ def test_sampler_response_frequencies_match_enumeration(setup):
     ],
 )
 def test_unbiased_estimators_match_exact_gradient(setup, name, scale):
-    _assert_unbiased(_estimates(setup, name) * scale, setup[2]["J"])
+    _assert_unbiased(_estimates(setup, name) * scale, setup.grads["J"])
 
 
 @pytest.mark.parametrize("name", ["grpo", "rloo_seq_mean"])
 def test_biased_estimators_are_biased_in_direction(setup, name):
     """Biased in *direction*, not only in scale: the error is measured
     orthogonally to grad J, so no constant step size could absorb it."""
-    target = setup[2]["J"]
+    target = setup.grads["J"]
     z = _split_z(_estimates(setup, name), target, orthogonal_to=target)
     assert z > Z_BIAS, z
 
@@ -284,7 +296,7 @@ def test_biased_estimators_are_biased_in_direction(setup, name):
 def test_reinforce_pp_is_biased(setup):
     """REINFORCE++'s batch std is a random step size correlated with the
     samples: biased, though mostly along grad J here (orthogonal z ~ 5)."""
-    target = setup[2]["J"]
+    target = setup.grads["J"]
     z = _split_z(_estimates(setup, "reinforce_pp"), target)
     assert z > Z_BIAS, z
 
@@ -301,7 +313,7 @@ FOLLOWS = {
 
 @pytest.mark.parametrize(("placement", "estimator"), list(FOLLOWS))
 def test_kl_placement_follows_its_stated_gradient(setup, placement, estimator):
-    grads = setup[2]
+    grads = setup.grads
     follows = FOLLOWS[(placement, estimator)]
     target = grads["J"] - BETA * (0.0 if follows == "0" else grads[follows])
     _assert_unbiased(_estimates(setup, f"kl_{placement}_{estimator}"), target)
@@ -314,7 +326,7 @@ def test_kl_placement_follows_its_stated_gradient(setup, placement, estimator):
 )  # fmt: skip
 def test_kl_placements_that_miss_the_sequence_kl_gradient(setup, placement, estimator):
     """Only k1 in the reward estimates grad (J - beta KL) of the whole sequence."""
-    target = setup[2]["J"] - BETA * setup[2]["KL"]
+    target = setup.grads["J"] - BETA * setup.grads["KL"]
     z = _split_z(_estimates(setup, f"kl_{placement}_{estimator}"), target)
     assert z > Z_BIAS, z
 
