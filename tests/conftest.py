@@ -6,11 +6,12 @@ a silent bug (the practice of equinox's test suite).
 """
 
 import atexit
-import gc
+import hashlib
 import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # The suite checks what programs compute, not how fast: XLA compiles them
@@ -42,6 +43,7 @@ if os.environ.get("JAXPG_TEST_OPTIMIZE", "0") != "1":
 import jax
 import pytest
 from jax._src import compiler  # the optimized tests' compile options
+from jax._src import util as jax_util  # JAX's registry of in-memory caches
 
 import jaxpg  # noqa: F401  (sets XLA_FLAGS before the backend starts)
 from jaxpg.drivers import executables
@@ -184,12 +186,75 @@ _default_codegen_module = pytest.fixture(scope="module", autouse=True)(_default_
 _default_codegen_test = pytest.fixture(autouse=True)(_default_codegen)
 
 
+KEEP_MIN_COMPILE_S = 0.05
+
+
+class _CompiledHere:
+    """XLA's executables of this process, by program and compile options.
+
+    Tests build the same program again with new Python functions (a fixture's
+    trainer per test, a ``jaxpg`` command run in-process twice): JAX's
+    in-memory caches, keyed by function, miss, and the persistent cache skips
+    programs under ``CACHE_MIN_COMPILE_S``, so XLA compiled a program it had
+    compiled minutes before (34 s of the workers' compile time in one
+    profiled run). Here a program is compiled once per process: the key is
+    what JAX's persistent cache hashes (the module without its source
+    locations, the compile options, which carry the marked tests' code
+    generators and optimisation level, and the devices); programs with host
+    callbacks are not kept (their callbacks are part of the executable), nor
+    programs that compiled in under ``KEEP_MIN_COMPILE_S`` (the thousands of
+    eager operations, which JAX caches by operation), nor executables JAX
+    loaded from its persistent cache (``jaxpg.drivers.
+    executables`` tells those apart by the cache's hit event). Registered
+    with JAX's caches, so ``jax.clear_caches()`` empties it too."""
+
+    def __init__(self):
+        self.executables = {}
+        self.hits = 0
+        jax.monitoring.register_event_listener(self._count)
+        jax_util._caches[self] = "conftest compiled programs"
+
+    def _count(self, event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            self.hits += 1
+
+    def cache_clear(self):
+        self.executables.clear()
+
+    def __call__(self, backend, computation, devices, compile_options, host_callbacks,
+                 *args, **kwargs):  # fmt: skip
+        if host_callbacks:
+            return _compile_or_get_cached(
+                backend, computation, devices, compile_options, host_callbacks,
+                *args, **kwargs,
+            )  # fmt: skip
+        module = computation.operation.get_asm(binary=True, enable_debug_info=False)
+        key = (
+            id(backend),
+            hashlib.sha256(module).digest(),
+            compile_options.SerializeAsString(),
+            tuple(d.id for d in devices.flat),
+        )
+        if key in self.executables:
+            return self.executables[key]
+        hits, start = self.hits, time.perf_counter()
+        executable = _compile_or_get_cached(
+            backend, computation, devices, compile_options, host_callbacks,
+            *args, **kwargs,
+        )  # fmt: skip
+        if self.hits == hits and time.perf_counter() - start >= KEEP_MIN_COMPILE_S:
+            self.executables[key] = executable
+        return executable
+
+
+_compile_or_get_cached = compiler.compile_or_get_cached
+_compiled_here = _CompiledHere()
+compiler.compile_or_get_cached = _compiled_here
+
+
 def pytest_collection_finish(session):
-    """Python's cyclic garbage collector took about 5% of the suite's time,
-    most of it in full collections walking the long-lived objects of JAX,
-    Flax and the test modules. Once every test module is imported, those are
-    frozen out of the collector's view and collections run less often (3.5 of
-    5.3 s saved on a 197-test subset)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 50)
+    """Once every test module is imported, the garbage collector is tuned
+    (``gc_tuning``: about 5% of a worker's time)."""
+    import gc_tuning  # tests/helpers, on the path from above
+
+    gc_tuning.tune()

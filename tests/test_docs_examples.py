@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import gc_tuning  # tests/helpers (conftest.py puts it on the path)
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,9 @@ PYTHON_BUDGETS: list[tuple[str, str]] = [
     (r"\bnum_episodes=\d+", "num_episodes=4"),
     (r"\bnum_updates=\d+", "num_updates=8"),  # jaxpg.sequence.RLConfig
     (r"\bnum_steps=\d+", "num_steps=8"),  # jaxpg.sequence.make_sft
+    # a 1-layer model, as for `jaxpg lm` below: each layer is traced and
+    # compiled anew in every program of docs/llm.md's blocks
+    (r"\bnum_layers=\d+", "num_layers=1"),  # jaxpg.sequence.TransformerConfig
 ]
 # The same for commands: substitutions, then options appended per subcommand
 # (only where the command does not give them itself).
@@ -391,16 +395,21 @@ def test_shell_commands_run(doc, env, workdir, done, python_job):
         done[key] = cmd.where
 
 
-_PYTHON_RUNNER = """\
-import json, os, sys, traceback
-docs, results = json.loads(sys.argv[1]), {}
+# The blocks' own imports come first (a block may set JAX options before it
+# imports jaxpg), so the runner tunes the garbage collector as the suite's
+# processes do (``gc_tuning``) with what exists after each block.
+_PYTHON_RUNNER = f"""\
+import gc, json, os, sys, traceback
+gc.set_threshold(*{gc_tuning.THRESHOLDS})
+docs, results = json.loads(sys.argv[1]), {{}}
 home = os.getcwd()
 for doc, blocks in docs.items():
     os.chdir(os.path.join(home, doc.replace("/", "_")))
-    ns = {"__name__": "__main__"}
+    ns = {{"__name__": "__main__"}}
     try:
         for line, src in blocks:
             exec(compile("\\n" * (line - 1) + src, doc, "exec"), ns)
+            gc.freeze()
         results[doc] = None
     except BaseException:
         results[doc] = traceback.format_exc()

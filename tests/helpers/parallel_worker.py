@@ -428,6 +428,17 @@ def train(out_dir: Path, port: int, process_id: int) -> None:
     jax.distributed.shutdown()
 
 
+def _tune_gc() -> None:
+    """The suite's garbage-collector tuning, once jaxpg and its libraries
+    are imported (after the device count is set: importing them starts the
+    backend)."""
+    import gc_tuning  # beside this file
+
+    import jaxpg.cli.main  # noqa: F401
+
+    gc_tuning.tune()
+
+
 if __name__ == "__main__":
     mode, out = sys.argv[1], Path(sys.argv[2])
     if mode == "devices":
@@ -436,6 +447,7 @@ if __name__ == "__main__":
         import jax
 
         jax.config.update("jax_num_cpu_devices", 4)
+        _tune_gc()
         devices(out)
         if importlib.util.find_spec("orbax") is not None:
             runner(out)
@@ -446,6 +458,7 @@ if __name__ == "__main__":
         import jax
 
         jax.config.update("jax_num_cpu_devices", 2)
+        _tune_gc()
         train(out, int(sys.argv[3]), int(sys.argv[4]))
     else:
         raise SystemExit(f"unknown mode {mode!r}: devices or train")

@@ -165,4 +165,7 @@ def _max_diff(a, b) -> float:
 
 
 if __name__ == "__main__":
+    import gc_tuning  # beside this file
+
+    gc_tuning.tune()
     main(Path(sys.argv[1]))
