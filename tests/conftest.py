@@ -204,45 +204,39 @@ class _CompiledHere:
     callbacks are not kept (their callbacks are part of the executable), nor
     programs that compiled in under ``KEEP_MIN_COMPILE_S`` (the thousands of
     eager operations, which JAX caches by operation), nor executables JAX
-    loaded from its persistent cache (``jaxpg.drivers.
-    executables`` tells those apart by the cache's hit event). Registered
-    with JAX's caches, so ``jax.clear_caches()`` empties it too."""
+    loaded from its persistent cache (counted by the listener of
+    :mod:`jaxpg.drivers.executables`, which tells them apart the same way).
+    Registered with JAX's caches, so ``jax.clear_caches()`` empties it too."""
 
     def __init__(self):
         self.executables = {}
-        self.hits = 0
-        jax.monitoring.register_event_listener(self._count)
+        executables._listen()
         jax_util._caches[self] = "conftest compiled programs"
-
-    def _count(self, event, **kwargs):
-        if event == "/jax/compilation_cache/cache_hits":
-            self.hits += 1
 
     def cache_clear(self):
         self.executables.clear()
 
     def __call__(self, backend, computation, devices, compile_options, host_callbacks,
                  *args, **kwargs):  # fmt: skip
-        if host_callbacks:
-            return _compile_or_get_cached(
-                backend, computation, devices, compile_options, host_callbacks,
-                *args, **kwargs,
-            )  # fmt: skip
-        module = computation.operation.get_asm(binary=True, enable_debug_info=False)
-        key = (
-            id(backend),
-            hashlib.sha256(module).digest(),
-            compile_options.SerializeAsString(),
-            tuple(d.id for d in devices.flat),
-        )
-        if key in self.executables:
-            return self.executables[key]
-        hits, start = self.hits, time.perf_counter()
+        key = None
+        if not host_callbacks:
+            module = computation.operation.get_asm(binary=True, enable_debug_info=False)
+            key = (
+                id(backend),
+                hashlib.sha256(module).digest(),
+                compile_options.SerializeAsString(),
+                tuple(d.id for d in devices.flat),
+            )
+            if key in self.executables:
+                return self.executables[key]
+        hits, start = executables._cache_hits[0], time.perf_counter()
         executable = _compile_or_get_cached(
             backend, computation, devices, compile_options, host_callbacks,
             *args, **kwargs,
         )  # fmt: skip
-        if self.hits == hits and time.perf_counter() - start >= KEEP_MIN_COMPILE_S:
+        loaded = executables._cache_hits[0] != hits
+        quick = time.perf_counter() - start < KEEP_MIN_COMPILE_S
+        if key is not None and not (loaded or quick):
             self.executables[key] = executable
         return executable
 
