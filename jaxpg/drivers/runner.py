@@ -2,12 +2,12 @@ r"""Run many seeds in compiled chunks, driven from the host: progress, streamed
 metrics, checkpoints, exact resume.
 
 ``train_seeds`` compiles the whole run into one program, which shows nothing
-until it ends and keeps ``[S, U]`` metrics of every seed in memory. :func:`run`
-compiles ``vmap(init)`` and a *chunk* program (``vmap`` over seeds of a
-``lax.scan`` of ``update`` over ``chunk`` updates), and calls it repeatedly,
-so between calls the host can advance a progress bar, write the chunk's
-metrics to disk, call a user callback and save a checkpoint: the hooks of the
-chunk loop that ``jaxpg sweep`` and ``jaxpg lm`` share
+until it ends and keeps ``[S, U]`` metrics of every seed in memory.
+:func:`run` compiles ``vmap(init)`` and a *chunk* program (``vmap`` over seeds
+of a loop of ``update``, the count an argument: :mod:`jaxpg.drivers.updates`),
+and calls it repeatedly, so between calls the host can advance a progress bar,
+write the chunk's metrics to disk, call a user callback and save a checkpoint:
+the hooks of the chunk loop that ``jaxpg sweep`` and ``jaxpg lm`` share
 (:mod:`jaxpg.drivers.loop`). There are no host callbacks inside the program:
 the host reads a chunk's metrics while the next chunk runs. What the run keeps
 in its directory besides metrics (the record, the chunk plan, the restored
@@ -18,16 +18,16 @@ draws, metrics equal up to float rounding).
 
 Chunking (:mod:`jaxpg.drivers.chunking`): ``chunk`` updates per call
 (:func:`default_chunk`: a divisor of ``U`` near ``U / 20`` when one is close,
-found in constant time), then one *remainder* chunk of ``U mod chunk``
-updates when ``chunk`` does not divide ``U`` (a second compiled program,
-never ``U`` calls of one update). With ``chunk_seconds=T`` chunks are sized by
-time instead: two first chunks of one update measure the speed, the next
-ones last at most about ``T`` (never longer than the fixed chunk) and the last
-updates run one at a time (no program for a shorter last chunk), so a stop
-request (SIGINT/SIGTERM, the callback) waits at most about ``2 T`` (the chunk
-running and the one queued behind it) plus a checkpoint's save. Metrics are
-still written in files of about a fixed chunk's updates (and at every
-checkpoint).
+found in constant time), then one *remainder* chunk of ``U mod chunk`` updates
+when ``chunk`` does not divide ``U``. With ``chunk_seconds=T`` chunks are
+sized by time instead: two first chunks of one update measure the speed, the
+next ones last at most about ``T`` (never longer than the fixed chunk) and the
+last updates run one at a time, so a stop request (SIGINT/SIGTERM, the
+callback) waits at most about ``2 T`` (the chunk running and the one queued
+behind it) plus a checkpoint's save. Metrics are still written in files of
+about a fixed chunk's updates (and at every checkpoint). Every length runs
+through the one program compiled for the longest, so a run compiles one chunk
+program whatever its lengths.
 
 Run directory (``checkpoint_dir``, see :mod:`jaxpg.experiment.rundir`): metrics are
 appended per chunk, a checkpoint of the whole ``[S]`` train state is written
@@ -58,6 +58,7 @@ Shapes: ``S`` seeds, ``P`` padded seeds, ``U = cfg.num_updates`` updates.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import threading
 import time
@@ -272,30 +273,32 @@ def run(
         (:class:`jaxpg.experiment.guard.SaveFailedError`, naming the previous
         good checkpoint).
     """
-    _check_int("num_seeds", num_seeds, 1)
-    _check_int("first_seed", first_seed, 0)
-    if first_seed + num_seeds > 2**31:
-        raise ValueError(
-            f"first_seed={first_seed} + num_seeds={num_seeds} is invalid: seeds "
-            "must be below 2**31"
-        )
-    _check_int("keep_checkpoints", keep_checkpoints, 1)
-    _check_run_dir_options(
-        checkpoint_dir, resume, overwrite, start_over, checkpoint_every, eval_episodes
+    parts = {
+        "policy_network": policy_network,
+        "critic_network": critic_network,
+        "optimizer": optimizer,
+        "algorithm": algorithm,
+    }
+    opts = _Options(
+        env=env,
+        env_params=env_params,
+        parts={k: v for k, v in parts.items() if v is not None},
+        chunk_updates=chunk_updates,
+        chunk_seconds=chunk_seconds,
+        progress=progress,
+        first_seed=first_seed,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        overwrite=overwrite,
+        start_over=start_over,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        keep_metrics=keep_metrics,
+        callback=callback,
+        eval_episodes=eval_episodes,
+        source=source,
     )
-    if checkpoint_every is not None:
-        _check_int("checkpoint_every", checkpoint_every, 1)
-    if eval_episodes is not None:
-        _check_int("eval_episodes", eval_episodes, 1)
-    if chunk_updates is not None:
-        _check_int("chunk_updates", chunk_updates, 1)
-    if chunk_seconds is not None:
-        timed_plan(1, chunk_seconds, 1)  # ValueError naming a bad value
-        if chunk_updates is not None:
-            raise ValueError(
-                f"chunk_updates={chunk_updates} and chunk_seconds={chunk_seconds}: "
-                "give one of them (fixed chunks, or chunks sized by time)"
-            )
+    opts.check(num_seeds)
     enabled = (
         handle_signals
         if handle_signals is not None
@@ -306,143 +309,107 @@ def run(
     # the run at the first chunk boundary, with a checkpoint. ``held`` keeps
     # the run directory's lock (process 0) until the run ends.
     with contextlib.ExitStack() as held, Stopper(enabled) as stopper:
-        return _run(
-            cfg,
-            num_seeds,
-            stopper,
-            held,
-            env=env,
-            env_params=env_params,
-            chunk_updates=chunk_updates,
-            chunk_seconds=chunk_seconds,
-            progress=progress,
-            first_seed=first_seed,
-            checkpoint_dir=checkpoint_dir,
-            resume=resume,
-            overwrite=overwrite,
-            start_over=start_over,
-            checkpoint_every=checkpoint_every,
-            keep_checkpoints=keep_checkpoints,
-            keep_metrics=keep_metrics,
-            callback=callback,
-            policy_network=policy_network,
-            critic_network=critic_network,
-            optimizer=optimizer,
-            algorithm=algorithm,
-            eval_episodes=eval_episodes,
-            source=source,
+        return _run(cfg, num_seeds, opts, stopper, held)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """:func:`run`'s keyword arguments, checked; ``parts``: the parts given
+    (``policy_network``, ``critic_network``, ``optimizer``, ``algorithm``)."""
+
+    env: Any
+    env_params: Any
+    parts: dict[str, Any]
+    chunk_updates: int | None
+    chunk_seconds: float | None
+    progress: bool
+    first_seed: int
+    checkpoint_dir: str | Path | None
+    resume: bool
+    overwrite: bool
+    start_over: bool
+    checkpoint_every: int | None
+    keep_checkpoints: int
+    keep_metrics: bool
+    callback: Callable[[ChunkInfo], bool | None] | None
+    eval_episodes: int | None
+    source: str
+
+    def check(self, num_seeds: int) -> None:
+        """Refuse a bad count, chunking or run-directory option (the message
+        names the argument)."""
+        _check_int("num_seeds", num_seeds, 1)
+        _check_int("first_seed", self.first_seed, 0)
+        if self.first_seed + num_seeds > 2**31:
+            raise ValueError(
+                f"first_seed={self.first_seed} + num_seeds={num_seeds} is invalid: "
+                "seeds must be below 2**31"
+            )
+        _check_int("keep_checkpoints", self.keep_checkpoints, 1)
+        _check_run_dir_options(
+            self.checkpoint_dir,
+            self.resume,
+            self.overwrite,
+            self.start_over,
+            self.checkpoint_every,
+            self.eval_episodes,
         )
+        for name in ("checkpoint_every", "eval_episodes", "chunk_updates"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        if self.chunk_seconds is not None:
+            timed_plan(1, self.chunk_seconds, 1)  # ValueError naming a bad value
+            if self.chunk_updates is not None:
+                raise ValueError(
+                    f"chunk_updates={self.chunk_updates} and "
+                    f"chunk_seconds={self.chunk_seconds}: give one of them (fixed "
+                    "chunks, or chunks sized by time)"
+                )
 
 
 def _run(
     cfg: Config,
     num_seeds: int,
+    opts: _Options,
     stopper: Stopper,
     held: contextlib.ExitStack,
-    *,
-    env: Any,
-    env_params: Any,
-    chunk_updates: int | None,
-    chunk_seconds: float | None,
-    progress: bool,
-    first_seed: int,
-    checkpoint_dir: str | Path | None,
-    resume: bool,
-    overwrite: bool,
-    start_over: bool,
-    checkpoint_every: int | None,
-    keep_checkpoints: int,
-    keep_metrics: bool,
-    callback: Callable[[ChunkInfo], bool | None] | None,
-    policy_network: Any,
-    critic_network: Any,
-    optimizer: Any,
-    algorithm: Any,
-    eval_episodes: int | None,
-    source: str,
 ) -> RunResult:
+    """Open the run directory, compile, restore or init, run the chunks,
+    report."""
     num_updates = cfg.num_updates
-    parts = {
-        "policy_network": policy_network,
-        "critic_network": critic_network,
-        "optimizer": optimizer,
-        "algorithm": algorithm,
-    }
-    custom = {
-        "env": _describe(env),
-        **{k: _describe(v) for k, v in parts.items()},
-    }
-    if env_params is not None:  # recorded only when given: older records lack it
-        custom["env_params"] = runstate.fingerprint(env_params)
-
-    has_dir = checkpoint_dir is not None
+    custom, build = _custom_parts(cfg, opts)
     # Process 0 alone reads and writes the run directory: ``out`` is None on
     # the others, and ``has_dir`` (the same everywhere) drives the collective
     # steps (gathering the state for a checkpoint).
-    out = Path(checkpoint_dir) if has_dir and jax.process_index() == 0 else None
-
-    given = {k: v for k, v in parts.items() if v is not None}
-    if given:
-        accepted = inspect.signature(make_algorithm).parameters
-        unknown = [k for k in given if k not in accepted]
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-        if unknown and not takes_any:
-            raise TypeError(
-                f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
-            )
-    custom_algo = None
-    if env is not None or env_params is not None or given:
-        custom_algo = lambda: make_algorithm(cfg, env, env_params, **given)  # noqa: E731
-    # Built once before the run directory is written: a setting that cannot
-    # train fails here with its error and leaves nothing behind (about 0.05 s;
-    # the compiled programs build their own).
-    (custom_algo or (lambda: make_algorithm(cfg)))()
-
+    has_dir = opts.checkpoint_dir is not None
+    out = Path(opts.checkpoint_dir) if has_dir and jax.process_index() == 0 else None
     resuming, chunk, plan = runstate.open_run(
         out,
         has_dir,
         held,
         cfg,
         num_seeds,
-        first_seed,
+        opts.first_seed,
         custom,
-        chunk_updates=chunk_updates,
-        chunk_seconds=chunk_seconds,
-        resume=resume,
-        overwrite=overwrite,
-        start_over=start_over,
-        checkpoint_every=checkpoint_every,
+        chunk_updates=opts.chunk_updates,
+        chunk_seconds=opts.chunk_seconds,
+        resume=opts.resume,
+        overwrite=opts.overwrite,
+        start_over=opts.start_over,
+        checkpoint_every=opts.checkpoint_every,
     )
-
-    progs, compile_s = programs.for_run(
-        cfg, num_seeds, plan, chunk, custom_algo, progress and jax.process_index() == 0
-    )
+    shown = opts.progress and jax.process_index() == 0
+    progs, compile_s = programs.for_run(cfg, num_seeds, plan, chunk, build, shown)
     lay = progs.layout
 
     t0 = time.perf_counter()
-    start = 0
-    state = None
-    if resuming:
-        start, state = runstate.resume_state(out, progs, plan, start_over)
-    if plan.chunk_seconds is not None:
-        if state is None:  # from update 0: measure again
-            plan = timed_plan(num_updates, plan.chunk_seconds, plan.cap)
-        plan.resume_at(start)
-        if out is not None:
-            runstate.write_plan(out, plan)
-    if state is None:
-        seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
-        state = progs.init(*parallel.place((seeds,), lay))
+    start, state, plan = _first_state(
+        cfg, num_seeds, opts.first_seed, out, progs, plan, resuming, opts.start_over
+    )
     steps_before = _total_steps(parallel.real_members(state.env_steps, lay))
-    shown = progress and jax.process_index() == 0
-    if out is not None:
-        guard.write_progress(
-            out, start, num_updates, "running", start if resuming and start else None
-        )
-
     late_compile = [0.0]  # seconds spent on chunk lengths met late (a check)
 
-    def dispatch(state, at):
+    def dispatch(state: TrainState, at: int) -> Any:
         size = plan.length_at(at)
         if size not in progs.chunks:
             t = time.perf_counter()
@@ -460,28 +427,27 @@ def _run(
     def save(done: int, state: Any) -> None:
         real = parallel.real_members(state, lay)  # every process
         if out is not None:  # process 0
-            guard.save_checkpoint(out, done, real, keep_checkpoints, done, num_updates)
+            guard.save_checkpoint(
+                out, done, real, opts.keep_checkpoints, done, num_updates
+            )
 
-    # Hooks in the order they see a chunk: the plan first (its time), the
-    # user's callback last (its stop is taken at this boundary).
     writer = loop.MetricsWriter(out, chunk)
-    keeper = loop.MetricsKeeper() if keep_metrics else None
-    saver = loop.Checkpointer(save, num_updates, start, checkpoint_every, writer)
+    keeper = loop.MetricsKeeper() if opts.keep_metrics else None
+    saver = loop.Checkpointer(save, num_updates, start, opts.checkpoint_every, writer)
     bar = ProgressBar(
         shown, chunking.step_budget(cfg, num_seeds, num_updates), num_seeds,
         initial=steps_before,
     )  # fmt: skip
-    hooks = [
-        runstate.PlanHook(plan, out),
-        writer,
-        *([keeper] if keeper is not None else []),
-        loop.Progress(bar),
-    ]
-    if callback is not None:
+    # Hooks in the order they see a chunk: the plan first (its time), the
+    # user's callback last (its stop is taken at this boundary).
+    hooks: list[Any] = [runstate.PlanHook(plan, out), writer]
+    if keeper is not None:
+        hooks.append(keeper)
+    hooks.append(loop.Progress(bar))
+    if opts.callback is not None:
+        user = opts.callback
         hooks.append(
-            loop.Callback(
-                lambda c: callback(ChunkInfo(c.first, c.metrics, num_updates))
-            )
+            loop.Callback(lambda c: user(ChunkInfo(c.first, c.metrics, num_updates)))
         )
     if has_dir:
         hooks.append(saver)
@@ -496,50 +462,134 @@ def _run(
         stopper=stopper,
         clock=lambda: _clock(),  # read at call time: a test may replace it
     )
-    state = jax.block_until_ready(state)
+    state = parallel.real_members(jax.block_until_ready(state), lay)
     run_s = time.perf_counter() - t0 - late_compile[0]
     compile_s += late_compile[0]
-    state = parallel.real_members(state, lay)
-
-    interrupted = done < num_updates
     if out is not None:
         runstate.record_end(out, cfg, state, done, saver.last)
+
     metrics: dict[str, np.ndarray] = {}
     if keeper is not None:
-        if out is not None and start > 0:
-            metrics = rundir.read_metrics(out)
-        else:
-            metrics = keeper.joined()
+        resumed = out is not None and start > 0
+        metrics = rundir.read_metrics(out) if resumed else keeper.joined()
     steps = _total_steps(state.env_steps) - steps_before
-    steps_per_s = steps / run_s if run_s > 0 else 0.0
+    timings = {
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "steps_per_s": steps / run_s if run_s > 0 else 0.0,
+    }
     summary = None
-    if out is not None and not interrupted and eval_episodes is not None:
-        timings = {"compile_s": compile_s, "run_s": run_s, "steps_per_s": steps_per_s}
-        if start >= num_updates:  # a finished run opened again: nothing trained
-            timings = _training_timings(out) or timings
-        summary = report.write_report(
-            out,
-            cfg,
-            policy_params(cfg, state),
-            num_seeds,
-            first_seed,
-            eval_episodes,
-            timings,
-            source,
-            {"env": env, "env_params": env_params, "policy_network": policy_network},
-        )
+    if out is not None and done >= num_updates and opts.eval_episodes is not None:
+        summary = _report(cfg, num_seeds, opts, out, state, timings, start)
     return RunResult(
         params=policy_params(cfg, state),
         metrics=metrics,
         state=state,
-        compile_s=compile_s,
-        run_s=run_s,
-        steps_per_s=steps_per_s,
         updates_done=done,
-        interrupted=interrupted,
+        interrupted=done < num_updates,
         signal=stopper.signum,
         run_dir=out,
         summary=summary,
+        **timings,
+    )
+
+
+def _custom_parts(
+    cfg: Config, opts: _Options
+) -> tuple[dict[str, Any], Callable[[], Any] | None]:
+    """``(record, build)``: how the run's environment and parts are recorded
+    in its directory, and ``() -> Algorithm`` of a run with any of them
+    (``None``: the config's own, whose programs are kept). The algorithm is
+    built once here, before the run directory is written: a setting that
+    cannot train fails with its error and leaves nothing behind (about
+    0.05 s; the compiled programs build their own)."""
+    custom = {
+        "env": _describe(opts.env),
+        **{
+            name: _describe(opts.parts.get(name))
+            for name in ("policy_network", "critic_network", "optimizer", "algorithm")
+        },
+    }
+    if opts.env_params is not None:  # recorded only when given: older records lack it
+        custom["env_params"] = runstate.fingerprint(opts.env_params)
+    if opts.parts:
+        accepted = inspect.signature(make_algorithm).parameters
+        unknown = [k for k in opts.parts if k not in accepted]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        if unknown and not takes_any:
+            raise TypeError(
+                f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
+            )
+    build = None
+    if opts.env is not None or opts.env_params is not None or opts.parts:
+
+        def build() -> Any:
+            return make_algorithm(cfg, opts.env, opts.env_params, **opts.parts)
+
+    (build or (lambda: make_algorithm(cfg)))()
+    return custom, build
+
+
+def _first_state(
+    cfg: Config,
+    num_seeds: int,
+    first_seed: int,
+    out: Path | None,
+    progs: programs.Programs,
+    plan: chunking.ChunkPlan,
+    resuming: bool,
+    start_over: bool,
+) -> tuple[int, TrainState, chunking.ChunkPlan]:
+    """``(start, [P] state, plan)``: the state the run continues from (a
+    resumed run's checkpoint, else ``init`` of the seeds) and a timed plan
+    measured again when it starts from update 0; the run directory's
+    progress file says it runs."""
+    num_updates = cfg.num_updates
+    start, state = 0, None
+    if resuming:
+        start, state = runstate.resume_state(out, progs, plan, start_over)
+    if plan.chunk_seconds is not None:
+        if state is None:  # from update 0: measure again
+            plan = timed_plan(num_updates, plan.chunk_seconds, plan.cap)
+        plan.resume_at(start)
+        if out is not None:
+            runstate.write_plan(out, plan)
+    if state is None:
+        seeds = np.arange(first_seed, first_seed + num_seeds, dtype=np.int32)
+        state = progs.init(*parallel.place((seeds,), progs.layout))
+    if out is not None:
+        resumed_at = start if resuming and start else None
+        guard.write_progress(out, start, num_updates, "running", resumed_at)
+    return start, state, plan
+
+
+def _report(
+    cfg: Config,
+    num_seeds: int,
+    opts: _Options,
+    out: Path,
+    state: TrainState,
+    timings: dict[str, float],
+    start: int,
+) -> dict[str, Any]:
+    """Write a finished run's ``summary.json`` and learning curve
+    (:func:`jaxpg.drivers.report.write_report`) and return the summary."""
+    if start >= cfg.num_updates:  # a finished run opened again: nothing trained
+        timings = _training_timings(out) or timings
+    return report.write_report(
+        out,
+        cfg,
+        policy_params(cfg, state),
+        num_seeds,
+        opts.first_seed,
+        opts.eval_episodes,
+        timings,
+        opts.source,
+        {
+            "env": opts.env,
+            "env_params": opts.env_params,
+            "policy_network": opts.parts.get("policy_network"),
+        },
     )
 
 
