@@ -444,23 +444,8 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     """:func:`run` once the run directory is checked and locked."""
     if not resuming and args.overwrite and (out / RUN_FILE).exists():
         runs.clear(out)  # only now: validated, and no live run holds it
-    unused = _unused_sft_options(args, defaults)
-    if unused and not resuming:
-        print(
-            f"jaxpg lm: {', '.join(unused)} not used: --reference "
-            f"{args.reference} is loaded, not trained",
-            file=sys.stderr,
-        )
-    for line in _ignored_options(args) if not resuming else ():
-        print(f"jaxpg lm: {line}", file=sys.stderr)
-    unused = rm_cli.unused_options(args, defaults)
-    if unused and not resuming:
-        why = (
-            f"--reward-model {args.reward_model} is loaded, not trained"
-            if args.reward_model
-            else "no --reward-model"
-        )
-        print(f"jaxpg lm: {', '.join(unused)} not used: {why}", file=sys.stderr)
+    if not resuming:
+        _warn_unused(args, defaults)
     enable_compilation_cache(args)
     if not resuming:
         runs.write_run_file(out, _recorded(args), jaxpg.__version__)
@@ -471,36 +456,14 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
         return 2
     ref_dir = Path(args.reference) if args.reference else out / "reference"
-    if loaded is not None:
-        ref_params, version = loaded
-    else:
-        train_sft = sft.make_sft(
-            task, model_cfg, num_steps=args.sft_steps, batch_size=args.sft_batch,
-            lr=args.sft_lr,
-        )  # fmt: skip
-        fitted = jax.jit(train_sft)(jax.random.key(10_000))
-        ref_params = fitted.params
-        rejected = int(np.sum(np.asarray(fitted.nonfinite) > 0))
-        if rejected:
-            print(
-                f"jaxpg lm: SFT: {rejected} of {args.sft_steps} steps rejected as "
-                "non-finite (parameters kept)",
-                file=sys.stderr,
-            )
-        version = sft.save_reference(
-            ref_dir, ref_params, model_cfg, task=task.name,
-            sft_steps=args.sft_steps, sft_lr=args.sft_lr, sft_batch=args.sft_batch,
-            sft_rejected_steps=rejected,
-        )  # fmt: skip
+    ref_params, version = loaded or _fit_reference(args, ref_dir, task, model_cfg)
     try:  # a resumed run trains against the reference it started with
         runs.record_version(out, "reference", version, ref_dir, resuming)
     except ValueError as e:
         print(f"jaxpg lm: error: {e}", file=sys.stderr)
         return 2
     sft_s = time.perf_counter() - t0
-    print(
-        f"reference {version} ({'SFT' if loaded is None else 'loaded'}, {sft_s:.1f}s)"
-    )
+    print(f"reference {version} ({'loaded' if loaded else 'SFT'}, {sft_s:.1f}s)")
     try:
         task, rm_record = rm_cli.prepare(
             args, out, resuming, task, model_cfg, ref_params
@@ -527,6 +490,71 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
         return 2
     if result.interrupted:
         return interrupted_status("lm", result, rl_cfg.num_updates, out)
+    _finish(
+        args,
+        out,
+        task,
+        model_cfg,
+        rl_cfg,
+        ref_params,
+        result,
+        version,
+        sft_s,
+        rm_record,
+    )
+    return 0
+
+
+def _warn_unused(args, defaults) -> None:
+    """Say on stderr which options a new run leaves unused (a loaded
+    reference or reward model is not trained; one not asked for is not)."""
+    unused = _unused_sft_options(args, defaults)
+    if unused:
+        print(
+            f"jaxpg lm: {', '.join(unused)} not used: --reference "
+            f"{args.reference} is loaded, not trained",
+            file=sys.stderr,
+        )
+    for line in _ignored_options(args):
+        print(f"jaxpg lm: {line}", file=sys.stderr)
+    unused = rm_cli.unused_options(args, defaults)
+    if unused:
+        why = (
+            f"--reward-model {args.reward_model} is loaded, not trained"
+            if args.reward_model
+            else "no --reward-model"
+        )
+        print(f"jaxpg lm: {', '.join(unused)} not used: {why}", file=sys.stderr)
+
+
+def _fit_reference(args, ref_dir, task, model_cfg):
+    """``(params, version)``: the reference fitted by SFT now and saved in
+    ``ref_dir``; rejected non-finite steps are reported on stderr."""
+    train_sft = sft.make_sft(
+        task, model_cfg, num_steps=args.sft_steps, batch_size=args.sft_batch,
+        lr=args.sft_lr,
+    )  # fmt: skip
+    fitted = jax.jit(train_sft)(jax.random.key(10_000))
+    rejected = int(np.sum(np.asarray(fitted.nonfinite) > 0))
+    if rejected:
+        print(
+            f"jaxpg lm: SFT: {rejected} of {args.sft_steps} steps rejected as "
+            "non-finite (parameters kept)",
+            file=sys.stderr,
+        )
+    version = sft.save_reference(
+        ref_dir, fitted.params, model_cfg, task=task.name,
+        sft_steps=args.sft_steps, sft_lr=args.sft_lr, sft_batch=args.sft_batch,
+        sft_rejected_steps=rejected,
+    )  # fmt: skip
+    return fitted.params, version
+
+
+def _finish(
+    args, out, task, model_cfg, rl_cfg, ref_params, result, version, sft_s, rm_record
+):
+    """Evaluate a finished run against its reference; print the table and
+    write ``metrics.json`` and ``curves.png``."""
     metrics, final_params = result.metrics, result.params
     compile_s, run_s, options = result.compile_s, result.run_s, result.options
     rejected = np.sum(metrics["nonfinite"] > 0, axis=1)
@@ -566,7 +594,6 @@ def _run(args, defaults, out, resuming, task, model_cfg, rl_cfg, chunk) -> int:
     )
     report.plot_curves(metrics, flags, out / "curves.png", task, rl_cfg, version)
     print(f"wrote {out / 'metrics.json'} and {out / 'curves.png'}")
-    return 0
 
 
 def _print_table(summary, ref_eval, task, rl_cfg, compile_s, run_s, num_seeds):

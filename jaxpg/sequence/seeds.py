@@ -175,32 +175,13 @@ def train_seeds(
     if resume:
         if ckpt_dir is None:
             raise ValueError("resume=True needs run_dir")
-        start, raw = _restore(ckpt_dir, states, lay)
-        if start > num_updates:
-            raise ValueError(
-                f"checkpoint at update {start} is past the run's {num_updates} updates"
-            )
-        states = _placed(raw, states, lay, members)
+        start, states = _resumed(ckpt_dir, states, lay, num_updates)
         if jax.process_index() == 0:
             rundir.drop_metrics_from(run_dir, start)
-    # One program for every chunk length (the last chunk's remainder
-    # included): a while loop over a count every seed shares. Lowered once:
-    # an XLA that rejects the options compiles the same program with its
-    # defaults (not traced again).
-    lower = functools.cache(
-        lambda: updates.lower(
-            lambda s, ref: algo.update(s, ref), lay, chunk, states, ref_params
-        )
-    )
     with compiling(f"the RL program, {num_seeds} seeds", show_compile):
-        try:
-            compiled = executables.load_or_compile(lower, options, kept("chunk"))
-        except Exception as e:  # an XLA without this option: its defaults
-            if options is None or "compile option" not in str(e):
-                raise
-            print(f"jaxpg lm: XLA options {options} not supported; using the defaults")
-            options = None
-            compiled = executables.load_or_compile(lower, None, kept("chunk"))
+        compiled, options = _compile_updates(
+            algo, lay, chunk, states, ref_params, options, kept("chunk")
+        )
     compile_s = time.perf_counter() - t0
     chunks = {
         n: updates.Chunk(compiled, n, chunk, lay)
@@ -266,6 +247,48 @@ def train_seeds(
         metrics, states.params, compile_s, run_s, options, done,
         done < num_updates, stopper.signum, lay.num_devices,
     )  # fmt: skip
+
+
+def _compile_updates(
+    algo: Any,
+    lay: parallel.Layout,
+    chunk: int,
+    states: Any,
+    ref_params: Any,
+    options: dict[str, str] | None,
+    description: dict[str, Any] | None,
+) -> tuple[Any, dict[str, str] | None]:
+    """``(program, options)``: the one program for every chunk length (the
+    last chunk's remainder included), a while loop over a count every seed
+    shares, compiled with ``options``, or with XLA's defaults (``None``
+    returned) when this XLA does not know them. Lowered once: the fallback
+    compiles the same program, not traced again."""
+    lower = functools.cache(
+        lambda: updates.lower(
+            lambda s, ref: algo.update(s, ref), lay, chunk, states, ref_params
+        )
+    )
+    try:
+        return executables.load_or_compile(lower, options, description), options
+    except Exception as e:  # an XLA without this option: its defaults
+        if options is None or "compile option" not in str(e):
+            raise
+        print(f"jaxpg lm: XLA options {options} not supported; using the defaults")
+        return executables.load_or_compile(lower, None, description), None
+
+
+def _resumed(
+    ckpt_dir: Path, states: Any, lay: parallel.Layout, num_updates: int
+) -> tuple[int, Any]:
+    """``(start, [P] states)`` from the newest valid checkpoint, placed as
+    ``states`` (the freshly initialised ones) are."""
+    start, raw = _restore(ckpt_dir, states, lay)
+    if start > num_updates:
+        raise ValueError(
+            f"checkpoint at update {start} is past the run's {num_updates} updates"
+        )
+    members = NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS))
+    return start, _placed(raw, states, lay, members)
 
 
 def _real_spec(states: Any, lay: parallel.Layout) -> Any:
