@@ -18,6 +18,7 @@ ROOT = Path(jaxpg.__file__).parent
 LAYERS = {
     "kernels": 0,
     "_version": 0,
+    "checks": 0,  # argument checks every layer shares
     "envs": 1,
     "initializers": 2,
     "networks": 2,

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from jaxpg.algorithms.base import Algorithm
+from jaxpg.checks import positive_int
 from jaxpg.config import Config
 from jaxpg.drivers import loop, parallel, updates
 from jaxpg.drivers.chunking import chunk_plan, default_chunk, fixed_plan, step_budget
@@ -96,14 +97,8 @@ def train_members(
       ValueError: bad ``seeds`` or ``chunk_updates`` (the message names it).
     """
     s = parallel.check_seeds(seeds)
-    if chunk_updates is not None and (
-        isinstance(chunk_updates, bool)
-        or not isinstance(chunk_updates, int)
-        or chunk_updates < 1
-    ):
-        raise ValueError(
-            f"chunk_updates={chunk_updates!r} is invalid: must be an int >= 1"
-        )
+    if chunk_updates is not None:
+        chunk_updates = positive_int("chunk_updates", chunk_updates)
     num_updates = cfg.num_updates
     chunk = min(chunk_updates or default_chunk(num_updates), num_updates)
     _, num_full, remainder = chunk_plan(num_updates, chunk)

@@ -70,6 +70,7 @@ import jax
 import numpy as np
 
 from jaxpg.algorithms.base import TrainState
+from jaxpg.checks import positive_int
 from jaxpg.config import Config
 from jaxpg.drivers import (
     chunking,
@@ -162,11 +163,6 @@ class ChunkInfo(NamedTuple):
 DEFAULT_CHUNK_SECONDS = 5.0
 # The clock timed chunks are measured with (a test may replace it).
 _clock = time.perf_counter
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is invalid: must be an int >= {low}")
 
 
 def run(
@@ -298,7 +294,7 @@ def run(
         eval_episodes=eval_episodes,
         source=source,
     )
-    opts.check(num_seeds)
+    num_seeds, opts = opts.checked(num_seeds)
     enabled = (
         handle_signals
         if handle_signals is not None
@@ -335,17 +331,18 @@ class _Options:
     eval_episodes: int | None
     source: str
 
-    def check(self, num_seeds: int) -> None:
-        """Refuse a bad count, chunking or run-directory option (the message
-        names the argument)."""
-        _check_int("num_seeds", num_seeds, 1)
-        _check_int("first_seed", self.first_seed, 0)
-        if self.first_seed + num_seeds > 2**31:
+    def checked(self, num_seeds: Any) -> tuple[int, _Options]:
+        """``(num_seeds, options)`` with the counts as ints, or ValueError
+        for a bad count, chunking or run-directory option (the message names
+        the argument)."""
+        num_seeds = positive_int("num_seeds", num_seeds, 1)
+        first_seed = positive_int("first_seed", self.first_seed, 0)
+        if first_seed + num_seeds > 2**31:
             raise ValueError(
-                f"first_seed={self.first_seed} + num_seeds={num_seeds} is invalid: "
+                f"first_seed={first_seed} + num_seeds={num_seeds} is invalid: "
                 "seeds must be below 2**31"
             )
-        _check_int("keep_checkpoints", self.keep_checkpoints, 1)
+        keep = positive_int("keep_checkpoints", self.keep_checkpoints, 1)
         _check_run_dir_options(
             self.checkpoint_dir,
             self.resume,
@@ -354,9 +351,11 @@ class _Options:
             self.checkpoint_every,
             self.eval_episodes,
         )
-        for name in ("checkpoint_every", "eval_episodes", "chunk_updates"):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 1)
+        counts = {
+            name: positive_int(name, getattr(self, name), 1)
+            for name in ("checkpoint_every", "eval_episodes", "chunk_updates")
+            if getattr(self, name) is not None
+        }
         if self.chunk_seconds is not None:
             timed_plan(1, self.chunk_seconds, 1)  # ValueError naming a bad value
             if self.chunk_updates is not None:
@@ -365,6 +364,9 @@ class _Options:
                     f"chunk_seconds={self.chunk_seconds}: give one of them (fixed "
                     "chunks, or chunks sized by time)"
                 )
+        return num_seeds, dataclasses.replace(
+            self, first_seed=first_seed, keep_checkpoints=keep, **counts
+        )
 
 
 def _run(

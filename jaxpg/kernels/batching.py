@@ -33,8 +33,9 @@ from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import custom_batching
+
+from jaxpg.checks import positive_int
 
 SEED_AXIS = "jaxpg_seed"
 SWEEP_AXIS = "jaxpg_sweep"
@@ -89,13 +90,7 @@ def chunked_while_loop(
 
 def check_chunk(chunk: Any, name: str = "chunk") -> int:
     """``chunk`` if it is an int >= 1, else a ``ValueError`` naming ``name``."""
-    if (
-        isinstance(chunk, bool | np.bool_)
-        or not isinstance(chunk, int | np.integer)
-        or chunk < 1
-    ):
-        raise ValueError(f"{name}={chunk!r} is invalid: must be an int >= 1")
-    return int(chunk)
+    return positive_int(name, chunk)
 
 
 def _close(fun: Callable, example: Any) -> tuple[Callable, list]:

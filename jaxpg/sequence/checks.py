@@ -18,23 +18,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxpg.checks import positive_int
+
 __all__ = ["MAX_LR", "check_rewards", "learning_rate", "number", "positive_int"]
 
 MAX_LR = 1.0
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def positive_int(name: str, value: Any, low: int = 1) -> int:
-    """``value`` as an int ``>= low`` (a bool is not an int), else ValueError
-    naming ``name``."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        raise ValueError(
-            f"{name}={value!r} is invalid: must be an int >= {low}, "
-            f"got {type(value).__name__}"
-        )
-    if value < low:
-        raise ValueError(f"{name}={value!r} is invalid: must be an int >= {low}")
-    return int(value)
 
 
 def number(

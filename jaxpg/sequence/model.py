@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpg.checks import positive_int
+
 Array = jax.Array
 
 POSITIONS = ("learned", "rotary")
@@ -59,9 +61,7 @@ class TransformerConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "width", "num_layers", "num_heads", "max_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: must be an int >= 1")
+            positive_int(name, getattr(self, name))
         if self.width % self.num_heads:
             raise ValueError(
                 f"width={self.width} is invalid: must be divisible by "

@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = [
     "EVAL_PROMPTS",
-    "EVAL_SEED",
+    "EVAL_PROMPTS_SEED",
     "PLOTTED",
     "evaluate_run",
     "plot_curves",
@@ -21,7 +21,7 @@ __all__ = [
 PLOTTED = ("reward", "true_reward", "kl_exact", "response_length")
 # The evaluation of a run's reference and final policies: the key and the
 # number of fresh prompts.
-EVAL_SEED = 2_024_998
+EVAL_PROMPTS_SEED = 2_024_998  # not jaxpg.drivers.evaluation.EVAL_SEED: other draws
 EVAL_PROMPTS = 512
 
 
@@ -29,7 +29,7 @@ def evaluate_run(
     task: Any, model_cfg: Any, ref_params: Any, final_params: Any
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The reference and every seed's final policy on the same
-    :data:`EVAL_PROMPTS` fresh prompts (key :data:`EVAL_SEED`), in one
+    :data:`EVAL_PROMPTS` fresh prompts (key :data:`EVAL_PROMPTS_SEED`), in one
     compiled program in which the reference is member 0.
 
     Args:
@@ -46,7 +46,7 @@ def evaluate_run(
 
     from jaxpg.sequence import rl as rlm
 
-    key = jax.random.key(EVAL_SEED)
+    key = jax.random.key(EVAL_PROMPTS_SEED)
 
     @jax.jit
     def run(ref, finals):

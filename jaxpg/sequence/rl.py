@@ -469,8 +469,7 @@ def run_updates(
     it and call it once per chunk of updates (what ``jaxpg lm`` does between
     progress reports). ``num_updates`` is static.
     """
-    if not isinstance(num_updates, int) or num_updates < 1:
-        raise ValueError(f"num_updates={num_updates!r} must be an int >= 1")
+    checks.positive_int("num_updates", num_updates)
     return jax.lax.scan(
         lambda s, _: algo.update(s, ref_params, hyper),
         state,
