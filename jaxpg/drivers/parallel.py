@@ -320,14 +320,21 @@ def host_members(tree: dict[str, Any], lay: Layout) -> dict[str, np.ndarray]:
 
 
 def map_members(
-    fn: Callable[..., Any], args: Any, *, devices: Sequence[Any] | None = None
+    fn: Callable[..., Any],
+    args: Any,
+    *,
+    shared: tuple[Any, ...] = (),
+    devices: Sequence[Any] | None = None,
 ) -> Any:
     r"""Apply ``fn`` to each of ``M`` members, laid out over all devices.
 
     Args:
-      fn: ``fn(*member_args) -> pytree`` for one member (jittable).
+      fn: ``fn(*member_args, *shared) -> pytree`` for one member (jittable).
       args: a tuple of pytrees of host array-likes with a leading ``[M]``
         axis (no PRNG keys).
+      shared: pytrees every member takes whole (a token policy's starting
+        and reference parameters), replicated on every device (the same
+        values on every process).
       devices: default: all devices of all processes.
 
     Returns:
@@ -338,8 +345,12 @@ def map_members(
         raise ValueError("args has no arrays: cannot tell the member count")
     lay = layout(int(np.shape(leaves[0])[0]), devices)
     placed = place(args, lay)
-    mapped, traced = _sharded(fn, lay)
-    out = mapped(*placed)
+    common = tuple(jax.tree.map(lambda x: replicate(x, lay), t) for t in shared)
+    first = len(placed)
+    mapped, traced = _sharded(
+        fn, lay, shared_argnums=tuple(range(first, first + len(common)))
+    )
+    out = mapped(*placed, *common)
     return collect(out, lay, traced["like"])
 
 
@@ -368,17 +379,20 @@ def run_members(
     seeds: Any,
     hparams: Any = None,
     *,
+    shared: tuple[Any, ...] = (),
     devices: Sequence[Any] | None = None,
 ) -> Any:
     r"""Train ``M`` members over all devices: member ``m`` is
-    ``train(jax.random.key(seeds[m]), hparams[m])``.
+    ``train(jax.random.key(seeds[m]), hparams[m], *shared)``.
 
     Args:
       train: ``train(key)`` or ``train(key, hparams)`` (as
-        :func:`jaxpg.make_train` returns), pure and jittable.
+        :func:`jaxpg.make_train` returns), pure and jittable, followed by
+        the ``shared`` arguments.
       seeds: ``[M]`` integer seeds in ``[0, 2**31)``.
       hparams: ``None`` (``train(key)``), or a pytree of ``[M]`` arrays
         (e.g. a :class:`jaxpg.Hyperparams` of ``[M]`` float32).
+      shared: arguments every member takes whole (see :func:`map_members`).
       devices: default: all devices of all processes.
 
     Returns:
@@ -390,10 +404,13 @@ def run_members(
     s = check_seeds(seeds)
     if hparams is None:
         return map_members(
-            lambda seed: train(jax.random.key(seed)), (s,), devices=devices
+            lambda seed, *common: train(jax.random.key(seed), *common),
+            (s,),
+            shared=shared,
+            devices=devices,
         )
 
-    def member(seed: jax.Array, hp: Any) -> Any:
-        return train(jax.random.key(seed), hp)
+    def member(seed: jax.Array, hp: Any, *common: Any) -> Any:
+        return train(jax.random.key(seed), hp, *common)
 
-    return map_members(member, (s, hparams), devices=devices)
+    return map_members(member, (s, hparams), shared=shared, devices=devices)

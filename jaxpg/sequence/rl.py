@@ -18,8 +18,8 @@ One update:
    (ratios against the sampling policy, PPO-clipped when ``clip_eps`` is set).
 
 Seeds: seed ``i`` is ``train(jax.random.key(i), params, ref_params)``;
-:func:`train_seeds` is ``jit(vmap)`` of it over keys with shared
-``params``/``ref_params``.
+:func:`train_seeds` maps it over seeds laid over all devices, with
+``params``/``ref_params`` shared.
 
 Devices: ``batch_sharding`` (:func:`make_rl`, :func:`make_rl_train`,
 :func:`rollout`) lays each update's ``P`` prompts, and with them everything
@@ -45,7 +45,7 @@ the gymnax side, and the other seeds of a vmapped run are unaffected).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import chex
@@ -56,6 +56,7 @@ import numpy as np
 import optax
 
 from jaxpg.algorithms.base import injected_adam, keep_if_finite, set_learning_rate
+from jaxpg.drivers import parallel
 from jaxpg.kernels.batching import batched_like
 from jaxpg.kernels.losses import masked_mean
 from jaxpg.sequence import checks, sampling, tasks
@@ -522,11 +523,29 @@ def train_seeds(
     num_seeds: int,
     *,
     optimizer: optax.GradientTransformation | None = None,
+    first_seed: int = 0,
+    devices: Sequence[Any] | None = None,
 ) -> RLOutput:
-    """Seeds ``0 .. num_seeds - 1`` in one compiled program (leaves gain ``[S]``)."""
+    """Seeds ``first_seed .. first_seed + num_seeds - 1`` in one compiled
+    program (leaves gain ``[S]``): seed ``i`` is
+    ``make_rl_train(...)(jax.random.key(i), params, ref_params)``.
+
+    The seeds are laid over ``devices`` (default: all devices of all
+    processes) as :func:`jaxpg.train_seeds` lays them
+    (:func:`jaxpg.drivers.parallel.run_members`): any seed count, ``params``
+    and ``ref_params`` replicated on every device, no collective. For
+    chunks, checkpoints and a progress bar, see
+    :func:`jaxpg.sequence.seeds.train_seeds` (what ``jaxpg lm`` runs).
+    """
+    checks.positive_int("num_seeds", num_seeds)
+    checks.positive_int("first_seed", first_seed, 0)
     train = make_rl_train(task, model_cfg, rl, optimizer=optimizer)
-    keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
-    return jax.jit(jax.vmap(train, in_axes=(0, None, None)))(keys, params, ref_params)
+    return parallel.run_members(
+        train,
+        np.arange(first_seed, first_seed + num_seeds),
+        shared=(params, ref_params),
+        devices=devices,
+    )
 
 
 def evaluate(

@@ -113,6 +113,16 @@ def main(out: Path) -> None:
         task, cfg, chunk_cfg, params, 3, 1, None, devices=jax.devices()[:1]
     )
     report["cli_clean_nonfinite"] = clean.metrics["nonfinite"].tolist()
+    # jaxpg.sequence.train_seeds (one program, no chunks) lays the same 3
+    # seeds over both devices: against the chunked run on one device.
+    whole = rl.train_seeds(task, cfg, chunk_cfg, params, params, 3)
+    report["py_devices"] = len(jax.tree.leaves(whole.params)[0].sharding.device_set)
+    report["py_shapes"] = list(whole.metrics["reward"].shape)
+    report["py_metrics_max_diff"] = {
+        name: float(np.nanmax(np.abs(np.asarray(whole.metrics[name]) - v)))
+        for name, v in clean.metrics.items()
+    }
+    report["py_params_max_diff"] = _max_diff(whole.params, clean.params)
     report["cli_others_identical"] = all(
         np.array_equal(clean.metrics[k][i], runs[0].metrics[k][i])
         for k in clean.metrics

@@ -82,6 +82,20 @@ def test_jaxpg_lm_lays_three_seeds_over_two_devices_as_on_one(report):
     assert report["cli_params_max_diff"] < 2e-3
 
 
+def test_sequence_train_seeds_lays_the_seeds_over_both_devices(report):
+    """``jaxpg.sequence.train_seeds`` (one program, the seeds laid out as
+    ``jaxpg.train_seeds`` lays them, no fallback to one device) against the
+    chunked ``jaxpg lm`` driver's run of the same 3 seeds on one device: the
+    same draws (rewards and lengths exactly), the rest up to float rounding,
+    with the bounds of the test above and for the same reasons."""
+    assert report["py_devices"] == 2
+    assert report["py_shapes"] == [3, 2]
+    for name, diff in report["py_metrics_max_diff"].items():
+        exact = name in ("reward", "true_reward", "accuracy", "response_length")
+        assert diff == 0.0 if exact else diff < 1e-4, name
+    assert report["py_params_max_diff"] < 2e-3
+
+
 def test_a_nan_reward_in_one_seed_is_rejected_and_the_others_unaffected(report):
     """Seed 1's first update gets a NaN reward (a user reward_fn): that update
     is rejected and reported (``nonfinite``), on one device and on two; its
