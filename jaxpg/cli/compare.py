@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from jaxpg.cli.options import PlainHelpFormatter, check_output_dir
-from jaxpg.drivers.evaluation import EVAL_SEED, evaluate_seeds, load_policy
+from jaxpg.drivers.evaluation import evaluate_seeds, load_policy
 from jaxpg.drivers.report import eval_summary
 
 __all__ = [
@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
         formatter_class=PlainHelpFormatter,
         help="evaluate the saved policies of a run directory again",
         description="Evaluate every seed's saved policy of the run in DIR on fresh "
-        "episodes; print the per-seed table and the IQM with its 95%% bootstrap "
+        "episodes; print the per-seed table and the IQM with its 95% bootstrap "
         "CI; write DIR/eval.json.",
     )
     ev.add_argument("dir", type=Path, metavar="DIR", help="a jaxpg run directory")
@@ -73,9 +73,9 @@ def register(sub: Any) -> None:
         type=int,
         default=1,
         metavar="K",
-        help=f"evaluation key round: key fold_in(fold_in(key({EVAL_SEED}), K), "
-        "seed); "
-        "training's own evaluation is round 0 (default: %(default)s)",
+        help="which set of evaluation episodes: round 0 is the one training's "
+        "own evaluation drew, any other round draws fresh ones; the same round "
+        "gives the same episodes (default: %(default)s)",
     )
     ev.set_defaults(func=eval_command)
 

@@ -11,6 +11,7 @@ import re
 import shlex
 import signal
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,18 +33,35 @@ _ROLE = re.compile(r":(?:func|mod|class|data|attr|meth|math|obj):`~?([^`]*)`")
 _LITERAL = re.compile(r"``([^`]*)``|`([^`]*)`")
 
 
+# A cross-reference to jaxpg's own code, "(:mod:`jaxpg.x`)" or "; see
+# :mod:`jaxpg.x`", which says nothing to a command-line user.
+_XREF = re.compile(
+    r"(?:\s*\(|;\s*see\s+):(?:func|mod|class|data|attr|meth|obj):`~?jaxpg\.[^`]*`\)?"
+)
+
+
 def plain(text: str) -> str:
-    """``text`` without Sphinx markup: roles and literals become their words."""
+    """``text`` without Sphinx markup: cross-references to jaxpg's code are
+    dropped, other roles and literals become their words."""
+    text = _XREF.sub("", text)
     text = _ROLE.sub(r"\1", text)
     return _LITERAL.sub(lambda m: m.group(1) or m.group(2) or "", text)
 
 
 class PlainHelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Help in plain words: keeps the description's line breaks (examples),
-    strips the Sphinx markup of docstrings from every text."""
+    """Help in plain words: strips the Sphinx markup of docstrings from every
+    text; a description's paragraphs are filled to the terminal's width,
+    indented lines (examples) kept as they are."""
 
     def _format_text(self, text: str) -> str:
-        return super()._format_text(plain(text))
+        width = max(self._width - self._current_indent, 11)
+        paragraphs = [
+            p
+            if any(line[:1].isspace() for line in p.splitlines())
+            else textwrap.fill(" ".join(p.split()), width)
+            for p in plain(text).split("\n\n")
+        ]
+        return super()._format_text("\n\n".join(paragraphs))
 
     def _expand_help(self, action: argparse.Action) -> str:
         return plain(super()._expand_help(action))

@@ -345,13 +345,16 @@ def test_help_exits_zero_and_documents_options(capsys):
 @pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["compare"],
                                      ["sweep"], ["lm"]])  # fmt: skip
 def test_help_is_in_plain_words(capsys, command):
-    """No Sphinx markup (double backticks, roles) in any help text, and every
+    """No Sphinx markup (double backticks, roles), no cross-reference to
+    jaxpg's modules and no unformatted ``%%`` in any help text, and every
     option of every command says what it does."""
     with pytest.raises(SystemExit) as exc:
         main([*command, "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "`" not in text and not re.search(r":(func|mod|class|data|math):", text)
+    assert "%%" not in text
+    assert not re.findall(r"jaxpg(?:\.[a-z_]+){2,}", text)
     for action in build_parser()._actions:
         if not hasattr(action, "choices") or not isinstance(action.choices, dict):
             continue
