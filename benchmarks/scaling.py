@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-THRESHOLD = 475.0
 ENV = "CartPole-v1"
 
 
@@ -125,6 +124,13 @@ def child_train(args: argparse.Namespace) -> dict:
     return record
 
 
+def _threshold() -> float:
+    """CartPole-v1's solved score, as jaxpg's scores define it."""
+    from jaxpg.analysis.scores import solved_threshold
+
+    return solved_threshold(ENV)
+
+
 def _time_to_solve(out: dict, run_s: float) -> dict:
     import numpy as np
 
@@ -135,8 +141,9 @@ def _time_to_solve(out: dict, run_s: float) -> dict:
     active = np.flatnonzero(np.diff(steps.max(axis=0), prepend=0) > 0)
     num_active = int(active[-1]) + 1 if active.size else steps.shape[1]
     times = []
+    threshold = _threshold()
     for row in returns:
-        hit = np.flatnonzero(row >= THRESHOLD)
+        hit = np.flatnonzero(row >= threshold)
         if hit.size:
             times.append(run_s * (hit[0] + 1) / num_active)
     return {
@@ -336,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     record = {
         "date": now,
         "env": ENV,
-        "threshold": THRESHOLD,
+        "threshold": _threshold(),
         "measured": dict(previous.get("measured", {})),
     }
     args.out.mkdir(parents=True, exist_ok=True)

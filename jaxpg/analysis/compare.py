@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxpg.analysis.stats import iqm
+
 __all__ = [
     "AGGREGATES",
     "aggregate_metrics",
@@ -53,10 +55,7 @@ _BATCH_ELEMENTS = 4_000_000  # resamples are drawn in batches of about this size
 def _iqm(x: np.ndarray) -> np.ndarray:
     """``[..., N, M] -> [...]``: mean of the middle 50% of all N*M values
     (drop ``floor(n / 4)`` from each end, as ``scipy.stats.trim_mean``)."""
-    flat = np.sort(x.reshape(*x.shape[:-2], -1), axis=-1)
-    n = flat.shape[-1]
-    k = n // 4
-    return flat[..., k : n - k].mean(axis=-1)
+    return np.asarray(iqm(x.reshape(*x.shape[:-2], -1), axis=-1))
 
 
 def optimality_gap(x: np.ndarray, gamma: float = 1.0) -> np.ndarray:

@@ -154,7 +154,7 @@ def load_policy(
     statistics they need fall back to the newest checkpoint, with a warning.
 
     A run trained with parts given as Python objects (``env=``,
-    ``policy_network=``, ...: what :func:`jaxpg.runner.run` records under
+    ``policy_network=``, ...: what :func:`jaxpg.drivers.runner.run` records under
     ``custom``) needs the same objects again: ``config.json`` names them
     but cannot rebuild them. Each is checked against the record (a flax
     module by its fields, an optimizer by its hyperparameters, ``env_params``

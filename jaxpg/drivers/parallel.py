@@ -41,6 +41,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxpg.checks import positive_int
 from jaxpg.drivers.hosts import (
     JOIN_TIMEOUT_S,
     CoordinatorError,
@@ -118,12 +119,7 @@ def layout(num_members: int, devices: Sequence[Any] | None = None) -> Layout:
       ValueError: ``num_members`` is not a positive int or ``devices`` is
         empty or repeats a device.
     """
-    if (
-        isinstance(num_members, bool)
-        or not isinstance(num_members, int | np.integer)
-        or num_members < 1
-    ):
-        raise ValueError(f"num_members={num_members!r} is invalid: must be an int >= 1")
+    positive_int("num_members", num_members)
     devs = list(jax.devices() if devices is None else devices)
     if not devs:
         raise ValueError("devices=[] is invalid: need at least one device")

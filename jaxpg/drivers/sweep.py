@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpg.checks import positive_int
 from jaxpg.config import Config, Hyperparams
 from jaxpg.drivers.parallel import run_members
 from jaxpg.drivers.train import TrainOutput, make_train
@@ -123,14 +124,7 @@ def random_settings(
       ValueError: an unknown or non-sweepable field, a malformed range, or
         an invalid ``num_settings``.
     """
-    if (
-        isinstance(num_settings, bool)
-        or not isinstance(num_settings, int)
-        or num_settings < 1
-    ):
-        raise ValueError(
-            f"num_settings={num_settings!r} is invalid: must be an int >= 1"
-        )
+    positive_int("num_settings", num_settings)
     if not isinstance(ranges, Mapping) or not ranges:
         raise ValueError(
             f"ranges={ranges!r} is invalid: must be a non-empty dict "
@@ -199,11 +193,8 @@ def sweep(
         settings = grid_settings(grid)
     else:
         settings = _explicit_settings(grid)
-    for name, value in (("num_seeds", num_seeds), ("first_seed", first_seed)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name}={value!r} is invalid: must be an int >= 0")
-    if num_seeds < 1:
-        raise ValueError(f"num_seeds={num_seeds!r} is invalid: must be an int >= 1")
+    num_seeds = positive_int("num_seeds", num_seeds)
+    first_seed = positive_int("first_seed", first_seed, 0)
     if optimizer is not None and any("lr" in s for s in settings):
         raise ValueError(
             "sweeping 'lr' with a custom optimizer= is invalid: the optimizer "
@@ -288,9 +279,8 @@ def sweep_and_evaluate(
     from jaxpg.drivers.train import evaluate, make_algorithm, policy_params
 
     settings = _explicit_settings(settings)
-    for name, value in (("num_seeds", num_seeds), ("episodes", episodes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} is invalid: must be an int >= 1")
+    num_seeds = positive_int("num_seeds", num_seeds)
+    episodes = positive_int("episodes", episodes)
     seeds, member_hp = _members(cfg, settings, num_seeds, 0)
 
     def finish(seed: jax.Array, state: Any) -> jax.Array:

@@ -30,11 +30,13 @@ from jaxpg.algorithms.base import (
     policy_for,
 )
 from jaxpg.algorithms.reinforce import loop_chunk
+from jaxpg.checks import positive_int
 from jaxpg.config import CUSTOM_ENV, Config, Hyperparams
 from jaxpg.drivers.parallel import run_members
 from jaxpg.envs import EnvSpec, env_spec, make_env
 from jaxpg.envs.observations import ObsView
 from jaxpg.kernels.batching import batched_like
+from jaxpg.kernels.keys import is_key
 from jaxpg.kernels.normalise import RunningMeanStd
 from jaxpg.networks import carries_obs_norm, warn_plain_convolutions, with_obs_norm
 from jaxpg.rollout import EnvStepper, evaluate_episodes, make_stepper
@@ -362,8 +364,7 @@ def train_seeds(
       policy_obs, critic_obs, action_mask_fn: the parts, as
         :func:`make_algorithm` takes them.
     """
-    if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
-        raise ValueError(f"num_seeds={num_seeds!r} is invalid: must be an int >= 1")
+    num_seeds = positive_int("num_seeds", num_seeds)
     train = make_train(
         cfg,
         env,
@@ -376,12 +377,7 @@ def train_seeds(
         critic_obs=critic_obs,
         action_mask_fn=action_mask_fn,
     )
-    if (
-        isinstance(first_seed, bool)
-        or not isinstance(first_seed, int)
-        or first_seed < 0
-    ):
-        raise ValueError(f"first_seed={first_seed!r} is invalid: must be an int >= 0")
+    first_seed = positive_int("first_seed", first_seed, 0)
     return run_members(train, np.arange(first_seed, first_seed + num_seeds))
 
 
@@ -430,14 +426,7 @@ def evaluate(
     """
     if isinstance(params, TrainOutput):
         params = params.params
-    if (
-        isinstance(num_episodes, bool)
-        or not isinstance(num_episodes, int)
-        or num_episodes < 1
-    ):
-        raise ValueError(
-            f"num_episodes={num_episodes!r} is invalid: must be an int >= 1"
-        )
+    num_episodes = positive_int("num_episodes", num_episodes)
     if obs_norm is not None:
         if carries_obs_norm(params):
             raise ValueError(
@@ -456,11 +445,10 @@ def evaluate(
             "params carry observation statistics but Config.normalise_obs=False: "
             "evaluate with the config the policy was trained with"
         )
-    is_key = isinstance(key, jax.Array) and (
-        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-        or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,))
-    )
-    if not is_key:
+    # A typed key, or a legacy raw one (uint32 [..., 2]).
+    if not isinstance(key, jax.Array) or not (
+        is_key(key) or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,))
+    ):
         raise TypeError(
             f"key={key!r} is invalid: must be a PRNG key, e.g. jax.random.key(0)"
         )

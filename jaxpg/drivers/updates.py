@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxpg.checks import positive_int
 from jaxpg.drivers import parallel
 from jaxpg.kernels.batching import batched_like
 
@@ -49,8 +50,7 @@ def updates_program(
       num_shared: arguments after the count that every member shares,
         replicated over the mesh (a token policy's frozen reference).
     """
-    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-        raise ValueError(f"cap={cap!r} is invalid: must be an int >= 1")
+    positive_int("cap", cap)
     # Traced once: the metrics' shapes below and the loop's body share it.
     step = jax.jit(update)
 

@@ -71,7 +71,10 @@ PROGRESS = "progress.json"
 METRICS = "metrics"
 CHECKPOINTS = "checkpoints"
 PARAMS = "params"
-OBS_NORM = "obs_norm"  # the observation statistics, with cfg.normalise_obs
+# The folder of the observation statistics (cfg.normalise_obs): a name in the
+# run directory's layout, kept apart from jaxpg.networks.OBS_NORM (the
+# parameters' key) so that renaming that key would not move old runs' files.
+OBS_NORM = "obs_norm"
 SUMMARY = "summary.json"
 CHUNKS = "chunks.json"  # the chunk plan (jaxpg.drivers.chunking), timed runs
 FORMAT_VERSION = 1

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpg.checks import positive_int
 from jaxpg.sequence import model as builtin
 from jaxpg.sequence.model import TransformerConfig
 
@@ -93,11 +94,7 @@ class SequenceModel:
 
     def __post_init__(self):
         for field in ("vocab_size", "max_len"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"SequenceModel.{field}={value!r} is invalid: must be an int >= 1"
-                )
+            positive_int(f"SequenceModel.{field}", getattr(self, field))
         for field in ("init", "apply"):
             if not callable(getattr(self, field)):
                 raise TypeError(

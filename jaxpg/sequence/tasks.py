@@ -7,7 +7,7 @@ per task; every answer ends with ``EOS``.
 A reward is a jittable ``reward_fn(prompts [N, Lp], responses [N, R],
 mask [N, R], **columns) -> [N] float32`` (a user may pass their own:
 :func:`with_reward`; a host Python function through
-:func:`jaxpg.sequence.data.host_reward`). ``columns`` are the extra columns of
+:func:`jaxpg.sequence.host_reward.host_reward`). ``columns`` are the extra columns of
 a dataset's rows (:func:`jaxpg.sequence.data.dataset_task`: ``{name: [N,
 ...]}``, drawn with the prompts by :func:`draw_columns`); the built-in tasks
 have none.
