@@ -60,8 +60,8 @@ def evaluate_seeds(
     """``[S, E]`` returns of every seed's policy (``params`` as training
     returns them, with a leading ``[S]``), keys
     ``fold_in(fold_in(key(EVAL_SEED), round_), seed)``. ``parts``: keywords
-    of :func:`jaxpg.evaluate` (``env``, ``env_params``, ``policy_network``)
-    for a run trained with them."""
+    of :func:`jaxpg.evaluate` (``env``, ``env_params``, ``policy_network``,
+    ``policy_obs``, ``action_mask_fn``) for a run trained with them."""
     keys = eval_keys(np.arange(first_seed, first_seed + num_seeds), round_)
     given = {k: v for k, v in (parts or {}).items() if v is not None}
     if given:
@@ -143,6 +143,9 @@ def load_policy(
     critic_network: Any = None,
     optimizer: Any = None,
     algorithm: Any = None,
+    policy_obs: Any = None,
+    critic_obs: Any = None,
+    action_mask_fn: Any = None,
 ) -> tuple[Config, dict, Any, str]:
     """``(config, record, [S] policy params, what)`` of a run directory: the
     final parameters, or for an unfinished run its newest valid checkpoint.
@@ -184,6 +187,9 @@ def load_policy(
             ("critic_network", critic_network),
             ("optimizer", optimizer),
             ("algorithm", algorithm),
+            ("policy_obs", policy_obs),
+            ("critic_obs", critic_obs),
+            ("action_mask_fn", action_mask_fn),
         )
         if value is not None
     }

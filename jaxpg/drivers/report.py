@@ -114,8 +114,9 @@ def write_report(
       episodes: evaluation episodes per seed, ``>= 1``.
       timings: ``compile_s``, ``run_s`` and ``steps_per_s`` of the training.
       source: what the config started from (recorded).
-      parts: ``env``, ``env_params`` and ``policy_network`` when the run was
-        given them (evaluation needs the same environment and torso).
+      parts: ``env``, ``env_params``, ``policy_network``, ``policy_obs`` and
+        ``action_mask_fn`` when the run was given them (evaluation needs the
+        same environment, torso, view and mask).
     """
     from jaxpg.analysis.plotting import plot_learning_curve
     from jaxpg.analysis.scores import solved_threshold

@@ -188,6 +188,9 @@ def run(
     critic_network: Any = None,
     optimizer: Any = None,
     algorithm: Any = None,
+    policy_obs: Any = None,
+    critic_obs: Any = None,
+    action_mask_fn: Any = None,
     eval_episodes: int | None = None,
     source: str = "",
 ) -> RunResult:
@@ -244,8 +247,10 @@ def run(
       handle_signals: on SIGINT/SIGTERM, stop at the next chunk boundary and
         checkpoint instead of raising (a second signal raises). Default: on
         when there is a run directory and this is the main thread.
-      policy_network, critic_network, optimizer, algorithm: passed to
-        :func:`jaxpg.make_algorithm` when not ``None``.
+      policy_network, critic_network, optimizer, algorithm, policy_obs,
+        critic_obs, action_mask_fn: passed to :func:`jaxpg.make_algorithm`
+        when not ``None``, and recorded in the run directory (a resume must
+        give the same).
       eval_episodes: with a run directory, when the run finishes, evaluate
         every seed's final policy on this many episodes and write
         ``summary.json`` and ``learning_curve.png`` as ``jaxpg train`` does
@@ -274,6 +279,9 @@ def run(
         "critic_network": critic_network,
         "optimizer": optimizer,
         "algorithm": algorithm,
+        "policy_obs": policy_obs,
+        "critic_obs": critic_obs,
+        "action_mask_fn": action_mask_fn,
     }
     opts = _Options(
         env=env,
@@ -311,7 +319,7 @@ def run(
 @dataclasses.dataclass(frozen=True)
 class _Options:
     """:func:`run`'s keyword arguments, checked; ``parts``: the parts given
-    (``policy_network``, ``critic_network``, ``optimizer``, ``algorithm``)."""
+    (the keywords of :func:`jaxpg.make_algorithm`)."""
 
     env: Any
     env_params: Any
@@ -512,8 +520,12 @@ def _custom_parts(
             for name in ("policy_network", "critic_network", "optimizer", "algorithm")
         },
     }
-    if opts.env_params is not None:  # recorded only when given: older records lack it
+    # Recorded only when given: older records lack them.
+    if opts.env_params is not None:
         custom["env_params"] = runstate.fingerprint(opts.env_params)
+    for name in ("policy_obs", "critic_obs", "action_mask_fn"):
+        if name in opts.parts:
+            custom[name] = _describe(opts.parts[name])
     if opts.parts:
         accepted = inspect.signature(make_algorithm).parameters
         unknown = [k for k in opts.parts if k not in accepted]
@@ -590,7 +602,10 @@ def _report(
         {
             "env": opts.env,
             "env_params": opts.env_params,
-            "policy_network": opts.parts.get("policy_network"),
+            **{
+                name: opts.parts.get(name)
+                for name in ("policy_network", "policy_obs", "action_mask_fn")
+            },
         },
     )
 

@@ -46,6 +46,7 @@ def describe(part: Any) -> str | None:
 
     - a flax module: its repr (its fields);
     - a function or class (an NNX torso): its import path;
+    - a key or a tuple of keys (an observation view): its repr;
     - an optimizer (an ``optax.GradientTransformation``: a tuple of an
       ``init`` and an ``update`` function): its type and a digest of what
       those functions close over (:func:`closure_digest`), so that
@@ -55,6 +56,10 @@ def describe(part: Any) -> str | None:
     """
     if part is None:
         return None
+    if isinstance(part, str) or (
+        isinstance(part, tuple) and all(isinstance(p, str) for p in part)
+    ):
+        return repr(part)
     import flax.linen as nn
 
     if isinstance(part, nn.Module):

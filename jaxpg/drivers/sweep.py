@@ -161,6 +161,9 @@ def sweep(
     critic_network: Any = None,
     optimizer: Any = None,
     algorithm: Any = None,
+    policy_obs: Any = None,
+    critic_obs: Any = None,
+    action_mask_fn: Any = None,
     first_seed: int = 0,
     devices: Sequence[Any] | None = None,
 ) -> tuple[list[dict[str, float]], TrainOutput]:
@@ -174,9 +177,10 @@ def sweep(
       num_seeds: ``S >= 1``; seed ``i`` uses ``jax.random.key(first_seed + i)``
         in every setting.
       env, env_params: a gymnax-API environment (see :func:`jaxpg.make_train`).
-      policy_network, critic_network, optimizer, algorithm: passed to
-        :func:`jaxpg.make_train`. ``lr`` cannot be swept with a custom
-        ``optimizer`` (its learning rate is its own).
+      policy_network, critic_network, optimizer, algorithm, policy_obs,
+        critic_obs, action_mask_fn: passed to :func:`jaxpg.make_train`.
+        ``lr`` cannot be swept with a custom ``optimizer`` (its learning rate
+        is its own).
       first_seed: seed of the first run.
       devices: devices to lay the members over; default: all of them.
 
@@ -210,6 +214,9 @@ def sweep(
             ("critic_network", critic_network),
             ("optimizer", optimizer),
             ("algorithm", algorithm),
+            ("policy_obs", policy_obs),
+            ("critic_obs", critic_obs),
+            ("action_mask_fn", action_mask_fn),
         )
         if value is not None
     }

@@ -59,3 +59,35 @@ def test_dict_observation_run_resumes_bit_identically(tmp_path):
     for name in full.metrics:
         np.testing.assert_array_equal(full.metrics[name], resumed.metrics[name])
     assert jax.tree.structure(full.state) == jax.tree.structure(resumed.state)
+
+
+def mask_of(obs):
+    """The environment's own mask, given as a part (recorded by import path)."""
+    return obs["action_mask"]
+
+
+def test_views_and_mask_given_as_parts_are_recorded_and_needed_again(tmp_path):
+    """``critic_obs`` and ``action_mask_fn`` given to the runner as keywords
+    (not in the config) train and evaluate the run, are recorded in its
+    directory, and a resume or a load without them, or with others, is
+    refused by name."""
+    cfg = CFG.replace(critic_obs=None, total_steps=4 * 8 * 2)
+    parts = dict(env=ENV, critic_obs=("secret", "target"), action_mask_fn=mask_of)
+    out = tmp_path / "run"
+    done = run(
+        cfg, 2, progress=False, checkpoint_dir=out, eval_episodes=3, **parts
+    )  # fmt: skip
+    assert done.summary is not None and len(done.summary["eval"]["mean_per_seed"]) == 2
+    custom = jaxpg.experiment.rundir.load_run(out)[1]["custom"]
+    assert custom["critic_obs"] == "('secret', 'target')"
+    assert custom["action_mask_fn"].endswith(":mask_of")
+    with pytest.raises(jaxpg.experiment.rundir.RunDirError, match="critic_obs"):
+        run(cfg, 2, progress=False, checkpoint_dir=out, resume=True,
+            **{**parts, "critic_obs": ("target",)})  # fmt: skip
+    with pytest.raises(ValueError, match="action_mask_fn"):
+        jaxpg.load_policy(out, env=ENV, critic_obs=("secret", "target"))
+    loaded_cfg, _, params, what = jaxpg.load_policy(out, **parts)
+    assert loaded_cfg == cfg and what == "final parameters"
+    np.testing.assert_array_equal(
+        jax.tree.leaves(params)[0], jax.tree.leaves(done.params)[0]
+    )

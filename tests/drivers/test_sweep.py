@@ -222,3 +222,27 @@ def test_sweep_evaluates_as_train_does(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "already holds a sweep (sweep.json)" in err and "--overwrite" in err
     assert (tmp_path / "sweep" / "sweep.json").read_bytes() == before
+
+
+def test_sweep_passes_every_part_to_make_train(monkeypatch):
+    """The parts keywords reach ``make_train`` (what trains every member);
+    the members' program itself is stubbed: nothing compiles."""
+    import jaxpg.drivers.sweep as sweep_module
+
+    given = {}
+
+    def fake_make_train(cfg, env, env_params, **parts):
+        given.update(parts)
+        return "train"
+
+    def fake_run_members(train, seeds, hparams, devices=None):
+        return {"x": np.zeros((len(seeds), 1))}
+
+    monkeypatch.setattr(sweep_module, "make_train", fake_make_train)
+    monkeypatch.setattr(sweep_module, "run_members", fake_run_members)
+    parts = dict(
+        policy_network="p", critic_network="c", optimizer=None, algorithm="a",
+        policy_obs=("obs",), critic_obs=("obs", "secret"), action_mask_fn=len,
+    )  # fmt: skip
+    sweep(CFG, {"ent_coef": [0.0, 0.1]}, 2, **parts)
+    assert given == {k: v for k, v in parts.items() if v is not None}
