@@ -530,24 +530,17 @@ def _warn_unused(args, defaults) -> None:
 def _fit_reference(args, ref_dir, task, model_cfg):
     """``(params, version)``: the reference fitted by SFT now and saved in
     ``ref_dir``; rejected non-finite steps are reported on stderr."""
-    train_sft = sft.make_sft(
-        task, model_cfg, num_steps=args.sft_steps, batch_size=args.sft_batch,
-        lr=args.sft_lr,
+    params, version, rejected = sft.fit_reference(
+        task, model_cfg, ref_dir, num_steps=args.sft_steps,
+        batch_size=args.sft_batch, lr=args.sft_lr,
     )  # fmt: skip
-    fitted = jax.jit(train_sft)(jax.random.key(10_000))
-    rejected = int(np.sum(np.asarray(fitted.nonfinite) > 0))
     if rejected:
         print(
             f"jaxpg lm: SFT: {rejected} of {args.sft_steps} steps rejected as "
             "non-finite (parameters kept)",
             file=sys.stderr,
         )
-    version = sft.save_reference(
-        ref_dir, fitted.params, model_cfg, task=task.name,
-        sft_steps=args.sft_steps, sft_lr=args.sft_lr, sft_batch=args.sft_batch,
-        sft_rejected_steps=rejected,
-    )  # fmt: skip
-    return fitted.params, version
+    return params, version
 
 
 def _finish(

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
-
 from jaxpg.config import Config
 from jaxpg.drivers import executables, parallel
 
@@ -247,8 +245,8 @@ def add_flags(group: Any, table: tuple[Flag, ...]) -> None:
             group.add_argument(flag, type=kind, default=default, help=text)
 
 
-CACHE_ENV = "JAXPG_CACHE_DIR"
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "jaxpg" / "xla"
+CACHE_ENV = executables.CACHE_ENV
+DEFAULT_CACHE_DIR = executables.DEFAULT_CACHE_DIR
 
 
 def add_cache_argument(parser: argparse.ArgumentParser) -> None:
@@ -268,25 +266,15 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def enable_compilation_cache(args: argparse.Namespace) -> str | None:
-    """Turn on JAX's persistent compilation cache in the directory the options
-    of :func:`add_cache_argument` name (``$JAXPG_CACHE_DIR`` set to the empty
-    string also turns it off); returns the directory, or ``None``."""
-    executables.enable(None)
-    if getattr(args, "no_compile_cache", False):
-        return None
-    path = getattr(args, "compile_cache", None)
-    if path is None:
-        path = os.environ.get(CACHE_ENV, str(DEFAULT_CACHE_DIR))
-    if not path:
-        return None
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    # Every program is worth keeping: the defaults skip programs that compile
-    # in under a second, and a command compiles several.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    # A config-built run's programs themselves, loaded without tracing.
-    executables.enable(Path(path) / "programs")
-    return str(path)
+    """Keep compiled programs in the directory the options of
+    :func:`add_cache_argument` name (:func:`jaxpg.drivers.executables.use_cache`;
+    ``$JAXPG_CACHE_DIR`` set to the empty string also turns it off); returns
+    the directory, or ``None``."""
+    path = None
+    if not getattr(args, "no_compile_cache", False):
+        path = executables.cache_directory(getattr(args, "compile_cache", None))
+    used = executables.use_cache(path)
+    return None if used is None else str(used)
 
 
 def first_free(base: Path) -> Path:

@@ -13,7 +13,9 @@ networks and environments, the devices, ``XLA_FLAGS`` and JAX's numerics
 options. Anything that cannot be described so (a user's own network, algorithm
 or environment module) is not kept here.
 
-Off until :func:`enable` names a directory (the CLI does, beside JAX's cache).
+Off until :func:`enable` names a directory. :func:`use_cache` turns on both
+this and JAX's persistent compilation cache in one directory, as the ``jaxpg``
+commands do by default (:data:`DEFAULT_CACHE_DIR`, ``$JAXPG_CACHE_DIR``).
 A file that cannot be read or loaded is compiled afresh and replaced; writes
 are atomic (a temporary file renamed), so concurrent processes never read half
 a file.
@@ -34,7 +36,21 @@ from typing import Any
 
 import jax
 
-__all__ = ["describe", "directory", "enable", "fingerprint", "load_or_compile"]
+__all__ = [
+    "CACHE_ENV",
+    "DEFAULT_CACHE_DIR",
+    "cache_directory",
+    "describe",
+    "directory",
+    "enable",
+    "fingerprint",
+    "load_or_compile",
+    "use_cache",
+]
+
+# Where the jaxpg commands keep compiled programs unless told otherwise.
+CACHE_ENV = "JAXPG_CACHE_DIR"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "jaxpg" / "xla"
 
 # Libraries whose code ends up in a config-built program (versions in the key).
 _PACKAGES = (
@@ -57,6 +73,30 @@ _state: dict[str, Any] = {"dir": None, "fingerprint": None}
 def enable(path: str | os.PathLike | None) -> None:
     """Keep executables under ``path`` (``None``: off)."""
     _state["dir"] = None if path is None else Path(path)
+
+
+def cache_directory(given: str | os.PathLike | None = None) -> Path | None:
+    """``given``, else ``$JAXPG_CACHE_DIR``, else :data:`DEFAULT_CACHE_DIR`;
+    ``None`` when the one that applies is the empty string (off)."""
+    path = os.environ.get(CACHE_ENV, str(DEFAULT_CACHE_DIR)) if given is None else given
+    return Path(path) if str(path) else None
+
+
+def use_cache(path: str | os.PathLike | None) -> Path | None:
+    """Keep compiled programs in ``path``: JAX's persistent compilation cache
+    there, every program however quickly it compiles (the defaults skip
+    those under a second, and a run compiles several), and a config-built
+    run's executables in ``path/programs`` (:func:`enable`), loaded without
+    tracing. ``None``: keep no executables here (JAX's own cache is left as
+    the process set it). Returns ``path``."""
+    if path is None:
+        enable(None)
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    enable(Path(path) / "programs")
+    return Path(path)
 
 
 def directory() -> Path | None:

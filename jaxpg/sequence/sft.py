@@ -107,6 +107,35 @@ def make_sft(
     return train
 
 
+# The key of the reference a run fits (``jaxpg lm``): apart from every RL
+# seed's, which are ``jax.random.key(i)`` for small ``i``.
+REFERENCE_SEED = 10_000
+
+
+def fit_reference(
+    task: Task,
+    cfg: ModelLike,
+    directory: str | Path,
+    *,
+    num_steps: int = 300,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    seed: int = REFERENCE_SEED,
+) -> tuple[Any, str, int]:
+    """Fit the reference by SFT (:func:`make_sft` from ``jax.random.key(seed)``)
+    and save it in ``directory`` (:func:`save_reference`, with the task and
+    the SFT settings): ``(params, version, rejected steps)``, the steps
+    rejected as non-finite counted (their parameters were kept)."""
+    train = make_sft(task, cfg, num_steps=num_steps, batch_size=batch_size, lr=lr)
+    fitted = jax.jit(train)(jax.random.key(seed))
+    rejected = int(jnp.sum(fitted.nonfinite > 0))
+    version = save_reference(
+        directory, fitted.params, cfg, task=task.name, sft_steps=num_steps,
+        sft_lr=lr, sft_batch=batch_size, sft_rejected_steps=rejected,
+    )  # fmt: skip
+    return fitted.params, version, rejected
+
+
 def params_hash(params: Any) -> str:
     """SHA-256 of the msgpack-serialised parameters, first 16 hex digits."""
     return hashlib.sha256(serialization.to_bytes(params)).hexdigest()[:16]

@@ -277,3 +277,36 @@ def test_a_program_jax_loaded_from_its_own_cache_is_not_kept(first_build, tmp_pa
         got = _two_chunks(_build(CFG, []))  # from ``second``, were it kept
     for a, b in zip(first_build.results, got, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_cache_directory_resolves_option_then_environment_then_default(monkeypatch):
+    monkeypatch.delenv(executables.CACHE_ENV, raising=False)
+    assert executables.cache_directory() == executables.DEFAULT_CACHE_DIR
+    assert executables.cache_directory("x/y") == Path("x/y")
+    monkeypatch.setenv(executables.CACHE_ENV, "/elsewhere")
+    assert executables.cache_directory() == Path("/elsewhere")
+    assert executables.cache_directory("given") == Path("given")
+    monkeypatch.setenv(executables.CACHE_ENV, "")  # the variable turns it off
+    assert executables.cache_directory() is None
+    assert executables.cache_directory("") is None
+
+
+def test_use_cache_turns_on_both_caches_and_off_again(tmp_path):
+    names = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    )
+    before = {n: jax.config.values[n] for n in names}
+    kept = executables.directory()
+    try:
+        assert executables.use_cache(tmp_path) == tmp_path
+        assert jax.config.values["jax_compilation_cache_dir"] == str(tmp_path)
+        assert jax.config.values["jax_persistent_cache_min_compile_time_secs"] == 0
+        assert executables.directory() == tmp_path / "programs"
+        assert executables.use_cache(None) is None
+        assert executables.directory() is None
+    finally:
+        for n, v in before.items():
+            jax.config.update(n, v)
+        executables.enable(kept)
