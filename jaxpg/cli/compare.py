@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxpg.analysis import runs as run_scores
 from jaxpg.cli.options import PlainHelpFormatter, check_output_dir
 from jaxpg.drivers.evaluation import evaluate_seeds, load_policy
 from jaxpg.drivers.report import eval_summary
@@ -230,48 +231,6 @@ def _parse_run(text: str) -> tuple[str | None, Path]:
     return None, Path(text)
 
 
-def _load_scores(args: argparse.Namespace) -> tuple[dict, list[str], dict]:
-    """``({label: {env: [N] scores}}, envs, notes)`` from the runs given."""
-    from jaxpg.experiment import rundir
-
-    runs = []
-    for text in args.runs:
-        label, path = _parse_run(text)
-        cfg, _ = rundir.load_run(path)
-        name = "summary.json" if args.scores == "summary" else "eval.json"
-        try:
-            record = rundir.read_json(path / name)
-        except FileNotFoundError:
-            hint = (
-                "finish or resume the run"
-                if name == "summary.json"
-                else (f"run jaxpg eval {path}")
-            )
-            raise ValueError(f"{path} has no {name}: {hint}") from None
-        ev = record["eval"] if name == "summary.json" else record
-        runs.append((label, cfg, path, ev))
-    # Default label: the algorithm; the folder name where that is ambiguous.
-    keys = [(label or cfg.algo, cfg.env) for label, cfg, _, _ in runs]
-    if len(set(keys)) < len(keys):
-        keys = [(label or path.name, cfg.env) for label, cfg, path, _ in runs]
-    if len(set(keys)) < len(keys):
-        raise ValueError(
-            "two runs have the same label and environment; name them LABEL=DIR"
-        )
-    table: dict[str, dict[str, np.ndarray]] = {}
-    dropped: dict[str, list] = {}
-    for (label, env), (_, _, _, ev) in zip(keys, runs, strict=True):
-        mean = np.array(
-            [np.nan if x is None else x for x in ev["mean_per_seed"]], np.float64
-        )
-        bad = [s for s, x in zip(ev["seeds"], mean, strict=True) if not np.isfinite(x)]
-        if bad:
-            dropped[f"{label}/{env}"] = bad
-        table.setdefault(label, {})[env] = mean[np.isfinite(mean)]
-    envs = sorted({env for _, env in keys})
-    return table, envs, dropped
-
-
 def _references(args: argparse.Namespace) -> dict:
     """``{env: EnvScores}`` given by ``--references`` and ``--reference``
     (the latter wins)."""
@@ -280,27 +239,6 @@ def _references(args: argparse.Namespace) -> dict:
     refs = {} if args.references is None else load_references(args.references)
     refs.update(parse_reference(text) for text in args.reference)
     return refs
-
-
-def _per_task(
-    table: dict, envs: list[str], references: dict | None = None
-) -> dict[str, dict[str, dict]]:
-    """Per method and env: raw IQM over the finite seeds, seeds solved."""
-    from jaxpg.analysis.scores import solved_threshold
-    from jaxpg.analysis.stats import iqm
-
-    out: dict[str, dict[str, dict]] = {}
-    for label, per_env in table.items():
-        out[label] = {}
-        for env in envs:
-            x = per_env[env]
-            threshold = solved_threshold(env, references)
-            out[label][env] = {
-                "iqm": iqm(x),
-                "seeds": int(x.size),
-                "solved": None if threshold is None else int(np.sum(x >= threshold)),
-            }
-    return out
 
 
 def compare_command(args: argparse.Namespace) -> int:
@@ -313,7 +251,8 @@ def compare_command(args: argparse.Namespace) -> int:
     try:
         check_output_dir(args.out, "--out")  # before any work
         references = _references(args)
-        table, envs, dropped = _load_scores(args)
+        runs = [_parse_run(text) for text in args.runs]
+        table, envs, dropped = run_scores.load_scores(runs, args.scores)
         if args.raw and len(envs) > 1:
             raise ValueError(f"--raw needs runs of one environment, got {envs}")
         matrices, notes = {}, []
@@ -340,7 +279,7 @@ def compare_command(args: argparse.Namespace) -> int:
         for agg in result["aggregates"].values():
             agg.pop("optimality_gap")
     result["tasks"] = envs
-    result["per_task"] = _per_task(table, envs, references)
+    result["per_task"] = run_scores.per_task(table, envs, references)
     result["references"] = {e: references[e]._asdict() for e in envs if e in references}
     result["normalised"] = not args.raw
     result["scores"] = {k: v.tolist() for k, v in matrices.items()}

@@ -36,8 +36,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import jaxpg
 from jaxpg import presets
 from jaxpg.analysis.scores import ENV_SCORES, solved_threshold
@@ -199,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     from jaxpg.analysis.plotting import plot_sweep, sweep_curves
-    from jaxpg.drivers.report import eval_summary
+    from jaxpg.drivers.report import rank_settings
     from jaxpg.drivers.sweep import grid_settings, random_settings, sweep_and_evaluate
 
     try:
@@ -238,13 +236,8 @@ def run(args: argparse.Namespace) -> int:
     total_s = time.perf_counter() - t0
     if not writer:
         return 0
-    # Each setting's evaluation summarised as jaxpg train summarises a run's.
-    rows = [
-        eval_summary(r, 0, episodes, False, 0, solved_at) for r in result.eval_returns
-    ]
+    rows, best = rank_settings(result.eval_returns, episodes, solved_at)
     iqms = [r["iqm"] for r in rows]
-    scores = [np.nan if c is None else c["estimate"] for c in iqms]
-    best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else None
     _print_table(settings, rows, best, solved_at, s)
     print(f"compile + train + eval {total_s:.1f} s; {device_name()}")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ __all__ = [
     "CURVE",
     "device_name",
     "eval_summary",
+    "rank_settings",
     "strict_json",
     "write_report",
 ]
@@ -73,6 +74,19 @@ def eval_summary(
         "solved_threshold": threshold,
         "seeds_solved": None if threshold is None else int(np.sum(good >= threshold)),
     }
+
+
+def rank_settings(
+    eval_returns: Any, episodes: int, solved_at: float | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """``(rows, best)`` of a sweep's ``[K, S, E]`` evaluation returns: each
+    setting's :func:`eval_summary` (seeds ``0 .. S - 1``, key round 0, as
+    ``jaxpg train`` summarises a run), and the index of the setting with the
+    highest IQM (``None`` when no IQM is finite)."""
+    rows = [eval_summary(r, 0, episodes, False, 0, solved_at) for r in eval_returns]
+    scores = [np.nan if r["iqm"] is None else r["iqm"]["estimate"] for r in rows]
+    best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else None
+    return rows, best
 
 
 def _ran(out: Path) -> np.ndarray | bool:

@@ -246,3 +246,17 @@ def test_sweep_passes_every_part_to_make_train(monkeypatch):
     )  # fmt: skip
     sweep(CFG, {"ent_coef": [0.0, 0.1]}, 2, **parts)
     assert given == {k: v for k, v in parts.items() if v is not None}
+
+
+def test_rank_settings_summarises_each_setting_and_picks_the_highest_iqm():
+    from jaxpg.drivers.report import rank_settings
+
+    returns = np.stack(
+        [np.full((4, 3), 10.0), np.full((4, 3), 30.0), np.full((4, 3), 20.0)]
+    )  # [K=3, S=4, E=3]
+    rows, best = rank_settings(returns, 3, solved_at=25.0)
+    assert best == 1
+    assert [r["iqm"]["estimate"] for r in rows] == [10.0, 30.0, 20.0]
+    assert [r["seeds_solved"] for r in rows] == [0, 4, 0]
+    _, none = rank_settings(np.full((2, 4, 3), np.nan), 3, solved_at=None)
+    assert none is None
