@@ -59,6 +59,7 @@ from jaxpg.cli.options import (
     strict_json,
 )
 from jaxpg.drivers.chunking import default_chunk
+from jaxpg.drivers.progress import elapsed
 from jaxpg.experiment import lock
 from jaxpg.experiment.checkpoint import CheckpointError, check_path
 from jaxpg.experiment.guard import SaveFailedError
@@ -530,10 +531,12 @@ def _warn_unused(args, defaults) -> None:
 def _fit_reference(args, ref_dir, task, model_cfg):
     """``(params, version)``: the reference fitted by SFT now and saved in
     ``ref_dir``; rejected non-finite steps are reported on stderr."""
-    params, version, rejected = sft.fit_reference(
-        task, model_cfg, ref_dir, num_steps=args.sft_steps,
-        batch_size=args.sft_batch, lr=args.sft_lr,
-    )  # fmt: skip
+    doing = f"fitting the reference by SFT ({args.sft_steps} steps, compile included)"
+    with elapsed(doing, not args.no_progress, done="fitted the reference"):
+        params, version, rejected = sft.fit_reference(
+            task, model_cfg, ref_dir, num_steps=args.sft_steps,
+            batch_size=args.sft_batch, lr=args.sft_lr,
+        )  # fmt: skip
     if rejected:
         print(
             f"jaxpg lm: SFT: {rejected} of {args.sft_steps} steps rejected as "

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxpg.cli.options import Flag, add_flags
+from jaxpg.drivers.progress import elapsed
 from jaxpg.sequence import checks, runs, tasks
 from jaxpg.sequence import reward_model as rm
 from jaxpg.sequence.model import TransformerConfig
@@ -168,11 +169,16 @@ def _train(args, task, model_cfg, ref_params, directory: Path):
     """The reward model fitted with the ``--rm-*`` options
     (:func:`jaxpg.sequence.reward_model.fit_from_reference`), saved to
     ``directory``."""
-    params, metadata = rm.fit_from_reference(
-        task, model_cfg, ref_params, num_pairs=args.rm_pairs, noise=args.rm_noise,
-        num_steps=args.rm_steps, lr=args.rm_lr, batch_size=args.rm_batch,
-        num_heldout=args.rm_heldout,
-    )  # fmt: skip
+    doing = (
+        f"training the reward model ({args.rm_pairs} pairs, {args.rm_steps} steps, "
+        "compile included)"
+    )
+    with elapsed(doing, not args.no_progress, done="trained the reward model"):
+        params, metadata = rm.fit_from_reference(
+            task, model_cfg, ref_params, num_pairs=args.rm_pairs,
+            noise=args.rm_noise, num_steps=args.rm_steps, lr=args.rm_lr,
+            batch_size=args.rm_batch, num_heldout=args.rm_heldout,
+        )  # fmt: skip
     version = rm.save_reward_model(directory, params, model_cfg, **metadata)
     return params, {"version": version, **metadata}
 

@@ -8,6 +8,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,15 +52,38 @@ def _nan_in_seed_1():
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
+def full_run_and_stderr(tmp_path_factory):
     """One uninterrupted tiny ``jaxpg lm`` run whose seed 1 meets a NaN
-    reward in its first update: ``(out, printed)``."""
+    reward in its first update, its progress shown: ``(out, printed,
+    stderr)``."""
     out = tmp_path_factory.mktemp("lm") / "run"
-    args = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *TINY])
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), _nan_in_seed_1():
+    shown = [a for a in TINY if a != "--no-progress"]
+    args = _parse(["lm", "--task", "sort_proxy", "--out", str(out), *shown])
+    printed, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(printed),
+        contextlib.redirect_stderr(err),
+        _nan_in_seed_1(),
+    ):
         assert args.func(args) == 0
-    return out, printed.getvalue()
+    return out, printed.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def full_run(full_run_and_stderr):
+    """``(out, printed)`` of :func:`full_run_and_stderr`."""
+    return full_run_and_stderr[:2]
+
+
+def test_lm_says_what_it_is_doing_and_for_how_long(full_run_and_stderr):
+    """The SFT reference and the RL program each get a line before they
+    start and one with their seconds when done; then the bar over updates."""
+    err = full_run_and_stderr[2]
+    assert "fitting the reference by SFT (3 steps" in err
+    assert re.search(r"fitted the reference in \d+\.\d s", err)
+    assert "compiling the RL program, 2 seeds..." in err
+    assert re.search(r"compiled the RL program, 2 seeds in \d+\.\d s", err)
+    assert err.index("fitted the reference") < err.index("compiling the RL")
 
 
 def test_lm_runs_sft_then_rl_and_records_the_reference_version(full_run):

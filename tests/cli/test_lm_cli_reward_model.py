@@ -37,8 +37,12 @@ def rm_run(tmp_path_factory):
     """One tiny ``jaxpg lm --reward-model`` run, through ``main`` (what the
     ``jaxpg`` script calls)."""
     out = tmp_path_factory.mktemp("lm-rm") / "run"
-    code, printed, err = run_main("lm", *TINY, *RM, "--out", out)
+    shown = [a for a in TINY if a != "--no-progress"]  # its progress lines too
+    code, printed, err = run_main("lm", *shown, *RM, "--out", out)
     assert code == 0, err
+    # It says what it trains while it does, and for how long.
+    assert "training the reward model (32 pairs, 3 steps" in err
+    assert "trained the reward model in " in err
     return out, printed
 
 
