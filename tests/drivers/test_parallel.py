@@ -510,3 +510,51 @@ def test_a_process_without_its_coordinator_gives_up_within_the_timeout():
     # 2 s of waiting plus the interpreter's start (a few seconds on a loaded
     # 2-core machine); without the bound it would wait JAX's 300 s.
     assert took < 60
+
+
+def _free_slurm_port() -> int:
+    """A free port among those JAX derives from a SLURM job id
+    (``65535 - 4095 + id % 4096``)."""
+    for port in range(65535 - 4095, 65536):
+        with socket.socket() as s:
+            try:
+                s.bind(("localhost", port))
+            except OSError:
+                continue
+            return port
+    pytest.skip("no free port in JAX's SLURM range")
+
+
+def test_coordinator_auto_reads_a_slurm_allocation():
+    """``--coordinator auto`` (``parallel.initialize("auto")``) under a SLURM
+    job step of 2 tasks on this host: each process learns the coordinator,
+    the process count and its id from SLURM's variables alone and joins."""
+    job_id = _free_slurm_port() - (65535 - 4095)
+    code = (
+        "import jax; from jaxpg.drivers import parallel;"
+        "joined = parallel.initialize('auto', timeout=60);"
+        "print(joined, jax.process_count(), jax.process_index())"
+    )
+    procs = []
+    for task in (0, 1):
+        env = {
+            **_env(),
+            "SLURM_JOB_ID": str(job_id), "SLURM_STEP_NODELIST": "localhost",
+            "SLURM_NTASKS": "2", "SLURM_PROCID": str(task),
+            "SLURM_LOCALID": str(task), "SLURM_STEP_NUM_NODES": "1",
+        }  # fmt: skip
+        for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+            env.pop(name, None)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
+    outs = [p.communicate(timeout=120) for p in procs]
+    for task, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
+        assert p.returncode == 0, err
+        assert out.split() == ["True", "2", str(task)], (out, err)
