@@ -146,7 +146,6 @@ def make_actor_critic(
             f"num_minibatches={num_minibatches} must divide num_envs * "
             f"rollout_steps = {num_samples}"
         )
-    minibatch = num_samples // num_minibatches
     recurrent = policy.recurrent or critic.recurrent
     if recurrent and cfg.num_envs % num_minibatches:
         raise ValueError(
@@ -208,6 +207,7 @@ def make_actor_critic(
         tr = window.transitions
         seen = see(tr.obs)
         values, next_values, critic_carry = critic_values(
+            critic,
             state.params["critic"],
             seen,
             see(tr.final_obs),
@@ -272,42 +272,6 @@ def make_actor_critic(
         state = update_statistics(cfg, state, jax.tree.map(flat, tr.obs))
         return samples, key_shuffle, metrics, state
 
-    def critic_values(params, obs, final_obs, resets, carry):
-        """``(V(s_t), V(s_{t+1}), carry)``, ``[T, B]`` each: a recurrent
-        critic replayed over the window from ``carry``, ``V(s_{t+1})`` from
-        the carry after step ``t`` (before any reset) on the real next
-        observation."""
-        if not critic.recurrent:
-            values = critic.apply(params, obs)
-            return values, critic.apply(params, final_obs), carry
-
-        def step(c, x):
-            o, final, reset = x
-            c, value = critic.step(params, c, o, reset)
-            no_reset = jnp.zeros_like(reset)
-            _, next_value = critic.step(params, c, final, no_reset)
-            return c, (value, next_value)
-
-        carry, (values, next_values) = jax.lax.scan(
-            step, carry, (obs, final_obs, resets)
-        )
-        return values, next_values, carry
-
-    def env_minibatches(key: Array, samples: Samples) -> Samples:
-        """``[M, T, B / M]`` sequences (carries ``[M, B / M, ...]``): the envs
-        shuffled and split into ``M = num_minibatches`` sets."""
-        perm = permutation(key, cfg.num_envs)
-        size = cfg.num_envs // num_minibatches
-
-        def split(x: Array, axis: int) -> Array:
-            x = jnp.take(x, perm, axis=axis)
-            shape = (*x.shape[:axis], num_minibatches, size, *x.shape[axis + 1 :])
-            return jnp.moveaxis(x.reshape(shape), axis, 0)
-
-        carry = jax.tree.map(lambda x: split(x, 0), samples.carry)
-        seqs = jax.tree.map(lambda x: split(x, 1), samples._replace(carry=None))
-        return seqs._replace(carry=carry)
-
     def estimate(state: TrainState) -> tuple[Any, dict[str, Array], TrainState]:
         samples, _, metrics, state = collect(state)
         grads, aux = grad_fn(state.params, samples, state.hparams)
@@ -325,18 +289,7 @@ def make_actor_critic(
             return (params, opt_state), {**aux, **opt}
 
         def epoch(carry, key):
-            if num_minibatches == 1:
-                batches = jax.tree.map(lambda x: x[None], samples)
-            elif recurrent:
-                batches = env_minibatches(key, samples)
-            else:
-                perm = permutation(key, num_samples)
-                batches = jax.tree.map(
-                    lambda x: x[perm].reshape(
-                        (num_minibatches, minibatch, *x.shape[1:])
-                    ),
-                    samples,
-                )
+            batches = minibatches(key, samples, num_minibatches, recurrent)
             return jax.lax.scan(step, carry, batches)
 
         keys = jax.random.split(key_shuffle, num_epochs)
@@ -354,6 +307,58 @@ def make_actor_critic(
         return state, {**metrics, **aux, "update": state.update_idx}
 
     return Algorithm(init, update, estimate)
+
+
+def critic_values(
+    critic: Any, params: Any, obs: Any, final_obs: Any, resets: Array, carry: Any
+) -> tuple[Array, Array, Any]:
+    """``(V(s_t), V(s_{t+1}), carry)``, ``[T, B]`` each: a recurrent critic
+    replayed over the window from ``carry``, ``V(s_{t+1})`` from the carry
+    after step ``t`` (before any reset) on the real next observation."""
+    if not critic.recurrent:
+        values = critic.apply(params, obs)
+        return values, critic.apply(params, final_obs), carry
+
+    def step(c, x):
+        o, final, reset = x
+        c, value = critic.step(params, c, o, reset)
+        no_reset = jnp.zeros_like(reset)
+        _, next_value = critic.step(params, c, final, no_reset)
+        return c, (value, next_value)
+
+    carry, (values, next_values) = jax.lax.scan(step, carry, (obs, final_obs, resets))
+    return values, next_values, carry
+
+
+def minibatches(
+    key: Array, samples: Samples, num_minibatches: int, recurrent: bool
+) -> Samples:
+    """One epoch's ``M = num_minibatches`` minibatches, leaves ``[M, ...]``:
+    the whole batch when ``M == 1``; flat samples ``[N, ...]`` shuffled and
+    split into ``[M, N / M, ...]``; with a recurrent network, ``[T, B]``
+    sequences whose envs are shuffled and split into ``[M, T, B / M]`` (their
+    carries ``[M, B / M, ...]``)."""
+    if num_minibatches == 1:
+        return jax.tree.map(lambda x: x[None], samples)
+    if not recurrent:
+        num_samples = jax.tree.leaves(samples)[0].shape[0]
+        perm = permutation(key, num_samples)
+        size = num_samples // num_minibatches
+        return jax.tree.map(
+            lambda x: x[perm].reshape((num_minibatches, size, *x.shape[1:])), samples
+        )
+    num_envs = samples.actions.shape[1]
+    perm = permutation(key, num_envs)
+    size = num_envs // num_minibatches
+
+    def split(x: Array, axis: int) -> Array:
+        x = jnp.take(x, perm, axis=axis)
+        shape = (*x.shape[:axis], num_minibatches, size, *x.shape[axis + 1 :])
+        return jnp.moveaxis(x.reshape(shape), axis, 0)
+
+    carry = jax.tree.map(lambda x: split(x, 0), samples.carry)
+    seqs = jax.tree.map(lambda x: split(x, 1), samples._replace(carry=None))
+    return seqs._replace(carry=carry)
 
 
 def a2c(cfg: Config, parts: Parts) -> Algorithm:
