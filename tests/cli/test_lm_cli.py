@@ -271,12 +271,12 @@ def test_lm_names_options_its_settings_leave_unused():
     args = _parse(["lm", "--task", "sort_proxy", "--reward", "partial",
                    "--overlong-penalty", "0.5", "--kl-placement", "none",
                    "--beta", "0.1"])  # fmt: skip
-    assert cli._ignored_options(args) == [
+    assert cli.ignored_options(args) == [
         "--reward not used: --task sort_proxy optimises its own proxy",
         "--overlong-penalty not used: no --overlong-buffer",
         "--beta not used: --kl-placement none",
     ]
-    assert cli._ignored_options(_parse(["lm", "--beta", "0.1"])) == []
+    assert cli.ignored_options(_parse(["lm", "--beta", "0.1"])) == []
 
 
 @pytest.mark.parametrize(
@@ -496,7 +496,7 @@ def test_lm_on_a_locked_run_directory_is_refused_and_deletes_nothing(tmp_path):
     Refused before anything compiles: the subprocesses take seconds."""
     out = tmp_path / "run"
     out.mkdir()
-    record = {"options": cli._recorded(_parse(["lm", *TINY])), "jaxpg": "test"}
+    record = {"options": cli.recorded(_parse(["lm", *TINY])), "jaxpg": "test"}
     (out / cli.RUN_FILE).write_text(json.dumps(record))
     (out / "checkpoints").mkdir()
     env = {**os.environ, "JAXPG_CACHE_DIR": ""}
