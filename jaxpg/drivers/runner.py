@@ -58,8 +58,6 @@ Shapes: ``S`` seeds, ``P`` padded seeds, ``U = cfg.num_updates`` updates.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -70,7 +68,6 @@ import jax
 import numpy as np
 
 from jaxpg.algorithms.base import TrainState
-from jaxpg.checks import positive_int
 from jaxpg.config import Config
 from jaxpg.drivers import (
     chunking,
@@ -87,9 +84,9 @@ from jaxpg.drivers.chunking import (
     timed_plan,
 )
 from jaxpg.drivers.progress import ProgressBar
-from jaxpg.drivers.runstate import describe as _describe
+from jaxpg.drivers.runoptions import RunOptions, custom_parts
 from jaxpg.drivers.signals import Stopper
-from jaxpg.drivers.train import make_algorithm, policy_params
+from jaxpg.drivers.train import policy_params
 from jaxpg.experiment import guard, rundir
 from jaxpg.experiment.guard import prepare_run_dir
 
@@ -283,7 +280,7 @@ def run(
         "critic_obs": critic_obs,
         "action_mask_fn": action_mask_fn,
     }
-    opts = _Options(
+    opts = RunOptions(
         env=env,
         env_params=env_params,
         parts={k: v for k, v in parts.items() if v is not None},
@@ -316,78 +313,17 @@ def run(
         return _run(cfg, num_seeds, opts, stopper, held)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Options:
-    """:func:`run`'s keyword arguments, checked; ``parts``: the parts given
-    (the keywords of :func:`jaxpg.make_algorithm`)."""
-
-    env: Any
-    env_params: Any
-    parts: dict[str, Any]
-    chunk_updates: int | None
-    chunk_seconds: float | None
-    progress: bool
-    first_seed: int
-    checkpoint_dir: str | Path | None
-    resume: bool
-    overwrite: bool
-    start_over: bool
-    checkpoint_every: int | None
-    keep_checkpoints: int
-    keep_metrics: bool
-    callback: Callable[[ChunkInfo], bool | None] | None
-    eval_episodes: int | None
-    source: str
-
-    def checked(self, num_seeds: Any) -> tuple[int, _Options]:
-        """``(num_seeds, options)`` with the counts as ints, or ValueError
-        for a bad count, chunking or run-directory option (the message names
-        the argument)."""
-        num_seeds = positive_int("num_seeds", num_seeds, 1)
-        first_seed = positive_int("first_seed", self.first_seed, 0)
-        if first_seed + num_seeds > 2**31:
-            raise ValueError(
-                f"first_seed={first_seed} + num_seeds={num_seeds} is invalid: "
-                "seeds must be below 2**31"
-            )
-        keep = positive_int("keep_checkpoints", self.keep_checkpoints, 1)
-        _check_run_dir_options(
-            self.checkpoint_dir,
-            self.resume,
-            self.overwrite,
-            self.start_over,
-            self.checkpoint_every,
-            self.eval_episodes,
-        )
-        counts = {
-            name: positive_int(name, getattr(self, name), 1)
-            for name in ("checkpoint_every", "eval_episodes", "chunk_updates")
-            if getattr(self, name) is not None
-        }
-        if self.chunk_seconds is not None:
-            timed_plan(1, self.chunk_seconds, 1)  # ValueError naming a bad value
-            if self.chunk_updates is not None:
-                raise ValueError(
-                    f"chunk_updates={self.chunk_updates} and "
-                    f"chunk_seconds={self.chunk_seconds}: give one of them (fixed "
-                    "chunks, or chunks sized by time)"
-                )
-        return num_seeds, dataclasses.replace(
-            self, first_seed=first_seed, keep_checkpoints=keep, **counts
-        )
-
-
 def _run(
     cfg: Config,
     num_seeds: int,
-    opts: _Options,
+    opts: RunOptions,
     stopper: Stopper,
     held: contextlib.ExitStack,
 ) -> RunResult:
     """Open the run directory, compile, restore or init, run the chunks,
     report."""
     num_updates = cfg.num_updates
-    custom, build = _custom_parts(cfg, opts)
+    custom, build = custom_parts(cfg, opts)
     # Process 0 alone reads and writes the run directory: ``out`` is None on
     # the others, and ``has_dir`` (the same everywhere) drives the collective
     # steps (gathering the state for a checkpoint).
@@ -504,46 +440,6 @@ def _run(
     )
 
 
-def _custom_parts(
-    cfg: Config, opts: _Options
-) -> tuple[dict[str, Any], Callable[[], Any] | None]:
-    """``(record, build)``: how the run's environment and parts are recorded
-    in its directory, and ``() -> Algorithm`` of a run with any of them
-    (``None``: the config's own, whose programs are kept). The algorithm is
-    built once here, before the run directory is written: a setting that
-    cannot train fails with its error and leaves nothing behind (about
-    0.05 s; the compiled programs build their own)."""
-    custom = {
-        "env": _describe(opts.env),
-        **{
-            name: _describe(opts.parts.get(name))
-            for name in ("policy_network", "critic_network", "optimizer", "algorithm")
-        },
-    }
-    # Recorded only when given: older records lack them.
-    if opts.env_params is not None:
-        custom["env_params"] = runstate.fingerprint(opts.env_params)
-    for name in ("policy_obs", "critic_obs", "action_mask_fn"):
-        if name in opts.parts:
-            custom[name] = _describe(opts.parts[name])
-    if opts.parts:
-        accepted = inspect.signature(make_algorithm).parameters
-        unknown = [k for k in opts.parts if k not in accepted]
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-        if unknown and not takes_any:
-            raise TypeError(
-                f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
-            )
-    build = None
-    if opts.env is not None or opts.env_params is not None or opts.parts:
-
-        def build() -> Any:
-            return make_algorithm(cfg, opts.env, opts.env_params, **opts.parts)
-
-    (build or (lambda: make_algorithm(cfg)))()
-    return custom, build
-
-
 def _first_state(
     cfg: Config,
     num_seeds: int,
@@ -580,7 +476,7 @@ def _first_state(
 def _report(
     cfg: Config,
     num_seeds: int,
-    opts: _Options,
+    opts: RunOptions,
     out: Path,
     state: TrainState,
     timings: dict[str, float],
@@ -608,47 +504,6 @@ def _report(
             },
         },
     )
-
-
-def _check_run_dir_options(
-    checkpoint_dir: Any,
-    resume: bool,
-    overwrite: bool,
-    start_over: bool,
-    checkpoint_every: int | None,
-    eval_episodes: int | None,
-) -> None:
-    """Refuse options that would be ignored: those of a run directory without
-    one, ``start_over`` without ``resume``, ``resume`` with ``overwrite``."""
-    if checkpoint_dir is not None:
-        from jaxpg.experiment.checkpoint import check_path
-
-        check_path(checkpoint_dir)  # before anything is created there
-    if checkpoint_dir is None:
-        given = [
-            f"{name}={value!r}"
-            for name, value in (
-                ("resume", resume),
-                ("overwrite", overwrite),
-                ("start_over", start_over),
-                ("checkpoint_every", checkpoint_every),
-                ("eval_episodes", eval_episodes),
-            )
-            if value not in (None, False)
-        ]
-        if given:
-            raise ValueError(
-                f"{', '.join(given)} given without checkpoint_dir: these act on a "
-                "run directory (for an evaluation without one, call "
-                "jaxpg.evaluate on the result's params)"
-            )
-    if start_over and not resume:
-        raise ValueError("start_over=True needs resume=True")
-    if resume and overwrite:
-        raise ValueError(
-            "resume=True and overwrite=True: give one of them (continue the run "
-            "in checkpoint_dir, or replace it)"
-        )
 
 
 def _training_timings(out: Path) -> dict[str, float] | None:

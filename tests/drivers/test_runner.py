@@ -297,16 +297,19 @@ def test_network_and_optimizer_keywords_reach_make_algorithm(monkeypatch):
         seen.append(kwargs)
         raise _Captured
 
-    monkeypatch.setattr("jaxpg.drivers.runner.make_algorithm", fake_make_algorithm)
+    monkeypatch.setattr("jaxpg.drivers.runoptions.make_algorithm", fake_make_algorithm)
     sentinel = object()
     with pytest.raises(_Captured):
         run(CFG, 2, progress=False, optimizer=sentinel)
     with pytest.raises(_Captured):
         run(CFG, 2, progress=False, policy_network=sentinel, critic_network=sentinel)
+    with pytest.raises(_Captured):
+        run(CFG, 2, progress=False, policy_obs=("a",), action_mask_fn=len)
     # Passed only when given (None is never forwarded).
     assert seen == [
         {"optimizer": sentinel},
         {"policy_network": sentinel, "critic_network": sentinel},
+        {"policy_obs": ("a",), "action_mask_fn": len},
     ]
 
 
@@ -316,7 +319,7 @@ def test_custom_parts_are_described_without_memory_addresses():
     import flax.linen as nn
     import optax
 
-    from jaxpg.drivers.runner import _describe
+    from jaxpg.drivers.runstate import describe as _describe
 
     assert _describe(None) is None
     adam = _describe(optax.adam(1e-3))
@@ -330,7 +333,7 @@ def test_custom_parts_are_described_without_memory_addresses():
 def test_an_optimizer_is_described_by_its_hyperparameters():
     import optax
 
-    from jaxpg.drivers.runner import _describe
+    from jaxpg.drivers.runstate import describe as _describe
 
     def schedule(n):
         return optax.linear_schedule(1e-3, 0.0, n)
