@@ -11,116 +11,30 @@ import pytest
 import jaxpg
 import jaxpg.sequence
 
-JAXPG = [
-    "Algorithm",
-    "Categorical",
-    "Config",
-    "DiagGaussian",
-    "Hyperparams",
-    "Parts",
-    "TrainOutput",
-    "TrainState",
-    "Transition",
-    "algorithms",
-    "discounted_returns",
-    "entropy_loss",
-    "envs",
-    "evaluate",
-    "generalized_advantage_estimation",
-    "group_normalised",
-    "kl_estimate",
-    "leave_one_out",
-    "load_policy",
-    "make_algorithm",
-    "make_parts",
-    "make_train",
-    "mean_baseline",
-    "networks",
-    "no_baseline",
-    "parallel",
-    "policy_gradient_loss",
-    "ppo_clip_loss",
-    "presets",
-    "standardise",
-    "stats",
-    "sweep",
-    "train_seeds",
-    "value_loss",
-]
+JAXPG = """
+Algorithm Categorical Config DiagGaussian Hyperparams Parts TrainOutput
+TrainState Transition algorithms discounted_returns entropy_loss envs
+evaluate generalized_advantage_estimation group_normalised kl_estimate
+leave_one_out load_policy make_algorithm make_parts make_train mean_baseline
+networks no_baseline parallel policy_gradient_loss ppo_clip_loss presets
+standardise stats sweep train_seeds value_loss
+""".split()  # noqa: SIM905 (a list to read)
 
-SEQUENCE = [
-    "ADVANTAGES",
-    "AGGREGATIONS",
-    "Batch",
-    "CharTokenizer",
-    "DPOOutput",
-    "Hyperparams",
-    "KL_ESTIMATORS",
-    "KL_PLACEMENTS",
-    "KVCache",
-    "PreferencePairs",
-    "RL",
-    "RLConfig",
-    "RLOutput",
-    "RLState",
-    "Rollout",
-    "SFTOutput",
-    "Samples",
-    "SequenceModel",
-    "TASKS",
-    "Task",
-    "TransformerConfig",
-    "aggregate",
-    "apply",
-    "as_model",
-    "bradley_terry_loss",
-    "data_parallel",
-    "dataset_task",
-    "dpo_loss",
-    "entropy",
-    "evaluate",
-    "exact_kl",
-    "from_linen",
-    "from_nnx",
-    "group_advantages",
-    "host_reward",
-    "init",
-    "init_cache",
-    "kl_shaped_rewards",
-    "kl_tokens",
-    "learned_reward_task",
-    "load_reference",
-    "load_reward_model",
-    "loss_fn",
-    "make_batch",
-    "make_dpo",
-    "make_dpo_train",
-    "make_reward_model_train",
-    "make_rl",
-    "make_rl_train",
-    "make_sft",
-    "make_task",
-    "packed_layout",
-    "params_hash",
-    "preference_accuracy",
-    "preference_pairs",
-    "response_logits",
-    "reward_hacking_flag",
-    "reward_scores",
-    "rollout",
-    "run_updates",
-    "sample",
-    "sample_without_cache",
-    "save_reference",
-    "save_reward_model",
-    "score",
-    "sequence_log_probs",
-    "surrogate_terms",
-    "token_log_probs",
-    "train_seeds",
-    "transformer",
-    "with_reward",
-]
+SEQUENCE = """
+ADVANTAGES AGGREGATIONS Batch CharTokenizer DPOOutput Hyperparams
+KL_ESTIMATORS KL_PLACEMENTS KVCache PreferencePairs RL RLConfig RLOutput
+RLState Rollout SFTOutput Samples SequenceModel TASKS Task TransformerConfig
+aggregate apply as_model bradley_terry_loss data_parallel dataset_task
+dpo_loss entropy evaluate exact_kl from_linen from_nnx group_advantages
+host_reward init init_cache kl_shaped_rewards kl_tokens learned_reward_task
+load_reference load_reward_model loss_fn make_batch make_dpo make_dpo_train
+make_reward_model_train make_rl make_rl_train make_sft make_task
+packed_layout params_hash preference_accuracy preference_pairs
+response_logits reward_hacking_flag reward_scores rollout run_updates sample
+sample_without_cache save_reference save_reward_model score
+sequence_log_probs surrogate_terms token_log_probs train_seeds transformer
+with_reward
+""".split()  # noqa: SIM905 (a list to read)
 
 PARTS = dict(policy_network=None, critic_network=None, optimizer=None)
 
