@@ -33,8 +33,9 @@ _LITERAL = re.compile(r"``([^`]*)``|`([^`]*)`")
 
 # A cross-reference to jaxpg's own code, "(:mod:`jaxpg.x`)" or "; see
 # :mod:`jaxpg.x`", which says nothing to a command-line user.
+_ROLES = r"(?:func|mod|class|data|attr|meth|obj)"
 _XREF = re.compile(
-    r"(?:\s*\(|;\s*see\s+):(?:func|mod|class|data|attr|meth|obj):`~?jaxpg\.[^`]*`\)?"
+    rf"\s*\(:{_ROLES}:`~?jaxpg\.[^`]*`\)|;\s*see\s+:{_ROLES}:`~?jaxpg\.[^`]*`"
 )
 
 
@@ -56,13 +57,25 @@ class PlainHelpFormatter(argparse.RawDescriptionHelpFormatter):
         paragraphs = [
             p
             if any(line[:1].isspace() for line in p.splitlines())
-            else textwrap.fill(" ".join(p.split()), width)
+            else textwrap.fill(
+                " ".join(p.split()),
+                width,
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
             for p in plain(text).split("\n\n")
         ]
         return super()._format_text("\n\n".join(paragraphs))
 
     def _expand_help(self, action: argparse.Action) -> str:
         return plain(super()._expand_help(action))
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # An option's help: never split a word at its hyphen (--clip-eps).
+        return textwrap.wrap(
+            " ".join(text.split()), width, break_on_hyphens=False,
+            break_long_words=False,
+        )  # fmt: skip
 
 
 def hidden_widths(text: str) -> tuple[int, ...]:

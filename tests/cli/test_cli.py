@@ -355,6 +355,10 @@ def test_help_is_in_plain_words(capsys, command):
     assert "`" not in text and not re.search(r":(func|mod|class|data|math):", text)
     assert "%%" not in text
     assert not re.findall(r"jaxpg(?:\.[a-z_]+){2,}", text)
+    # No word split at a hyphen, no bracket lost with a dropped reference.
+    assert not re.search(r"\w-\n", text), re.search(r".*\w-\n.*", text)
+    closed = re.sub(r"\[[^\]()]*\)", "", text)  # a half-open interval: [0, N)
+    assert closed.count("(") == closed.count(")")
     for action in build_parser()._actions:
         if not hasattr(action, "choices") or not isinstance(action.choices, dict):
             continue
