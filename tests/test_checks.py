@@ -48,3 +48,15 @@ def test_counts_refuse_a_bool_and_a_float(build, name):
     for bad in (True, 2.0, 0):
         with pytest.raises(ValueError, match=rf"{name}={bad!r} is invalid"):
             build(bad)
+
+
+def test_a_numpy_count_is_kept_as_a_python_int():
+    """A NumPy integer is a valid count, stored as a Python int: a config
+    that holds one must still serialise to JSON (a saved reference)."""
+    import dataclasses
+    import json
+
+    cfg = TransformerConfig(vocab_size=np.int64(16), width=np.int32(8))
+    assert type(cfg.vocab_size) is int and type(cfg.width) is int
+    json.dumps(dataclasses.asdict(cfg))
+    assert type(sort_task(num_digits=np.int64(2)).prompt_len) is int

@@ -119,7 +119,7 @@ def layout(num_members: int, devices: Sequence[Any] | None = None) -> Layout:
       ValueError: ``num_members`` is not a positive int or ``devices`` is
         empty or repeats a device.
     """
-    positive_int("num_members", num_members)
+    num_members = positive_int("num_members", num_members)
     devs = list(jax.devices() if devices is None else devices)
     if not devs:
         raise ValueError("devices=[] is invalid: need at least one device")

@@ -124,7 +124,7 @@ def random_settings(
       ValueError: an unknown or non-sweepable field, a malformed range, or
         an invalid ``num_settings``.
     """
-    positive_int("num_settings", num_settings)
+    num_settings = positive_int("num_settings", num_settings)
     if not isinstance(ranges, Mapping) or not ranges:
         raise ValueError(
             f"ranges={ranges!r} is invalid: must be a non-empty dict "

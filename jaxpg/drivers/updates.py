@@ -50,7 +50,7 @@ def updates_program(
       num_shared: arguments after the count that every member shares,
         replicated over the mesh (a token policy's frozen reference).
     """
-    positive_int("cap", cap)
+    cap = positive_int("cap", cap)
     # Traced once: the metrics' shapes below and the loop's body share it.
     step = jax.jit(update)
 

@@ -61,7 +61,7 @@ class TransformerConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "width", "num_layers", "num_heads", "max_len"):
-            positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, positive_int(name, getattr(self, name)))
         if self.width % self.num_heads:
             raise ValueError(
                 f"width={self.width} is invalid: must be divisible by "

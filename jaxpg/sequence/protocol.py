@@ -94,7 +94,8 @@ class SequenceModel:
 
     def __post_init__(self):
         for field in ("vocab_size", "max_len"):
-            positive_int(f"SequenceModel.{field}", getattr(self, field))
+            value = positive_int(f"SequenceModel.{field}", getattr(self, field))
+            object.__setattr__(self, field, value)
         for field in ("init", "apply"):
             if not callable(getattr(self, field)):
                 raise TypeError(

@@ -470,7 +470,7 @@ def run_updates(
     it and call it once per chunk of updates (what ``jaxpg lm`` does between
     progress reports). ``num_updates`` is static.
     """
-    checks.positive_int("num_updates", num_updates)
+    num_updates = checks.positive_int("num_updates", num_updates)
     return jax.lax.scan(
         lambda s, _: algo.update(s, ref_params, hyper),
         state,
@@ -537,8 +537,8 @@ def train_seeds(
     chunks, checkpoints and a progress bar, see
     :func:`jaxpg.sequence.seeds.train_seeds` (what ``jaxpg lm`` runs).
     """
-    checks.positive_int("num_seeds", num_seeds)
-    checks.positive_int("first_seed", first_seed, 0)
+    num_seeds = checks.positive_int("num_seeds", num_seeds)
+    first_seed = checks.positive_int("first_seed", first_seed, 0)
     train = make_rl_train(task, model_cfg, rl, optimizer=optimizer)
     return parallel.run_members(
         train,
@@ -559,9 +559,9 @@ def evaluate(
 ) -> dict[str, Array]:
     """Mean ``accuracy``, ``true_reward`` and ``reward`` of sampled responses to
     ``num_prompts`` fresh prompts (scalars)."""
-    checks.positive_int("evaluate: num_prompts", num_prompts)
+    num_prompts = checks.positive_int("evaluate: num_prompts", num_prompts)
     if max_new_tokens is not None:
-        checks.positive_int("evaluate: max_new_tokens", max_new_tokens)
+        max_new_tokens = checks.positive_int("evaluate: max_new_tokens", max_new_tokens)
     prompt_key, sample_key = jax.random.split(key)
     r = task.max_new_tokens if max_new_tokens is None else max_new_tokens
     prompts = task.sample_prompts(prompt_key, num_prompts)

@@ -139,10 +139,10 @@ def train_seeds(
         saved; the message names the previous good one.
     """
     num_updates = rl_cfg.num_updates
-    checks.positive_int("chunk", chunk)
+    chunk = checks.positive_int("chunk", chunk)
     chunk = min(chunk, num_updates)
     if checkpoint_every is not None:
-        checks.positive_int("checkpoint_every", checkpoint_every)
+        checkpoint_every = checks.positive_int("checkpoint_every", checkpoint_every)
         if run_dir is None:
             raise ValueError(
                 f"checkpoint_every={checkpoint_every} needs run_dir (where to save)"

@@ -144,7 +144,7 @@ def sort_task(
     num_digits: int = 3, max_new_tokens: int | None = None, reward: str = "exact"
 ) -> Task:
     """Sort ``num_digits`` random digits (``reward``: "exact" or "partial")."""
-    positive_int("num_digits", num_digits)
+    num_digits = positive_int("num_digits", num_digits)
     sample_prompts, answers = _sort_parts(num_digits)
     exact, partial = _scorers(answers)
     la = num_digits + 1
@@ -158,7 +158,7 @@ def add_task(
     num_digits: int = 1, max_new_tokens: int | None = None, reward: str = "exact"
 ) -> Task:
     """Add two ``num_digits``-digit numbers (``reward``: "exact" or "partial")."""
-    positive_int("num_digits", num_digits)
+    num_digits = positive_int("num_digits", num_digits)
     n_d = num_digits
 
     def sample_prompts(key, n):
@@ -196,7 +196,7 @@ def sort_proxy_task(
     num_digits: int = 3, max_new_tokens: int | None = None, length_bonus: float = 0.2
 ) -> Task:
     """``sort`` optimised on ``partial + length_bonus * |y|`` (a flawed proxy)."""
-    positive_int("num_digits", num_digits)
+    num_digits = positive_int("num_digits", num_digits)
     la = num_digits + 1
     max_new_tokens = _budget(max_new_tokens, la, la + 4)
     task = sort_task(num_digits, max_new_tokens, reward="partial")
