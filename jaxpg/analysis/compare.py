@@ -65,7 +65,8 @@ def optimality_gap(x: np.ndarray, gamma: float = 1.0) -> np.ndarray:
 
 def aggregate_metrics(x: Any) -> np.ndarray:
     """``[..., N, M] -> [..., 4]``: IQM, mean, median, optimality gap (in
-    :data:`AGGREGATES` order)."""
+    :data:`AGGREGATES` order) of finite scores (a NaN raises ``ValueError``,
+    as :func:`jaxpg.analysis.stats.iqm` does)."""
     x = np.asarray(x, np.float64)
     task_means = x.mean(axis=-2)
     return np.stack(

@@ -169,7 +169,7 @@ def load_policy(
         that differs from the record (named); nothing saved; or a saved file
         that is damaged (named).
     """
-    from jaxpg.drivers.runstate import describe, fingerprint
+    from jaxpg.drivers.runstate import describe_part, fingerprint
     from jaxpg.experiment.checkpoint import (
         CheckpointError,
         restore_latest,
@@ -204,7 +204,7 @@ def load_policy(
             f"passing the same objects: jaxpg.load_policy(DIR, {missing[0]}=...)"
         )
     for name, value in given.items():
-        now = fingerprint(value) if name == "env_params" else describe(value)
+        now = fingerprint(value) if name == "env_params" else describe_part(name, value)
         if not rundir.same_part(recorded.get(name), now):
             was = recorded.get(name) or "the default"
             raise ValueError(

@@ -329,8 +329,10 @@ def map_members(
       args: a tuple of pytrees of host array-likes with a leading ``[M]``
         axis (no PRNG keys).
       shared: pytrees every member takes whole (a token policy's starting
-        and reference parameters), replicated on every device (the same
-        values on every process).
+        and reference parameters; no PRNG keys), copied from the host to
+        every device. With several processes each copies its own values:
+        they must be the same on every process (loaded from the same file,
+        or made from the same key); nothing checks it.
       devices: default: all devices of all processes.
 
     Returns:

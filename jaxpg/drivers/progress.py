@@ -31,7 +31,8 @@ def elapsed(
 ) -> Iterator[None]:
     """Show ``<doing>... 3 s`` while the block runs (ticking every ``every``
     seconds on a terminal; elsewhere one line at the start), then ``<done> in
-    12.3 s`` (default: ``done: <doing>``)."""
+    12.3 s`` (default: ``done: <doing>``), or ``<doing>: stopped after 2.1 s``
+    when the block raises (an error, Ctrl-C)."""
     if not shown:
         yield
         return
@@ -50,15 +51,20 @@ def elapsed(
     ticker = threading.Thread(target=tick, daemon=True) if live else None
     if ticker is not None:
         ticker.start()
+    finished = False
     try:
         yield
+        finished = True
     finally:
         stop.set()
         if ticker is not None:
             ticker.join()
         end = "\r" if live else ""
-        label = done or f"done: {doing}"
-        stream.write(f"{end}{label} in {time.perf_counter() - t0:.1f} s\n")
+        seconds = time.perf_counter() - t0
+        if finished:
+            stream.write(f"{end}{done or f'done: {doing}'} in {seconds:.1f} s\n")
+        else:  # an error or Ctrl-C: not done
+            stream.write(f"{end}{doing}: stopped after {seconds:.1f} s\n")
         stream.flush()
 
 

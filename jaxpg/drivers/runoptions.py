@@ -14,7 +14,7 @@ from jaxpg.checks import positive_int
 from jaxpg.config import Config
 from jaxpg.drivers import runstate
 from jaxpg.drivers.chunking import timed_plan
-from jaxpg.drivers.runstate import describe
+from jaxpg.drivers.runstate import describe, describe_part
 from jaxpg.drivers.train import make_algorithm
 
 __all__ = ["RunOptions", "check_run_dir_options", "custom_parts"]
@@ -103,7 +103,7 @@ def custom_parts(
         custom["env_params"] = runstate.fingerprint(opts.env_params)
     for name in ("policy_obs", "critic_obs", "action_mask_fn"):
         if name in opts.parts:
-            custom[name] = describe(opts.parts[name])
+            custom[name] = describe_part(name, opts.parts[name])
     if opts.parts:
         accepted = inspect.signature(make_algorithm).parameters
         unknown = [k for k in opts.parts if k not in accepted]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import inspect
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,9 @@ def describe(part: Any) -> str | None:
 
     - a flax module: its repr (its fields);
     - a function or class (an NNX torso): its import path;
-    - a key or a tuple of keys (an observation view): its repr;
+    - a lambda or a nested function (a view, a mask): ``builtins.function``
+      and a digest of its code and of what it closes over, so that
+      ``lambda o: o["a"]`` and ``lambda o: o["b"]`` differ;
     - an optimizer (an ``optax.GradientTransformation``: a tuple of an
       ``init`` and an ``update`` function): its type and a digest of what
       those functions close over (:func:`closure_digest`), so that
@@ -56,10 +60,6 @@ def describe(part: Any) -> str | None:
     """
     if part is None:
         return None
-    if isinstance(part, str) or (
-        isinstance(part, tuple) and all(isinstance(p, str) for p in part)
-    ):
-        return repr(part)
     import flax.linen as nn
 
     if isinstance(part, nn.Module):
@@ -72,10 +72,44 @@ def describe(part: Any) -> str | None:
     ):
         return f"{part.__module__}:{part.__qualname__}"  # an import path
     name = f"{type(part).__module__}.{type(part).__qualname__}"
+    if inspect.isfunction(part):  # no import path: what it computes
+        both = f"{_code_digest(part.__code__)}{closure_digest(part)}".encode()
+        return f"{name}#{hashlib.sha256(both).hexdigest()[:16]}"
     if _is_transformation(part):
         return f"{name}#{closure_digest(part)}"
     env_name = getattr(part, "name", None)
     return f"{name}({env_name!r})" if isinstance(env_name, str) else name
+
+
+def describe_part(name: str, part: Any) -> str | None:
+    """:func:`describe`, except that an observation view (``policy_obs``,
+    ``critic_obs``) given as a key or a tuple of keys is recorded by its
+    repr: the keys it reads."""
+    keys = isinstance(part, str) or (
+        isinstance(part, tuple) and all(isinstance(p, str) for p in part)
+    )
+    if name in ("policy_obs", "critic_obs") and keys:
+        return repr(part)
+    return describe(part)
+
+
+def _code_digest(code: types.CodeType) -> str:
+    """16 hex digits of a function's bytecode, names and constants (nested
+    code included), not of its file or line: the same function moved in its
+    file keeps its digest."""
+    digest = hashlib.sha256()
+
+    def put(c: types.CodeType) -> None:
+        digest.update(c.co_code)
+        digest.update(repr((c.co_names, c.co_varnames)).encode())
+        for const in c.co_consts:
+            if isinstance(const, types.CodeType):
+                put(const)
+            else:
+                digest.update(repr(const).encode())
+
+    put(code)
+    return digest.hexdigest()[:16]
 
 
 def _is_transformation(part: Any) -> bool:

@@ -533,8 +533,11 @@ def train_seeds(
     The seeds are laid over ``devices`` (default: all devices of all
     processes) as :func:`jaxpg.train_seeds` lays them
     (:func:`jaxpg.drivers.parallel.run_members`): any seed count, ``params``
-    and ``ref_params`` replicated on every device, no collective. For
-    chunks, checkpoints and a progress bar, see
+    and ``ref_params`` copied to every device (with several processes, the
+    same values on each), no collective. Called from the host, not inside
+    ``jit``: for a traced call, ``jax.vmap(make_rl_train(...), (0, None,
+    None))`` over keys is the same program on one device. For chunks,
+    checkpoints and a progress bar, see
     :func:`jaxpg.sequence.seeds.train_seeds` (what ``jaxpg lm`` runs).
     """
     num_seeds = checks.positive_int("num_seeds", num_seeds)

@@ -5,6 +5,8 @@ indices it ran."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -163,3 +165,19 @@ def test_a_chunk_is_timed_without_the_compile_of_the_one_dispatched_behind_it():
     )
     # The chunk at 3 was read after the 1-update chunk compiled: 2 s, not 52.
     assert seconds == [(0, 2.0), (3, 2.0), (6, 2.0)]
+
+
+def test_elapsed_says_done_only_when_the_block_finishes(capsys):
+    from jaxpg.drivers.progress import compiling, elapsed
+
+    with elapsed("fitting", done="fitted"):
+        pass
+    with pytest.raises(KeyboardInterrupt), compiling("the program"):
+        raise KeyboardInterrupt
+    with elapsed("quiet", shown=False):
+        pass
+    err = capsys.readouterr().err
+    assert re.search(r"^fitting\.\.\.\nfitted in \d+\.\d s\n", err)
+    assert re.search(r"compiling the program\.\.\.\ncompiling the program: "
+                     r"stopped after \d+\.\d s\n$", err)  # fmt: skip
+    assert "compiled" not in err and "quiet" not in err

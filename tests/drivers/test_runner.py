@@ -330,6 +330,31 @@ def test_custom_parts_are_described_without_memory_addresses():
     assert _describe(ProgressBar) == "jaxpg.drivers.progress:ProgressBar"
 
 
+def test_views_and_functions_without_an_import_path_are_described_by_content():
+    """A view given as keys by its keys; a lambda or a nested function by its
+    code and what it closes over (``lambda o: o["a"]`` and ``o["b"]``
+    differ, the same source twice does not); a record from before, which
+    held ``builtins.function`` alone, still matches; a ``functools.partial``'s
+    string keyword is described as before (old records stay valid)."""
+    import functools
+
+    from jaxpg.drivers.runstate import describe, describe_part
+    from jaxpg.experiment.rundir import same_part
+
+    assert describe_part("critic_obs", ("secret", "target")) == "('secret', 'target')"
+    assert describe_part("policy_obs", "obs") == "'obs'"
+
+    def view(key):
+        return lambda o: o[key]
+
+    a, b = describe(lambda o: o["a"]), describe(lambda o: o["b"])
+    assert a.startswith("builtins.function#") and a != b
+    assert describe(lambda o: o["a"]) == a
+    assert describe(view("x")) == describe(view("x")) != describe(view("y"))
+    assert same_part("builtins.function", a)
+    assert describe(functools.partial(sorted, key="x")).endswith("key=builtins.str)")
+
+
 def test_an_optimizer_is_described_by_its_hyperparameters():
     import optax
 

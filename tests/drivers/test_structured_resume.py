@@ -66,24 +66,49 @@ def mask_of(obs):
     return obs["action_mask"]
 
 
-def test_views_and_mask_given_as_parts_are_recorded_and_needed_again(tmp_path):
+def test_views_and_mask_given_as_parts_are_recorded_and_needed_again(
+    tmp_path, monkeypatch
+):
     """``critic_obs`` and ``action_mask_fn`` given to the runner as keywords
-    (not in the config) train and evaluate the run, are recorded in its
-    directory, and a resume or a load without them, or with others, is
+    (not in the config) reach the algorithm it trains and the evaluation it
+    reports, are recorded in its directory, and a resume or a load needs the
+    same ones: with them it goes on, without them or with others it is
     refused by name."""
+    import jaxpg.drivers.report as report
+    import jaxpg.drivers.runoptions as runoptions
+
+    built, evaluated = [], []
+    make_algorithm, evaluate_seeds = runoptions.make_algorithm, report.evaluate_seeds
+
+    def spy_make_algorithm(*args, **kwargs):
+        built.append(kwargs)
+        return make_algorithm(*args, **kwargs)
+
+    def spy_evaluate_seeds(*args, parts=None, **kwargs):
+        evaluated.append(parts)
+        return evaluate_seeds(*args, parts=parts, **kwargs)
+
+    monkeypatch.setattr(runoptions, "make_algorithm", spy_make_algorithm)
+    monkeypatch.setattr(report, "evaluate_seeds", spy_evaluate_seeds)
     cfg = CFG.replace(critic_obs=None, total_steps=4 * 8 * 2)
     parts = dict(env=ENV, critic_obs=("secret", "target"), action_mask_fn=mask_of)
     out = tmp_path / "run"
-    done = run(
-        cfg, 2, progress=False, checkpoint_dir=out, eval_episodes=3, **parts
-    )  # fmt: skip
+    done = run(cfg, 2, progress=False, checkpoint_dir=out, eval_episodes=3, **parts)
     assert done.summary is not None and len(done.summary["eval"]["mean_per_seed"]) == 2
+    assert built and all(
+        k["critic_obs"] == ("secret", "target") and k["action_mask_fn"] is mask_of
+        for k in built
+    )
+    assert evaluated == [{"env": ENV, "env_params": None, "policy_network": None,
+                          "policy_obs": None, "action_mask_fn": mask_of}]  # fmt: skip
     custom = jaxpg.experiment.rundir.load_run(out)[1]["custom"]
     assert custom["critic_obs"] == "('secret', 'target')"
     assert custom["action_mask_fn"].endswith(":mask_of")
     with pytest.raises(jaxpg.experiment.rundir.RunDirError, match="critic_obs"):
         run(cfg, 2, progress=False, checkpoint_dir=out, resume=True,
             **{**parts, "critic_obs": ("target",)})  # fmt: skip
+    again = run(cfg, 2, progress=False, checkpoint_dir=out, resume=True, **parts)
+    assert again.updates_done == cfg.num_updates and not again.interrupted
     with pytest.raises(ValueError, match="action_mask_fn"):
         jaxpg.load_policy(out, env=ENV, critic_obs=("secret", "target"))
     loaded_cfg, _, params, what = jaxpg.load_policy(out, **parts)
