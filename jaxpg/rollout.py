@@ -43,9 +43,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxpg.checks import positive_int
 from jaxpg.envs import EnvSpec, EnvStepper, select_envs
 from jaxpg.envs import make_stepper as make_stepper  # re-exported
-from jaxpg.kernels.batching import check_chunk, chunked_while_loop
+from jaxpg.kernels.batching import chunked_while_loop
 
 Array = jax.Array
 
@@ -280,7 +281,7 @@ def collect_episodes(
     Raises:
       ValueError: ``chunk`` is not an int >= 1.
     """
-    chunk = min(check_chunk(chunk), max(buffer_len, 1))
+    chunk = min(positive_int("chunk", chunk), max(buffer_len, 1))
     num_envs = stepper.num_envs
     act_shape, act_dtype = action_template(spec)
     zeros = lambda shape, dtype=jnp.float32: jnp.zeros(  # noqa: E731
@@ -400,7 +401,7 @@ def evaluate_episodes(
     Raises:
       ValueError: ``chunk`` is not an int >= 1.
     """
-    chunk = min(check_chunk(chunk), max(int(horizon), 1))
+    chunk = min(positive_int("chunk", chunk), max(int(horizon), 1))
     key_reset, key = jax.random.split(key)
     obs, env_state = stepper.reset(key_reset)
     num_envs = stepper.num_envs

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxpg.checks import positive_int
-from jaxpg.kernels.batching import check_chunk
+from jaxpg.kernels.batching import chunked_while_loop
 from jaxpg.sequence.model import TransformerConfig
 from jaxpg.sequence.tasks import add_task, sort_task
 
@@ -37,7 +37,7 @@ def test_positive_int_names_the_argument_the_value_and_the_bound(value, low, mat
 @pytest.mark.parametrize(
     ("build", "name"),
     [
-        (lambda v: check_chunk(v), "chunk"),
+        (lambda v: chunked_while_loop(lambda c: False, lambda c: c, 0, v), "chunk"),
         (lambda v: TransformerConfig(vocab_size=v), "vocab_size"),
         (lambda v: TransformerConfig(num_layers=v), "num_layers"),
         (lambda v: sort_task(num_digits=v), "num_digits"),

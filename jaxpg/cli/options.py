@@ -258,10 +258,6 @@ def add_flags(group: Any, table: tuple[Flag, ...]) -> None:
             group.add_argument(flag, type=kind, default=default, help=text)
 
 
-CACHE_ENV = executables.CACHE_ENV
-DEFAULT_CACHE_DIR = executables.DEFAULT_CACHE_DIR
-
-
 def add_cache_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--compile-cache DIR`` and ``--no-compile-cache``."""
     parser.add_argument(
@@ -269,7 +265,8 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         default=None,
         help="keep compiled programs in DIR so that the same command compiles "
-        f"again in about a second (default: ${CACHE_ENV}, else {DEFAULT_CACHE_DIR})",
+        f"again in about a second (default: ${executables.CACHE_ENV}, else "
+        f"{executables.DEFAULT_CACHE_DIR})",
     )
     parser.add_argument(
         "--no-compile-cache",

@@ -424,11 +424,12 @@ def _run(
         "run_s": run_s,
         "steps_per_s": steps / run_s if run_s > 0 else 0.0,
     }
+    params = policy_params(cfg, state)
     summary = None
     if out is not None and done >= num_updates and opts.eval_episodes is not None:
-        summary = _report(cfg, num_seeds, opts, out, state, timings, start)
+        summary = _report(cfg, num_seeds, opts, out, params, timings, start)
     return RunResult(
-        params=policy_params(cfg, state),
+        params=params,
         metrics=metrics,
         state=state,
         updates_done=done,
@@ -478,7 +479,7 @@ def _report(
     num_seeds: int,
     opts: RunOptions,
     out: Path,
-    state: TrainState,
+    params: Any,
     timings: dict[str, float],
     start: int,
 ) -> dict[str, Any]:
@@ -489,7 +490,7 @@ def _report(
     return report.write_report(
         out,
         cfg,
-        policy_params(cfg, state),
+        params,
         num_seeds,
         opts.first_seed,
         opts.eval_episodes,

@@ -5,7 +5,6 @@ run directory. No computation."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,14 +103,6 @@ def custom_parts(
     for name in ("policy_obs", "critic_obs", "action_mask_fn"):
         if name in opts.parts:
             custom[name] = describe_part(name, opts.parts[name])
-    if opts.parts:
-        accepted = inspect.signature(make_algorithm).parameters
-        unknown = [k for k in opts.parts if k not in accepted]
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-        if unknown and not takes_any:
-            raise TypeError(
-                f"this jaxpg's make_algorithm does not accept {', '.join(unknown)}"
-            )
     build = None
     if opts.env is not None or opts.env_params is not None or opts.parts:
 

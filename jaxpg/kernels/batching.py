@@ -78,7 +78,7 @@ def chunked_while_loop(
     Raises:
       ValueError: ``chunk`` is not an int >= 1.
     """
-    chunk = check_chunk(chunk)
+    chunk = positive_int("chunk", chunk)
     if chunk == 1:
         return while_loop(cond_fun, body_fun, init_val)
 
@@ -86,11 +86,6 @@ def chunked_while_loop(
         return jax.lax.scan(lambda c, _: (body_fun(c), None), carry, length=chunk)[0]
 
     return while_loop(cond_fun, chunk_body, init_val)
-
-
-def check_chunk(chunk: Any, name: str = "chunk") -> int:
-    """``chunk`` if it is an int >= 1, else a ``ValueError`` naming ``name``."""
-    return positive_int(name, chunk)
 
 
 def _close(fun: Callable, example: Any) -> tuple[Callable, list]:

@@ -19,7 +19,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxpg.kernels.batching import check_chunk, chunked_while_loop
+from jaxpg.checks import positive_int
+from jaxpg.kernels.batching import chunked_while_loop
 
 Array = jax.Array
 
@@ -135,6 +136,6 @@ def discounted_returns_prefix(
         return i + 1, g, out.at[t].set(jnp.where(inside, g, out[t]))
 
     init = (jnp.int32(0), jnp.zeros_like(rewards[0]), jnp.zeros_like(rewards))
-    chunk = max(min(check_chunk(chunk), num), 1)
+    chunk = max(min(positive_int("chunk", chunk), num), 1)
     _, _, out = chunked_while_loop(cond, body, init, chunk)
     return out

@@ -287,8 +287,7 @@ def _resumed(
         raise ValueError(
             f"checkpoint at update {start} is past the run's {num_updates} updates"
         )
-    members = NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS))
-    return start, _placed(raw, states, lay, members)
+    return start, _placed(raw, states, lay)
 
 
 def _real_spec(states: Any, lay: parallel.Layout) -> Any:
@@ -317,10 +316,11 @@ def _restore(ckpt_dir: Path, states: Any, lay: parallel.Layout) -> tuple[int, An
     )
 
 
-def _placed(raw: Any, states: Any, lay: parallel.Layout, members: NamedSharding) -> Any:
+def _placed(raw: Any, states: Any, lay: parallel.Layout) -> Any:
     """``[S]`` raw states padded to ``[P]`` (the last seed repeated, as at
     the start) and laid over the devices, keys wrapped as in ``states``."""
     placed = parallel.place(raw, lay)
+    members = NamedSharding(lay.mesh, PartitionSpec(parallel.MEMBER_AXIS))
     return jax.tree.map(
         lambda like, x: (
             jax.device_put(data_to_key(like, x), members) if is_key(like) else x
